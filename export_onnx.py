@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Trace FizBuzNet to ONNX and prove the ONNX model answers like PyTorch.
+
+Writes fizbuz_package/fizbuz.onnx, prints the traced TorchScript graph and the
+ONNX graph in readable text, runs onnx.checker, then runs the ONNX model with
+onnx's own reference evaluator on all 1024 inputs and compares it with the
+PyTorch logits (max abs difference <= 1e-5, identical argmax). Exits non-zero
+with a message on any mismatch.
+"""
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.checker
+import onnx.printer
+import onnx.reference
+import torch
+
+from fizbuz_codec import BITS, INPUT_KEY
+from fizbuz_model import encode_batch, load_model
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_WEIGHTS = HERE / "assets" / "fizbuz_model.pth"
+DEFAULT_OUTPUT = HERE / "fizbuz_package" / "fizbuz.onnx"
+OPSET = 12
+OUTPUT_NAME = "output"
+TOLERANCE = 1e-5
+
+log = logging.getLogger("export_onnx")
+
+
+def export(model, output_path):
+    # A 2-D dummy input makes the exporter emit Gemm, which MXNet's importer
+    # maps to FullyConnected; the batch axis is dynamic so any batch size binds.
+    dummy = torch.zeros(1, BITS)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model, (dummy,), str(output_path),
+        dynamo=False,
+        keep_initializers_as_inputs=True,  # MXNet's importer needs them as inputs
+        opset_version=OPSET,
+        input_names=[INPUT_KEY],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_KEY: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+    )
+
+
+def parity_report(model, onnx_path):
+    """Max |torch - onnx| over all 1024 inputs and the inputs whose argmax differs."""
+    every_input = encode_batch(range(1 << BITS))
+    with torch.no_grad():
+        torch_logits = model(every_input).numpy()
+    session = onnx.reference.ReferenceEvaluator(str(onnx_path))
+    (onnx_logits,) = session.run(None, {INPUT_KEY: every_input.numpy()})
+    max_diff = float(np.max(np.abs(torch_logits - onnx_logits)))
+    argmax_mismatch = np.nonzero(torch_logits.argmax(1) != onnx_logits.argmax(1))[0]
+    return max_diff, argmax_mismatch.tolist()
+
+
+def summary(onnx_model):
+    """Inputs, outputs, shapes, opset, ops and parameter counts, as text lines."""
+    graph = onnx_model.graph
+    initializers = {init.name: init for init in graph.initializer}
+
+    def shape_of(value_info):
+        dims = value_info.type.tensor_type.shape.dim
+        return "x".join(d.dim_param or str(d.dim_value) for d in dims)
+
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in onnx_model.opset_import)
+    lines = [f"opset: {opsets}", f"ir_version: {onnx_model.ir_version}"]
+    for value in graph.input:
+        if value.name not in initializers:
+            lines.append(f"input:  {value.name} [{shape_of(value)}]")
+    for value in graph.output:
+        lines.append(f"output: {value.name} [{shape_of(value)}]")
+    lines.append("nodes:  " + " -> ".join(node.op_type for node in graph.node))
+    total = 0
+    for name, init in initializers.items():
+        count = int(np.prod(init.dims)) if init.dims else 1
+        total += count
+        lines.append(f"param:  {name} {list(init.dims)} = {count}")
+    lines.append(f"parameters: {total}")
+    return lines
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
+                        help="trained state_dict (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="where to write the ONNX model (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="do not print the traced graphs")
+    parser.add_argument("--summary", action="store_true",
+                        help="only print a summary of an existing ONNX file (--output) and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.summary:
+        if not args.output.is_file():
+            log.error("no ONNX model at %s: run ./export_onnx.py first", args.output)
+            return 2
+        print("\n".join(summary(onnx.load(str(args.output)))))
+        return 0
+    if not args.weights.is_file():
+        log.error("no trained weights at %s: run ./train.py first", args.weights)
+        return 2
+
+    model = load_model(args.weights)
+    if not args.quiet:
+        log.info("== PyTorch traced graph (TorchScript IR) ==")
+        traced = torch.jit.trace(model, torch.zeros(1, BITS))
+        print(traced.inlined_graph)
+    log.info("exporting to %s (opset %d)", args.output, OPSET)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but is the one whose output
+        # MXNet 1.9's ONNX importer reads (see DESIGN.md).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        export(model, args.output)
+
+    onnx_model = onnx.load(str(args.output))
+    onnx.checker.check_model(onnx_model, full_check=True)
+    log.info("onnx.checker: model is valid")
+    if not args.quiet:
+        log.info("== ONNX graph ==")
+        print(onnx.printer.to_text(onnx_model.graph))
+        log.info("== summary ==")
+        print("\n".join(summary(onnx_model)))
+
+    max_diff, mismatched = parity_report(model, args.output)
+    log.info("parity on all %d inputs: max |torch - onnx| = %.3g, argmax mismatches = %d",
+             1 << BITS, max_diff, len(mismatched))
+    if max_diff > TOLERANCE or mismatched:
+        log.error("PARITY FAILED: max diff %.3g (tolerance %g), argmax differs at %s",
+                  max_diff, TOLERANCE, mismatched[:20])
+        return 1
+    log.info("parity OK: %s matches PyTorch", args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

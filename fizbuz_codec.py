@@ -1,0 +1,78 @@
+"""The one source of truth for FizzBuzz numbers, bits and labels.
+
+Stdlib only, so the serving archive, the Flask app, training and the tests
+all share exactly these rules. The service answers for the *next* number:
+a request carrying n is answered with the label of n + 1.
+"""
+
+BITS = 10
+MIN_INPUT = 0
+# n + 1 must fit in BITS bits, so the largest number we answer for is 1023.
+MAX_INPUT = (1 << BITS) - 2
+INPUT_KEY = "input.1"
+OUTPUT_KEY = "next_number"
+CLASS_LABELS = ("number", "Fizz", "Buzz", "FizzBuzz")
+
+
+def encode(number):
+    """Return `number` as a list of BITS ints, most significant bit first."""
+    if not 0 <= number < (1 << BITS):
+        raise ValueError(f"{number} does not fit in {BITS} bits")
+    return [(number >> shift) & 1 for shift in range(BITS - 1, -1, -1)]
+
+
+def true_class(number):
+    """Class index of the real FizzBuzz answer for `number`."""
+    if number % 15 == 0:
+        return 3
+    if number % 5 == 0:
+        return 2
+    if number % 3 == 0:
+        return 1
+    return 0
+
+
+def readable(number, class_index):
+    """The label a client sees for `number` predicted as `class_index`."""
+    if class_index == 0:
+        return str(number)
+    return CLASS_LABELS[class_index]
+
+
+def true_label(number):
+    return readable(number, true_class(number))
+
+
+class InvalidInput(ValueError):
+    """A request value the service refuses; the message is shown to the client."""
+
+
+def validate_input(payload):
+    """Check a decoded JSON request and return the integer n it asks about.
+
+    Accepts {"input.1": n} with n an integer in MIN_INPUT..MAX_INPUT.
+    Integral floats (14.0) are refused too: the contract is an integer.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidInput(
+            f'body must be a JSON object like {{"{INPUT_KEY}": 14}}, '
+            f"got {type(payload).__name__}")
+    if INPUT_KEY not in payload:
+        raise InvalidInput(f'missing key "{INPUT_KEY}"')
+    value = payload[INPUT_KEY]
+    # bool is a subclass of int in Python; true/false are not numbers here.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(
+            f'"{INPUT_KEY}" must be an integer, got {_describe(value)}')
+    if not MIN_INPUT <= value <= MAX_INPUT:
+        raise InvalidInput(
+            f'"{INPUT_KEY}" must be between {MIN_INPUT} and {MAX_INPUT}, '
+            f"got {_describe(value)}")
+    return value
+
+
+def _describe(value):
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"

@@ -1,0 +1,230 @@
+"""MMS 1.0.8 handler for FizBuzNet: `fizbuz_service:handle`.
+
+Runs inside an MMS worker with only the standard library, numpy, mxnet and
+fizbuz_codec (shipped in the same archive). MMS calls handle(None, context)
+once at load time and then handle(batch, context) with 1..batch_size
+requests; we answer every request of a batch with one forward pass and give
+each bad request its own 400 without failing its neighbours.
+"""
+
+import json
+import logging
+import os
+import time
+
+import mxnet as mx
+import numpy as np
+
+import fizbuz_codec as codec
+
+log = logging.getLogger(__name__)
+
+# MMS 1.0.8's frontend decodes a worker's reply (mms/protocol/otf_message_handler.py
+# create_predict_response) with two unguarded reads: each prediction's 4-byte
+# status code and its header map. If a socket read ends inside either, the Java
+# decoder throws and MMS kills the worker ("Worker died."). Netty reads in chunks
+# whose sizes are multiples of 16, counted from the start of the reply, so:
+#  - we set no response headers (not even Content-Type): the map stays empty;
+#  - we pad each body with trailing spaces so that every status field starts at
+#    offset STATUS_ALIGNMENT modulo 16 and never straddles a chunk boundary.
+READ_CHUNK = 16
+STATUS_ALIGNMENT = 6
+REPLY_HEAD = 4 + 4 + len("Prediction success")  # code, message length, message
+ERROR_PHRASE = "Bad Request"
+# MMS hands the raw body under this parameter name; query-string and form
+# fields arrive under their own names.
+BODY_PARAMETER = "body"
+# model-archiver --convert writes the symbol and params next to this file,
+# named after the archive's model name.
+SIGNATURE_FILE = "signature.json"
+
+
+def _error_body(message):
+    return json.dumps({"error": message, "code": 400})
+
+
+def _decode_json(raw):
+    """Parse a request body that may be raw bytes (decode_input_request=false),
+    text, or JSON MMS already decoded. Raises InvalidInput for anything bad."""
+    if isinstance(raw, (bytes, bytearray)):
+        if not raw.strip():
+            raise codec.InvalidInput("empty body: send a JSON object like {\"input.1\": 14}")
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise codec.InvalidInput(f"body is not UTF-8 text ({error.reason} at byte {error.start})")
+        raw = text
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise codec.InvalidInput("empty body: send a JSON object like {\"input.1\": 14}")
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise codec.InvalidInput("body is not valid JSON: nested too deeply")
+        except ValueError as error:
+            # JSONDecodeError, and Python's limit on very long integer literals.
+            raise codec.InvalidInput(f"body is not valid JSON: {error}")
+    return raw
+
+
+def status_offset(record_start, request_id):
+    """Where a prediction's status code sits, given where its record starts:
+    request id (length + text), content type (length 0), then the status."""
+    return record_start + 4 + len(request_id.encode("utf-8")) + 4
+
+
+def align_for_frontend(replies, request_ids, phrases):
+    """Pad each reply with spaces and a newline so that every prediction's status
+    code in MMS's reply frame starts at STATUS_ALIGNMENT modulo READ_CHUNK."""
+    ids = [request_ids[idx] for idx in range(len(replies))] if request_ids else []
+    if len(ids) != len(replies):
+        return replies  # no ids to lay out against (not inside MMS)
+    aligned = []
+    record_start = REPLY_HEAD
+    for idx, reply in enumerate(replies):
+        body_start = status_offset(record_start, ids[idx]) + 4 + 4 + len(phrases[idx]) + 4 + 4
+        end = body_start + len(reply.encode("utf-8")) + 1  # + the newline
+        pad = 0
+        if idx + 1 < len(replies):
+            pad = (STATUS_ALIGNMENT - status_offset(end, ids[idx + 1])) % READ_CHUNK
+        aligned.append(reply + " " * pad + "\n")
+        record_start = end + pad
+    return aligned
+
+
+class MXNetModelService:
+    """FizBuzNet served from the MXNet symbol and params that model-archiver
+    converted from fizbuz.onnx. One executor is bound for the registered batch
+    size; smaller batches are padded, so a batch costs one forward pass."""
+
+    def __init__(self):
+        self.initialized = False
+        self.batch_size = 1
+        self.input_name = None
+        self._executor = None
+        self._input = None
+        self._bit_table = None
+
+    def initialize(self, context):
+        properties = context.system_properties
+        model_dir = properties.get("model_dir")
+        self.batch_size = int(properties.get("batch_size") or 1)
+        manifest_model = context.manifest["model"]
+
+        with open(os.path.join(model_dir, SIGNATURE_FILE)) as f:
+            signature = json.load(f)
+        self.input_name = signature["inputs"][0]["data_name"]
+        width = signature["inputs"][0]["data_shape"][1]
+        if width != codec.BITS:
+            raise ValueError(f"signature.json says {width} input bits, the codec uses {codec.BITS}")
+
+        model_name = manifest_model["modelName"]
+        symbol = mx.sym.load(os.path.join(model_dir, f"{model_name}-symbol.json"))
+        params = mx.nd.load(os.path.join(model_dir, f"{model_name}-0000.params"))
+        arg_params = {k[4:]: v for k, v in params.items() if k.startswith("arg:")}
+        aux_params = {k[4:]: v for k, v in params.items() if k.startswith("aux:")}
+
+        self._executor = symbol.simple_bind(
+            mx.cpu(), grad_req="null", **{self.input_name: (self.batch_size, codec.BITS)})
+        self._executor.copy_params_from(arg_params, aux_params)
+        self._input = self._executor.arg_dict[self.input_name]
+        # Every valid request maps to one row of this table (the bits of n + 1),
+        # so building a batch is a single numpy gather.
+        self._bit_table = np.array(
+            [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)],
+            dtype=np.float32)
+        self.initialized = True
+        log.info("FizBuzNet loaded from %s: input %s, batch size %d",
+                 model_dir, self.input_name, self.batch_size)
+
+    def preprocess(self, batch, context):
+        """Validate each request. Returns (numbers, errors): numbers[i] is the
+        requested n or None, errors[i] the client-facing message or None."""
+        numbers, errors = [], []
+        for request in batch:
+            try:
+                numbers.append(codec.validate_input(_decode_json(self._body_of(request))))
+                errors.append(None)
+            except codec.InvalidInput as error:
+                numbers.append(None)
+                errors.append(str(error))
+        return numbers, errors
+
+    @staticmethod
+    def _body_of(request):
+        if not isinstance(request, dict):
+            return request
+        if BODY_PARAMETER in request:
+            return request[BODY_PARAMETER]
+        if codec.INPUT_KEY in request:
+            # ?input.1=14 or a form field: MMS hands the value as raw bytes.
+            return {codec.INPUT_KEY: _decode_json(request[codec.INPUT_KEY])}
+        if not request:
+            # What MMS hands over for a form-encoded body it could not parse,
+            # e.g. `curl -d '{...}'` without a Content-Type header.
+            raise codec.InvalidInput(
+                f'no JSON body received: send {{"{codec.INPUT_KEY}": 14}} with the header '
+                f"Content-Type: application/json")
+        raise codec.InvalidInput(f'send a JSON body like {{"{codec.INPUT_KEY}": 14}}')
+
+    def inference(self, numbers):
+        """One forward pass for every valid number; returns their class indices."""
+        valid = [n for n in numbers if n is not None]
+        if not valid:
+            return []
+        if len(valid) > self.batch_size:
+            raise ValueError(f"batch of {len(valid)} exceeds the bound batch size {self.batch_size}")
+        rows = np.zeros((self.batch_size, codec.BITS), dtype=np.float32)
+        rows[:len(valid)] = self._bit_table[np.asarray(valid) - codec.MIN_INPUT]
+        self._input[:] = rows
+        self._executor.forward(is_train=False)
+        logits = self._executor.outputs[0].asnumpy()
+        return logits[:len(valid)].argmax(axis=1).tolist()
+
+    @staticmethod
+    def postprocess(numbers, classes, errors):
+        """One JSON text per request, in request order."""
+        predicted = iter(classes)
+        replies = []
+        for number, error in zip(numbers, errors):
+            if error is not None:
+                replies.append(_error_body(error))
+            else:
+                label = codec.readable(number + 1, next(predicted))
+                replies.append(json.dumps({codec.OUTPUT_KEY: label}))
+        return replies
+
+    def handle(self, batch, context):
+        started = time.perf_counter()
+        numbers, errors = self.preprocess(batch, context)
+        preprocessed = time.perf_counter()
+        classes = self.inference(numbers)
+        inferred = time.perf_counter()
+        replies = self.postprocess(numbers, classes, errors)
+        finished = time.perf_counter()
+
+        phrases = []
+        for idx, error in enumerate(errors):
+            if error is not None:
+                context.set_response_status(400, ERROR_PHRASE, idx)
+            phrases.append("" if error is None else ERROR_PHRASE)
+        replies = align_for_frontend(replies, context.request_ids, phrases)
+        metrics = context.metrics
+        if metrics is not None:
+            metrics.add_time("PreprocessTime", round((preprocessed - started) * 1000, 3))
+            metrics.add_time("InferenceTime", round((inferred - preprocessed) * 1000, 3))
+            metrics.add_time("PostprocessTime", round((finished - inferred) * 1000, 3))
+            metrics.add_counter("BatchSize", len(batch))
+        return replies
+
+
+_service = MXNetModelService()
+
+
+def handle(data, context):
+    """MMS entry point. Called with data=None once, to load the model."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Set up, build the model archive if needed, start MXNet Model Server and register FizBuzNet.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: ./start_mms.sh [start]     set up, build the .mar if needed, start MMS, register, wait READY
+       ./start_mms.sh stop        stop the server this project started (by its pid file)
+       ./start_mms.sh status      print the model's settings and worker table
+       ./start_mms.sh -h
+
+Start creates the virtual environment on first use (scripts/setup_env.sh), runs
+./build_mar.sh when model_store/fizbuz_package.mar is missing or older than its
+sources, starts MMS with its own TMPDIR/TEMP and logs under \$FIZBUZ_RUN_DIR, registers
+the model with batching through the management API, and returns once every worker is
+READY and a real prediction has been answered. Re-running it while the server is up
+only reports on it.
+
+Environment (defaults in brackets):
+  INFERENCE_PORT   [8080]  predictions API, on 127.0.0.1
+  MANAGEMENT_PORT  [8081]  management API, on 127.0.0.1
+  BATCH_SIZE       [8]     largest batch a worker gets
+  MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
+  WORKERS          [2]     worker processes (one per core suits this model)
+  ACCESS_LOG       [0]     1 writes logs/access_log.log (costs throughput)
+  FIZBUZ_RUN_DIR   [$ROOT/run]  pid file, sockets, generated config, logs/
+  MMS_TIMEOUT      [120]   seconds to wait for each start-up step
+USAGE
+}
+
+command=${1:-start}
+case "$command" in
+  -h|--help) usage; exit 0 ;;
+  start|stop|status) ;;
+  *) echo "start_mms.sh: unknown command '$command'" >&2; usage >&2; exit 2 ;;
+esac
+
+if [ "$command" = start ]; then
+  ensure_venv
+  mar=${MODEL_STORE:-$ROOT/model_store}/fizbuz_package.mar
+  stale=""
+  if [ -f "$mar" ]; then
+    stale=$(find "$ROOT/assets/fizbuz_model.pth" "$ROOT/fizbuz_service.py" "$ROOT/fizbuz_codec.py" \
+      "$ROOT/signature.json" "$ROOT/export_onnx.py" "$ROOT/fizbuz_model.py" "$ROOT/build_mar.sh" -newer "$mar" | head -n 1)
+  fi
+  if [ ! -f "$mar" ] || [ -n "$stale" ]; then
+    "$ROOT/build_mar.sh"
+  fi
+elif [ ! -x "$PY" ]; then
+  die "no virtual environment at $VENV: nothing was started from this project"
+fi
+exec "$PY" "$ROOT/tools/mms_control.py" "$command"

@@ -1,0 +1,200 @@
+"""End to end: the real MMS, the real archive, real HTTP."""
+
+import concurrent.futures
+import json
+import re
+import subprocess
+
+import psutil
+import pytest
+import requests
+import torch
+
+from project import ROOT
+from fizbuz_codec import MAX_INPUT, readable, true_label
+from fizbuz_model import encode_batch, load_model
+
+pytestmark = pytest.mark.e2e
+
+
+def torch_labels():
+    """What the PyTorch model says for every request n (it is asked about n + 1)."""
+    model = load_model(ROOT / "assets" / "fizbuz_model.pth")
+    numbers = list(range(0, MAX_INPUT + 1))
+    with torch.no_grad():
+        classes = model(encode_batch([n + 1 for n in numbers])).argmax(dim=1).tolist()
+    return {n: readable(n + 1, c) for n, c in zip(numbers, classes)}
+
+
+def test_seed_curl_answers_fizzbuzz(mms):
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-X", "POST", mms.url,
+         "-H", "Content-Type: application/json", "-d", '{"input.1": 14}'],
+        capture_output=True, text=True, timeout=30)
+    assert json.loads(result.stdout) == {"next_number": "FizzBuzz"}
+
+
+def test_every_input_matches_pytorch_and_the_truth(mms):
+    expected = torch_labels()
+    assert all(expected[n] == true_label(n + 1) for n in expected)
+
+    def ask(n):
+        response = mms.post({"input.1": n})
+        return n, response.status_code, response.json()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(ask, expected))
+    wrong = [(n, code, body) for n, code, body in answers
+             if code != 200 or body != {"next_number": expected[n]}]
+    assert wrong == []
+
+
+BAD_BODIES = [
+    ("invalid JSON", b'{"input.1": 14', "application/json", "not valid JSON"),
+    ("non-UTF-8", b"\xff\xfe\xfd", "application/json", "not UTF-8"),
+    ("empty", b"", "application/json", "empty body"),
+    ("text content type", b"hello", "text/plain", "not valid JSON"),
+    ("octet-stream", b"\x00\x01", "application/octet-stream", "not valid JSON"),
+    ("out of range", b'{"input.1": 1023}', "application/json", "between 0 and 1022"),
+    ("negative", b'{"input.1": -1}', "application/json", "between 0 and 1022"),
+    ("float", b'{"input.1": 14.5}', "application/json", "must be an integer"),
+    ("boolean", b'{"input.1": true}', "application/json", "must be an integer"),
+    ("null", b'{"input.1": null}', "application/json", "must be an integer"),
+    ("string", b'{"input.1": "14"}', "application/json", "must be an integer"),
+    ("array", b"[14]", "application/json", "JSON object"),
+    ("nested object", b'{"input.1": {"input.1": 14}}', "application/json", "must be an integer"),
+    ("missing key", b'{"input": 14}', "application/json", 'missing key "input.1"'),
+    ("huge number", b'{"input.1": 1' + b"0" * 400 + b"}", "application/json", "between 0 and 1022"),
+    ("too many digits", b'{"input.1": ' + b"9" * 5000 + b"}", "application/json", "not valid JSON"),
+    ("deep nesting", b"[" * 50_000, "application/json", "nested too deeply"),
+    ("infinity", b'{"input.1": Infinity}', "application/json", "must be an integer"),
+]
+
+
+@pytest.mark.parametrize("name, body, content_type, fragment", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_bad_input_gets_400_and_the_workers_survive(mms, name, body, content_type, fragment):
+    pids_before = mms.worker_pids()
+    response = mms.post(body, content_type)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]
+    # Same workers, all READY, and the next good request is answered right.
+    assert len(mms.ready_workers()) == 2
+    assert mms.worker_pids() == pids_before
+    assert mms.post({"input.1": 14}).json() == {"next_number": "FizzBuzz"}
+
+
+def test_body_over_max_request_size_is_refused_without_harm(mms):
+    pids_before = mms.worker_pids()
+    response = mms.post(b'{"input.1": 14, "pad": "' + b"x" * 100_000 + b'"}')
+    assert response.status_code == 413
+    assert mms.worker_pids() == pids_before
+    assert mms.post({"input.1": 4}).json() == {"next_number": "Buzz"}
+
+
+def test_curl_without_content_type_is_told_what_to_send(mms):
+    # curl -d sends application/x-www-form-urlencoded unless told otherwise, and
+    # MMS's form decoder drops a JSON text sent that way before the handler sees it.
+    response = mms.post(b'{"input.1": 14}', content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.json()["error"]
+
+
+def test_multipart_form_field_works(mms):
+    response = requests.post(mms.url, files={"input.1": (None, "29")}, timeout=10)
+    assert response.json() == {"next_number": "FizzBuzz"}
+
+
+def test_wrong_method_and_unknown_model_are_4xx(mms):
+    assert requests.get(mms.url, timeout=10).status_code in (400, 405)
+    unknown = requests.post(mms.url.replace("fizbuz_package", "nope"), data=b"{}", timeout=10)
+    assert unknown.status_code == 404
+
+
+def test_concurrent_requests_are_batched(mms):
+    numbers = [n % (MAX_INPUT + 1) for n in range(2000)]
+
+    def ask(n):
+        return n, mms.post({"input.1": n}).json()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(ask, numbers))
+    assert all(body == {"next_number": true_label(n + 1)} for n, body in answers)
+    sizes = [float(m) for m in re.findall(r"BatchSize\.Count:([\d.]+)",
+                                          (mms.logs / "model_metrics.log").read_text())]
+    assert sizes and max(sizes) > 1
+
+
+def test_metrics_log_has_the_three_handler_stages(mms):
+    mms.post({"input.1": 1})
+    text = (mms.logs / "model_metrics.log").read_text()
+    for stage in ("PreprocessTime", "InferenceTime", "PostprocessTime"):
+        assert re.search(stage + r"\.Milliseconds:[\d.]+", text), stage
+
+
+def test_start_output_and_rerun_is_harmless(mms):
+    result = mms.script("start_mms.sh")
+    assert result.returncode == 0, result.stderr
+    assert "already running" in result.stdout
+    assert f"curl -X POST http://127.0.0.1:{mms.inference_port}/predictions/fizbuz_package" in result.stdout
+    assert str(mms.logs) in result.stdout
+    assert int(mms.pid_file.read_text()) == mms.pid
+
+
+def test_both_apis_listen_on_loopback_only(mms):
+    process = psutil.Process(mms.pid)
+    # Java listens on an IPv6 socket; 127.0.0.1 shows as the IPv4-mapped ::ffff:127.0.0.1.
+    listening = {(c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
+                 for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert listening == {("127.0.0.1", mms.inference_port), ("127.0.0.1", mms.management_port)}
+
+
+def test_scale_one_three_one(fresh_mms):
+    server = fresh_mms(workers=1)
+    for count in (1, 3, 1):
+        result = server.script("scale_workers.sh", str(count))
+        assert result.returncode == 0, result.stderr
+        assert len(re.findall(r"^\d+\s+READY", result.stdout, re.M)) == count
+        workers = server.describe()["workers"]
+        assert len(workers) == count and all(w["status"] == "READY" for w in workers)
+        assert server.post({"input.1": 29}).json() == {"next_number": "FizzBuzz"}
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["0"], "1 <= MIN <= MAX"), (["x"], "not a whole number"), (["3", "2"], "1 <= MIN <= MAX"),
+    (["99"], "1 <= MIN <= MAX"),
+])
+def test_scale_rejects_bad_counts(mms, args, fragment):
+    result = mms.script("scale_workers.sh", *args)
+    assert result.returncode != 0
+    assert fragment in result.stderr
+    assert len(mms.ready_workers()) == 2
+
+
+def test_scale_says_when_no_server_is_up(fresh_mms):
+    server = fresh_mms(start=False)
+    result = server.script("scale_workers.sh", "2")
+    assert result.returncode == 1
+    assert "start it with ./start_mms.sh" in result.stderr
+
+
+def test_start_refuses_a_taken_port(fresh_mms):
+    import socket
+    server = fresh_mms(start=False)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", server.inference_port))
+        squatter.listen()
+        result = server.script("start_mms.sh")
+    assert result.returncode == 1
+    assert f"port {server.inference_port}" in result.stderr and "already in use" in result.stderr
+    assert not server.pid_file.exists()
+
+
+def test_stop_leaves_no_process_and_no_pid_file(fresh_mms):
+    server = fresh_mms(workers=2)
+    family = [psutil.Process(server.pid)] + psutil.Process(server.pid).children(recursive=True)
+    assert len(family) >= 3
+    result = server.script("start_mms.sh", "stop")
+    assert result.returncode == 0, result.stderr
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+    assert not server.pid_file.exists()
+    assert "no MMS is running" in server.script("start_mms.sh", "stop").stdout

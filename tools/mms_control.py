@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Start, register, scale, inspect and stop this project's MXNet Model Server.
+
+Every server it starts lives in its own run folder (default ./run): TMPDIR and
+TEMP (so MMS's pid file, worker sockets and unpacked models stay there), the
+generated config.properties and log4j.properties, and logs/. It only ever
+stops the server whose pid file is in that folder, so a server someone else
+runs on this machine is never touched.
+
+Readiness is "every worker of the model is READY" plus one real prediction:
+MMS 1.0.8 answers GET /ping with 200 even when no worker can serve.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_NAME = "fizbuz_package"
+PID_FILE_NAME = ".model_server.pid"  # MMS writes it to $TMPDIR
+STATE_FILE_NAME = "server.json"
+# MMS 1.0.8's frontend rejects any port from 32767 up ("Invalid port number").
+MAX_PORT = 32766
+
+DEFAULTS = {
+    "inference_port": 8080,
+    "management_port": 8081,
+    "batch_size": 8,
+    "max_batch_delay": 1,
+    "workers": 2,
+    "max_workers": 16,
+}
+
+
+class ControlError(Exception):
+    """A failure the user can act on; printed without a traceback."""
+
+
+def say(message):
+    print(f"==> {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- paths
+
+class RunFolder:
+    """Where one server's runtime files live."""
+
+    def __init__(self, path):
+        self.path = Path(path).resolve()
+        self.tmp = self.path / "tmp"
+        self.logs = self.path / "logs"
+        self.pid_file = self.tmp / PID_FILE_NAME
+        self.state_file = self.path / STATE_FILE_NAME
+        self.config = self.path / "config.properties"
+        self.log_config = self.path / "log4j.properties"
+        self.console_log = self.logs / "mms_console.log"
+
+    def create(self):
+        for folder in (self.path, self.tmp, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def read_pid(self):
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def read_state(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+
+def server_process(pid):
+    """The live MMS frontend with this pid, or None (gone, or pid reused by another program)."""
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if "com.amazonaws.ml.mms.ModelServer" not in " ".join(process.cmdline()):
+            return None
+        return process
+    except psutil.Error:
+        return None
+
+
+# --------------------------------------------------------------------------- HTTP
+
+def http(method, url, timeout=10.0, body=None, headers=None):
+    """Returns (status, text); (None, reason) when nothing answered."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        return None, str(getattr(error, "reason", error))
+
+
+def management_url(port, path):
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def describe_model(management_port, timeout=10.0):
+    status, text = http("GET", management_url(management_port, f"/models/{MODEL_NAME}"), timeout)
+    if status != 200:
+        return None
+    described = json.loads(text)
+    # MMS 1.0.8 answers with an object; later versions with a list of them.
+    return described[0] if isinstance(described, list) else described
+
+
+def ready_workers(description):
+    return [w for w in (description or {}).get("workers", []) if w.get("status") == "READY"]
+
+
+def wait_until(condition, timeout, what, interval=0.1, alive=None):
+    """Poll `condition` until it returns a truthy value or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if alive is not None and not alive():
+            raise ControlError(f"the server exited while waiting for {what}")
+        if time.monotonic() >= deadline:
+            raise ControlError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)  # a poll interval, not a readiness guess
+
+
+def predict(inference_port, number, timeout=10.0):
+    body = json.dumps({"input.1": number}).encode()
+    return http("POST", f"http://127.0.0.1:{inference_port}/predictions/{MODEL_NAME}", timeout,
+                body, {"Content-Type": "application/json"})
+
+
+# --------------------------------------------------------------------------- config files
+
+def write_config(run, inference_port, management_port, template=ROOT / "config.properties"):
+    """Copy config.properties with the addresses pointing at the chosen ports."""
+    lines = []
+    for line in template.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key == "inference_address":
+            line = f"inference_address=http://127.0.0.1:{inference_port}"
+        elif key == "management_address":
+            line = f"management_address=http://127.0.0.1:{management_port}"
+        lines.append(line)
+    run.config.write_text("\n".join(lines) + "\n")
+
+
+def write_log_config(run, access_log, template=ROOT / "log4j.properties"):
+    text = template.read_text()
+    text = text.replace("${LOG_LOCATION}", str(run.logs)).replace("${METRICS_LOCATION}", str(run.logs))
+    text = text.replace("${ACCESS_LOG_LEVEL}", "INFO" if access_log else "OFF")
+    run.log_config.write_text(text)
+
+
+# --------------------------------------------------------------------------- start
+
+def check_port_free(port, what):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise ControlError(
+                f"port {port} ({what}) is already in use on 127.0.0.1: stop what listens there, "
+                f"or choose another port (INFERENCE_PORT / MANAGEMENT_PORT)")
+
+
+def clean_stale(run):
+    """After a crash (kill -9 of the frontend), remove what the dead server left."""
+    pid = run.read_pid()
+    say(f"found a stale pid file (pid {pid} is not running): cleaning up after the crashed server")
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        # Orphaned workers of that server: their socket path is in our tmp folder.
+        if "model_service_worker" in cmdline and str(run.tmp) in cmdline:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+    run.pid_file.unlink(missing_ok=True)
+    for sock in run.tmp.glob(".mms.sock.*"):
+        sock.unlink(missing_ok=True)
+
+
+def tail(path, lines=20):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+
+
+def start(args):
+    run = RunFolder(args.run_dir)
+    run.create()
+    model_store = Path(args.model_store).resolve()
+    mar = model_store / f"{MODEL_NAME}.mar"
+
+    existing = server_process(run.read_pid())
+    if existing is not None:
+        state = run.read_state()
+        description = describe_model(state.get("management_port", args.management_port))
+        if ready_workers(description):
+            say(f"MMS is already running from {run.path} (pid {existing.pid}) with "
+                f"{len(ready_workers(description))} READY workers; "
+                f"'./start_mms.sh stop' first to restart it with new settings")
+            print_usage_hint(state.get("inference_port", args.inference_port), run)
+            return 0
+        raise ControlError(f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
+                           f"no READY worker: run './start_mms.sh stop' and start again")
+    if run.pid_file.exists():
+        clean_stale(run)
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise ControlError("Java was not found: MMS needs a Java runtime "
+                           "(Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)")
+    if not mar.is_file():
+        raise ControlError(f"{mar} does not exist: run ./build_mar.sh")
+    for port in (args.inference_port, args.management_port):
+        if not 1 <= port <= MAX_PORT:
+            raise ControlError(f"port {port} is out of range: MMS 1.0.8 only accepts ports 1..{MAX_PORT}")
+    if args.inference_port == args.management_port:
+        raise ControlError("the inference and management ports must differ")
+    check_port_free(args.inference_port, "inference API")
+    check_port_free(args.management_port, "management API")
+
+    write_config(run, args.inference_port, args.management_port)
+    write_log_config(run, args.access_log)
+    env = dict(os.environ, TMPDIR=str(run.tmp), TEMP=str(run.tmp),
+               LOG_LOCATION=str(run.logs), METRICS_LOCATION=str(run.logs))
+    launcher = Path(sys.executable).parent / "mxnet-model-server"
+    command = [str(launcher), "--start", "--mms-config", str(run.config),
+               "--model-store", str(model_store), "--log-config", str(run.log_config)]
+    say(f"starting MMS: inference on 127.0.0.1:{args.inference_port}, "
+        f"management on 127.0.0.1:{args.management_port}, run folder {run.path}")
+    with open(run.console_log, "ab") as console:
+        launched = subprocess.run(command, cwd=run.path, env=env, stdout=console,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+    if launched.returncode != 0:
+        raise ControlError(f"mxnet-model-server --start failed:\n{tail(run.console_log)}")
+    process = server_process(run.read_pid())
+    if process is None:
+        raise ControlError(f"MMS did not stay up; its console says:\n{tail(run.console_log)}")
+    run.state_file.write_text(json.dumps({
+        "pid": process.pid, "inference_port": args.inference_port,
+        "management_port": args.management_port, "batch_size": args.batch_size,
+        "max_batch_delay": args.max_batch_delay, "workers": args.workers}, indent=2))
+
+    try:
+        register_and_wait(args, run, process)
+    except ControlError:
+        say("start failed; stopping the half-started server")
+        stop_server(run, quiet=True)
+        raise
+    print_usage_hint(args.inference_port, run)
+    return 0
+
+
+def register_and_wait(args, run, process):
+    alive = process.is_running
+    wait_until(lambda: http("GET", management_url(args.management_port, "/models"), 2)[0] == 200,
+               args.timeout, "the management API", alive=alive)
+    query = urllib.parse.urlencode({
+        "url": f"{MODEL_NAME}.mar", "model_name": MODEL_NAME,
+        "batch_size": args.batch_size, "max_batch_delay": args.max_batch_delay,
+        "initial_workers": args.workers, "synchronous": "true",
+    })
+    say(f"registering {MODEL_NAME}: batch_size={args.batch_size}, "
+        f"max_batch_delay={args.max_batch_delay} ms, workers={args.workers}")
+    status, text = http("POST", management_url(args.management_port, f"/models?{query}"),
+                        timeout=args.timeout)
+    if status != 200:
+        raise ControlError(f"registering the model failed ({status}): {text.strip()}\n"
+                           f"server log:\n{tail(run.logs / 'mms_log.log', 30)}")
+    wait_until(lambda: len(ready_workers(describe_model(args.management_port))) >= args.workers,
+               args.timeout, f"{args.workers} READY workers", alive=alive)
+    status, text = predict(args.inference_port, 14)
+    if status != 200 or json.loads(text) != {"next_number": "FizzBuzz"}:
+        raise ControlError(f"the smoke prediction failed ({status}): {text.strip()}")
+    say(f"model {MODEL_NAME} is serving with {args.workers} READY workers (pid {process.pid})")
+
+
+def print_usage_hint(inference_port, run):
+    print(f"""
+Try it:
+  curl -X POST http://127.0.0.1:{inference_port}/predictions/{MODEL_NAME} \\
+       -H 'Content-Type: application/json' -d '{{"input.1": 14}}'
+  -> {{"next_number": "FizzBuzz"}}
+Scale:  ./scale_workers.sh 3
+Logs:   {run.logs}
+Stop:   ./start_mms.sh stop
+""", flush=True)
+
+
+# --------------------------------------------------------------------------- stop / status / scale
+
+def stop_server(run, quiet=False, timeout=20.0):
+    """Stop the server whose pid file is in this run folder, with all its workers."""
+    pid = run.read_pid()
+    process = server_process(pid)
+    if process is None:
+        if run.pid_file.exists():
+            clean_stale(run)
+        if not quiet:
+            say(f"no MMS is running from {run.path}")
+        run.state_file.unlink(missing_ok=True)
+        return 0
+    family = process.children(recursive=True) + [process]
+    for member in family:
+        try:
+            member.terminate()
+        except psutil.Error:
+            pass
+    _, survivors = psutil.wait_procs(family, timeout=timeout)
+    for member in survivors:
+        try:
+            member.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(survivors, timeout=5)
+    run.pid_file.unlink(missing_ok=True)
+    run.state_file.unlink(missing_ok=True)
+    for sock in run.tmp.glob(".mms.sock.*"):
+        sock.unlink(missing_ok=True)
+    say(f"stopped MMS (pid {process.pid}) and {len(family) - 1} worker process(es)")
+    return 0
+
+
+def management_port_for(args, run):
+    if args.management_port is not None:
+        return args.management_port
+    if os.environ.get("MANAGEMENT_PORT"):
+        return env_int("MANAGEMENT_PORT", None)
+    return run.read_state().get("management_port", DEFAULTS["management_port"])
+
+
+def worker_processes(run):
+    """{worker id: psutil.Process} for this run folder's workers (MMS 1.0.8 does
+    not report their pids; each worker's socket path ends in its id)."""
+    found = {}
+    marker = str(run.tmp / ".mms.sock.")
+    for process in psutil.process_iter(["cmdline"]):
+        for word in process.info["cmdline"] or []:
+            if word.startswith(marker):
+                found[word[len(marker):]] = process
+    return found
+
+
+def worker_table(description, run):
+    processes = worker_processes(run)
+    rows = [f"{'worker':<8} {'status':<10} {'pid':>8} {'RSS MB':>8}"]
+    for worker in description.get("workers", []):
+        process = processes.get(str(worker.get("id")))
+        try:
+            pid, rss = str(process.pid), f"{process.memory_info().rss / 2**20:.1f}"
+        except (AttributeError, psutil.Error):
+            pid, rss = "-", "-"
+        rows.append(f"{worker.get('id', '?'):<8} {worker.get('status', '?'):<10} {pid:>8} {rss:>8}")
+    return "\n".join(rows)
+
+
+def require_description(port):
+    description = describe_model(port)
+    if description is None:
+        raise ControlError(f"no MMS with model {MODEL_NAME} answers on management port {port}: "
+                           f"start it with ./start_mms.sh")
+    return description
+
+
+def status(args):
+    run = RunFolder(args.run_dir)
+    port = management_port_for(args, run)
+    description = require_description(port)
+    print(f"model {description.get('modelName', MODEL_NAME)}: batch_size={description.get('batchSize')} "
+          f"max_batch_delay={description.get('maxBatchDelay')} ms "
+          f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}")
+    print(worker_table(description, run))
+    return 0
+
+
+def scale(args):
+    run = RunFolder(args.run_dir)
+    low, high = args.min_workers, args.max_workers if args.max_workers is not None else args.min_workers
+    if not 1 <= low <= high <= DEFAULTS["max_workers"]:
+        raise ControlError(f"need 1 <= MIN <= MAX <= {DEFAULTS['max_workers']}, got MIN={low} MAX={high}")
+    port = management_port_for(args, run)
+    require_description(port)
+    query = urllib.parse.urlencode({"min_worker": low, "max_worker": high, "synchronous": "true"})
+    say(f"scaling {MODEL_NAME} to min_worker={low} max_worker={high}")
+    code, text = http("PUT", management_url(port, f"/models/{MODEL_NAME}?{query}"), timeout=args.timeout)
+    if code != 200:
+        raise ControlError(f"scaling failed ({code}): {text.strip()}")
+    def settled():
+        # Every worker READY and their number within the new bounds.
+        description = describe_model(port)
+        if description is None:
+            return None
+        count = len(description.get("workers", []))
+        return description if low <= count <= high and len(ready_workers(description)) == count else None
+
+    description = wait_until(settled, args.timeout, f"{low}..{high} READY workers")
+    state = run.read_state()
+    if state:
+        state["workers"] = low
+        run.state_file.write_text(json.dumps(state, indent=2))
+    print(worker_table(description, run))
+    return 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ControlError(f"{name} must be a whole number, got {value!r}")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", default=os.environ.get("FIZBUZ_RUN_DIR", str(ROOT / "run")),
+                        help="the server's run folder (env FIZBUZ_RUN_DIR, default: ./run)")
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("MMS_TIMEOUT", 120)),
+                        help="seconds to wait for each step (env MMS_TIMEOUT, default: 120)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start_cmd = commands.add_parser("start", help="start MMS and register the model")
+    start_cmd.add_argument("--inference-port", type=positive_int,
+                           default=env_int("INFERENCE_PORT", DEFAULTS["inference_port"]))
+    start_cmd.add_argument("--management-port", type=positive_int,
+                           default=env_int("MANAGEMENT_PORT", DEFAULTS["management_port"]))
+    start_cmd.add_argument("--model-store", default=os.environ.get("MODEL_STORE", str(ROOT / "model_store")))
+    start_cmd.add_argument("--batch-size", type=positive_int,
+                           default=env_int("BATCH_SIZE", DEFAULTS["batch_size"]))
+    start_cmd.add_argument("--max-batch-delay", type=positive_int,
+                           default=env_int("MAX_BATCH_DELAY", DEFAULTS["max_batch_delay"]))
+    start_cmd.add_argument("--workers", type=positive_int, default=env_int("WORKERS", DEFAULTS["workers"]))
+    start_cmd.add_argument("--access-log", action="store_true",
+                           default=os.environ.get("ACCESS_LOG", "") not in ("", "0", "false"),
+                           help="write logs/access_log.log (costs throughput; env ACCESS_LOG=1)")
+    start_cmd.set_defaults(func=start)
+
+    stop_cmd = commands.add_parser("stop", help="stop the server of this run folder")
+    stop_cmd.set_defaults(func=lambda args: stop_server(RunFolder(args.run_dir)))
+
+    for name, func, helptext in (("status", status, "print the model's settings and workers"),
+                                 ("scale", scale, "set min/max workers and wait for them")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--management-port", type=positive_int, default=None,
+                         help="default: env MANAGEMENT_PORT, else the port the run folder's server uses")
+        if name == "scale":
+            sub.add_argument("min_workers", type=positive_int, metavar="MIN")
+            sub.add_argument("max_workers", type=positive_int, metavar="MAX", nargs="?")
+        sub.set_defaults(func=func)
+    return parser
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "start":
+            if not 1 <= args.batch_size <= 256:
+                raise ControlError(f"batch size must be 1..256, got {args.batch_size}")
+            if not 1 <= args.workers <= DEFAULTS["max_workers"]:
+                raise ControlError(f"workers must be 1..{DEFAULTS['max_workers']}, got {args.workers}")
+        return args.func(args)
+    except ControlError as error:
+        print(f"mms_control: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
