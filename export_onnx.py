@@ -39,6 +39,14 @@ def export(model, output_path):
     # maps to FullyConnected; the batch axis is dynamic so any batch size binds.
     dummy = torch.zeros(1, BITS)
     output_path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated, but it is the one whose output
+        # MXNet 1.9's ONNX importer reads (see DESIGN.md).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(model, dummy, output_path)
+
+
+def _export(model, dummy, output_path):
     torch.onnx.export(
         model, (dummy,), str(output_path),
         dynamo=False,
@@ -121,11 +129,7 @@ def main(argv=None):
         traced = torch.jit.trace(model, torch.zeros(1, BITS))
         print(traced.inlined_graph)
     log.info("exporting to %s (opset %d)", args.output, OPSET)
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated but is the one whose output
-        # MXNet 1.9's ONNX importer reads (see DESIGN.md).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        export(model, args.output)
+    export(model, args.output)
 
     onnx_model = onnx.load(str(args.output))
     onnx.checker.check_model(onnx_model, full_check=True)

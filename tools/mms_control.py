@@ -14,8 +14,10 @@ MMS 1.0.8 answers GET /ping with 200 even when no worker can serve.
 import argparse
 import json
 import os
+import random
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -100,11 +102,12 @@ def server_process(pid):
 
 # --------------------------------------------------------------------------- HTTP
 
-def http(method, url, timeout=10.0, body=None, headers=None):
+def http(method, url, timeout=10.0, body=None, headers=None, cafile=None):
     """Returns (status, text); (None, reason) when nothing answered."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")
@@ -143,25 +146,57 @@ def wait_until(condition, timeout, what, interval=0.1, alive=None):
         time.sleep(interval)  # a poll interval, not a readiness guess
 
 
-def predict(inference_port, number, timeout=10.0):
+def inference_url(port, tls):
+    return f"{'https' if tls else 'http'}://127.0.0.1:{port}/predictions/{MODEL_NAME}"
+
+
+def predict(inference_port, number, timeout=10.0, cafile=None):
     body = json.dumps({"input.1": number}).encode()
-    return http("POST", f"http://127.0.0.1:{inference_port}/predictions/{MODEL_NAME}", timeout,
-                body, {"Content-Type": "application/json"})
+    return http("POST", inference_url(inference_port, cafile), timeout,
+                body, {"Content-Type": "application/json"}, cafile=cafile)
 
 
 # --------------------------------------------------------------------------- config files
 
-def write_config(run, inference_port, management_port, template=ROOT / "config.properties"):
-    """Copy config.properties with the addresses pointing at the chosen ports."""
+def write_config(run, inference_port, management_port, tls=None, template=ROOT / "config.properties"):
+    """Copy config.properties with the addresses pointing at the chosen ports;
+    with tls=(certificate, key) the inference API speaks HTTPS."""
+    scheme = "https" if tls else "http"
     lines = []
     for line in template.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
         if key == "inference_address":
-            line = f"inference_address=http://127.0.0.1:{inference_port}"
+            line = f"inference_address={scheme}://127.0.0.1:{inference_port}"
         elif key == "management_address":
             line = f"management_address=http://127.0.0.1:{management_port}"
         lines.append(line)
+    if tls:
+        lines += [f"certificate_file={tls[0]}", f"private_key_file={tls[1]}"]
     run.config.write_text("\n".join(lines) + "\n")
+
+
+def tls_files(run, certificate=None, key=None):
+    """The PEM certificate and key for HTTPS: the given ones, or a self-signed
+    pair made once per run folder. MMS must be given them: Netty's own
+    self-signed fallback needs BouncyCastle and fails on Java 17."""
+    if certificate or key:
+        if not (certificate and key and Path(certificate).is_file() and Path(key).is_file()):
+            raise ControlError("TLS_CERT and TLS_KEY must both name existing PEM files")
+        return Path(certificate).resolve(), Path(key).resolve()
+    folder = run.path / "tls"
+    certificate, key = folder / "cert.pem", folder / "key.pem"
+    if not (certificate.is_file() and key.is_file()):
+        if shutil.which("openssl") is None:
+            raise ControlError("openssl is needed to make a TLS certificate (apt-get install -y openssl), "
+                               "or give your own with TLS_CERT and TLS_KEY")
+        folder.mkdir(parents=True, exist_ok=True)
+        say(f"making a self-signed certificate for 127.0.0.1 in {folder}")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
+                        "-keyout", str(key), "-out", str(certificate), "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       check=True, capture_output=True, timeout=60)
+        key.chmod(0o600)
+    return certificate, key
 
 
 def write_log_config(run, access_log, template=ROOT / "log4j.properties"):
@@ -182,6 +217,22 @@ def check_port_free(port, what):
             raise ControlError(
                 f"port {port} ({what}) is already in use on 127.0.0.1: stop what listens there, "
                 f"or choose another port (INFERENCE_PORT / MANAGEMENT_PORT)")
+
+
+def find_free_port(avoid=(), low=20000, high=32000):
+    """A port free on 127.0.0.1 below MMS's limit. The kernel's ephemeral range
+    starts at 32768, above what MMS accepts, so try random ports under it."""
+    for _ in range(500):
+        port = random.randrange(low, high)
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise ControlError(f"no free port found in {low}..{high}")
 
 
 def clean_stale(run):
@@ -222,7 +273,8 @@ def start(args):
             say(f"MMS is already running from {run.path} (pid {existing.pid}) with "
                 f"{len(ready_workers(description))} READY workers; "
                 f"'./start_mms.sh stop' first to restart it with new settings")
-            print_usage_hint(state.get("inference_port", args.inference_port), run)
+            print_usage_hint(state.get("inference_port", args.inference_port), run,
+                             state.get("tls_certificate"))
             return 0
         raise ControlError(f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
                            f"no READY worker: run './start_mms.sh stop' and start again")
@@ -242,7 +294,8 @@ def start(args):
     check_port_free(args.inference_port, "inference API")
     check_port_free(args.management_port, "management API")
 
-    write_config(run, args.inference_port, args.management_port)
+    tls = tls_files(run, args.tls_cert, args.tls_key) if args.tls else None
+    write_config(run, args.inference_port, args.management_port, tls)
     write_log_config(run, args.access_log)
     env = dict(os.environ, TMPDIR=str(run.tmp), TEMP=str(run.tmp),
                LOG_LOCATION=str(run.logs), METRICS_LOCATION=str(run.logs))
@@ -261,20 +314,21 @@ def start(args):
         raise ControlError(f"MMS did not stay up; its console says:\n{tail(run.console_log)}")
     run.state_file.write_text(json.dumps({
         "pid": process.pid, "inference_port": args.inference_port,
+        "tls_certificate": str(tls[0]) if tls else None,
         "management_port": args.management_port, "batch_size": args.batch_size,
         "max_batch_delay": args.max_batch_delay, "workers": args.workers}, indent=2))
 
     try:
-        register_and_wait(args, run, process)
+        register_and_wait(args, run, process, cafile=tls[0] if tls else None)
     except ControlError:
         say("start failed; stopping the half-started server")
         stop_server(run, quiet=True)
         raise
-    print_usage_hint(args.inference_port, run)
+    print_usage_hint(args.inference_port, run, tls[0] if tls else None)
     return 0
 
 
-def register_and_wait(args, run, process):
+def register_and_wait(args, run, process, cafile=None):
     alive = process.is_running
     wait_until(lambda: http("GET", management_url(args.management_port, "/models"), 2)[0] == 200,
                args.timeout, "the management API", alive=alive)
@@ -292,16 +346,17 @@ def register_and_wait(args, run, process):
                            f"server log:\n{tail(run.logs / 'mms_log.log', 30)}")
     wait_until(lambda: len(ready_workers(describe_model(args.management_port))) >= args.workers,
                args.timeout, f"{args.workers} READY workers", alive=alive)
-    status, text = predict(args.inference_port, 14)
+    status, text = predict(args.inference_port, 14, cafile=cafile)
     if status != 200 or json.loads(text) != {"next_number": "FizzBuzz"}:
         raise ControlError(f"the smoke prediction failed ({status}): {text.strip()}")
     say(f"model {MODEL_NAME} is serving with {args.workers} READY workers (pid {process.pid})")
 
 
-def print_usage_hint(inference_port, run):
+def print_usage_hint(inference_port, run, cafile=None):
+    curl = f"curl --cacert {cafile}" if cafile else "curl"
     print(f"""
 Try it:
-  curl -X POST http://127.0.0.1:{inference_port}/predictions/{MODEL_NAME} \\
+  {curl} -X POST {inference_url(inference_port, cafile)} \\
        -H 'Content-Type: application/json' -d '{{"input.1": 14}}'
   -> {{"next_number": "FizzBuzz"}}
 Scale:  ./scale_workers.sh 3
@@ -470,6 +525,13 @@ def build_parser():
     start_cmd.add_argument("--access-log", action="store_true",
                            default=os.environ.get("ACCESS_LOG", "") not in ("", "0", "false"),
                            help="write logs/access_log.log (costs throughput; env ACCESS_LOG=1)")
+    start_cmd.add_argument("--tls", action="store_true",
+                           default=os.environ.get("TLS", "") not in ("", "0", "false"),
+                           help="serve predictions over HTTPS (env TLS=1)")
+    start_cmd.add_argument("--tls-cert", default=os.environ.get("TLS_CERT"),
+                           help="PEM certificate (env TLS_CERT; default: a self-signed one)")
+    start_cmd.add_argument("--tls-key", default=os.environ.get("TLS_KEY"),
+                           help="PEM private key, PKCS#8 (env TLS_KEY)")
     start_cmd.set_defaults(func=start)
 
     stop_cmd = commands.add_parser("stop", help="stop the server of this run folder")
