@@ -12,8 +12,13 @@ import logging
 import os
 import time
 
-import mxnet as mx
-import numpy as np
+# A forward pass of this model takes microseconds; MXNet's default threaded
+# engine spends more than that handing each op to its threads (measured: about
+# 230 us of CPU per batch against 90 us synchronously). An explicit setting wins.
+os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+
+import mxnet as mx  # noqa: E402  (after the engine choice above)
+import numpy as np  # noqa: E402
 
 import fizbuz_codec as codec
 
@@ -128,6 +133,7 @@ class MXNetModelService:
             mx.cpu(), grad_req="null", **{self.input_name: (self.batch_size, codec.BITS)})
         self._executor.copy_params_from(arg_params, aux_params)
         self._input = self._executor.arg_dict[self.input_name]
+        self._rows = np.zeros((self.batch_size, codec.BITS), dtype=np.float32)
         # Every valid request maps to one row of this table (the bits of n + 1),
         # so building a batch is a single numpy gather.
         self._bit_table = np.array(
@@ -174,9 +180,11 @@ class MXNetModelService:
             return []
         if len(valid) > self.batch_size:
             raise ValueError(f"batch of {len(valid)} exceeds the bound batch size {self.batch_size}")
-        rows = np.zeros((self.batch_size, codec.BITS), dtype=np.float32)
-        rows[:len(valid)] = self._bit_table[np.asarray(valid) - codec.MIN_INPUT]
-        self._input[:] = rows
+        rows = self._rows  # rows past len(valid) keep old inputs; their outputs are ignored
+        np.take(self._bit_table, np.asarray(valid) - codec.MIN_INPUT, axis=0, out=rows[:len(valid)])
+        # _sync_copyfrom is what `self._input[:] = rows` ends in, minus ~20 us of
+        # generic indexing checks per call.
+        self._input._sync_copyfrom(rows)
         self._executor.forward(is_train=False)
         logits = self._executor.outputs[0].asnumpy()
         return logits[:len(valid)].argmax(axis=1).tolist()

@@ -23,7 +23,7 @@ Environment (defaults in brackets):
   BATCH_SIZE       [8]     largest batch a worker gets
   MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
   WORKERS          [2]     worker processes (one per core suits this model)
-  ACCESS_LOG       [0]     1 writes logs/access_log.log (costs throughput)
+  ACCESS_LOG       [0]     1 writes the access log and per-request/per-batch log lines (costs throughput)
   TLS              [0]     1 serves predictions over HTTPS (management stays HTTP on loopback)
   TLS_CERT, TLS_KEY        PEM certificate and PKCS#8 key [a self-signed pair in the run folder]
   FIZBUZ_RUN_DIR   [$ROOT/run]  pid file, sockets, generated config, logs/

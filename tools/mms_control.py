@@ -202,7 +202,9 @@ def tls_files(run, certificate=None, key=None):
 def write_log_config(run, access_log, template=ROOT / "log4j.properties"):
     text = template.read_text()
     text = text.replace("${LOG_LOCATION}", str(run.logs)).replace("${METRICS_LOCATION}", str(run.logs))
-    text = text.replace("${ACCESS_LOG_LEVEL}", "INFO" if access_log else "OFF")
+    for name, verbose, quiet in (("ACCESS_LOG_LEVEL", "INFO", "OFF"), ("PER_REQUEST_LOGS", "true", "false"),
+                                 ("WORKER_THREAD_LEVEL", "INFO", "WARN")):
+        text = text.replace("${%s}" % name, verbose if access_log else quiet)
     run.log_config.write_text(text)
 
 
@@ -524,7 +526,8 @@ def build_parser():
     start_cmd.add_argument("--workers", type=positive_int, default=env_int("WORKERS", DEFAULTS["workers"]))
     start_cmd.add_argument("--access-log", action="store_true",
                            default=os.environ.get("ACCESS_LOG", "") not in ("", "0", "false"),
-                           help="write logs/access_log.log (costs throughput; env ACCESS_LOG=1)")
+                           help="write the access log and per-request/per-batch log lines "
+                                "(costs throughput; env ACCESS_LOG=1)")
     start_cmd.add_argument("--tls", action="store_true",
                            default=os.environ.get("TLS", "") not in ("", "0", "false"),
                            help="serve predictions over HTTPS (env TLS=1)")
