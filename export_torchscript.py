@@ -11,8 +11,10 @@ against --weights (e.g. to catch a stale fizbuz.pt after retraining).
 """
 
 import argparse
+import contextlib
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,10 +30,19 @@ TOLERANCE = 1e-5
 log = logging.getLogger("export_torchscript")
 
 
+@contextlib.contextmanager
+def quiet_jit_deprecation():
+    """torch.jit is deprecated (maintenance mode) but it is what LibTorch's
+    torch::jit::load reads; main() says so once instead of a warning per call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        yield
+
+
 def trace(model):
     # Linear layers trace to shape-agnostic aten::linear, so a batch-1 example
     # gives a module that takes any batch size.
-    with torch.no_grad():
+    with torch.no_grad(), quiet_jit_deprecation():
         return torch.jit.trace(model, torch.zeros(1, BITS))
 
 
@@ -47,7 +58,8 @@ def parity_report(model, scripted_path):
     """Max |eager - reloaded TorchScript| over all 1024 inputs, and the inputs
     whose argmax differs."""
     every_input = encode_batch(range(1 << BITS))
-    reloaded = torch.jit.load(str(scripted_path), map_location="cpu")
+    with quiet_jit_deprecation():
+        reloaded = torch.jit.load(str(scripted_path), map_location="cpu")
     reloaded.eval()
     with torch.no_grad():
         eager_logits = model(every_input)
@@ -87,6 +99,8 @@ def main(argv=None):
             return 2
     else:
         log.info("tracing %s -> %s", args.weights, args.output)
+        log.info("(TorchScript is in maintenance mode; torch.export + AOTInductor is its "
+                 "successor, see README)")
         traced = export(model, args.output)
         if not args.quiet:
             log.info("== traced graph (TorchScript IR) ==")
