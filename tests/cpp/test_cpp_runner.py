@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import export_torchscript
-
 from fizbuz_codec import MAX_INPUT, MIN_INPUT
 
 # The tests trace and load TorchScript on purpose; torch.jit warns that it is deprecated.
