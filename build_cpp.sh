@@ -16,7 +16,7 @@ Usage: ./build_cpp.sh [-h]
 Builds cpp/ (C++17) against the LibTorch inside the venv's pinned torch wheel
 (torch.utils.cmake_prefix_path; nothing is downloaded) into \$FIZBUZ_CPP_BUILD_DIR,
 and prints the binary's path. Re-runs only rebuild what changed (a no-change
-re-run takes seconds). A fresh build takes about a minute on 2 cores.
+re-run takes seconds). A fresh build takes one to two minutes on 2 cores.
 
 Then:  .venv/bin/python export_torchscript.py      # writes build/fizbuz.pt
        $BUILD_DIR/fizbuz_cli build/fizbuz.pt 14
@@ -48,25 +48,34 @@ TORCH_PREFIX=$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path
 [ -f "$TORCH_PREFIX/Torch/TorchConfig.cmake" ] \
   || die "no TorchConfig.cmake under $TORCH_PREFIX: this torch wheel does not ship LibTorch's CMake files"
 
-# A build folder configured for another source tree (a moved or copied
-# checkout) makes cmake refuse to run: start it afresh instead.
-cache=$BUILD_DIR/CMakeCache.txt
-if [ -f "$cache" ] && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$SOURCE_DIR" "$cache"; then
-  say "build folder $BUILD_DIR belongs to another checkout: clearing it"
-  rm -rf "$BUILD_DIR"
+# Settings cmake cannot change in an existing build folder: a different
+# compiler makes it drop its cache (and our -D settings with it), a moved
+# checkout makes it refuse to run. If any of them changed, start afresh.
+COMPILER=$(readlink -f "$(command -v "$CXX")")
+settings="source=$SOURCE_DIR compiler=$COMPILER torch=$TORCH_PREFIX python=$PY"
+stamp=$BUILD_DIR/fizbuz-configured-with.txt
+if [ -f "$BUILD_DIR/CMakeCache.txt" ]; then
+  if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$settings" ]; }; then
+    say "$BUILD_DIR was configured with other settings: clearing it"
+    rm -rf "$BUILD_DIR"
+  fi
+elif [ -d "$BUILD_DIR" ] && [ -n "$(ls -A "$BUILD_DIR")" ]; then
+  # Never clear a folder that is not ours (FIZBUZ_CPP_BUILD_DIR may point anywhere).
+  die "$BUILD_DIR is not empty and is not a CMake build folder: choose another FIZBUZ_CPP_BUILD_DIR"
 fi
 
 say "configuring $BUILD_DIR (LibTorch from $TORCH_PREFIX)"
 timeout "$BUILD_TIMEOUT" cmake -S "$SOURCE_DIR" -B "$BUILD_DIR" \
   -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CXX_COMPILER="$(command -v "$CXX")" \
+  -DCMAKE_CXX_COMPILER="$COMPILER" \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
   -DTorch_DIR="$TORCH_PREFIX/Torch" \
   -DPython3_EXECUTABLE="$PY" \
   --log-level=WARNING \
   || die "cmake configure failed (or took over ${BUILD_TIMEOUT}s); see the messages above"
+echo "$settings" > "$stamp"
 
-say "building with $JOBS jobs (a fresh build takes about a minute)"
+say "building with $JOBS jobs (a fresh build takes one to two minutes)"
 timeout "$BUILD_TIMEOUT" cmake --build "$BUILD_DIR" --parallel "$JOBS" \
   || die "build failed (or took over ${BUILD_TIMEOUT}s); see the compiler messages above"
 
