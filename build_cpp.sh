@@ -22,6 +22,8 @@ Then:  .venv/bin/python export_torchscript.py      # writes build/fizbuz.pt
        $BUILD_DIR/fizbuz_cli build/fizbuz.pt 14
 
 Needs cmake >= 3.18 and a C++17 compiler (apt-get install -y cmake g++).
+CMake's warning "library kineto not found" is expected: the wheel leaves out the
+profiler library, which the runner does not use.
 
 Environment:
   FIZBUZ_CPP_BUILD_DIR      build folder (default: $ROOT/build/cpp)
