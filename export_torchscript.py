@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Trace FizBuzNet to TorchScript (fizbuz.pt) for the C++ LibTorch runner.
+
+Writes build/fizbuz.pt (generated, gitignored), prints the traced graph
+(TorchScript IR), then loads the saved file back with torch.jit.load and
+compares it with the eager PyTorch model on all 1024 inputs: logits within
+1e-5 and identical argmax. Exits 1 with a message on any mismatch.
+
+--check skips the export and only proves parity of an existing --output
+against --weights (e.g. to catch a stale fizbuz.pt after retraining).
+"""
+
+import argparse
+import contextlib
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from fizbuz_codec import BITS
+from fizbuz_model import encode_batch, load_model
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_WEIGHTS = HERE / "assets" / "fizbuz_model.pth"
+DEFAULT_OUTPUT = HERE / "build" / "fizbuz.pt"
+TOLERANCE = 1e-5
+
+log = logging.getLogger("export_torchscript")
+
+
+@contextlib.contextmanager
+def quiet_jit_deprecation():
+    """torch.jit is deprecated (maintenance mode) but it is what LibTorch's
+    torch::jit::load reads; main() says so once instead of a warning per call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        yield
+
+
+def trace(model):
+    # Linear layers trace to shape-agnostic aten::linear, so a batch-1 example
+    # gives a module that takes any batch size.
+    with torch.no_grad(), quiet_jit_deprecation():
+        return torch.jit.trace(model, torch.zeros(1, BITS))
+
+
+def export(model, output_path):
+    """Trace `model`, save it to `output_path` and return the traced module."""
+    traced = trace(model)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    traced.save(str(output_path))
+    return traced
+
+
+def parity_report(model, scripted_path):
+    """Max |eager - reloaded TorchScript| over all 1024 inputs, and the inputs
+    whose argmax differs."""
+    every_input = encode_batch(range(1 << BITS))
+    with quiet_jit_deprecation():
+        reloaded = torch.jit.load(str(scripted_path), map_location="cpu")
+    reloaded.eval()
+    with torch.no_grad():
+        eager_logits = model(every_input)
+        scripted_logits = reloaded(every_input)
+    if scripted_logits.shape != eager_logits.shape:
+        raise ValueError(f"{scripted_path} returns shape {tuple(scripted_logits.shape)}, "
+                         f"the eager model {tuple(eager_logits.shape)}")
+    max_diff = (eager_logits - scripted_logits).abs().max().item()
+    mismatched = (eager_logits.argmax(1) != scripted_logits.argmax(1)).nonzero().flatten()
+    return max_diff, mismatched.tolist()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
+                        help="trained state_dict (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="where to write the TorchScript model (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="do not print the traced graph")
+    parser.add_argument("--check", action="store_true",
+                        help="do not export: only check parity of the existing --output")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.weights.is_file():
+        log.error("no trained weights at %s: run ./train.py first", args.weights)
+        return 2
+    model = load_model(args.weights)
+
+    if args.check:
+        if not args.output.is_file():
+            log.error("no TorchScript model at %s: run ./export_torchscript.py first", args.output)
+            return 2
+    else:
+        log.info("tracing %s -> %s", args.weights, args.output)
+        log.info("(TorchScript is in maintenance mode; torch.export + AOTInductor is its "
+                 "successor, see README)")
+        traced = export(model, args.output)
+        if not args.quiet:
+            log.info("== traced graph (TorchScript IR) ==")
+            print(traced.inlined_graph)
+
+    try:
+        max_diff, mismatched = parity_report(model, args.output)
+    except (RuntimeError, ValueError) as error:
+        # torch.jit.load raises RuntimeError for a file that is not TorchScript.
+        log.error("PARITY FAILED: cannot run %s: %s", args.output, str(error).splitlines()[0])
+        return 1
+    log.info("parity on all %d inputs: max |eager - torchscript| = %.3g, argmax mismatches = %d",
+             1 << BITS, max_diff, len(mismatched))
+    if max_diff > TOLERANCE or mismatched:
+        log.error("PARITY FAILED: max diff %.3g (tolerance %g), argmax differs at %s",
+                  max_diff, TOLERANCE, mismatched[:20])
+        return 1
+    log.info("parity OK: %s matches the eager model", args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

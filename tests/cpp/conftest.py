@@ -1,0 +1,48 @@
+"""Fixtures for the TorchScript / C++ LibTorch path: the real binary, built by
+the real build_cpp.sh, and a fizbuz.pt traced from the committed weights."""
+
+import os
+import subprocess
+
+import pytest
+import torch
+
+import export_torchscript
+from fizbuz_codec import MAX_INPUT, MIN_INPUT, readable
+from fizbuz_model import encode_batch, load_model
+from project import ROOT
+
+WEIGHTS = export_torchscript.DEFAULT_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def cli_binary():
+    """build_cpp.sh into the checkout's build/cpp: a clean clone builds from
+    scratch (about a minute), later runs only rebuild what changed."""
+    result = subprocess.run([str(ROOT / "build_cpp.sh")], capture_output=True, text=True,
+                            timeout=900, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    binary = ROOT / "build" / "cpp" / "fizbuz_cli"
+    assert f"built {binary}" in result.stdout
+    return binary
+
+
+@pytest.fixture(scope="session")
+def eager_model():
+    return load_model(WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def torchscript_model(eager_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
+    export_torchscript.export(eager_model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def expected_answers(eager_model):
+    """What the eager PyTorch model answers for every valid input n (the label of n + 1)."""
+    numbers = list(range(MIN_INPUT, MAX_INPUT + 1))
+    with torch.no_grad():
+        classes = eager_model(encode_batch([n + 1 for n in numbers])).argmax(dim=1).tolist()
+    return {n: readable(n + 1, c) for n, c in zip(numbers, classes)}
