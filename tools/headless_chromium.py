@@ -141,6 +141,19 @@ class HeadlessChromium:
 
     # -- protocol -----------------------------------------------------------
 
+    def forget_events(self):
+        self._events.clear()
+
+    def wait_event(self, method, session_id, timeout=None):
+        """The params of the next event called method from session_id (kept or new)."""
+        deadline = time.monotonic() + (timeout or self.reply_timeout)
+        while True:
+            for event in self._events:
+                if event.get("method") == method and event.get("sessionId") == session_id:
+                    self._events.remove(event)
+                    return event.get("params", {})
+            self._events.append(self._read_message(deadline, method))
+
     def send(self, method, params=None, session_id=None, timeout=None):
         """Send one command and return its result (events that arrive meanwhile are kept)."""
         self._next_id += 1
@@ -178,6 +191,7 @@ class HeadlessChromium:
         session = self.send("Target.attachToTarget",
                             {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self, session)
+        page.send("Page.enable")  # for the load event navigate() waits for
         page.send("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
         return page
@@ -191,10 +205,13 @@ class Page:
     def send(self, method, params=None, timeout=None):
         return self.browser.send(method, params, session_id=self.session_id, timeout=timeout)
 
-    def navigate(self, url):
+    def navigate(self, url, timeout=None):
+        """Load url and return once its load event has fired."""
+        self.browser.forget_events()  # a load event from an earlier page must not count
         result = self.send("Page.navigate", {"url": url})
         if result.get("errorText"):
             raise BrowserError(f"cannot load {url}: {result['errorText']}")
+        self.browser.wait_event("Page.loadEventFired", self.session_id, timeout)
 
     def evaluate(self, expression):
         """The JSON value of a JavaScript expression in the page."""

@@ -54,6 +54,8 @@ def consent_already_given(page, url):
     # netron asks for cookie consent on first open and draws nothing until it
     # is answered; a fresh profile would always ask. Outside hosts do not
     # resolve in this browser, so nothing is reported anywhere.
+    if not url.startswith("http"):
+        return
     page.send("Network.setCookie", {"name": "consent", "value": str(int(time.time() * 1000)),
                                     "url": url})
 
