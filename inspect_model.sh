@@ -128,7 +128,10 @@ case "$command" in
     trap 'exit 0' INT TERM
     launch
     echo "Ctrl-C stops it."
-    wait "$NETRON_PID" || true
+    status=0
+    wait "$NETRON_PID" || status=$?
+    # Only reached when netron ended by itself or by 'stop' from elsewhere.
+    [ "$status" = 0 ] || { echo "netron exited with status $status (log: $LOG_FILE)" >&2; exit "$status"; }
     ;;
   start)
     if pid=$(running_pid); then

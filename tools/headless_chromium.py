@@ -12,7 +12,8 @@ client, no chromium-driver, no browser package to pin, no port to pick.
         png = page.screenshot()
 
 Every browser runs with a fresh temporary --user-data-dir that is removed
-afterwards, and is stopped by its PID (terminate, then kill) on exit.
+afterwards. On exit it is asked to close, then its process group (led by its
+PID) is killed so no helper process outlives it.
 """
 
 import base64
@@ -21,6 +22,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -66,6 +68,7 @@ class HeadlessChromium:
         self._next_id = 0
         self._buffer = b""
         self._events = []
+        self._writer = self._reader = None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -96,35 +99,31 @@ class HeadlessChromium:
         return self
 
     def stop(self):
-        """Close the browser politely, then make sure its PID is gone."""
-        if self.process is not None and self.process.poll() is None:
-            try:
-                self.send("Browser.close", timeout=5)
-            except (BrowserError, OSError):
-                pass
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._kill_group()
-        for fd in (getattr(self, "_writer", None), getattr(self, "_reader", None)):
-            if fd is not None:
+        """Close the browser politely, then make sure no process of its group is left."""
+        if self.process is not None:
+            if self.process.poll() is None:
                 try:
-                    os.close(fd)
-                except OSError:
+                    self.send("Browser.close", timeout=5)
+                except (BrowserError, OSError):
+                    pass  # it may close the pipe before replying; the PID decides below
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
                     pass
+            # start_new_session made the browser a group leader whose group holds
+            # its renderer and utility processes: one signal by that PID ends any left.
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
+        for fd in (self._writer, self._reader):
+            if fd is not None:
+                os.close(fd)
         self._writer = self._reader = None
         if self.profile:
             shutil.rmtree(self.profile, ignore_errors=True)
             self.profile = None
-
-    def _kill_group(self):
-        # start_new_session made the browser a group leader: its renderer and
-        # GPU helpers share the group, so one signal by PID reaches them all.
-        try:
-            os.killpg(self.process.pid, 9)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
 
     def __enter__(self):
         return self.start()
