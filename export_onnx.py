@@ -70,6 +70,16 @@ def parity_report(model, onnx_path):
     return max_diff, argmax_mismatch.tolist()
 
 
+def readable_graph(onnx_model):
+    """The ONNX graph as text, without the 1504 weight values printed inline."""
+    graph = onnx.GraphProto()
+    graph.CopyFrom(onnx_model.graph)
+    # The weights stay listed as graph inputs (keep_initializers_as_inputs), so
+    # dropping only their values keeps every name and shape in the text.
+    del graph.initializer[:]
+    return onnx.printer.to_text(graph)
+
+
 def summary(onnx_model):
     """Inputs, outputs, shapes, opset, ops and parameter counts, as text lines."""
     graph = onnx_model.graph
@@ -135,8 +145,8 @@ def main(argv=None):
     onnx.checker.check_model(onnx_model, full_check=True)
     log.info("onnx.checker: model is valid")
     if not args.quiet:
-        log.info("== ONNX graph ==")
-        print(onnx.printer.to_text(onnx_model.graph))
+        log.info("== ONNX graph (weight values omitted) ==")
+        print(readable_graph(onnx_model))
         log.info("== summary ==")
         print("\n".join(summary(onnx_model)))
 
