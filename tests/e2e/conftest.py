@@ -7,9 +7,7 @@ the server by the pid file in that folder (and kills by PID if that fails).
 
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,32 +17,17 @@ import pytest
 import requests
 import requests.adapters
 
+from ports import free_port
 from project import ROOT
 
 MODEL = "fizbuz_package"
-
-
-def free_port():
-    """A free port below 32767: MMS 1.0.8 refuses higher ones, so the kernel's
-    ephemeral range (32768+) is no use; try random ports under it instead."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port found in 20000..32000")
 
 
 class MmsServer:
     def __init__(self, run_dir, model_store, **settings):
         self.run_dir = Path(run_dir)
         self.inference_port = free_port()
-        self.management_port = free_port()
-        while self.management_port == self.inference_port:
-            self.management_port = free_port()
+        self.management_port = free_port(taken={self.inference_port})
         self.env = dict(
             os.environ,
             FIZBUZ_RUN_DIR=str(self.run_dir), MODEL_STORE=str(model_store),
