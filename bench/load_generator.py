@@ -23,6 +23,7 @@ class LoadResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    max_ms: float
     error_detail: dict
 
     @property
@@ -54,4 +55,4 @@ def run_wrk(url, connections, seconds, threads, log_file, timeout_s=5):
         connections=connections, requests=figures["requests"],
         seconds=figures["duration_us"] / 1e6, errors=sum(errors.values()),
         p50_ms=latency["p50"] / 1000, p90_ms=latency["p90"] / 1000, p99_ms=latency["p99"] / 1000,
-        error_detail=errors)
+        max_ms=latency["max"] / 1000, error_detail=errors)

@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-COLUMNS = ["config", "kind", "concurrency", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "errors",
+COLUMNS = ["config", "kind", "concurrency", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors",
            "vs_flask", "vs_nginx", "load_avg_1m"]
 
 
@@ -81,12 +81,20 @@ def write_markdown(path, title, notes, machine, settings, rows, handler_markdown
     path.write_text("\n".join(parts))
 
 
-def _style(kind, index, count):
+# MMS families by batch size: one colour map and marker each, darker = longer delay.
+MMS_FAMILIES = [("mms-b1-", plt.cm.Greys, "o"), ("mms-b8-", plt.cm.Blues, "s"), ("mms-b16-", plt.cm.Greens, "D")]
+
+
+def _style(config, kind, index, count):
+    shade = 0.45 + 0.5 * index / max(count - 1, 1)
     if kind == "nginx":
-        return {"color": "black", "linestyle": "--", "marker": "s"}
+        return {"color": "black", "linestyle": "--", "marker": "x"}
     if kind == "flask":
-        return {"color": plt.cm.autumn(0.15 + 0.5 * index / max(count - 1, 1)), "marker": "^", "linewidth": 2.2}
-    return {"color": plt.cm.viridis(0.9 * index / max(count - 1, 1)), "marker": "o"}
+        return {"color": plt.cm.autumn(0.1 + 0.5 * index / max(count - 1, 1)), "marker": "^", "linewidth": 2.5}
+    for prefix, colours, marker in MMS_FAMILIES:
+        if config.startswith(prefix):
+            return {"color": colours(shade), "marker": marker}
+    return {"color": plt.cm.Purples(shade), "marker": "v"}
 
 
 def _ceiling_text(rows):
@@ -104,12 +112,16 @@ def plot(rows, path, title):
     levels = sorted({row["concurrency"] for row in rows})
     kinds = {row["config"]: row["kind"] for row in rows}
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
-    for kind in ("mms", "flask", "nginx"):
-        group = [c for c in configs if kinds[c] == kind]
+    drawn = set()
+    families = [prefix for prefix, _, _ in MMS_FAMILIES] + ["mms", "flask", "nginx"]
+    for family in families:
+        group = [c for c in configs if c.startswith(family) and c not in drawn]
+        drawn.update(group)
         for index, config in enumerate(group):
             points = sorted((r["concurrency"], r["req_per_s"], r["p99_ms"]) for r in rows if r["config"] == config)
             xs = [levels.index(p[0]) for p in points]
-            style = _style(kind, index, len(group))
+            kind = kinds[config]
+            style = _style(config, kind, index, len(group))
             if kind != "nginx":
                 left.plot(xs, [p[1] for p in points], label=config, **style)
             right.plot(xs, [p[2] for p in points], label=config, **style)
@@ -122,10 +134,9 @@ def plot(rows, path, title):
     left.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     left.set_title("throughput of the model servers")
     right.set_yscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    right.yaxis.set_major_formatter(plain)
-    right.yaxis.set_minor_formatter(plain)
-    right.tick_params(axis="y", which="minor", labelsize=7)
+    right.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    right.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    right.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.set_title("tail latency")
     handles, labels = right.get_legend_handles_labels()
     figure.legend(handles, labels, loc="center right", fontsize=9, frameon=False)

@@ -134,7 +134,7 @@ def bench_configuration(name, kind, factory, folder, model_store, args):
             result = load_generator.run_wrk(server.url, connections, args.duration, args.wrk_threads, wrk_log)
             rows.append({"config": name, "kind": kind, "concurrency": connections,
                          "req_per_s": result.good_per_second, "p50_ms": result.p50_ms, "p90_ms": result.p90_ms,
-                         "p99_ms": result.p99_ms, "errors": result.errors, "load_avg_1m": load})
+                         "p99_ms": result.p99_ms, "max_ms": result.max_ms, "errors": result.errors, "load_avg_1m": load})
             say(f"{name} c={connections}: {result.good_per_second:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
                 f"p99 {result.p99_ms:.2f} ms, errors {result.errors}")
     return rows
@@ -238,8 +238,11 @@ def main():
         f"load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, "
         f"after: {'/'.join(f'{v:.2f}' for v in load_after)}",
     ]
-    notes = args.note + ["wrk, the servers and anything else on the machine share its cores: "
-                         "ratios measured side by side in this run mean more than absolute figures."]
+    notes = args.note + [
+        "wrk, the servers and anything else on the machine share its cores: "
+        "ratios measured side by side in this run mean more than absolute figures.",
+        "wrk 4 corrects its percentiles for coordinated omission: one stall of half a second adds "
+        "samples for the requests it held up, so p99 can be far above p50 (max_ms is in results.csv)."]
     title = f"fizbuz-serve benchmark ({stamp})"
     report.write_csv(rows, output / "results.csv")
     if rows:

@@ -5,7 +5,9 @@ import csv
 import http.server
 import os
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,8 @@ from project import ROOT
 
 pytestmark = pytest.mark.e2e
 
-LOCUST = ROOT / ".venv" / "bin" / "locust"
+# The locust of the venv running the tests.
+LOCUST = Path(sys.executable).parent / "locust"
 
 
 def run_locust(host, folder, seconds, users):
