@@ -11,7 +11,7 @@ OUTPUT_DIR/results.md, results.csv and requests_per_second.png; server and wrk
 logs stay in the printed work folder.
 
 Examples:
-  .venv/bin/python bench/run_bench.py                    # everything, ~12 min on 2 cores
+  .venv/bin/python bench/run_bench.py                    # everything, ~10 min on 2 cores
   .venv/bin/python bench/run_bench.py --quick            # smoke run, ~2 min, into bench/results/quick
   .venv/bin/python bench/run_bench.py --configs 'mms-b1-*,flask-*,nginx' --duration 20
   .venv/bin/python bench/run_bench.py --batch-sizes 8 --delays 0,1 --list
