@@ -140,17 +140,25 @@ def bench_configuration(name, kind, factory, folder, model_store, args):
     return rows
 
 
-def run_handler_bench(model_store, work, seconds):
-    say("handler micro-benchmark (bench/bench_handler.py)")
-    table = work / "handler.md"
-    with open(work / "bench_handler.log", "a") as log:
-        result = subprocess.run([sys.executable, str(HERE / "bench_handler.py"), "--seconds", str(seconds),
-                                 "--mar", str(model_store / "fizbuz_package.mar"), "--markdown", str(table)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=600)
-    if result.returncode != 0:
-        say(f"the handler micro-benchmark failed; see {work / 'bench_handler.log'}")
-        return None
-    return table.read_text()
+def run_handler_bench(model_store, work, seconds, engines):
+    """The handler micro-benchmark's tables, one per MXNet engine ("default" =
+    MXNet's threaded engine, which MMS workers run)."""
+    sections = []
+    for engine in engines:
+        say(f"handler micro-benchmark (bench/bench_handler.py), MXNet engine: {engine}")
+        table = work / f"handler-{engine}.md"
+        command = [sys.executable, str(HERE / "bench_handler.py"), "--seconds", str(seconds),
+                   "--mar", str(model_store / "fizbuz_package.mar"), "--markdown", str(table)]
+        if engine != "default":
+            command += ["--mxnet-engine", engine]
+        with open(work / "bench_handler.log", "a") as log:
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    timeout=600)
+        if result.returncode != 0:
+            say(f"the handler micro-benchmark failed; see {work / 'bench_handler.log'}")
+            continue
+        sections.append(f"### MXNet engine: {engine}\n\n{table.read_text().strip()}\n")
+    return "\n".join(sections) or None
 
 
 def build_parser():
@@ -173,6 +181,8 @@ def build_parser():
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: 4)")
     parser.add_argument("--handler-seconds", type=float, default=2.0,
                         help="seconds per case of the handler micro-benchmark; 0 skips it (default: 2)")
+    parser.add_argument("--handler-engines", default="default,NaiveEngine",
+                        help="MXNet engines for the handler micro-benchmark (default: default,NaiveEngine)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 5 configurations, 3 s points, c=1,16, into bench/results/quick")
     parser.add_argument("--output-dir", type=Path, help="where results go (default: bench/results)")
@@ -222,7 +232,9 @@ def main():
         except (ServerError, load_generator.LoadError) as error:
             failures.append((name, str(error)))
             print(f"run_bench.py: CONFIGURATION {name} FAILED: {error}", file=sys.stderr, flush=True)
-    handler_md = run_handler_bench(model_store, work, args.handler_seconds) if args.handler_seconds > 0 else None
+    engines = [e.strip() for e in args.handler_engines.split(",") if e.strip()]
+    handler_md = run_handler_bench(model_store, work, args.handler_seconds, engines) \
+        if args.handler_seconds > 0 and engines else None
     load_after = os.getloadavg()
     minutes = (time.monotonic() - started) / 60
 
