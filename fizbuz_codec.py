@@ -1,9 +1,12 @@
-"""The one source of truth for FizzBuzz numbers, bits and labels.
+"""The one source of truth for FizzBuzz numbers, bits and labels, and for
+what a request must look like (body decoding, validation, error replies).
 
 Stdlib only, so the serving archive, the Flask app, training and the tests
 all share exactly these rules. The service answers for the *next* number:
 a request carrying n is answered with the label of n + 1.
 """
+
+import json
 
 BITS = 10
 MIN_INPUT = 0
@@ -11,6 +14,7 @@ MIN_INPUT = 0
 MAX_INPUT = (1 << BITS) - 2
 INPUT_KEY = "input.1"
 OUTPUT_KEY = "next_number"
+ERROR_STATUS = 400
 CLASS_LABELS = ("number", "Fizz", "Buzz", "FizzBuzz")
 
 
@@ -45,6 +49,55 @@ def true_label(number):
 
 class InvalidInput(ValueError):
     """A request value the service refuses; the message is shown to the client."""
+
+
+EMPTY_BODY = f'empty body: send a JSON object like {{"{INPUT_KEY}": 14}}'
+
+
+def decode_body(raw):
+    """Parse a request body into JSON values, or raise InvalidInput.
+
+    `raw` may be bytes (a raw HTTP body), text, or something already decoded
+    (MMS decodes JSON itself when decode_input_request is on), which is
+    returned as it is.
+    """
+    if isinstance(raw, (bytes, bytearray)):
+        if not raw.strip():
+            raise InvalidInput(EMPTY_BODY)
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidInput(f"body is not UTF-8 text ({error.reason} at byte {error.start})")
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise InvalidInput(EMPTY_BODY)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise InvalidInput("body is not valid JSON: nested too deeply")
+        except ValueError as error:
+            # JSONDecodeError, and Python's limit on very long integer literals.
+            raise InvalidInput(f"body is not valid JSON: {error}")
+    return raw
+
+
+def payload_from_fields(fields):
+    """The payload of a request sent as form or query fields (?input.1=14, a
+    multipart field) instead of a JSON body; each value is JSON text."""
+    if INPUT_KEY in fields:
+        return {INPUT_KEY: decode_body(fields[INPUT_KEY])}
+    if not fields:
+        # What a JSON text sent as a form (`curl -d` without a Content-Type)
+        # leaves after form decoding: nothing.
+        raise InvalidInput(
+            f'no JSON body received: send {{"{INPUT_KEY}": 14}} with the header '
+            f"Content-Type: application/json")
+    raise InvalidInput(f'send a JSON body like {{"{INPUT_KEY}": 14}}')
+
+
+def error_reply(message):
+    """The JSON object a refused request gets, with HTTP status ERROR_STATUS."""
+    return {"error": message, "code": ERROR_STATUS}
 
 
 def validate_input(payload):

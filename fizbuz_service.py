@@ -44,34 +44,6 @@ BODY_PARAMETER = "body"
 SIGNATURE_FILE = "signature.json"
 
 
-def _error_body(message):
-    return json.dumps({"error": message, "code": 400})
-
-
-def _decode_json(raw):
-    """Parse a request body that may be raw bytes (decode_input_request=false),
-    text, or JSON MMS already decoded. Raises InvalidInput for anything bad."""
-    if isinstance(raw, (bytes, bytearray)):
-        if not raw.strip():
-            raise codec.InvalidInput("empty body: send a JSON object like {\"input.1\": 14}")
-        try:
-            text = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise codec.InvalidInput(f"body is not UTF-8 text ({error.reason} at byte {error.start})")
-        raw = text
-    if isinstance(raw, str):
-        if not raw.strip():
-            raise codec.InvalidInput("empty body: send a JSON object like {\"input.1\": 14}")
-        try:
-            return json.loads(raw)
-        except RecursionError:
-            raise codec.InvalidInput("body is not valid JSON: nested too deeply")
-        except ValueError as error:
-            # JSONDecodeError, and Python's limit on very long integer literals.
-            raise codec.InvalidInput(f"body is not valid JSON: {error}")
-    return raw
-
-
 def status_offset(record_start, request_id):
     """Where a prediction's status code sits, given where its record starts:
     request id (length + text), content type (length 0), then the status."""
@@ -149,7 +121,7 @@ class MXNetModelService:
         numbers, errors = [], []
         for request in batch:
             try:
-                numbers.append(codec.validate_input(_decode_json(self._body_of(request))))
+                numbers.append(codec.validate_input(codec.decode_body(self._body_of(request))))
                 errors.append(None)
             except codec.InvalidInput as error:
                 numbers.append(None)
@@ -162,16 +134,9 @@ class MXNetModelService:
             return request
         if BODY_PARAMETER in request:
             return request[BODY_PARAMETER]
-        if codec.INPUT_KEY in request:
-            # ?input.1=14 or a form field: MMS hands the value as raw bytes.
-            return {codec.INPUT_KEY: _decode_json(request[codec.INPUT_KEY])}
-        if not request:
-            # What MMS hands over for a form-encoded body it could not parse,
-            # e.g. `curl -d '{...}'` without a Content-Type header.
-            raise codec.InvalidInput(
-                f'no JSON body received: send {{"{codec.INPUT_KEY}": 14}} with the header '
-                f"Content-Type: application/json")
-        raise codec.InvalidInput(f'send a JSON body like {{"{codec.INPUT_KEY}": 14}}')
+        # ?input.1=14 or form fields: MMS hands each value as raw bytes, and
+        # nothing at all for a JSON text sent form-encoded.
+        return codec.payload_from_fields(request)
 
     def inference(self, numbers):
         """One forward pass for every valid number; returns their class indices."""
@@ -196,7 +161,7 @@ class MXNetModelService:
         replies = []
         for number, error in zip(numbers, errors):
             if error is not None:
-                replies.append(_error_body(error))
+                replies.append(json.dumps(codec.error_reply(error)))
             else:
                 label = codec.readable(number + 1, next(predicted))
                 replies.append(json.dumps({codec.OUTPUT_KEY: label}))
@@ -214,7 +179,7 @@ class MXNetModelService:
         phrases = []
         for idx, error in enumerate(errors):
             if error is not None:
-                context.set_response_status(400, ERROR_PHRASE, idx)
+                context.set_response_status(codec.ERROR_STATUS, ERROR_PHRASE, idx)
             phrases.append("" if error is None else ERROR_PHRASE)
         replies = align_for_frontend(replies, context.request_ids, phrases)
         metrics = context.metrics

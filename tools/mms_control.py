@@ -14,7 +14,6 @@ MMS 1.0.8 answers GET /ping with 200 even when no worker can serve.
 import argparse
 import json
 import os
-import random
 import shutil
 import socket
 import ssl
@@ -219,22 +218,6 @@ def check_port_free(port, what):
             raise ControlError(
                 f"port {port} ({what}) is already in use on 127.0.0.1: stop what listens there, "
                 f"or choose another port (INFERENCE_PORT / MANAGEMENT_PORT)")
-
-
-def find_free_port(avoid=(), low=20000, high=32000):
-    """A port free on 127.0.0.1 below MMS's limit. The kernel's ephemeral range
-    starts at 32768, above what MMS accepts, so try random ports under it."""
-    for _ in range(500):
-        port = random.randrange(low, high)
-        if port in avoid:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise ControlError(f"no free port found in {low}..{high}")
 
 
 def clean_stale(run):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mms_control
+from ports import free_port
 
 
 @dataclass
@@ -27,8 +28,8 @@ class PrivateServer:
 @contextlib.contextmanager
 def private_mms(model_store=None, batch_size=8, max_batch_delay=1, workers=2):
     run_dir = Path(tempfile.mkdtemp(prefix="fbz-mms-"))  # short: worker socket paths live here
-    inference = mms_control.find_free_port()
-    management = mms_control.find_free_port(avoid={inference})
+    inference = free_port()
+    management = free_port(taken={inference})
     args = ["--run-dir", str(run_dir), "start", "--inference-port", str(inference),
             "--management-port", str(management), "--batch-size", str(batch_size),
             "--max-batch-delay", str(max_batch_delay), "--workers", str(workers)]

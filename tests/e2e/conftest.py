@@ -17,7 +17,7 @@ import pytest
 import requests
 import requests.adapters
 
-from mms_control import find_free_port
+from ports import free_port
 from project import ROOT
 
 MODEL = "fizbuz_package"
@@ -26,8 +26,8 @@ MODEL = "fizbuz_package"
 class MmsServer:
     def __init__(self, run_dir, model_store, **settings):
         self.run_dir = Path(run_dir)
-        self.inference_port = find_free_port()
-        self.management_port = find_free_port(avoid={self.inference_port})
+        self.inference_port = free_port()
+        self.management_port = free_port(taken={self.inference_port})
         self.env = dict(
             os.environ,
             FIZBUZ_RUN_DIR=str(self.run_dir), MODEL_STORE=str(model_store),

@@ -22,6 +22,7 @@ import psutil
 import pytest
 import requests
 
+from ports import free_port
 from project import ROOT
 from headless_chromium import HeadlessChromium
 from render_netron import RenderError, render
@@ -30,12 +31,6 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT = ROOT / "inspect_model.sh"
 COMMITTED_MODEL = ROOT / "fizbuz_package" / "fizbuz.onnx"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_is_open(port):

@@ -8,22 +8,11 @@ import subprocess
 import psutil
 import pytest
 import requests
-import torch
 
-from project import ROOT
-from fizbuz_codec import MAX_INPUT, readable, true_label
-from fizbuz_model import encode_batch, load_model
+from fizbuz_codec import MAX_INPUT, true_label
+from request_cases import BAD_BODIES, BAD_BODY_IDS, torch_labels
 
 pytestmark = pytest.mark.e2e
-
-
-def torch_labels():
-    """What the PyTorch model says for every request n (it is asked about n + 1)."""
-    model = load_model(ROOT / "assets" / "fizbuz_model.pth")
-    numbers = list(range(0, MAX_INPUT + 1))
-    with torch.no_grad():
-        classes = model(encode_batch([n + 1 for n in numbers])).argmax(dim=1).tolist()
-    return {n: readable(n + 1, c) for n, c in zip(numbers, classes)}
 
 
 def test_seed_curl_answers_fizzbuzz(mms):
@@ -49,29 +38,7 @@ def test_every_input_matches_pytorch_and_the_truth(mms):
     assert wrong == []
 
 
-BAD_BODIES = [
-    ("invalid JSON", b'{"input.1": 14', "application/json", "not valid JSON"),
-    ("non-UTF-8", b"\xff\xfe\xfd", "application/json", "not UTF-8"),
-    ("empty", b"", "application/json", "empty body"),
-    ("text content type", b"hello", "text/plain", "not valid JSON"),
-    ("octet-stream", b"\x00\x01", "application/octet-stream", "not valid JSON"),
-    ("out of range", b'{"input.1": 1023}', "application/json", "between 0 and 1022"),
-    ("negative", b'{"input.1": -1}', "application/json", "between 0 and 1022"),
-    ("float", b'{"input.1": 14.5}', "application/json", "must be an integer"),
-    ("boolean", b'{"input.1": true}', "application/json", "must be an integer"),
-    ("null", b'{"input.1": null}', "application/json", "must be an integer"),
-    ("string", b'{"input.1": "14"}', "application/json", "must be an integer"),
-    ("array", b"[14]", "application/json", "JSON object"),
-    ("nested object", b'{"input.1": {"input.1": 14}}', "application/json", "must be an integer"),
-    ("missing key", b'{"input": 14}', "application/json", 'missing key "input.1"'),
-    ("huge number", b'{"input.1": 1' + b"0" * 400 + b"}", "application/json", "between 0 and 1022"),
-    ("too many digits", b'{"input.1": ' + b"9" * 5000 + b"}", "application/json", "not valid JSON"),
-    ("deep nesting", b"[" * 50_000, "application/json", "nested too deeply"),
-    ("infinity", b'{"input.1": Infinity}', "application/json", "must be an integer"),
-]
-
-
-@pytest.mark.parametrize("name, body, content_type, fragment", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize("name, body, content_type, fragment", BAD_BODIES, ids=BAD_BODY_IDS)
 def test_bad_input_gets_400_and_the_workers_survive(mms, name, body, content_type, fragment):
     pids_before = mms.worker_pids()
     response = mms.post(body, content_type)
@@ -89,14 +56,6 @@ def test_body_over_max_request_size_is_refused_without_harm(mms):
     assert response.status_code == 413
     assert mms.worker_pids() == pids_before
     assert mms.post({"input.1": 4}).json() == {"next_number": "Buzz"}
-
-
-def test_curl_without_content_type_is_told_what_to_send(mms):
-    # curl -d sends application/x-www-form-urlencoded unless told otherwise, and
-    # MMS's form decoder drops a JSON text sent that way before the handler sees it.
-    response = mms.post(b'{"input.1": 14}', content_type="application/x-www-form-urlencoded")
-    assert response.status_code == 400
-    assert "Content-Type: application/json" in response.json()["error"]
 
 
 def test_multipart_form_field_works(mms):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 import fizbuz_codec as codec
@@ -75,3 +77,43 @@ def test_messages_stay_short_for_huge_values():
     with pytest.raises(codec.InvalidInput) as caught:
         codec.validate_input({"input.1": "y" * 10_000})
     assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b'{"input.1": 14}', {"input.1": 14}),
+    (bytearray(b' {"input.1": 14}\n'), {"input.1": 14}),
+    ('{"input.1": 14}', {"input.1": 14}),
+    ({"input.1": 14}, {"input.1": 14}),  # already decoded by the server
+    (b"[1, 2]", [1, 2]),
+])
+def test_decode_body_parses_bytes_text_and_passes_decoded_values(raw, expected):
+    assert codec.decode_body(raw) == expected
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    (b"", "empty body"),
+    (" \n", "empty body"),
+    (b"\xff\xfe", "not UTF-8 text (invalid start byte at byte 0)"),
+    (b"{oops", "not valid JSON"),
+    (b"9" * 5000, "not valid JSON"),
+    (b"[" * 100_000, "nested too deeply"),
+])
+def test_decode_body_refuses_with_a_message(raw, fragment):
+    with pytest.raises(codec.InvalidInput, match=re.escape(fragment)):
+        codec.decode_body(raw)
+
+
+def test_payload_from_fields():
+    assert codec.payload_from_fields({"input.1": b"29"}) == {"input.1": 29}
+    assert codec.payload_from_fields({"input.1": "29", "other": "x"}) == {"input.1": 29}
+    with pytest.raises(codec.InvalidInput, match="Content-Type: application/json"):
+        codec.payload_from_fields({})
+    with pytest.raises(codec.InvalidInput, match="send a JSON body"):
+        codec.payload_from_fields({"other": b"1"})
+    with pytest.raises(codec.InvalidInput, match="empty body"):
+        codec.payload_from_fields({"input.1": b""})
+
+
+def test_error_reply_shape():
+    assert codec.error_reply("nope") == {"error": "nope", "code": 400}
+    assert codec.ERROR_STATUS == 400

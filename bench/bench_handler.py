@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Micro-benchmark: the MMS handler's own cost per request, inside one worker.
+
+Calls fizbuz_service.MXNetModelService.handle the way an MMS 1.0.8 worker does
+(MMS's own Context and metrics objects, built as tests/handler_context.py builds
+them, raw request bytes as with decode_input_request=false) on the model and
+handler unpacked from a .mar built by ./build_mar.sh. Only handle() is timed;
+MMS's socket and frontend work is not. Prints a table of µs per request.
+
+Examples:
+  .venv/bin/python bench/bench_handler.py                  # builds a .mar in a temp folder
+  .venv/bin/python bench/bench_handler.py --mar model_store/fizbuz_package.mar --seconds 1
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+# As in an MMS worker: one OpenMP thread. Must be set before mxnet loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+# (registered batch size, requests per call): batch 1, a lone request in a
+# batch-8 worker (padded), and full batches.
+CASES = [(1, 1), (8, 1), (8, 8), (16, 16)]
+STAGES = ("PreprocessTime", "InferenceTime", "PostprocessTime")
+
+
+def build_mar(folder, log_file):
+    print(f"==> building the .mar with ./build_mar.sh (log {log_file})", flush=True)
+    with open(log_file, "a") as log:
+        result = subprocess.run([str(ROOT / "build_mar.sh")], env=dict(os.environ, MODEL_STORE=str(folder)),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=600)
+    if result.returncode != 0:
+        sys.exit(f"bench_handler.py: ./build_mar.sh failed; see {log_file}")
+    return folder / "fizbuz_package.mar"
+
+
+def load_handler(model_dir):
+    """The handler module exactly as packed in the archive."""
+    sys.path[:0] = [str(model_dir), str(ROOT / "tests")]
+    import fizbuz_service
+    if not fizbuz_service.__file__.startswith(str(model_dir)):
+        sys.exit(f"bench_handler.py: imported {fizbuz_service.__file__}, not the archive's handler")
+    return fizbuz_service
+
+
+def one_round(service, context, batches, size, seconds):
+    """handle() call times (s) and per-stage metric values (ms) for `seconds`."""
+    from handler_context import batch_context
+    calls, stages = [], {name: [] for name in STAGES}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline or len(calls) < 100:
+        batch_context(context, size)  # MMS's per-batch set-up: not the handler's cost
+        started = time.perf_counter()
+        replies = service.handle(batches[len(calls) % len(batches)], context)
+        calls.append(time.perf_counter() - started)
+        if len(replies) != size:
+            raise RuntimeError(f"handle returned {len(replies)} replies for {size} requests")
+        for metric in context.metrics.store:
+            if metric.name in stages:
+                stages[metric.name].append(float(metric.value))
+    return calls, stages
+
+
+def measure(fizbuz_service, model_dir, bound, size, seconds, rounds):
+    """Figures for `size` requests per call, from the quietest of `rounds`
+    rounds (lowest median): other processes on the machine only add time."""
+    from handler_context import load_context, raw_request
+    service = fizbuz_service.MXNetModelService()
+    context = load_context(model_dir, bound)
+    service.initialize(context)
+    batches = [[raw_request({"input.1": (start + i) % 1023}) for i in range(size)] for start in range(0, 1023, 7)]
+    results = [one_round(service, context, batches, size, seconds / rounds) for _ in range(rounds)]
+    medians = [statistics.median(calls) for calls, _ in results]
+    calls, stages = results[medians.index(min(medians))]
+    per_call = min(medians) * 1e6
+    return {"bound": bound, "size": size, "calls": sum(len(c) for c, _ in results), "per_call_us": per_call,
+            "per_request_us": per_call / size, "spread_us": (max(medians) - min(medians)) * 1e6,
+            "p99_call_us": statistics.quantiles(calls, n=100)[98] * 1e6,
+            **{name: statistics.median(values) * 1000 for name, values in stages.items()}}
+
+
+def markdown(results, engine):
+    lines = ["| registered batch | requests per call | calls | µs per call (median) | rounds' spread µs | "
+             "p99 µs per call | **µs per request** | preprocess µs | inference µs | postprocess µs |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['bound']} | {r['size']} | {r['calls']} | {r['per_call_us']:.1f} | "
+                     f"{r['spread_us']:.1f} | {r['p99_call_us']:.1f} | **{r['per_request_us']:.1f}** | "
+                     f"{r['PreprocessTime']:.0f} | {r['InferenceTime']:.0f} | {r['PostprocessTime']:.0f} |")
+    lines.append("")
+    lines.append("Figures from the quietest of several rounds (lowest median call time); the spread is the "
+                 "highest minus the lowest round median, a gauge of interference from other processes. "
+                 "Stage times are medians of the handler's own metrics (1 µs resolution); µs per request = "
+                 "median call time / requests per call. OMP_NUM_THREADS=1 as in an MMS worker; "
+                 f"MXNet engine: {engine}.")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mar", type=Path, help="a built fizbuz_package.mar (default: build one in a temp folder)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time spent per case (default: 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per case; the quietest counts (default: 5)")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--mxnet-engine", metavar="NAME",
+                        help="set MXNET_ENGINE_TYPE, e.g. NaiveEngine (default: MXNet's threaded engine, "
+                             "as MMS workers run)")
+    args = parser.parse_args()
+    if args.mxnet_engine:
+        os.environ["MXNET_ENGINE_TYPE"] = args.mxnet_engine  # read when mxnet is imported, below
+
+    with tempfile.TemporaryDirectory(prefix="fbz-handler-") as folder:
+        folder = Path(folder)
+        mar = args.mar or build_mar(folder, folder / "build_mar.log")
+        if not mar.is_file():
+            sys.exit(f"bench_handler.py: {mar} does not exist: build it with ./build_mar.sh")
+        model_dir = folder / "model"
+        with zipfile.ZipFile(mar) as archive:
+            archive.extractall(model_dir)
+        fizbuz_service = load_handler(model_dir)
+        results = []
+        for bound, size in CASES:
+            print(f"==> handle() with {size} request(s), registered batch size {bound}, {args.seconds:g} s",
+                  flush=True)
+            results.append(measure(fizbuz_service, model_dir, bound, size, args.seconds, max(args.rounds, 1)))
+    table = markdown(results, os.environ.get("MXNET_ENGINE_TYPE", "default (threaded)"))
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Flask app with MMS's request/response contract, for gunicorn:
+
+    gunicorn --chdir REPO 'flask_app.app:create_app()'
+
+POST /predictions/fizbuz_package {"input.1": n} -> {"next_number": "<label of n + 1>"};
+a bad request gets 400 {"error": "...", "code": 400}; GET /ping -> {"status": "Healthy"}.
+flask_app/serve.sh starts and stops it.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, Response, request
+
+import fizbuz_codec as codec
+from flask_app.controller import Predictor, requested_number
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = ROOT / "assets" / "fizbuz_model.pth"
+PREDICT_PATH = "/predictions/fizbuz_package"
+# MMS refuses bodies over max_request_size (413); read the same limit.
+MMS_CONFIG = ROOT / "config.properties"
+
+log = logging.getLogger(__name__)
+
+
+def max_request_size(config=MMS_CONFIG):
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "max_request_size":
+            return int(value)
+    raise ValueError(f"{config} has no max_request_size")
+
+
+def json_reply(payload, status):
+    return Response(json.dumps(payload) + "\n", status=status, mimetype="application/json")
+
+
+def use_gunicorn_logging():
+    """Send this app's log records to gunicorn's error log, when run under it."""
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    if gunicorn_log.handlers and not logging.getLogger().handlers:
+        logging.basicConfig(handlers=gunicorn_log.handlers, level=gunicorn_log.level)
+
+
+def create_app(weights_path=None):
+    use_gunicorn_logging()
+    weights_path = weights_path or os.environ.get("FIZBUZ_WEIGHTS") or DEFAULT_WEIGHTS
+    predictor = Predictor(weights_path)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_request_size()
+
+    @app.post(PREDICT_PATH)
+    def predict():
+        try:
+            number = requested_number(request)
+        except codec.InvalidInput as error:
+            log.debug("refused a request: %s", error)
+            return json_reply(codec.error_reply(str(error)), codec.ERROR_STATUS)
+        return json_reply({codec.OUTPUT_KEY: predictor.label_for(number)}, 200)
+
+    @app.get("/ping")
+    def ping():
+        return json_reply({"status": "Healthy"}, 200)
+
+    log.info("FizBuzNet loaded from %s (pid %d)", weights_path, os.getpid())
+    return app

@@ -1,0 +1,46 @@
+"""Requests every serving path must treat alike, and the answers they must give.
+
+Shared by the MMS and the Flask end-to-end tests so both are held to one list.
+"""
+
+import torch
+
+from fizbuz_codec import MAX_INPUT, readable
+from fizbuz_model import encode_batch, load_model
+from project import ROOT
+
+# (name, body, Content-Type, a fragment of the 400 message)
+BAD_BODIES = [
+    ("invalid JSON", b'{"input.1": 14', "application/json", "not valid JSON"),
+    ("non-UTF-8", b"\xff\xfe\xfd", "application/json", "not UTF-8"),
+    ("empty", b"", "application/json", "empty body"),
+    ("text content type", b"hello", "text/plain", "not valid JSON"),
+    ("octet-stream", b"\x00\x01", "application/octet-stream", "not valid JSON"),
+    ("out of range", b'{"input.1": 1023}', "application/json", "between 0 and 1022"),
+    ("negative", b'{"input.1": -1}', "application/json", "between 0 and 1022"),
+    ("float", b'{"input.1": 14.5}', "application/json", "must be an integer"),
+    ("boolean", b'{"input.1": true}', "application/json", "must be an integer"),
+    ("null", b'{"input.1": null}', "application/json", "must be an integer"),
+    ("string", b'{"input.1": "14"}', "application/json", "must be an integer"),
+    ("array", b"[14]", "application/json", "JSON object"),
+    ("nested object", b'{"input.1": {"input.1": 14}}', "application/json", "must be an integer"),
+    ("missing key", b'{"input": 14}', "application/json", 'missing key "input.1"'),
+    ("huge number", b'{"input.1": 1' + b"0" * 400 + b"}", "application/json", "between 0 and 1022"),
+    ("too many digits", b'{"input.1": ' + b"9" * 5000 + b"}", "application/json", "not valid JSON"),
+    ("deep nesting", b"[" * 50_000, "application/json", "nested too deeply"),
+    ("infinity", b'{"input.1": Infinity}', "application/json", "must be an integer"),
+    # curl -d sends application/x-www-form-urlencoded unless told otherwise, and
+    # form decoding drops a JSON text sent that way: the client is told what to send.
+    ("JSON sent as a form", b'{"input.1": 14}', "application/x-www-form-urlencoded",
+     "Content-Type: application/json"),
+]
+BAD_BODY_IDS = [case[0] for case in BAD_BODIES]
+
+
+def torch_labels():
+    """What the PyTorch model says for every request n (it is asked about n + 1)."""
+    model = load_model(ROOT / "assets" / "fizbuz_model.pth")
+    numbers = list(range(0, MAX_INPUT + 1))
+    with torch.no_grad():
+        classes = model(encode_batch([n + 1 for n in numbers])).argmax(dim=1).tolist()
+    return {n: readable(n + 1, c) for n, c in zip(numbers, classes)}

@@ -1,0 +1,51 @@
+"""The load and bench tools answer -h and refuse bad settings with a clear message,
+without starting anything."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from project import ROOT
+
+PYTHON_TOOLS = ["bench/run_bench.py", "bench/bench_handler.py"]
+
+
+def run(command, **env):
+    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **env), stdin=subprocess.DEVNULL)
+
+
+def test_serve_sh_answers_help():
+    result = run([ROOT / "flask_app" / "serve.sh", "-h"])
+    assert result.returncode == 0
+    assert "Usage" in result.stdout and "WORKER_CLASS" in result.stdout
+
+
+@pytest.mark.parametrize("tool", PYTHON_TOOLS)
+def test_python_tools_answer_help(tool):
+    result = run([sys.executable, ROOT / tool, "-h"])
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and "Examples" in result.stdout
+
+
+def test_serve_sh_refuses_an_unknown_worker_class(tmp_path):
+    result = run([ROOT / "flask_app" / "serve.sh"], WORKER_CLASS="tornado", FLASK_RUN_DIR=str(tmp_path))
+    assert result.returncode == 1
+    assert "WORKER_CLASS must be sync or gthread" in result.stderr
+    assert not (tmp_path / "gunicorn.pid").exists()
+
+
+def test_bench_lists_the_sweep_and_picks_subsets():
+    result = run([sys.executable, ROOT / "bench" / "run_bench.py", "--list", "--batch-sizes", "4",
+                  "--delays", "0,3", "--configs", "mms-*,nginx"])
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["mms-b1-w1", "mms-b1-w2", "mms-b4-d0", "mms-b4-d3", "nginx"]
+
+
+def test_bench_refuses_a_pattern_that_matches_nothing():
+    result = run([sys.executable, ROOT / "bench" / "run_bench.py", "--configs", "tensorflow"])
+    assert result.returncode == 1
+    assert "matches none of" in result.stderr
