@@ -20,7 +20,7 @@ only reports on it.
 Environment (defaults in brackets):
   INFERENCE_PORT   [8080]  predictions API, on 127.0.0.1
   MANAGEMENT_PORT  [8081]  management API, on 127.0.0.1
-  BATCH_SIZE       [8]     largest batch a worker gets
+  BATCH_SIZE       [16]    largest batch a worker gets
   MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
   WORKERS          [2]     worker processes (one per core suits this model)
   ACCESS_LOG       [0]     1 writes the access log and per-request/per-batch log lines (costs throughput)

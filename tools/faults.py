@@ -16,6 +16,7 @@ import sys
 import time
 
 import loadgen
+from mms_control import DEFAULTS
 from private_mms import private_mms
 
 
@@ -54,8 +55,8 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=3, help="kills per concurrency (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="default: %(default)s")
+    parser.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="default: %(default)s")
     return parser.parse_args(argv)
 
 

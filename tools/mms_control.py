@@ -37,7 +37,7 @@ MAX_PORT = 32766
 DEFAULTS = {
     "inference_port": 8080,
     "management_port": 8081,
-    "batch_size": 8,
+    "batch_size": 16,
     "max_batch_delay": 1,
     "workers": 2,
     "max_workers": 16,

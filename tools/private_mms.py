@@ -26,7 +26,8 @@ class PrivateServer:
 
 
 @contextlib.contextmanager
-def private_mms(model_store=None, batch_size=8, max_batch_delay=1, workers=2):
+def private_mms(model_store=None, batch_size=mms_control.DEFAULTS["batch_size"],
+                max_batch_delay=mms_control.DEFAULTS["max_batch_delay"], workers=mms_control.DEFAULTS["workers"]):
     run_dir = Path(tempfile.mkdtemp(prefix="fbz-mms-"))  # short: worker socket paths live here
     inference = free_port()
     management = free_port(taken={inference})

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 import faults
+from mms_control import DEFAULTS
 from fizbuz_codec import true_label
 import soak
 from private_mms import private_mms
@@ -26,8 +27,8 @@ def private_server(model_store):
 
 
 def test_killed_worker_loses_at_most_its_batch_and_is_replaced(model_store):
-    batch_size = 8
-    with private_mms(model_store=model_store, batch_size=batch_size) as server:
+    batch_size = DEFAULTS["batch_size"]  # the shipped setting
+    with private_mms(model_store=model_store) as server:
         row = asyncio.run(faults.kill_worker_under_load(server, concurrency=16))
     assert row["wrong"] == 0
     assert row["transport_errors"] == 0  # every request got an HTTP answer, none hung
