@@ -22,14 +22,14 @@ import onnx.reference
 import torch
 
 from fizbuz_codec import BITS, INPUT_KEY
-from fizbuz_model import encode_batch, load_model
+from fizbuz_model import PARITY_TOLERANCE, encode_batch, load_model, report_parity
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = HERE / "assets" / "fizbuz_model.pth"
 DEFAULT_OUTPUT = HERE / "fizbuz_package" / "fizbuz.onnx"
 OPSET = 12
 OUTPUT_NAME = "output"
-TOLERANCE = 1e-5
+TOLERANCE = PARITY_TOLERANCE
 
 log = logging.getLogger("export_onnx")
 
@@ -151,14 +151,7 @@ def main(argv=None):
         print("\n".join(summary(onnx_model)))
 
     max_diff, mismatched = parity_report(model, args.output)
-    log.info("parity on all %d inputs: max |torch - onnx| = %.3g, argmax mismatches = %d",
-             1 << BITS, max_diff, len(mismatched))
-    if max_diff > TOLERANCE or mismatched:
-        log.error("PARITY FAILED: max diff %.3g (tolerance %g), argmax differs at %s",
-                  max_diff, TOLERANCE, mismatched[:20])
-        return 1
-    log.info("parity OK: %s matches PyTorch", args.output)
-    return 0
+    return report_parity(log, max_diff, mismatched, "torch - onnx", args.output)
 
 
 if __name__ == "__main__":

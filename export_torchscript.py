@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from fizbuz_codec import BITS
-from fizbuz_model import encode_batch, load_model
+from fizbuz_model import PARITY_TOLERANCE, encode_batch, load_model, report_parity
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = HERE / "assets" / "fizbuz_model.pth"
 DEFAULT_OUTPUT = HERE / "build" / "fizbuz.pt"
-TOLERANCE = 1e-5
+TOLERANCE = PARITY_TOLERANCE
 
 log = logging.getLogger("export_torchscript")
 
@@ -112,14 +112,7 @@ def main(argv=None):
         # torch.jit.load raises RuntimeError for a file that is not TorchScript.
         log.error("PARITY FAILED: cannot run %s: %s", args.output, str(error).splitlines()[0])
         return 1
-    log.info("parity on all %d inputs: max |eager - torchscript| = %.3g, argmax mismatches = %d",
-             1 << BITS, max_diff, len(mismatched))
-    if max_diff > TOLERANCE or mismatched:
-        log.error("PARITY FAILED: max diff %.3g (tolerance %g), argmax differs at %s",
-                  max_diff, TOLERANCE, mismatched[:20])
-        return 1
-    log.info("parity OK: %s matches the eager model", args.output)
-    return 0
+    return report_parity(log, max_diff, mismatched, "eager - torchscript", args.output)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 Shared by the MMS and the Flask end-to-end tests so both are held to one list.
 """
 
+import concurrent.futures
+
 import torch
 
-from fizbuz_codec import MAX_INPUT, readable
+from fizbuz_codec import MAX_INPUT, readable, true_label
 from fizbuz_model import encode_batch, load_model
 from project import ROOT
 
@@ -44,3 +46,20 @@ def torch_labels():
     with torch.no_grad():
         classes = model(encode_batch([n + 1 for n in numbers])).argmax(dim=1).tolist()
     return {n: readable(n + 1, c) for n, c in zip(numbers, classes)}
+
+
+def wrong_answers_for_every_input(post, threads):
+    """Ask a server (through `post(payload) -> response`) about every input,
+    `threads` at a time; return the (n, status, body) that differ from what
+    PyTorch, and the truth, say."""
+    expected = torch_labels()
+    assert all(expected[n] == true_label(n + 1) for n in expected)
+
+    def ask(n):
+        response = post({"input.1": n})
+        return n, response.status_code, response.json()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        answers = list(pool.map(ask, expected))
+    return [(n, code, body) for n, code, body in answers
+            if code != 200 or body != {"next_number": expected[n]}]

@@ -1,7 +1,6 @@
 """End to end: the Flask baseline under a real gunicorn, started by flask_app/serve.sh
 on a free port in a temp folder, held to the same answers and 400s as MMS."""
 
-import concurrent.futures
 import json
 import os
 import shutil
@@ -14,10 +13,9 @@ import pytest
 import requests
 import requests.adapters
 
-from fizbuz_codec import true_label
 from ports import free_port
 from project import ROOT
-from request_cases import BAD_BODIES, BAD_BODY_IDS, torch_labels
+from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
 
 pytestmark = pytest.mark.e2e
 
@@ -78,18 +76,7 @@ def flask_server(request):
 
 
 def test_every_input_matches_pytorch_and_the_truth(flask_server):
-    expected = torch_labels()
-    assert all(expected[n] == true_label(n + 1) for n in expected)
-
-    def ask(n):
-        response = flask_server.post({"input.1": n})
-        return n, response.status_code, response.json()
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(ask, expected))
-    wrong = [(n, code, body) for n, code, body in answers
-             if code != 200 or body != {"next_number": expected[n]}]
-    assert wrong == []
+    assert wrong_answers_for_every_input(flask_server.post, threads=8) == []
 
 
 @pytest.mark.parametrize("name, body, content_type, fragment", BAD_BODIES, ids=BAD_BODY_IDS)

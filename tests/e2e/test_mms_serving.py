@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from fizbuz_codec import MAX_INPUT, true_label
-from request_cases import BAD_BODIES, BAD_BODY_IDS, torch_labels
+from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +24,7 @@ def test_seed_curl_answers_fizzbuzz(mms):
 
 
 def test_every_input_matches_pytorch_and_the_truth(mms):
-    expected = torch_labels()
-    assert all(expected[n] == true_label(n + 1) for n in expected)
-
-    def ask(n):
-        response = mms.post({"input.1": n})
-        return n, response.status_code, response.json()
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(ask, expected))
-    wrong = [(n, code, body) for n, code, body in answers
-             if code != 200 or body != {"next_number": expected[n]}]
-    assert wrong == []
+    assert wrong_answers_for_every_input(mms.post, threads=16) == []
 
 
 @pytest.mark.parametrize("name, body, content_type, fragment", BAD_BODIES, ids=BAD_BODY_IDS)
