@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from fizbuz_codec import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, true_label
+from processes import end_family
 from mms_control import http, predict
 from ports import free_port
 
@@ -35,15 +36,9 @@ def kill_family(pid, marker):
         process = psutil.Process(pid)
         if marker not in " ".join(process.cmdline()):
             return
-        family = process.children(recursive=True) + [process]
     except psutil.Error:
         return
-    for member in family:
-        try:
-            member.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(family, timeout=10)
+    end_family(process, grace=0)
 
 
 class Server:

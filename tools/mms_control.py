@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from processes import end_family
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "fizbuz_package"
 PID_FILE_NAME = ".model_server.pid"  # MMS writes it to $TMPDIR
@@ -363,24 +365,12 @@ def stop_server(run, quiet=False, timeout=20.0):
             say(f"no MMS is running from {run.path}")
         run.state_file.unlink(missing_ok=True)
         return 0
-    family = process.children(recursive=True) + [process]
-    for member in family:
-        try:
-            member.terminate()
-        except psutil.Error:
-            pass
-    _, survivors = psutil.wait_procs(family, timeout=timeout)
-    for member in survivors:
-        try:
-            member.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(survivors, timeout=5)
+    workers = end_family(process, grace=timeout)
     run.pid_file.unlink(missing_ok=True)
     run.state_file.unlink(missing_ok=True)
     for sock in run.tmp.glob(".mms.sock.*"):
         sock.unlink(missing_ok=True)
-    say(f"stopped MMS (pid {process.pid}) and {len(family) - 1} worker process(es)")
+    say(f"stopped MMS (pid {process.pid}) and {workers} worker process(es)")
     return 0
 
 
