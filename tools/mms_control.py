@@ -73,6 +73,10 @@ class RunFolder:
         for folder in (self.path, self.tmp, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
 
+    def remove_sockets(self):
+        for sock in self.tmp.glob(".mms.sock.*"):
+            sock.unlink(missing_ok=True)
+
     def read_pid(self):
         try:
             return int(self.pid_file.read_text().split()[0])
@@ -226,17 +230,13 @@ def clean_stale(run):
     """After a crash (kill -9 of the frontend), remove what the dead server left."""
     pid = run.read_pid()
     say(f"found a stale pid file (pid {pid} is not running): cleaning up after the crashed server")
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        # Orphaned workers of that server: their socket path is in our tmp folder.
-        if "model_service_worker" in cmdline and str(run.tmp) in cmdline:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
+    for process in worker_processes(run).values():  # orphaned workers of that server
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
     run.pid_file.unlink(missing_ok=True)
-    for sock in run.tmp.glob(".mms.sock.*"):
-        sock.unlink(missing_ok=True)
+    run.remove_sockets()
 
 
 def tail(path, lines=20):
@@ -368,8 +368,7 @@ def stop_server(run, quiet=False, timeout=20.0):
     workers = end_family(process, grace=timeout)
     run.pid_file.unlink(missing_ok=True)
     run.state_file.unlink(missing_ok=True)
-    for sock in run.tmp.glob(".mms.sock.*"):
-        sock.unlink(missing_ok=True)
+    run.remove_sockets()
     say(f"stopped MMS (pid {process.pid}) and {workers} worker process(es)")
     return 0
 

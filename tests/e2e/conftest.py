@@ -17,6 +17,7 @@ import pytest
 import requests
 import requests.adapters
 
+from mms_control import RunFolder, worker_processes
 from ports import free_port
 from project import ROOT
 
@@ -89,13 +90,7 @@ class MmsServer:
         return [w for w in self.describe()["workers"] if w["status"] == "READY"]
 
     def worker_pids(self):
-        marker = str(self.run_dir / "tmp" / ".mms.sock.")
-        pids = {}
-        for process in psutil.process_iter(["cmdline"]):
-            for word in process.info["cmdline"] or []:
-                if word.startswith(marker):
-                    pids[word[len(marker):]] = process.pid
-        return pids
+        return {wid: process.pid for wid, process in worker_processes(RunFolder(self.run_dir)).items()}
 
 
 def short_run_dir():
