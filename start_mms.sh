@@ -18,7 +18,9 @@ READY and a real prediction has been answered. Re-running it while the server is
 only reports on it.
 
 Environment (defaults in brackets):
-  INFERENCE_PORT   [8080]  predictions API, on 127.0.0.1
+  INFERENCE_PORT   [8080]  predictions API port
+  INFERENCE_ADDRESS [127.0.0.1]  address the predictions API binds to (a host's own address to serve
+                   other hosts; the management API always stays on 127.0.0.1)
   MANAGEMENT_PORT  [8081]  management API, on 127.0.0.1
   BATCH_SIZE       [16]    largest batch a worker gets
   MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch

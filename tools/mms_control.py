@@ -151,27 +151,29 @@ def wait_until(condition, timeout, what, interval=0.1, alive=None):
         time.sleep(interval)  # a poll interval, not a readiness guess
 
 
-def inference_url(port, tls):
-    return f"{'https' if tls else 'http'}://127.0.0.1:{port}/predictions/{MODEL_NAME}"
+def inference_url(port, tls, address="127.0.0.1"):
+    return f"{'https' if tls else 'http'}://{address}:{port}/predictions/{MODEL_NAME}"
 
 
-def predict(inference_port, number, timeout=10.0, cafile=None):
+def predict(inference_port, number, timeout=10.0, cafile=None, address="127.0.0.1"):
     body = json.dumps({"input.1": number}).encode()
-    return http("POST", inference_url(inference_port, cafile), timeout,
+    return http("POST", inference_url(inference_port, cafile, address), timeout,
                 body, {"Content-Type": "application/json"}, cafile=cafile)
 
 
 # --------------------------------------------------------------------------- config files
 
-def write_config(run, inference_port, management_port, tls=None, template=ROOT / "config.properties"):
+def write_config(run, inference_port, management_port, tls=None, template=ROOT / "config.properties",
+                 inference_address="127.0.0.1"):
     """Copy config.properties with the addresses pointing at the chosen ports;
-    with tls=(certificate, key) the inference API speaks HTTPS."""
+    with tls=(certificate, key) the inference API speaks HTTPS. The management
+    API always stays on loopback (MMS 1.0.8 has no auth)."""
     scheme = "https" if tls else "http"
     lines = []
     for line in template.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
         if key == "inference_address":
-            line = f"inference_address={scheme}://127.0.0.1:{inference_port}"
+            line = f"inference_address={scheme}://{inference_address}:{inference_port}"
         elif key == "management_address":
             line = f"management_address=http://127.0.0.1:{management_port}"
         lines.append(line)
@@ -215,14 +217,14 @@ def write_log_config(run, access_log, template=ROOT / "log4j.properties"):
 
 # --------------------------------------------------------------------------- start
 
-def check_port_free(port, what):
+def check_port_free(port, what, address="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
+            probe.bind((address, port))
+        except OSError as error:
             raise ControlError(
-                f"port {port} ({what}) is already in use on 127.0.0.1: stop what listens there, "
+                f"port {port} ({what}) cannot be bound on {address} ({error.strerror}): stop what listens there, "
                 f"or choose another port (INFERENCE_PORT / MANAGEMENT_PORT)")
 
 
@@ -261,7 +263,7 @@ def start(args):
                 f"{len(ready_workers(description))} READY workers; "
                 f"'./start_mms.sh stop' first to restart it with new settings")
             print_usage_hint(state.get("inference_port", args.inference_port), run,
-                             state.get("tls_certificate"))
+                             state.get("tls_certificate"), state.get("inference_address", "127.0.0.1"))
             return 0
         raise ControlError(f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
                            f"no READY worker: run './start_mms.sh stop' and start again")
@@ -278,18 +280,19 @@ def start(args):
             raise ControlError(f"port {port} is out of range: MMS 1.0.8 only accepts ports 1..{MAX_PORT}")
     if args.inference_port == args.management_port:
         raise ControlError("the inference and management ports must differ")
-    check_port_free(args.inference_port, "inference API")
+    check_port_free(args.inference_port, "inference API", args.inference_address)
     check_port_free(args.management_port, "management API")
 
     tls = tls_files(run, args.tls_cert, args.tls_key) if args.tls else None
-    write_config(run, args.inference_port, args.management_port, tls)
+    write_config(run, args.inference_port, args.management_port, tls,
+                 inference_address=args.inference_address)
     write_log_config(run, args.access_log)
     env = dict(os.environ, TMPDIR=str(run.tmp), TEMP=str(run.tmp),
                LOG_LOCATION=str(run.logs), METRICS_LOCATION=str(run.logs))
     launcher = Path(sys.executable).parent / "mxnet-model-server"
     command = [str(launcher), "--start", "--mms-config", str(run.config),
                "--model-store", str(model_store), "--log-config", str(run.log_config)]
-    say(f"starting MMS: inference on 127.0.0.1:{args.inference_port}, "
+    say(f"starting MMS: inference on {args.inference_address}:{args.inference_port}, "
         f"management on 127.0.0.1:{args.management_port}, run folder {run.path}")
     with open(run.console_log, "ab") as console:
         launched = subprocess.run(command, cwd=run.path, env=env, stdout=console,
@@ -301,6 +304,7 @@ def start(args):
         raise ControlError(f"MMS did not stay up; its console says:\n{tail(run.console_log)}")
     run.state_file.write_text(json.dumps({
         "pid": process.pid, "inference_port": args.inference_port,
+        "inference_address": args.inference_address,
         "tls_certificate": str(tls[0]) if tls else None,
         "management_port": args.management_port, "batch_size": args.batch_size,
         "max_batch_delay": args.max_batch_delay, "workers": args.workers}, indent=2))
@@ -311,7 +315,7 @@ def start(args):
         say("start failed; stopping the half-started server")
         stop_server(run, quiet=True)
         raise
-    print_usage_hint(args.inference_port, run, tls[0] if tls else None)
+    print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address)
     return 0
 
 
@@ -333,17 +337,17 @@ def register_and_wait(args, run, process, cafile=None):
                            f"server log:\n{tail(run.logs / 'mms_log.log', 30)}")
     wait_until(lambda: len(ready_workers(describe_model(args.management_port))) >= args.workers,
                args.timeout, f"{args.workers} READY workers", alive=alive)
-    status, text = predict(args.inference_port, 14, cafile=cafile)
+    status, text = predict(args.inference_port, 14, cafile=cafile, address=args.inference_address)
     if status != 200 or json.loads(text) != {"next_number": "FizzBuzz"}:
         raise ControlError(f"the smoke prediction failed ({status}): {text.strip()}")
     say(f"model {MODEL_NAME} is serving with {args.workers} READY workers (pid {process.pid})")
 
 
-def print_usage_hint(inference_port, run, cafile=None):
+def print_usage_hint(inference_port, run, cafile=None, address="127.0.0.1"):
     curl = f"curl --cacert {cafile}" if cafile else "curl"
     print(f"""
 Try it:
-  {curl} -X POST {inference_url(inference_port, cafile)} \\
+  {curl} -X POST {inference_url(inference_port, cafile, address)} \\
        -H 'Content-Type: application/json' -d '{{"input.1": 14}}'
   -> {{"next_number": "FizzBuzz"}}
 Scale:  ./scale_workers.sh 3
@@ -488,6 +492,9 @@ def build_parser():
     start_cmd = commands.add_parser("start", help="start MMS and register the model")
     start_cmd.add_argument("--inference-port", type=positive_int,
                            default=env_int("INFERENCE_PORT", DEFAULTS["inference_port"]))
+    start_cmd.add_argument("--inference-address", default=os.environ.get("INFERENCE_ADDRESS", "127.0.0.1"),
+                           help="address the predictions API binds to (env INFERENCE_ADDRESS, default "
+                                "127.0.0.1); the management API always stays on 127.0.0.1")
     start_cmd.add_argument("--management-port", type=positive_int,
                            default=env_int("MANAGEMENT_PORT", DEFAULTS["management_port"]))
     start_cmd.add_argument("--model-store", default=os.environ.get("MODEL_STORE", str(ROOT / "model_store")))
