@@ -3,13 +3,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
-MODEL_NAME=fizbuz_package
-PACKAGE_DIR=$ROOT/fizbuz_package
-MODEL_STORE=${MODEL_STORE:-$ROOT/model_store}
-WEIGHTS=$ROOT/assets/fizbuz_model.pth
-# What the archive carries besides the converted model: the handler, the codec it imports, the signature.
-SOURCES=(fizbuz_service.py fizbuz_codec.py signature.json)
-
 usage() {
   cat <<USAGE
 Usage: ./build_mar.sh [-h]
@@ -17,11 +10,12 @@ Usage: ./build_mar.sh [-h]
 1. exports assets/fizbuz_model.pth to fizbuz_package/fizbuz.onnx (checks parity with PyTorch),
 2. stages fizbuz_package/ with the handler, codec and signature.json,
 3. runs model-archiver --convert (ONNX -> MXNet symbol + params) into
-   \$MODEL_STORE/$MODEL_NAME.mar and checks the archive holds exactly what it should.
+   \$MODEL_STORE/fizbuz_package.mar and checks the archive holds exactly what it should.
 Safe to re-run: it rebuilds the archive from the committed weights each time.
 
 Environment:
   MODEL_STORE   where the .mar goes (default: $ROOT/model_store)
+  STAGING_DIR   where the archive's folder is staged (default: $ROOT/fizbuz_package)
   FIZBUZ_VENV   the virtual environment to use (default: $ROOT/.venv)
 USAGE
 }
@@ -31,10 +25,16 @@ case "${1:-}" in
   *) echo "build_mar.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
 esac
 
-[ -f "$WEIGHTS" ] || die "no trained weights at $WEIGHTS: run '$PY train.py' to train them (about 5 s)"
 ensure_venv
+# Names and paths come from the one contract module (fizbuz/contract.py).
+{ read -r MODEL_NAME; read -r HANDLER; read -r WEIGHTS; read -r -a SOURCES; } \
+  < <("$PY" -m fizbuz.contract MODEL_NAME HANDLER WEIGHTS ARCHIVE_SOURCES)
+PACKAGE_DIR=${STAGING_DIR:-$ROOT/$MODEL_NAME}
+MODEL_STORE=${MODEL_STORE:-$ROOT/model_store}
+[ -f "$WEIGHTS" ] || die "no trained weights at $WEIGHTS: run '$PY -m fizbuz.train' to train them (about 5 s)"
 
 say "exporting ONNX and checking parity with PyTorch"
+mkdir -p "$PACKAGE_DIR"
 "$PY" "$ROOT/export_onnx.py" --quiet --weights "$WEIGHTS" --output "$PACKAGE_DIR/fizbuz.onnx"
 
 say "staging $PACKAGE_DIR"
@@ -48,7 +48,7 @@ done
 say "archiving with model-archiver --convert"
 mkdir -p "$MODEL_STORE"
 "$VENV/bin/model-archiver" --model-name "$MODEL_NAME" --model-path "$PACKAGE_DIR" \
-  --handler fizbuz_service:handle -c -f --export-path "$MODEL_STORE"
+  --handler "$HANDLER" -c -f --export-path "$MODEL_STORE"
 
-"$PY" "$ROOT/tools/check_archive.py" "$MODEL_STORE/$MODEL_NAME.mar"
+"$PY" -m fizbuz.archive "$MODEL_STORE/$MODEL_NAME.mar"
 say "built $MODEL_STORE/$MODEL_NAME.mar"

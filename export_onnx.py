@@ -22,11 +22,12 @@ import onnx.reference
 import torch
 
 from fizbuz_codec import BITS, INPUT_KEY
-from fizbuz_model import PARITY_TOLERANCE, encode_batch, load_model, report_parity
+from fizbuz.contract import ONNX_PATH, WEIGHTS
+from fizbuz.model import encode_batch, load_model
+from fizbuz.parity import PARITY_TOLERANCE, report_parity
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = HERE / "assets" / "fizbuz_model.pth"
-DEFAULT_OUTPUT = HERE / "fizbuz_package" / "fizbuz.onnx"
+DEFAULT_WEIGHTS = WEIGHTS
+DEFAULT_OUTPUT = ONNX_PATH
 OPSET = 12
 OUTPUT_NAME = "output"
 TOLERANCE = PARITY_TOLERANCE
@@ -130,7 +131,7 @@ def main(argv=None):
         print("\n".join(summary(onnx.load(str(args.output)))))
         return 0
     if not args.weights.is_file():
-        log.error("no trained weights at %s: run ./train.py first", args.weights)
+        log.error("no trained weights at %s: run 'python -m fizbuz.train' first", args.weights)
         return 2
 
     model = load_model(args.weights)

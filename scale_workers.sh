@@ -28,4 +28,4 @@ for value in "$@"; do
   [[ "$value" =~ ^[0-9]+$ ]] || die "'$value' is not a whole number (see -h)"
 done
 [ -x "$PY" ] || die "no virtual environment at $VENV: run ./start_mms.sh first"
-exec "$PY" "$ROOT/tools/mms_control.py" scale "$@"
+exec "$PY" -m serving.mms.cli scale "$@"

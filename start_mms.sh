@@ -42,11 +42,11 @@ esac
 
 if [ "$command" = start ]; then
   ensure_venv
-  mar=${MODEL_STORE:-$ROOT/model_store}/fizbuz_package.mar
+  { read -r mar_name; read -r -a inputs; } < <("$PY" -m fizbuz.contract MAR_FILE_NAME ARCHIVE_INPUTS)
+  mar=${MODEL_STORE:-$ROOT/model_store}/$mar_name
   stale=""
   if [ -f "$mar" ]; then
-    stale=$(find "$ROOT/assets/fizbuz_model.pth" "$ROOT/fizbuz_service.py" "$ROOT/fizbuz_codec.py" \
-      "$ROOT/signature.json" "$ROOT/export_onnx.py" "$ROOT/fizbuz_model.py" "$ROOT/build_mar.sh" -newer "$mar" | head -n 1)
+    stale=$(find "${inputs[@]}" -newer "$mar" | head -n 1)
   fi
   if [ ! -f "$mar" ] || [ -n "$stale" ]; then
     "$ROOT/build_mar.sh"
@@ -54,4 +54,4 @@ if [ "$command" = start ]; then
 elif [ ! -x "$PY" ]; then
   die "no virtual environment at $VENV: nothing was started from this project"
 fi
-exec "$PY" "$ROOT/tools/mms_control.py" "$command"
+exec "$PY" -m serving.mms.cli "$command"

@@ -53,7 +53,8 @@ fi
 # The stamp holds a hash of every file that decides the installed set; a
 # matching stamp means there is nothing to do.
 stamp_file=$VENV/.fizbuz-installed
-wanted=$(cat "$ROOT/requirements.txt" "$REQUIREMENTS" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)
+wanted=$( (cat "$ROOT/requirements.txt" "$REQUIREMENTS" "$ROOT/constraints.txt" "$ROOT/pyproject.toml"; echo "$ROOT") \
+  | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp_file" ] && grep -qx "$wanted" "$stamp_file"; then
   echo "==> $VENV is up to date"
   exit 0
@@ -62,7 +63,10 @@ fi
 echo "==> installing pinned packages from $(basename "$REQUIREMENTS") (first run takes about a minute)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -r "$REQUIREMENTS" -c "$ROOT/constraints.txt"
-"$VENV/bin/python" -c 'import mxnet, torch, onnx, mms, model_archiver' \
+# The project itself, editable: its rooms (fizbuz, serving, loadtest, ...) import
+# as packages from this checkout, with no sys.path edits.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+"$VENV/bin/python" -c 'import mxnet, torch, onnx, mms, model_archiver, fizbuz.contract, serving.mms.cli' \
   || { echo "setup_env.sh: the installed packages do not import; see the errors above" >&2; exit 1; }
 echo "$wanted" >> "$stamp_file"
 echo "==> $VENV ready"

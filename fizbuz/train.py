@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from fizbuz_codec import BITS, true_class
-from fizbuz_model import FizBuzNet, encode_batch
+from fizbuz.contract import WEIGHTS
+from fizbuz.model import FizBuzNet, encode_batch
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUTPUT = HERE / "assets" / "fizbuz_model.pth"
+DEFAULT_OUTPUT = WEIGHTS
 HELD_OUT = range(1, 101)
 TRAINING = range(101, 1 << BITS)
 EVERYTHING = range(1, 1 << BITS)

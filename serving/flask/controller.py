@@ -7,7 +7,7 @@ this path refuses exactly what the MMS handler refuses, with the same words.
 import torch
 
 import fizbuz_codec as codec
-from fizbuz_model import encode_batch, load_model
+from fizbuz.model import encode_batch, load_model
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 

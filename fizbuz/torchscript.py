@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 from fizbuz_codec import BITS
-from fizbuz_model import PARITY_TOLERANCE, encode_batch, load_model, report_parity
+from fizbuz.contract import TORCHSCRIPT_PATH, WEIGHTS
+from fizbuz.model import encode_batch, load_model
+from fizbuz.parity import PARITY_TOLERANCE, report_parity
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = HERE / "assets" / "fizbuz_model.pth"
-DEFAULT_OUTPUT = HERE / "build" / "fizbuz.pt"
+DEFAULT_WEIGHTS = WEIGHTS
+DEFAULT_OUTPUT = TORCHSCRIPT_PATH
 TOLERANCE = PARITY_TOLERANCE
 
 log = logging.getLogger("export_torchscript")
@@ -89,13 +90,13 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.weights.is_file():
-        log.error("no trained weights at %s: run ./train.py first", args.weights)
+        log.error("no trained weights at %s: run 'python -m fizbuz.train' first", args.weights)
         return 2
     model = load_model(args.weights)
 
     if args.check:
         if not args.output.is_file():
-            log.error("no TorchScript model at %s: run ./export_torchscript.py first", args.output)
+            log.error("no TorchScript model at %s: run 'python -m fizbuz.torchscript' first", args.output)
             return 2
     else:
         log.info("tracing %s -> %s", args.weights, args.output)

@@ -1,10 +1,10 @@
 """Flask app with MMS's request/response contract, for gunicorn:
 
-    gunicorn --chdir REPO 'flask_app.app:create_app()'
+    gunicorn --chdir REPO 'serving.flask.app:create_app()'
 
 POST /predictions/fizbuz_package {"input.1": n} -> {"next_number": "<label of n + 1>"};
 a bad request gets 400 {"error": "...", "code": 400}; GET /ping -> {"status": "Healthy"}.
-flask_app/serve.sh starts and stops it.
+serving/flask/serve.sh starts and stops it.
 """
 
 import json
@@ -15,13 +15,11 @@ from pathlib import Path
 from flask import Flask, Response, request
 
 import fizbuz_codec as codec
-from flask_app.controller import Predictor, requested_number
+from fizbuz.contract import PREDICT_PATH, WEIGHTS
+from serving.flask.controller import Predictor, requested_number
+from serving.mms.config import CONFIG_TEMPLATE as MMS_CONFIG
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = ROOT / "assets" / "fizbuz_model.pth"
-PREDICT_PATH = "/predictions/fizbuz_package"
-# MMS refuses bodies over max_request_size (413); read the same limit.
-MMS_CONFIG = ROOT / "config.properties"
+DEFAULT_WEIGHTS = WEIGHTS
 
 log = logging.getLogger(__name__)
 

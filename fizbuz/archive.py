@@ -1,22 +1,14 @@
 #!/usr/bin/env python3
 """Check that a fizbuz .mar holds exactly the files serving needs, and list them.
 
-Usage: tools/check_archive.py model_store/fizbuz_package.mar
+Usage: python -m fizbuz.archive model_store/fizbuz_package.mar
 """
 
 import json
 import sys
 import zipfile
 
-MODEL_NAME = "fizbuz_package"
-EXPECTED = {
-    "MAR-INF/MANIFEST.json",
-    "fizbuz_service.py",
-    "fizbuz_codec.py",
-    "signature.json",
-    f"{MODEL_NAME}-symbol.json",
-    f"{MODEL_NAME}-0000.params",
-}
+from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY
 
 
 def problems(mar_path):
@@ -24,18 +16,18 @@ def problems(mar_path):
     with zipfile.ZipFile(mar_path) as archive:
         names = set(archive.namelist())
         found = []
-        if names != EXPECTED:
-            if EXPECTED - names:
-                found.append(f"missing: {sorted(EXPECTED - names)}")
-            if names - EXPECTED:
-                found.append(f"unexpected: {sorted(names - EXPECTED)}")
+        if names != ARCHIVE_FILES:
+            if ARCHIVE_FILES - names:
+                found.append(f"missing: {sorted(ARCHIVE_FILES - names)}")
+            if names - ARCHIVE_FILES:
+                found.append(f"unexpected: {sorted(names - ARCHIVE_FILES)}")
             return found
         manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
         handler = manifest.get("model", {}).get("handler")
-        if handler != "fizbuz_service:handle":
-            found.append(f"manifest handler is {handler!r}, expected 'fizbuz_service:handle'")
+        if handler != HANDLER:
+            found.append(f"manifest handler is {handler!r}, expected {HANDLER!r}")
         signature = json.loads(archive.read("signature.json"))
-        if signature["inputs"][0]["data_name"] != "input.1":
+        if signature["inputs"][0]["data_name"] != INPUT_KEY:
             found.append(f"signature input is {signature['inputs'][0]['data_name']!r}")
     return found
 

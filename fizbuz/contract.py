@@ -1,0 +1,59 @@
+"""The project's contract, each name defined once: the model's name, the
+request/response keys, where every artifact lives, what the archive holds.
+
+The request/response keys and bounds come from `fizbuz_codec`, which ships
+inside the .mar (it cannot import this package); everything else is here."""
+
+from pathlib import Path
+
+from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY  # noqa: F401 (re-exported)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODEL_NAME = "fizbuz_package"
+PREDICT_PATH = f"/predictions/{MODEL_NAME}"
+HANDLER = "fizbuz_service:handle"
+
+# Artifacts.
+WEIGHTS = ROOT / "assets" / "fizbuz_model.pth"
+PACKAGE_DIR = ROOT / MODEL_NAME              # the folder model-archiver packs
+ONNX_PATH = PACKAGE_DIR / "fizbuz.onnx"
+MODEL_STORE = ROOT / "model_store"
+MAR_FILE_NAME = f"{MODEL_NAME}.mar"
+TORCHSCRIPT_PATH = ROOT / "build" / "fizbuz.pt"
+RUN_DIR = ROOT / "run"
+
+# What build_mar.sh copies beside the converted model, and the archive's exact file list.
+ARCHIVE_SOURCES = ("fizbuz_service.py", "fizbuz_codec.py", "signature.json")
+ARCHIVE_FILES = frozenset({
+    "MAR-INF/MANIFEST.json",
+    *ARCHIVE_SOURCES,
+    f"{MODEL_NAME}-symbol.json",   # written by model-archiver --convert
+    f"{MODEL_NAME}-0000.params",
+})
+
+# The sources a built archive depends on: newer ones make it stale.
+ARCHIVE_INPUTS = (WEIGHTS, *(ROOT / name for name in ARCHIVE_SOURCES),
+                  ROOT / "export_onnx.py", ROOT / "fizbuz" / "model.py", ROOT / "build_mar.sh")
+
+# A known answer, for smoke checks and readiness probes.
+SMOKE_INPUT, SMOKE_ANSWER = 14, "FizzBuzz"
+
+
+def request_body(number):
+    """The JSON body of a prediction request for `number`, as bytes."""
+    return b'{"%s": %d}' % (INPUT_KEY.encode(), number)
+
+
+def main(argv):
+    """`python -m fizbuz.contract NAME ...` prints contract values, one per
+    line, for the shell scripts (so they do not re-type them)."""
+    for name in argv[1:]:
+        value = globals()[name]
+        print(" ".join(map(str, value)) if isinstance(value, (tuple, frozenset)) else value)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))

@@ -1,0 +1,44 @@
+"""A small stdlib HTTP client for control planes and readiness probes (no
+third-party package, so serving hosts need nothing beyond the runtime set)."""
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+from fizbuz.contract import OUTPUT_KEY, PREDICT_PATH, SMOKE_ANSWER, SMOKE_INPUT, request_body
+
+
+def call(method, url, timeout=10.0, body=None, headers=None, cafile=None):
+    """Returns (status, text); (None, reason) when nothing answered."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        return None, str(getattr(error, "reason", error))
+
+
+def predict_url(port, address="127.0.0.1", tls=False):
+    return f"{'https' if tls else 'http'}://{address}:{port}{PREDICT_PATH}"
+
+
+def predict(url, number, timeout=10.0, cafile=None, headers=None):
+    """POST one prediction request; returns (status, text)."""
+    return call("POST", url, timeout, request_body(number),
+                {"Content-Type": "application/json", **(headers or {})}, cafile=cafile)
+
+
+def answers_smoke_request(url, timeout=5.0, cafile=None, headers=None):
+    """True when a real prediction comes back right (MMS's /ping says 200 even
+    when no worker can serve, so readiness means this)."""
+    status, text = predict(url, SMOKE_INPUT, timeout, cafile, headers)
+    if status != 200:
+        return False
+    try:
+        return json.loads(text) == {OUTPUT_KEY: SMOKE_ANSWER}
+    except ValueError:
+        return False

@@ -1,0 +1,229 @@
+"""One server lifecycle for every server the project starts (MMS, gunicorn,
+netron, nginx, redis): free ports, port checks, pid files with stale clean-up,
+bounded readiness polls, and stopping a server's whole process family.
+
+A server is only ever stopped through its own pid file (and only when the pid
+still runs the program named there), so a server someone else runs on this
+machine is never touched.
+"""
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+# MMS 1.0.8 refuses ports from 32767 up, so the kernel's ephemeral range
+# (32768+) is no use: tests and benches pick random ports below it.
+FREE_PORT_LOW, FREE_PORT_HIGH = 20000, 32000
+
+
+class LifecycleError(Exception):
+    """A failure the user can act on; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- ports
+
+def port_is_free(port, host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_port_free(port, what, host="127.0.0.1", hint=""):
+    """Raise LifecycleError when `port` cannot be bound on `host`."""
+    if not port_is_free(port, host):
+        raise LifecycleError(f"port {port} ({what}) is already in use on {host}: stop what listens "
+                             f"there, or choose another port{hint}")
+
+
+def free_port(taken=(), host="127.0.0.1"):
+    """A port in FREE_PORT_LOW..FREE_PORT_HIGH that nothing listens on now and not in `taken`."""
+    for _ in range(200):
+        port = random.randrange(FREE_PORT_LOW, FREE_PORT_HIGH)
+        if port not in taken and port_is_free(port, host):
+            return port
+    raise LifecycleError(f"no free port found in {FREE_PORT_LOW}..{FREE_PORT_HIGH}")
+
+
+def free_ports(count, host="127.0.0.1"):
+    ports = []
+    for _ in range(count):
+        ports.append(free_port(taken=ports, host=host))
+    return ports
+
+
+# --------------------------------------------------------------------------- waiting
+
+def wait_until(condition, timeout, what, interval=0.1, alive=None):
+    """Poll `condition` until it returns a truthy value (returned) or `timeout`
+    seconds pass (LifecycleError). `alive`, when given, is polled too: the wait
+    ends early when the server it watches has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if alive is not None and not alive():
+            raise LifecycleError(f"the server exited while waiting for {what}")
+        if time.monotonic() >= deadline:
+            raise LifecycleError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)  # a poll interval, not a readiness guess
+
+
+def accepts_connections(port, host="127.0.0.1", timeout=1.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- processes
+
+def end_family(process, grace=10.0):
+    """Stop `process` (a psutil.Process or a pid) and all its descendants:
+    SIGTERM and up to `grace` seconds to exit (none with grace=0), then SIGKILL
+    for what is left. Returns how many descendants there were."""
+    try:
+        if not isinstance(process, psutil.Process):
+            process = psutil.Process(process)
+        family = process.children(recursive=True) + [process]
+    except psutil.Error:
+        return 0
+    survivors = family
+    if grace > 0:
+        for member in family:
+            with contextlib.suppress(psutil.Error):
+                member.terminate()
+        _, survivors = psutil.wait_procs(family, timeout=grace)
+    for member in survivors:
+        with contextlib.suppress(psutil.Error):
+            member.kill()
+    psutil.wait_procs(survivors, timeout=10)
+    return len(family) - 1
+
+
+def live_process(pid, marker=None):
+    """The running process `pid`, or None: gone, a zombie, or (with `marker`)
+    a pid reused by a program whose command line does not contain `marker`."""
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if marker is not None and marker not in " ".join(process.cmdline()):
+            return None
+        return process
+    except psutil.Error:
+        return None
+
+
+class PidFile:
+    """A server's pid file; `marker` is a piece of the server's command line
+    that tells its process from an unrelated one that reuses the pid."""
+
+    def __init__(self, path, marker):
+        self.path = Path(path)
+        self.marker = marker
+
+    def read(self):
+        try:
+            return int(self.path.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def write(self, pid):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{pid}\n")
+
+    def remove(self):
+        self.path.unlink(missing_ok=True)
+
+    def process(self):
+        return live_process(self.read(), self.marker)
+
+    def is_stale(self):
+        """A pid file whose server is gone (a crash, a kill -9)."""
+        return self.path.exists() and self.process() is None
+
+    def stop(self, grace=10.0):
+        """Stop the server and its family; returns its pid, or None when none ran.
+        A stale pid file is removed either way."""
+        process = self.process()
+        if process is not None:
+            end_family(process, grace=grace)
+        self.remove()
+        return process.pid if process is not None else None
+
+
+def spawn(command, log_path, env=None, cwd=None, pid_file=None):
+    """Start `command` in a session of its own (so a Ctrl-C meant for the caller
+    does not reach it and its family can be ended as one), output to `log_path`.
+    Returns the psutil.Process; the pid goes to `pid_file` when given."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as output:
+        popen = subprocess.Popen([str(part) for part in command], stdout=output, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+    if pid_file is not None:
+        pid_file.write(popen.pid)
+    process = psutil.Process(popen.pid)
+    process._popen = popen  # keep the Popen so its exit status is reaped
+    return process
+
+
+def start_server(command, pid_file, log_path, ready, what, timeout=60.0, env=None, cwd=None):
+    """Start a server in the background and wait (bounded) until `ready()` is
+    true. A stale pid file is cleaned first; a live one is an error. On any
+    failure the half-started server is stopped and the log's tail is shown."""
+    if pid_file.is_stale():
+        log.info("removing the stale pid file %s (pid %s is not running)", pid_file.path, pid_file.read())
+        pid_file.remove()
+    running = pid_file.process()
+    if running is not None:
+        raise LifecycleError(f"{what} is already running (pid {running.pid}, pid file {pid_file.path})")
+    process = spawn(command, log_path, env=env, cwd=cwd, pid_file=pid_file)
+    try:
+        wait_until(ready, timeout, what, alive=lambda: process.is_running() and
+                   process.status() != psutil.STATUS_ZOMBIE)
+    except (LifecycleError, KeyboardInterrupt) as error:
+        pid_file.stop(grace=5)
+        raise LifecycleError(f"{error}; its log {log_path} ends with:\n{tail(log_path)}") from None
+    return process
+
+
+@contextlib.contextmanager
+def running_server(command, pid_file, log_path, ready, what, timeout=60.0, env=None, cwd=None):
+    """start_server as a context manager: the server is stopped on leaving, also on errors."""
+    process = start_server(command, pid_file, log_path, ready, what, timeout, env, cwd)
+    try:
+        yield process
+    finally:
+        pid_file.stop(grace=5)
+
+
+def tail(path, lines=20):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+
+
+def isolated_env(folder, **extra):
+    """The environment for a server of our own: TMPDIR/TEMP inside its folder."""
+    tmp = Path(folder) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, TMPDIR=str(tmp), TEMP=str(tmp), **{k: str(v) for k, v in extra.items()})

@@ -1,0 +1,117 @@
+"""Start, stop or inspect the Flask + gunicorn baseline (serving/flask/app.py).
+
+  serving/flask/serve.sh [start]   start gunicorn on 127.0.0.1:$PORT, wait until it answers
+  serving/flask/serve.sh stop      stop the gunicorn started from $FLASK_RUN_DIR (by its pid file)
+  serving/flask/serve.sh status    print its pid and worker processes
+
+Serves FizBuzNet from assets/fizbuz_model.pth with MMS's contract:
+  curl -X POST http://127.0.0.1:$PORT/predictions/fizbuz_package \\
+       -H 'Content-Type: application/json' -d '{"input.1": 14}'
+Start returns once a real prediction is answered; re-running it while up only reports.
+
+Environment (defaults in brackets):
+  PORT           [8000]   port on 127.0.0.1
+  WORKERS        [2]      gunicorn worker processes
+  WORKER_CLASS   [sync]   sync, or gthread (threads in each worker)
+  THREADS        [4]      threads per worker for gthread
+  ACCESS_LOG     [0]      1 writes $FLASK_RUN_DIR/access.log (costs throughput)
+  FLASK_RUN_DIR  [run/flask]  pid file and gunicorn.log
+  START_TIMEOUT  [120]    seconds to wait for the first answer
+  FIZBUZ_WEIGHTS [assets/fizbuz_model.pth]  the PyTorch weights to serve
+"""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fizbuz.contract import ROOT, RUN_DIR
+from fizbuz.http_client import answers_smoke_request, predict_url
+from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, start_server
+
+APP = "serving.flask.app:create_app()"
+WORKER_CLASSES = ("sync", "gthread")
+
+log = logging.getLogger("flask")
+
+
+class Settings:
+    def __init__(self, env=os.environ):
+        self.port = int(env.get("PORT") or 8000)
+        self.workers = int(env.get("WORKERS") or 2)
+        self.worker_class = env.get("WORKER_CLASS") or "sync"
+        self.threads = int(env.get("THREADS") or 4)
+        self.access_log = env.get("ACCESS_LOG", "0") == "1"
+        self.run_dir = Path(env.get("FLASK_RUN_DIR") or RUN_DIR / "flask")
+        self.timeout = float(env.get("START_TIMEOUT") or 120)
+        self.pid_file = PidFile(self.run_dir / "gunicorn.pid", "gunicorn")
+        self.log_file = self.run_dir / "gunicorn.log"
+
+    def command(self):
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        if not gunicorn.exists():
+            raise LifecycleError(f"gunicorn is not installed in {gunicorn.parent.parent}: "
+                                 f"run scripts/setup_env.sh --dev")
+        command = [gunicorn, "--chdir", ROOT, "--bind", f"127.0.0.1:{self.port}", "--workers", self.workers,
+                   "--worker-class", self.worker_class, "--error-logfile", self.log_file, "--no-control-socket"]
+        if self.access_log:
+            command += ["--access-logfile", self.run_dir / "access.log"]
+        if self.worker_class == "gthread":  # gunicorn turns sync into gthread when given --threads > 1
+            command += ["--threads", self.threads]
+        return command + [APP]
+
+
+def start(settings):
+    running = settings.pid_file.process()
+    if running is not None:
+        log.info("gunicorn is already running from %s (pid %d); 'serving/flask/serve.sh stop' first "
+                 "to restart it", settings.run_dir, running.pid)
+        return 0
+    if settings.worker_class not in WORKER_CLASSES:
+        raise LifecycleError(f"WORKER_CLASS must be sync or gthread, got {settings.worker_class!r}")
+    check_port_free(settings.port, "gunicorn", hint=" with PORT=")
+    url = predict_url(settings.port)
+    log.info("starting gunicorn (%d %s workers) on 127.0.0.1:%d, log %s", settings.workers,
+             settings.worker_class, settings.port, settings.log_file)
+    process = start_server(settings.command(), settings.pid_file, settings.log_file,
+                           ready=lambda: answers_smoke_request(url, timeout=2),
+                           what=f"a real prediction on port {settings.port}", timeout=settings.timeout)
+    log.info("serving on %s (pid %d)", url, process.pid)
+    return 0
+
+
+def stop(settings):
+    pid = settings.pid_file.stop(grace=30)
+    if pid is None:
+        log.info("no gunicorn is running from %s", settings.run_dir)
+    else:
+        log.info("stopped gunicorn (pid %d)", pid)
+    return 0
+
+
+def status(settings):
+    process = settings.pid_file.process()
+    if process is None:
+        raise LifecycleError(f"no gunicorn is running from {settings.run_dir}")
+    print(f"gunicorn master {process.pid}; workers:")
+    for child in process.children():
+        print(f"{child.pid:>8} {child.memory_info().rss // 1024:>8} {' '.join(child.cmdline())}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="serving/flask/serve.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="start", choices=("start", "stop", "status"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    try:
+        return {"start": start, "stop": stop, "status": status}[args.command](Settings())
+    except (LifecycleError, ValueError) as error:
+        print(f"serve.sh: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Start, register, scale, inspect and stop this project's MXNet Model Server.
+
+Every server it starts lives in its own run folder (default ./run): TMPDIR and
+TEMP (so MMS's pid file, worker sockets and unpacked models stay there), the
+generated config.properties and log4j.properties, and logs/. It only ever
+stops the server whose pid file is in that folder, so a server someone else
+runs on this machine is never touched.
+
+Readiness is "every worker of the model is READY" plus one real prediction:
+MMS 1.0.8 answers GET /ping with 200 even when no worker can serve.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import psutil
+
+from fizbuz.contract import INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, RUN_DIR
+from fizbuz.http_client import answers_smoke_request, predict_url
+from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
+from serving.mms import config, management, process
+from serving.mms.process import RunFolder
+
+# MMS 1.0.8's frontend rejects any port from 32767 up ("Invalid port number").
+MAX_PORT = 32766
+
+DEFAULTS = {
+    "inference_address": "127.0.0.1",
+    "inference_port": 8080,
+    "management_port": 8081,
+    "batch_size": 16,
+    "max_batch_delay": 1,
+    "workers": 2,
+    "max_workers": 16,
+}
+
+log = logging.getLogger("mms")
+
+
+# --------------------------------------------------------------------------- start
+
+def start(args):
+    run = RunFolder(args.run_dir)
+    run.create()
+    model_store = Path(args.model_store).resolve()
+    mar = model_store / MAR_FILE_NAME
+
+    existing = run.server()
+    if existing is not None:
+        state = run.read_state()
+        ready = management.ready_workers(management.describe_model(
+            state.get("management_port", args.management_port)))
+        if ready:
+            log.info("MMS is already running from %s (pid %d) with %d READY workers; "
+                     "'./start_mms.sh stop' first to restart it with new settings",
+                     run.path, existing.pid, len(ready))
+            print_usage_hint(state.get("inference_port", args.inference_port), run,
+                             state.get("tls_certificate"), state.get("inference_address", "127.0.0.1"))
+            return 0
+        raise LifecycleError(f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
+                             f"no READY worker: run './start_mms.sh stop' and start again")
+    if run.pid_file.path.exists():
+        process.clean_stale(run)
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise LifecycleError("Java was not found: MMS needs a Java runtime "
+                             "(Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)")
+    if not mar.is_file():
+        raise LifecycleError(f"{mar} does not exist: run ./build_mar.sh")
+    for port in (args.inference_port, args.management_port):
+        if not 1 <= port <= MAX_PORT:
+            raise LifecycleError(f"port {port} is out of range: MMS 1.0.8 only accepts ports 1..{MAX_PORT}")
+    if args.inference_port == args.management_port:
+        raise LifecycleError("the inference and management ports must differ")
+    hint = " (INFERENCE_PORT / MANAGEMENT_PORT)"
+    check_port_free(args.inference_port, "inference API", args.inference_address, hint)
+    check_port_free(args.management_port, "management API", "127.0.0.1", hint)
+
+    tls = config.tls_files(run.tls, args.tls_cert, args.tls_key, args.inference_address) if args.tls else None
+    config.write_config(run.config, args.inference_port, args.management_port, tls, args.inference_address)
+    config.write_log_config(run.log_config, run.logs, args.access_log)
+    log.info("starting MMS: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
+             args.inference_address, args.inference_port, args.management_port, run.path)
+    server = process.launch(run, model_store)
+    run.write_state({
+        "pid": server.pid, "inference_address": args.inference_address,
+        "inference_port": args.inference_port, "management_port": args.management_port,
+        "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
+        "max_batch_delay": args.max_batch_delay, "workers": args.workers})
+    try:
+        register_and_wait(args, run, server, cafile=tls[0] if tls else None)
+    except LifecycleError:
+        log.info("start failed; stopping the half-started server")
+        process.stop(run)
+        raise
+    print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address)
+    return 0
+
+
+def register_and_wait(args, run, server, cafile=None):
+    alive = server.is_running
+    port = args.management_port
+    wait_until(lambda: management.answers(port), args.timeout, "the management API", alive=alive)
+    log.info("registering %s: batch_size=%d, max_batch_delay=%d ms, workers=%d",
+             MODEL_NAME, args.batch_size, args.max_batch_delay, args.workers)
+    try:
+        management.register(port, args.batch_size, args.max_batch_delay, args.workers, args.timeout)
+    except LifecycleError as error:
+        raise LifecycleError(f"{error}\nserver log:\n{tail(run.logs / 'mms_log.log', 30)}") from None
+    wait_until(lambda: len(management.ready_workers(management.describe_model(port))) >= args.workers,
+               args.timeout, f"{args.workers} READY workers", alive=alive)
+    url = predict_url(args.inference_port, args.inference_address, tls=bool(cafile))
+    if not answers_smoke_request(url, timeout=10, cafile=cafile):
+        raise LifecycleError(f"the smoke prediction to {url} failed")
+    log.info("model %s is serving with %d READY workers (pid %d)", MODEL_NAME, args.workers, server.pid)
+
+
+def print_usage_hint(inference_port, run, cafile=None, address="127.0.0.1"):
+    curl = f"curl --cacert {cafile}" if cafile else "curl"
+    print(f"""
+Try it:
+  {curl} -X POST {predict_url(inference_port, address, tls=bool(cafile))} \\
+       -H 'Content-Type: application/json' -d '{{"{INPUT_KEY}": 14}}'
+  -> {{"next_number": "FizzBuzz"}}
+Scale:  ./scale_workers.sh 3
+Logs:   {run.logs}
+Stop:   ./start_mms.sh stop
+""", flush=True)
+
+
+# --------------------------------------------------------------------------- stop / status / scale
+
+def stop(args):
+    run = RunFolder(args.run_dir)
+    stopped = process.stop(run)
+    if stopped is None:
+        log.info("no MMS is running from %s", run.path)
+    else:
+        log.info("stopped MMS (pid %d) and %d worker process(es)", *stopped)
+    return 0
+
+
+def management_port_for(args, run):
+    if args.management_port is not None:
+        return args.management_port
+    if os.environ.get("MANAGEMENT_PORT"):
+        return env_int("MANAGEMENT_PORT", None)
+    return run.read_state().get("management_port", DEFAULTS["management_port"])
+
+
+def worker_table(description, run):
+    processes = process.worker_processes(run)
+    rows = [f"{'worker':<8} {'status':<10} {'pid':>8} {'RSS MB':>8}"]
+    for worker in description.get("workers", []):
+        found = processes.get(str(worker.get("id")))
+        try:
+            pid, rss = str(found.pid), f"{found.memory_info().rss / 2**20:.1f}"
+        except (AttributeError, psutil.Error):
+            pid, rss = "-", "-"
+        rows.append(f"{worker.get('id', '?'):<8} {worker.get('status', '?'):<10} {pid:>8} {rss:>8}")
+    return "\n".join(rows)
+
+
+def require_description(port):
+    description = management.describe_model(port)
+    if description is None:
+        raise LifecycleError(f"no MMS with model {MODEL_NAME} answers on management port {port}: "
+                             f"start it with ./start_mms.sh")
+    return description
+
+
+def status(args):
+    run = RunFolder(args.run_dir)
+    description = require_description(management_port_for(args, run))
+    print(f"model {description.get('modelName', MODEL_NAME)}: batch_size={description.get('batchSize')} "
+          f"max_batch_delay={description.get('maxBatchDelay')} ms "
+          f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}")
+    print(worker_table(description, run))
+    return 0
+
+
+def scale(args):
+    run = RunFolder(args.run_dir)
+    low, high = args.min_workers, args.max_workers if args.max_workers is not None else args.min_workers
+    if not 1 <= low <= high <= DEFAULTS["max_workers"]:
+        raise LifecycleError(f"need 1 <= MIN <= MAX <= {DEFAULTS['max_workers']}, got MIN={low} MAX={high}")
+    port = management_port_for(args, run)
+    require_description(port)
+    log.info("scaling %s to min_worker=%d max_worker=%d", MODEL_NAME, low, high)
+    management.set_workers(port, low, high, args.timeout)
+
+    def settled():
+        # Every worker READY and their number within the new bounds.
+        description = management.describe_model(port)
+        if description is None:
+            return None
+        count = len(description.get("workers", []))
+        return description if low <= count <= high and len(management.ready_workers(description)) == count \
+            else None
+
+    description = wait_until(settled, args.timeout, f"{low}..{high} READY workers")
+    state = run.read_state()
+    if state:
+        state["workers"] = low
+        run.write_state(state)
+    print(worker_table(description, run))
+    return 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise LifecycleError(f"{name} must be a whole number, got {value!r}")
+
+
+def env_flag(name):
+    return os.environ.get(name, "") not in ("", "0", "false")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", default=os.environ.get("FIZBUZ_RUN_DIR", str(RUN_DIR)),
+                        help="the server's run folder (env FIZBUZ_RUN_DIR, default: ./run)")
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("MMS_TIMEOUT", 120)),
+                        help="seconds to wait for each step (env MMS_TIMEOUT, default: 120)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start_cmd = commands.add_parser("start", help="start MMS and register the model")
+    start_cmd.add_argument("--inference-address",
+                           default=os.environ.get("INFERENCE_ADDRESS") or DEFAULTS["inference_address"],
+                           help="address the predictions API binds to (env INFERENCE_ADDRESS, default "
+                                "127.0.0.1); the management API always stays on 127.0.0.1")
+    start_cmd.add_argument("--inference-port", type=positive_int,
+                           default=env_int("INFERENCE_PORT", DEFAULTS["inference_port"]))
+    start_cmd.add_argument("--management-port", type=positive_int,
+                           default=env_int("MANAGEMENT_PORT", DEFAULTS["management_port"]))
+    start_cmd.add_argument("--model-store", default=os.environ.get("MODEL_STORE", str(MODEL_STORE)))
+    start_cmd.add_argument("--batch-size", type=positive_int,
+                           default=env_int("BATCH_SIZE", DEFAULTS["batch_size"]))
+    start_cmd.add_argument("--max-batch-delay", type=positive_int,
+                           default=env_int("MAX_BATCH_DELAY", DEFAULTS["max_batch_delay"]))
+    start_cmd.add_argument("--workers", type=positive_int, default=env_int("WORKERS", DEFAULTS["workers"]))
+    start_cmd.add_argument("--access-log", action="store_true", default=env_flag("ACCESS_LOG"),
+                           help="write the access log and per-request/per-batch log lines "
+                                "(costs throughput; env ACCESS_LOG=1)")
+    start_cmd.add_argument("--tls", action="store_true", default=env_flag("TLS"),
+                           help="serve predictions over HTTPS (env TLS=1)")
+    start_cmd.add_argument("--tls-cert", default=os.environ.get("TLS_CERT"),
+                           help="PEM certificate (env TLS_CERT; default: a self-signed one)")
+    start_cmd.add_argument("--tls-key", default=os.environ.get("TLS_KEY"),
+                           help="PEM private key, PKCS#8 (env TLS_KEY)")
+    start_cmd.set_defaults(func=start)
+
+    stop_cmd = commands.add_parser("stop", help="stop the server of this run folder")
+    stop_cmd.set_defaults(func=stop)
+
+    for name, func, helptext in (("status", status, "print the model's settings and workers"),
+                                 ("scale", scale, "set min/max workers and wait for them")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--management-port", type=positive_int, default=None,
+                         help="default: env MANAGEMENT_PORT, else the port the run folder's server uses")
+        if name == "scale":
+            sub.add_argument("min_workers", type=positive_int, metavar="MIN")
+            sub.add_argument("max_workers", type=positive_int, metavar="MAX", nargs="?")
+        sub.set_defaults(func=func)
+    return parser
+
+
+def validate(args):
+    if args.command == "start":
+        if not 1 <= args.batch_size <= 256:
+            raise LifecycleError(f"batch size must be 1..256, got {args.batch_size}")
+        if not 1 <= args.workers <= DEFAULTS["max_workers"]:
+            raise LifecycleError(f"workers must be 1..{DEFAULTS['max_workers']}, got {args.workers}")
+
+
+def main(argv=None):
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    try:
+        args = build_parser().parse_args(argv)
+        validate(args)
+        return args.func(args)
+    except LifecycleError as error:
+        print(f"mms: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""A throw-away MMS for tests, benchmarks and fault tools: started by the real
+start_mms.sh on free ports, in its own short temporary run folder (TMPDIR,
+TEMP, logs), and always stopped by its pid file on leaving. Never the user's
+server."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from fizbuz.contract import MODEL_STORE, ROOT
+from fizbuz.http_client import predict_url
+from fizbuz.lifecycle import LifecycleError, free_ports
+from serving.mms import management
+from serving.mms.process import RunFolder, worker_processes
+
+START_SCRIPT = ROOT / "start_mms.sh"
+
+
+def short_run_dir():
+    # Worker sockets live in the run folder and a unix socket path must stay
+    # under 108 bytes, so not pytest's long per-test paths.
+    return Path(tempfile.mkdtemp(prefix="fbz-mms-"))
+
+
+class PrivateMms:
+    """settings: BATCH_SIZE, MAX_BATCH_DELAY, WORKERS, TLS, ACCESS_LOG ... as
+    lower-case keywords (batch_size=16), passed to start_mms.sh as env."""
+
+    def __init__(self, model_store=None, run_dir=None, inference_address="127.0.0.1", **settings):
+        self.run = RunFolder(run_dir or short_run_dir())
+        self.own_folder = run_dir is None
+        self.address = inference_address
+        self.inference_port, self.management_port = free_ports(2)
+        self.env = dict(
+            os.environ, FIZBUZ_RUN_DIR=str(self.run.path), MODEL_STORE=str(model_store or MODEL_STORE),
+            INFERENCE_ADDRESS=inference_address, INFERENCE_PORT=str(self.inference_port),
+            MANAGEMENT_PORT=str(self.management_port), MMS_TIMEOUT="120",
+            **{key.upper(): str(value) for key, value in settings.items()})
+        self.pid = None
+
+    @property
+    def run_dir(self):
+        return self.run.path
+
+    @property
+    def logs(self):
+        return self.run.logs
+
+    @property
+    def url(self):
+        return predict_url(self.inference_port, self.address)
+
+    def script(self, *args, timeout=300):
+        """Run start_mms.sh (or scale_workers.sh) against this server."""
+        script = ROOT / args[0] if args and args[0].endswith(".sh") else START_SCRIPT
+        rest = args[1:] if args and args[0].endswith(".sh") else args
+        return subprocess.run([str(script), *rest], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def start(self):
+        result = self.script("start_mms.sh")
+        if result.returncode != 0:
+            self.stop()
+            raise LifecycleError(f"start_mms.sh failed:\n{result.stdout}\n{result.stderr}")
+        self.pid = self.run.pid_file.read()
+        return result
+
+    def stop(self):
+        result = self.script("start_mms.sh", "stop", timeout=120)
+        self.run.pid_file.stop(grace=5)  # if the script could not: by PID, so nothing outlives us
+        return result
+
+    def describe(self):
+        return management.describe_model(self.management_port)
+
+    def ready_workers(self):
+        return management.ready_workers(self.describe())
+
+    def workers(self):
+        """{worker id: psutil.Process}"""
+        return worker_processes(self.run)
+
+    def worker_pids(self):
+        return {wid: process.pid for wid, process in self.workers().items()}
+
+    def remove(self):
+        if self.own_folder:
+            shutil.rmtree(self.run.path, ignore_errors=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.remove()

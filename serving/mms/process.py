@@ -1,0 +1,117 @@
+"""Process control for one MMS: its run folder, launching it, finding its
+frontend and workers, stopping the whole family by its pid file."""
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from fizbuz.lifecycle import LifecycleError, PidFile, end_family, tail
+
+log = logging.getLogger(__name__)
+
+PID_FILE_NAME = ".model_server.pid"  # MMS writes it to $TMPDIR
+FRONTEND_MARKER = "com.amazonaws.ml.mms.ModelServer"
+STATE_FILE_NAME = "server.json"
+
+
+class RunFolder:
+    """Where one server's runtime files live: TMPDIR/TEMP (pid file, worker
+    sockets, unpacked models), the generated configs, logs/ and the settings
+    it was started with."""
+
+    def __init__(self, path):
+        self.path = Path(path).resolve()
+        self.tmp = self.path / "tmp"
+        self.logs = self.path / "logs"
+        self.pid_file = PidFile(self.tmp / PID_FILE_NAME, FRONTEND_MARKER)
+        self.state_file = self.path / STATE_FILE_NAME
+        self.config = self.path / "config.properties"
+        self.log_config = self.path / "log4j.properties"
+        self.console_log = self.logs / "mms_console.log"
+        self.tls = self.path / "tls"
+
+    def create(self):
+        for folder in (self.path, self.tmp, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_sockets(self):
+        for sock in self.tmp.glob(".mms.sock.*"):
+            sock.unlink(missing_ok=True)
+
+    def read_state(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_state(self, state):
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def server(self):
+        """The live MMS frontend of this folder, or None."""
+        return self.pid_file.process()
+
+    def env(self):
+        return dict(os.environ, TMPDIR=str(self.tmp), TEMP=str(self.tmp),
+                    LOG_LOCATION=str(self.logs), METRICS_LOCATION=str(self.logs))
+
+
+def worker_processes(run):
+    """{worker id: psutil.Process} for this run folder's workers (MMS 1.0.8 does
+    not report their pids; each worker's socket path ends in its id)."""
+    found = {}
+    marker = str(run.tmp / ".mms.sock.")
+    for process in psutil.process_iter(["cmdline"]):
+        for word in process.info["cmdline"] or []:
+            if word.startswith(marker):
+                found[word[len(marker):]] = process
+    return found
+
+
+def clean_stale(run):
+    """After a crash (kill -9 of the frontend), remove what the dead server left."""
+    log.warning("found a stale pid file (pid %s is not running): cleaning up after the crashed server",
+                run.pid_file.read())
+    for process in worker_processes(run).values():  # orphaned workers of that server
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    run.pid_file.remove()
+    run.remove_sockets()
+
+
+def launch(run, model_store):
+    """Run `mxnet-model-server --start` for this folder; returns the frontend process."""
+    launcher = Path(sys.executable).parent / "mxnet-model-server"
+    command = [str(launcher), "--start", "--mms-config", str(run.config),
+               "--model-store", str(model_store), "--log-config", str(run.log_config)]
+    with open(run.console_log, "ab") as console:
+        launched = subprocess.run(command, cwd=run.path, env=run.env(), stdout=console,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+    if launched.returncode != 0:
+        raise LifecycleError(f"mxnet-model-server --start failed:\n{tail(run.console_log)}")
+    process = run.server()
+    if process is None:
+        raise LifecycleError(f"MMS did not stay up; its console says:\n{tail(run.console_log)}")
+    return process
+
+
+def stop(run, timeout=20.0):
+    """Stop the server whose pid file is in this run folder, with all its workers.
+    Returns (pid, workers stopped), or None when none was running."""
+    process = run.server()
+    stopped = None
+    if process is None:
+        if run.pid_file.path.exists():
+            clean_stale(run)
+    else:
+        stopped = (process.pid, end_family(process, grace=timeout))
+        run.pid_file.remove()
+        run.remove_sockets()
+    run.state_file.unlink(missing_ok=True)
+    return stopped
