@@ -16,6 +16,7 @@ Safe to re-run: it rebuilds the archive from the committed weights each time.
 Environment:
   MODEL_STORE   where the .mar goes (default: $ROOT/model_store)
   STAGING_DIR   where the archive's folder is staged (default: $ROOT/fizbuz_package)
+  FIZBUZ_WEIGHTS  the trained weights to export (default: $ROOT/assets/fizbuz_model.pth)
   FIZBUZ_VENV   the virtual environment to use (default: $ROOT/.venv)
 USAGE
 }
@@ -27,8 +28,9 @@ esac
 
 ensure_venv
 # Names and paths come from the one contract module (fizbuz/contract.py).
-{ read -r MODEL_NAME; read -r HANDLER; read -r WEIGHTS; read -r -a SOURCES; } \
+{ read -r MODEL_NAME; read -r HANDLER; read -r weights; read -r -a SOURCES; } \
   < <("$PY" -m fizbuz.contract MODEL_NAME HANDLER WEIGHTS ARCHIVE_SOURCES)
+WEIGHTS=${FIZBUZ_WEIGHTS:-$weights}
 PACKAGE_DIR=${STAGING_DIR:-$ROOT/$MODEL_NAME}
 MODEL_STORE=${MODEL_STORE:-$ROOT/model_store}
 [ -f "$WEIGHTS" ] || die "no trained weights at $WEIGHTS: run '$PY -m fizbuz.train' to train them (about 5 s)"

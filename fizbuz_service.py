@@ -10,6 +10,7 @@ each bad request its own 400 without failing its neighbours.
 import json
 import logging
 import os
+import struct
 import time
 
 # A forward pass of this model takes microseconds; MXNet's default threaded
@@ -32,10 +33,19 @@ log = logging.getLogger(__name__)
 #  - we set no response headers (not even Content-Type): the map stays empty;
 #  - we pad each body with trailing spaces so that every status field starts at
 #    offset STATUS_ALIGNMENT modulo 16 and never straddles a chunk boundary.
+# Every other field of a record is read behind a length check, so the status
+# is the one field to place. It is safe wherever its 4 bytes lie inside one
+# chunk with at least one byte before them (a chunk ending right before an
+# unguarded read fails too): offsets 1..12 modulo 16. We take the middle.
 READ_CHUNK = 16
-STATUS_ALIGNMENT = 6
-REPLY_HEAD = 4 + 4 + len("Prediction success")  # code, message length, message
+INT_FIELD = struct.calcsize("!i")  # the frame's lengths and codes: 4-byte big-endian ints
+SAFE_STATUS_OFFSETS = range(1, READ_CHUNK - INT_FIELD + 1)
+STATUS_ALIGNMENT = (SAFE_STATUS_OFFSETS.start + SAFE_STATUS_OFFSETS.stop - 1) // 2
+assert STATUS_ALIGNMENT in SAFE_STATUS_OFFSETS
+SUCCESS_MESSAGE = "Prediction success"
+REPLY_HEAD = INT_FIELD + INT_FIELD + len(SUCCESS_MESSAGE)  # code, message length, message
 ERROR_PHRASE = "Bad Request"
+FAILURE_STATUS, FAILURE_PHRASE = 500, "Internal Server Error"
 # MMS hands the raw body under this parameter name; query-string and form
 # fields arrive under their own names.
 BODY_PARAMETER = "body"
@@ -47,7 +57,7 @@ SIGNATURE_FILE = "signature.json"
 def status_offset(record_start, request_id):
     """Where a prediction's status code sits, given where its record starts:
     request id (length + text), content type (length 0), then the status."""
-    return record_start + 4 + len(request_id.encode("utf-8")) + 4
+    return record_start + INT_FIELD + len(request_id.encode("utf-8")) + INT_FIELD
 
 
 def align_for_frontend(replies, request_ids, phrases):
@@ -59,7 +69,9 @@ def align_for_frontend(replies, request_ids, phrases):
     aligned = []
     record_start = REPLY_HEAD
     for idx, reply in enumerate(replies):
-        body_start = status_offset(record_start, ids[idx]) + 4 + 4 + len(phrases[idx]) + 4 + 4
+        # status, phrase (length + text), header map (length 0), body length
+        body_start = (status_offset(record_start, ids[idx]) + INT_FIELD + INT_FIELD + len(phrases[idx])
+                      + INT_FIELD + INT_FIELD)
         end = body_start + len(reply.encode("utf-8")) + 1  # + the newline
         pad = 0
         if idx + 1 < len(replies):
@@ -96,8 +108,13 @@ class MXNetModelService:
             raise ValueError(f"signature.json says {width} input bits, the codec uses {codec.BITS}")
 
         model_name = manifest_model["modelName"]
-        symbol = mx.sym.load(os.path.join(model_dir, f"{model_name}-symbol.json"))
-        params = mx.nd.load(os.path.join(model_dir, f"{model_name}-0000.params"))
+        symbol_file = os.path.join(model_dir, f"{model_name}-symbol.json")
+        params_file = os.path.join(model_dir, f"{model_name}-0000.params")
+        for path in (symbol_file, params_file):
+            if not os.path.isfile(path):  # MXNet's own error names a C++ source line instead
+                raise FileNotFoundError(f"{os.path.basename(path)} is missing from the archive in {model_dir}")
+        symbol = mx.sym.load(symbol_file)
+        params = mx.nd.load(params_file)
         arg_params = {k[4:]: v for k, v in params.items() if k.startswith("arg:")}
         aux_params = {k[4:]: v for k, v in params.items() if k.startswith("aux:")}
 
@@ -191,13 +208,29 @@ class MXNetModelService:
         return replies
 
 
+def failure_replies(batch_size, error, context):
+    """A padded 500 JSON reply for every request of a batch the handler could
+    not answer. Left to MMS, an exception becomes its own 503 frame, unpadded,
+    whose records can straddle a read and kill the worker on top of the failure."""
+    message = f"the model could not answer this batch ({type(error).__name__}); the server log has the details"
+    replies = [json.dumps({"error": message, "code": FAILURE_STATUS})] * batch_size
+    for idx in range(batch_size):
+        context.set_response_status(FAILURE_STATUS, FAILURE_PHRASE, idx)
+    return align_for_frontend(replies, context.request_ids, [FAILURE_PHRASE] * batch_size)
+
+
 _service = MXNetModelService()
 
 
 def handle(data, context):
-    """MMS entry point. Called with data=None once, to load the model."""
+    """MMS entry point. Called with data=None once, to load the model (a
+    failure there fails the registration, visibly)."""
     if not _service.initialized:
         _service.initialize(context)
     if data is None:
         return None
-    return _service.handle(data, context)
+    try:
+        return _service.handle(data, context)
+    except Exception as error:  # noqa: BLE001  a fault, not bad input: logged with its traceback, answered 500
+        log.exception("handler failed on a batch of %d request(s)", len(data))
+        return failure_replies(len(data), error, context)

@@ -2,9 +2,10 @@
 """Micro-benchmark: the MMS handler's own cost per request, inside one worker.
 
 Calls fizbuz_service.MXNetModelService.handle the way an MMS 1.0.8 worker does
-(MMS's own Context and metrics objects, built as tests/handler_context.py builds
-them, raw request bytes as with decode_input_request=false) on the model and
-handler unpacked from a .mar built by ./build_mar.sh. Only handle() is timed;
+(MMS's own Context and metrics objects, built as fizbuz/handler_harness.py builds
+them, raw request bytes as with decode_input_request=false) on the model
+unpacked from a .mar built by ./build_mar.sh (the handler is the project's
+fizbuz_service.py, the file the archive carries). Only handle() is timed;
 MMS's socket and frontend work is not. Prints a table of µs per request.
 
 Examples:
@@ -15,17 +16,17 @@ Examples:
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
+
+from fizbuz import archive
+from fizbuz.handler_harness import batch_context, load_context, load_service, raw_request
 
 # As in an MMS worker: one OpenMP thread. Must be set before mxnet loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-ROOT = Path(__file__).resolve().parent.parent
 # (registered batch size, requests per call): batch 1, a lone request in a
 # batch-8 worker (padded), and full batches.
 CASES = [(1, 1), (8, 1), (8, 8), (16, 16)]
@@ -34,26 +35,14 @@ STAGES = ("PreprocessTime", "InferenceTime", "PostprocessTime")
 
 def build_mar(folder, log_file):
     print(f"==> building the .mar with ./build_mar.sh (log {log_file})", flush=True)
-    with open(log_file, "a") as log:
-        result = subprocess.run([str(ROOT / "build_mar.sh")], env=dict(os.environ, MODEL_STORE=str(folder)),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=600)
-    if result.returncode != 0:
-        sys.exit(f"bench_handler.py: ./build_mar.sh failed; see {log_file}")
-    return folder / "fizbuz_package.mar"
-
-
-def load_handler(model_dir):
-    """The handler module exactly as packed in the archive."""
-    sys.path[:0] = [str(model_dir), str(ROOT / "tests")]
-    import fizbuz_service
-    if not fizbuz_service.__file__.startswith(str(model_dir)):
-        sys.exit(f"bench_handler.py: imported {fizbuz_service.__file__}, not the archive's handler")
-    return fizbuz_service
+    try:
+        return archive.build(folder / "model_store", log_file)
+    except archive.BuildError as error:
+        sys.exit(f"bench_handler.py: {error}")
 
 
 def one_round(service, context, batches, size, seconds):
     """handle() call times (s) and per-stage metric values (ms) for `seconds`."""
-    from handler_context import batch_context
     calls, stages = [], {name: [] for name in STAGES}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline or len(calls) < 100:
@@ -69,13 +58,11 @@ def one_round(service, context, batches, size, seconds):
     return calls, stages
 
 
-def measure(fizbuz_service, model_dir, bound, size, seconds, rounds):
+def measure(model_dir, bound, size, seconds, rounds):
     """Figures for `size` requests per call, from the quietest of `rounds`
     rounds (lowest median): other processes on the machine only add time."""
-    from handler_context import load_context, raw_request
-    service = fizbuz_service.MXNetModelService()
+    service = load_service(model_dir, bound)
     context = load_context(model_dir, bound)
-    service.initialize(context)
     batches = [[raw_request({"input.1": (start + i) % 1023}) for i in range(size)] for start in range(0, 1023, 7)]
     results = [one_round(service, context, batches, size, seconds / rounds) for _ in range(rounds)]
     medians = [statistics.median(calls) for calls, _ in results]
@@ -122,15 +109,12 @@ def main():
         mar = args.mar or build_mar(folder, folder / "build_mar.log")
         if not mar.is_file():
             sys.exit(f"bench_handler.py: {mar} does not exist: build it with ./build_mar.sh")
-        model_dir = folder / "model"
-        with zipfile.ZipFile(mar) as archive:
-            archive.extractall(model_dir)
-        fizbuz_service = load_handler(model_dir)
+        model_dir = archive.unpack(mar, folder / "model")
         results = []
         for bound, size in CASES:
             print(f"==> handle() with {size} request(s), registered batch size {bound}, {args.seconds:g} s",
                   flush=True)
-            results.append(measure(fizbuz_service, model_dir, bound, size, args.seconds, max(args.rounds, 1)))
+            results.append(measure(model_dir, bound, size, args.seconds, max(args.rounds, 1)))
     # fizbuz_service sets NaiveEngine unless MXNET_ENGINE_TYPE says otherwise.
     table = markdown(results, os.environ.get("MXNET_ENGINE_TYPE", "NaiveEngine"))
     print(table)

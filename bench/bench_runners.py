@@ -2,7 +2,7 @@
 """Per-call latency of the three FizBuzNet runners, at batch 1 and batch 64.
 
   C++ LibTorch   build/cpp/fizbuz_cli --bench (times its own calls in-process)
-  PyTorch eager  fizbuz_model.FizBuzNet in this process
+  PyTorch eager  fizbuz.model.FizBuzNet in this process
   MXNet          fizbuz_service.MXNetModelService.inference(), the handler's
                  path, initialised from a .mar built by build_mar.sh
 
@@ -25,7 +25,6 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
@@ -33,26 +32,21 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import mxnet  # noqa: E402
 import numpy  # noqa: E402
 import torch  # noqa: E402
-from mms.context import Context  # noqa: E402
 
-import export_torchscript  # noqa: E402
-import fizbuz_service  # noqa: E402
+from fizbuz import archive, torchscript  # noqa: E402
+from fizbuz.contract import ROOT  # noqa: E402
+from fizbuz.handler_harness import load_service  # noqa: E402
+from fizbuz.model import encode_batch, load_model  # noqa: E402
 from fizbuz_codec import MAX_INPUT, MIN_INPUT  # noqa: E402
-from fizbuz_model import encode_batch, load_model  # noqa: E402
 
 CLI = ROOT / "build" / "cpp" / "fizbuz_cli"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "runners.md"
 WARM_UP_CALLS = 50
-MODEL_NAME = "fizbuz_package"
 BENCH_LINE = re.compile(r"bench batch_size=(\d+) calls=(\d+) forward_us=([\d.]+) classify_us=([\d.]+)")
 
 
@@ -129,31 +123,22 @@ def time_cold_start(model_path):
 # --- set-up ---
 
 def build_cli():
-    say("building the C++ runner (./build_cpp.sh; quick when already built)")
-    result = subprocess.run([str(ROOT / "build_cpp.sh")], capture_output=True, text=True, timeout=900)
+    say("building the C++ runner (cpp/build.sh; quick when already built)")
+    result = subprocess.run([str(ROOT / "cpp" / "build.sh")], capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
-        sys.exit(f"bench_runners.py: build_cpp.sh failed:\n{result.stdout}{result.stderr}")
+        sys.exit(f"bench_runners.py: cpp/build.sh failed:\n{result.stdout}{result.stderr}")
 
 
 def mxnet_services(work_dir, batch_sizes):
     """One MXNetModelService per batch size (its executor is bound to one size),
     loaded from a .mar built by the real build_mar.sh, unpacked as MMS does."""
     say("building the .mar with ./build_mar.sh (about half a minute)")
-    store = work_dir / "model_store"
-    result = subprocess.run([str(ROOT / "build_mar.sh")], capture_output=True, text=True,
-                            timeout=900, env=dict(os.environ, MODEL_STORE=str(store)))
-    if result.returncode != 0:
-        sys.exit(f"bench_runners.py: build_mar.sh failed:\n{result.stdout}{result.stderr}")
-    model_dir = work_dir / "unpacked"
-    with zipfile.ZipFile(store / f"{MODEL_NAME}.mar") as archive:
-        archive.extractall(model_dir)
-    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-    services = {}
-    for batch_size in batch_sizes:
-        service = fizbuz_service.MXNetModelService()
-        service.initialize(Context(MODEL_NAME, str(model_dir), manifest, batch_size, None, "1.0.8"))
-        services[batch_size] = service
-    return services
+    try:
+        mar = archive.build(work_dir / "model_store")
+    except archive.BuildError as error:
+        sys.exit(f"bench_runners.py: {error}")
+    model_dir = archive.unpack(mar, work_dir / "unpacked")
+    return {batch_size: load_service(model_dir, batch_size) for batch_size in batch_sizes}
 
 
 # --- the report ---
@@ -270,11 +255,11 @@ def main(argv=None):
     machine = machine_lines()  # before the set-up adds its own load
     torch.set_num_threads(1)
     build_cli()
-    model = load_model(export_torchscript.DEFAULT_WEIGHTS)
+    model = load_model(torchscript.DEFAULT_WEIGHTS)
     with tempfile.TemporaryDirectory(prefix="bench_runners.") as work:
         work_dir = Path(work)
         model_path = work_dir / "fizbuz.pt"
-        export_torchscript.export(model, model_path)
+        torchscript.export(model, model_path)
         services = mxnet_services(work_dir, args.batch_sizes)
 
         timers = {

@@ -29,14 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+from bench import load_generator, machine, report
+from bench.servers import GunicornServer, MmsServer, NginxServer, ServerError, nginx_binary
+from fizbuz import archive
+from fizbuz.contract import MAR_FILE_NAME, ROOT
 
-import load_generator  # noqa: E402
-import machine  # noqa: E402
-import report  # noqa: E402
-from servers import GunicornServer, MmsServer, NginxServer, ServerError, nginx_binary  # noqa: E402
+HERE = ROOT / "bench"
 
 CORES = os.cpu_count() or 1
 PLOT_NAME = "requests_per_second.png"
@@ -112,11 +110,10 @@ def ensure_tools(allow_install, log_file):
 def build_model_store(work, log_file):
     store = work / "model_store"
     say(f"building the .mar into {store} (log {log_file})")
-    with open(log_file, "a") as log:
-        result = subprocess.run([str(ROOT / "build_mar.sh")], env=dict(os.environ, MODEL_STORE=str(store)),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900)
-    if result.returncode != 0:
-        die(f"./build_mar.sh failed; see {log_file}")
+    try:
+        archive.build(store, log_file)
+    except archive.BuildError as error:
+        die(str(error))
     return store
 
 
@@ -149,7 +146,7 @@ def run_handler_bench(model_store, work, seconds, engines):
         say(f"handler micro-benchmark (bench/bench_handler.py), MXNet engine: {engine}")
         table = work / f"handler-{engine}.md"
         command = [sys.executable, str(HERE / "bench_handler.py"), "--seconds", str(seconds),
-                   "--mar", str(model_store / "fizbuz_package.mar"), "--markdown", str(table)]
+                   "--mar", str(model_store / MAR_FILE_NAME), "--markdown", str(table)]
         if engine != "default":
             command += ["--mxnet-engine", engine]
         with open(work / "bench_handler.log", "a") as log:

@@ -11,34 +11,19 @@ import os
 import random
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import psutil
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, ROOT, SMOKE_ANSWER
+from fizbuz.http_client import call, predict, predict_url
+from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
+from fizbuz_codec import true_label
+from serving.mms.private import PrivateMms
 
-from fizbuz_codec import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, true_label
-from processes import end_family
-from mms_control import http, predict
-from ports import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-PREDICT_PATH = "/predictions/fizbuz_package"
-NGINX_REPLY = '{"next_number": "FizzBuzz"}'
+NGINX_REPLY = json.dumps({OUTPUT_KEY: SMOKE_ANSWER})
 
 
 class ServerError(Exception):
     pass
-
-
-def kill_family(pid, marker):
-    """Kill pid and its children, if pid still runs a program whose command line has `marker`."""
-    try:
-        process = psutil.Process(pid)
-        if marker not in " ".join(process.cmdline()):
-            return
-    except psutil.Error:
-        return
-    end_family(process, grace=0)
 
 
 class Server:
@@ -53,7 +38,7 @@ class Server:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}{PREDICT_PATH}"
+        return predict_url(self.port)
 
     def run_script(self, command, env, timeout=300):
         with open(self.log, "a") as log:
@@ -86,7 +71,7 @@ class Server:
         numbers += [MIN_INPUT, MAX_INPUT]
 
         def ask(number):
-            status, text = predict(self.port, number)
+            status, text = predict(self.url, number)
             try:
                 reply = json.loads(text) if status == 200 else None
             except ValueError:
@@ -104,46 +89,47 @@ class Server:
 
 
 class MmsServer(Server):
-    """MMS through start_mms.sh, with its run folder, ports and batching from env."""
+    """A throw-away MMS (serving.mms.private) with the given batching."""
     kind = "mms"
 
     def __init__(self, folder, model_store, batch_size, max_batch_delay, workers):
         super().__init__(folder)
-        self.management_port = free_port(taken={self.port})
-        self.env = dict(
-            os.environ, FIZBUZ_RUN_DIR=str(self.folder), MODEL_STORE=str(model_store),
-            INFERENCE_PORT=str(self.port), MANAGEMENT_PORT=str(self.management_port),
-            BATCH_SIZE=str(batch_size), MAX_BATCH_DELAY=str(max_batch_delay), WORKERS=str(workers))
+        self.mms = PrivateMms(model_store=model_store, run_dir=self.folder, batch_size=batch_size,
+                              max_batch_delay=max_batch_delay, workers=workers)
+        self.port = self.mms.inference_port
 
     def start(self):
-        if self.run_script([ROOT / "start_mms.sh", "start"], self.env).returncode != 0:
+        try:
+            self.mms.start()
+        except LifecycleError as error:
+            with open(self.log, "a") as log:
+                log.write(f"{error}\n")
             self.fail("start_mms.sh failed")
-        self.pid = int((self.folder / "tmp" / ".model_server.pid").read_text().split()[0])
+        self.pid = self.mms.pid
 
     def stop(self):
-        self.run_script([ROOT / "start_mms.sh", "stop"], self.env, timeout=120)
-        if self.pid is not None:
-            kill_family(self.pid, "com.amazonaws.ml.mms.ModelServer")
+        self.mms.stop()
 
 
 class GunicornServer(Server):
-    """The Flask baseline through flask_app/serve.sh."""
+    """The Flask baseline through serving/flask/serve.sh."""
     kind = "flask"
 
     def __init__(self, folder, worker_class, workers, threads):
         super().__init__(folder)
         self.env = dict(os.environ, PORT=str(self.port), WORKERS=str(workers),
                         WORKER_CLASS=worker_class, THREADS=str(threads), FLASK_RUN_DIR=str(self.folder))
+        self.script = ROOT / "serving" / "flask" / "serve.sh"
+        self.pid_file = PidFile(self.folder / "gunicorn.pid", "gunicorn")
 
     def start(self):
-        if self.run_script([ROOT / "flask_app" / "serve.sh", "start"], self.env).returncode != 0:
-            self.fail("flask_app/serve.sh failed")
-        self.pid = int((self.folder / "gunicorn.pid").read_text().strip())
+        if self.run_script([self.script, "start"], self.env).returncode != 0:
+            self.fail("serving/flask/serve.sh failed")
+        self.pid = self.pid_file.read()
 
     def stop(self):
-        self.run_script([ROOT / "flask_app" / "serve.sh", "stop"], self.env, timeout=120)
-        if self.pid is not None:
-            kill_family(self.pid, "gunicorn")
+        self.run_script([self.script, "stop"], self.env, timeout=120)
+        self.pid_file.stop(grace=5)  # if the script could not
 
 
 NGINX_CONFIG = """\
@@ -181,7 +167,7 @@ class NginxServer(Server):
     def __init__(self, folder, workers):
         super().__init__(folder)
         self.workers = workers
-        self.process = None
+        self.pid_file = PidFile(self.folder / "nginx.pid", "nginx")
 
     def expected(self, number):
         return json.loads(NGINX_REPLY)
@@ -190,26 +176,17 @@ class NginxServer(Server):
         config = self.folder / "nginx.conf"
         config.write_text(NGINX_CONFIG.format(workers=self.workers, folder=self.folder,
                                               port=self.port, reply=NGINX_REPLY))
-        command = [nginx_binary(), "-p", str(self.folder), "-e", str(self.folder / "error.log"),
-                   "-c", str(config), "-g", "daemon off;"]
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-        self.pid = self.process.pid
-        deadline = time.monotonic() + timeout
-        while http("GET", f"http://127.0.0.1:{self.port}/", timeout=2)[0] != 200:
-            if self.process.poll() is not None:
-                self.fail(f"nginx exited with {self.process.returncode}")
-            if time.monotonic() > deadline:
-                self.fail(f"nginx did not answer within {timeout} s")
-            time.sleep(0.05)  # a poll interval, not a readiness guess
+        # nginx writes its own pid file (the config's `pid`); "daemon off" keeps
+        # the master as the process we spawned, in a session of its own.
+        command = [nginx_binary(), "-p", self.folder, "-e", self.folder / "error.log",
+                   "-c", config, "-g", "daemon off;"]
+        try:
+            process = start_server(command, self.pid_file, self.log,
+                                   ready=lambda: call("GET", f"http://127.0.0.1:{self.port}/", timeout=2)[0] == 200,
+                                   what=f"nginx on port {self.port}", timeout=timeout)
+        except LifecycleError as error:
+            self.fail(str(error))
+        self.pid = process.pid
 
     def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()  # nginx: fast shutdown on SIGTERM
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            kill_family(self.process.pid, "nginx")
-            self.process.wait(timeout=5)
+        self.pid_file.stop(grace=15)  # nginx: fast shutdown on SIGTERM

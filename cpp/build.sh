@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configure and build the C++ LibTorch runner (cpp/) out of tree with CMake.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 
 SOURCE_DIR=$ROOT/cpp
 BUILD_DIR=${FIZBUZ_CPP_BUILD_DIR:-$ROOT/build/cpp}
@@ -11,14 +11,14 @@ CXX=${CXX:-g++}
 
 usage() {
   cat <<USAGE
-Usage: ./build_cpp.sh [-h]
+Usage: cpp/build.sh [-h]
 
 Builds cpp/ (C++17) against the LibTorch inside the venv's pinned torch wheel
 (torch.utils.cmake_prefix_path; nothing is downloaded) into \$FIZBUZ_CPP_BUILD_DIR,
 and prints the binary's path. Re-runs only rebuild what changed (a no-change
 re-run takes seconds). A fresh build takes one to two minutes on 2 cores.
 
-Then:  .venv/bin/python export_torchscript.py      # writes build/fizbuz.pt
+Then:  .venv/bin/python -m fizbuz.torchscript      # writes build/fizbuz.pt
        $BUILD_DIR/fizbuz_cli build/fizbuz.pt 14
 
 Needs cmake >= 3.18 and a C++17 compiler (apt-get install -y cmake g++).
@@ -36,7 +36,7 @@ USAGE
 case "${1:-}" in
   -h|--help) usage; exit 0 ;;
   "") ;;
-  *) echo "build_cpp.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  *) echo "cpp/build.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
 esac
 
 command -v cmake >/dev/null 2>&1 \

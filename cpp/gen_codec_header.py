@@ -13,10 +13,7 @@ Usage: gen_codec_header.py OUTPUT_HEADER
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import fizbuz_codec as codec  # noqa: E402  (needs the path above)
+import fizbuz_codec as codec  # the project's venv has it (editable install)
 
 
 def c_string(text):

@@ -5,10 +5,44 @@ Usage: python -m fizbuz.archive model_store/fizbuz_package.mar
 """
 
 import json
+import os
+import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
-from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY
+from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY, MAR_FILE_NAME, ROOT
+
+
+class BuildError(Exception):
+    pass
+
+
+def build(model_store, log_file=None, timeout=900):
+    """Build the .mar with the real build_mar.sh into `model_store`, staged in a
+    folder beside it (never the checkout's tracked fizbuz_package/). Returns the
+    .mar's path; output goes to `log_file` (or is kept for the error)."""
+    model_store = Path(model_store)
+    env = dict(os.environ, MODEL_STORE=str(model_store),
+               STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / "fizbuz_package"))
+    output = open(log_file, "a") if log_file else subprocess.PIPE
+    try:
+        result = subprocess.run([str(ROOT / "build_mar.sh")], env=env, stdout=output, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, timeout=timeout, text=True)
+    finally:
+        if log_file:
+            output.close()
+    if result.returncode != 0:
+        raise BuildError(f"./build_mar.sh failed; see {log_file}" if log_file
+                         else f"./build_mar.sh failed:\n{result.stdout}")
+    return model_store / MAR_FILE_NAME
+
+
+def unpack(mar_path, target):
+    """The archive unpacked as MMS unpacks it: the model_dir a worker sees."""
+    with zipfile.ZipFile(mar_path) as archive:
+        archive.extractall(target)
+    return Path(target)
 
 
 def problems(mar_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 from mms.context import Context, RequestProcessor
 from mms.metrics.metrics_store import MetricsStore
 
-MODEL_NAME = "fizbuz_package"
+from fizbuz.contract import MODEL_NAME
 
 
 def load_context(model_dir, batch_size):
@@ -20,6 +20,15 @@ def load_context(model_dir, batch_size):
     context = Context(MODEL_NAME, str(model_dir), manifest, batch_size, None, "1.0.8")
     context.metrics = MetricsStore("load", MODEL_NAME)
     return context
+
+
+def load_service(model_dir, batch_size):
+    """The handler's service initialised on an unpacked archive, as a worker
+    registered with `batch_size` does it."""
+    import fizbuz_service  # needs mxnet: imported only where a handler is wanted
+    service = fizbuz_service.MXNetModelService()
+    service.initialize(load_context(model_dir, batch_size))
+    return service
 
 
 def batch_context(context, size):

@@ -4,12 +4,13 @@ Shared by the MMS and the Flask end-to-end tests so both are held to one list.
 """
 
 import concurrent.futures
+import json
 
 import torch
 
-from fizbuz_codec import MAX_INPUT, readable, true_label
-from fizbuz_model import encode_batch, load_model
-from project import ROOT
+from fizbuz.contract import WEIGHTS
+from fizbuz.model import encode_batch, load_model
+from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, readable, true_label
 
 # (name, body, Content-Type, a fragment of the 400 message)
 BAD_BODIES = [
@@ -41,7 +42,7 @@ BAD_BODY_IDS = [case[0] for case in BAD_BODIES]
 
 def torch_labels():
     """What the PyTorch model says for every request n (it is asked about n + 1)."""
-    model = load_model(ROOT / "assets" / "fizbuz_model.pth")
+    model = load_model(WEIGHTS)
     numbers = list(range(0, MAX_INPUT + 1))
     with torch.no_grad():
         classes = model(encode_batch([n + 1 for n in numbers])).argmax(dim=1).tolist()
@@ -63,3 +64,28 @@ def wrong_answers_for_every_input(post, threads):
         answers = list(pool.map(ask, expected))
     return [(n, code, body) for n, code, body in answers
             if code != 200 or body != {"next_number": expected[n]}]
+
+
+def strict_json(raw):
+    """The JSON value of a request body as the service must read it (UTF-8
+    only: json.loads on bytes would also take UTF-16/32, which the codec
+    refuses), or None when it is not one."""
+    try:
+        return json.loads(bytes(raw).decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def expected_reply(body):
+    """The reply a raw JSON request body must get when valid, else None."""
+    payload = strict_json(body)
+    if not isinstance(payload, dict) or INPUT_KEY not in payload:
+        return None
+    return expected_for_value(payload[INPUT_KEY])
+
+
+def expected_for_value(value):
+    """The reply for a decoded input value when valid, else None."""
+    if type(value) is not int or not MIN_INPUT <= value <= MAX_INPUT:
+        return None
+    return {OUTPUT_KEY: true_label(value + 1)}

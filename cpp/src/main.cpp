@@ -33,7 +33,7 @@ const char* const kUsage =
     "                                      time CALLS forward passes on B inputs (default 1)\n"
     "  fizbuz_cli -h | --help\n"
     "\n"
-    "MODEL is a TorchScript file made by export_torchscript.py (it writes build/fizbuz.pt).\n"
+    "MODEL is a TorchScript file made by python -m fizbuz.torchscript (it writes build/fizbuz.pt).\n"
     "N is an integer from MIN to MAX: an optional '-' and decimal digits, nothing else.\n"
     "The answer is N + 1 itself, or Fizz, Buzz or FizzBuzz.\n"
     "\n"

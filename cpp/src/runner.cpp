@@ -64,7 +64,7 @@ Runner::Runner(const std::string& model_path) : impl_(std::make_unique<Impl>()) 
   try {
     impl_->module = torch::jit::load(model_path, torch::kCPU);
   } catch (const c10::Error& error) {
-    throw ModelError(model_path + " is not a TorchScript model (make one with export_torchscript.py): " +
+    throw ModelError(model_path + " is not a TorchScript model (make one with python -m fizbuz.torchscript): " +
                      error_summary(error.what_without_backtrace()));
   }
   impl_->module.eval();

@@ -1,4 +1,4 @@
-// FizBuzNet from a TorchScript file (export_torchscript.py), run by LibTorch.
+// FizBuzNet from a TorchScript file (python -m fizbuz.torchscript), run by LibTorch.
 // Torch stays behind this interface so only runner.cpp pays its compile time.
 #pragma once
 

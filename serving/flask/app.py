@@ -10,7 +10,6 @@ serving/flask/serve.sh starts and stops it.
 import json
 import logging
 import os
-from pathlib import Path
 
 from flask import Flask, Response, request
 

@@ -1,5 +1,5 @@
 """Fixtures for the TorchScript / C++ LibTorch path: the real binary, built by
-the real build_cpp.sh, and a fizbuz.pt traced from the committed weights."""
+the real cpp/build.sh, and a fizbuz.pt traced from the committed weights."""
 
 import os
 import subprocess
@@ -7,19 +7,19 @@ import subprocess
 import pytest
 import torch
 
-import export_torchscript
+from fizbuz import torchscript
 from fizbuz_codec import MAX_INPUT, MIN_INPUT, readable
-from fizbuz_model import encode_batch, load_model
-from project import ROOT
+from fizbuz.model import encode_batch, load_model
+from fizbuz.contract import ROOT
 
-WEIGHTS = export_torchscript.DEFAULT_WEIGHTS
+WEIGHTS = torchscript.DEFAULT_WEIGHTS
 
 
 @pytest.fixture(scope="session")
 def cli_binary():
-    """build_cpp.sh into the checkout's build/cpp: a clean clone builds from
+    """cpp/build.sh into the checkout's build/cpp: a clean clone builds from
     scratch (about a minute), later runs only rebuild what changed."""
-    result = subprocess.run([str(ROOT / "build_cpp.sh")], capture_output=True, text=True,
+    result = subprocess.run([str(ROOT / "cpp" / "build.sh")], capture_output=True, text=True,
                             timeout=900, env=dict(os.environ))
     assert result.returncode == 0, result.stdout + result.stderr
     binary = ROOT / "build" / "cpp" / "fizbuz_cli"
@@ -35,7 +35,7 @@ def eager_model():
 @pytest.fixture(scope="session")
 def torchscript_model(eager_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
-    export_torchscript.export(eager_model, path)
+    torchscript.export(eager_model, path)
     return path
 
 

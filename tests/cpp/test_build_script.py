@@ -1,13 +1,13 @@
-"""build_cpp.sh refuses clearly when it cannot build (the build itself is the
+"""cpp/build.sh refuses clearly when it cannot build (the build itself is the
 cli_binary fixture's job)."""
 
 import os
 import shutil
 import subprocess
 
-from project import ROOT
+from fizbuz.contract import ROOT
 
-SCRIPT = ROOT / "build_cpp.sh"
+SCRIPT = ROOT / "cpp" / "build.sh"
 
 
 def run_script(*args, **env):
@@ -33,7 +33,7 @@ def path_without(tmp_path, tool):
 def test_help():
     result = run_script("-h")
     assert result.returncode == 0
-    assert "Usage: ./build_cpp.sh" in result.stdout and "FIZBUZ_CPP_BUILD_DIR" in result.stdout
+    assert "Usage: cpp/build.sh" in result.stdout and "FIZBUZ_CPP_BUILD_DIR" in result.stdout
 
 
 def test_unknown_argument():

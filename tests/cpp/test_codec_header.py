@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import fizbuz_codec as codec
-from project import ROOT
+from fizbuz.contract import ROOT
 
 GENERATOR = ROOT / "cpp" / "gen_codec_header.py"
 

@@ -1,4 +1,4 @@
-"""export_torchscript.py: the traced model answers like the eager one."""
+"""fizbuz/torchscript.py: the traced model answers like the eager one."""
 
 import subprocess
 import sys
@@ -6,19 +6,17 @@ import sys
 import pytest
 import torch
 
-import export_torchscript
-from fizbuz_model import load_model
-from project import ROOT
+from fizbuz import torchscript
+from fizbuz.model import load_model
 
 # The tests trace and load TorchScript on purpose; torch.jit warns that it is deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")
 
-SCRIPT = ROOT / "export_torchscript.py"
-WEIGHTS = export_torchscript.DEFAULT_WEIGHTS
+WEIGHTS = torchscript.DEFAULT_WEIGHTS
 
 
 def run_script(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fizbuz.torchscript", *map(str, args)], capture_output=True,
                           text=True, timeout=300)
 
 
@@ -35,8 +33,8 @@ def test_export_prints_the_graph_and_proves_parity(tmp_path):
 
 
 def test_reloaded_model_matches_eager_on_all_inputs(eager_model, torchscript_model):
-    max_diff, mismatched = export_torchscript.parity_report(eager_model, torchscript_model)
-    assert max_diff <= export_torchscript.TOLERANCE
+    max_diff, mismatched = torchscript.parity_report(eager_model, torchscript_model)
+    assert max_diff <= torchscript.TOLERANCE
     assert mismatched == []
 
 
@@ -51,9 +49,9 @@ def test_parity_report_catches_a_different_model(eager_model, tmp_path):
     with torch.no_grad():
         other.out.bias.add_(torch.tensor([0.0, 50.0, 0.0, 0.0]))  # now says Fizz everywhere
     path = tmp_path / "other.pt"
-    export_torchscript.export(other, path)
-    max_diff, mismatched = export_torchscript.parity_report(eager_model, path)
-    assert max_diff > export_torchscript.TOLERANCE
+    torchscript.export(other, path)
+    max_diff, mismatched = torchscript.parity_report(eager_model, path)
+    assert max_diff > torchscript.TOLERANCE
     assert len(mismatched) > 500
 
 
@@ -63,7 +61,7 @@ def test_check_fails_on_a_stale_model(tmp_path):
     with torch.no_grad():
         other.hidden.weight.mul_(-1.0)
     stale = tmp_path / "stale.pt"
-    export_torchscript.export(other, stale)
+    torchscript.export(other, stale)
     result = run_script("--check", "--output", stale)
     assert result.returncode == 1
     assert "PARITY FAILED" in result.stderr

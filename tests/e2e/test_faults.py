@@ -11,24 +11,23 @@ import psutil
 import pytest
 import requests
 
-import faults
-from mms_control import DEFAULTS
-from fizbuz_codec import true_label
-import soak
-from private_mms import private_mms
+from request_cases import expected_reply
+from loadtest import faults, soak
+from serving.mms.cli import DEFAULTS
+from serving.mms.private import PrivateMms
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def private_server(model_store):
-    with private_mms(model_store=model_store) as server:
+    with PrivateMms(model_store=model_store) as server:
         yield server
 
 
 def test_killed_worker_loses_at_most_its_batch_and_is_replaced(model_store):
     batch_size = DEFAULTS["batch_size"]  # the shipped setting
-    with private_mms(model_store=model_store) as server:
+    with PrivateMms(model_store=model_store) as server:
         row = asyncio.run(faults.kill_worker_under_load(server, concurrency=16))
     assert row["wrong"] == 0
     assert row["transport_errors"] == 0  # every request got an HTTP answer, none hung
@@ -92,8 +91,7 @@ def test_http_fuzz_leaves_the_server_healthy(private_server):
         # Otherwise a client mistake is a 4xx; never a 5xx (no worker died, nothing failed).
         assert response.status_code in (200, 400, 413), (body[:80], headers, response.text[:200])
         if response.status_code == 200:
-            number = json.loads(body)["input.1"]
-            assert response.json() == {"next_number": true_label(number + 1)}
+            assert response.json() == expected_reply(body), body[:80]
     for size in (70_000, 1_000_000):  # beyond max_request_size (64 KiB)
         response = session.post(url, data=b"x" * size, headers={"Content-Type": "application/json"}, timeout=30)
         assert response.status_code == 413
@@ -125,7 +123,7 @@ def test_start_recovers_after_the_frontend_is_killed(fresh_mms):
     old_workers = frontend.children(recursive=True)
     os.kill(server.pid, signal.SIGKILL)
     frontend.wait(timeout=30)
-    assert server.pid_file.exists()  # the crash left its pid file behind
+    assert server.run.pid_file.path.exists()  # the crash left its pid file behind
     result = server.start()
     assert "stale pid file" in result.stdout
     assert server.pid != frontend.pid
@@ -145,6 +143,9 @@ def test_tls_serves_https_with_the_generated_certificate(fresh_mms):
     # Unverified clients are refused, and plain HTTP gets no answer on the HTTPS port.
     assert subprocess.run(["curl", "-sS", "--max-time", "10", "-X", "POST", url, "-d", "{}"],
                           capture_output=True, timeout=30).returncode != 0
-    plain = subprocess.run(["curl", "-sS", "--max-time", "10", "-X", "POST", url.replace("https", "http"),
-                            "-d", "{}"], capture_output=True, text=True, timeout=30)
+    # A request that would be answered FizzBuzz over HTTPS gets no answer over plain HTTP.
+    plain = subprocess.run(["curl", "-sS", "--max-time", "10", "-w", "\nstatus=%{http_code}", "-X", "POST",
+                            url.replace("https", "http"), "-H", "Content-Type: application/json",
+                            "-d", '{"input.1": 14}'], capture_output=True, text=True, timeout=30)
+    assert plain.returncode != 0 or "status=200" not in plain.stdout, plain.stdout
     assert "FizzBuzz" not in plain.stdout

@@ -13,13 +13,13 @@ import pytest
 import requests
 import requests.adapters
 
-from ports import free_port
-from project import ROOT
+from fizbuz.lifecycle import free_port
+from fizbuz.contract import ROOT
 from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
 
 pytestmark = pytest.mark.e2e
 
-SERVE = ROOT / "flask_app" / "serve.sh"
+SERVE = ROOT / "serving" / "flask" / "serve.sh"
 
 
 class GunicornServer:

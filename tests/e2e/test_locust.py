@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_port
-from project import ROOT
+from fizbuz.lifecycle import free_port
+from fizbuz.contract import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -3,9 +3,10 @@
 import json
 import os
 import subprocess
+import sys
 import zipfile
 
-from project import ROOT
+from fizbuz.contract import ROOT
 
 EXPECTED = {
     "MAR-INF/MANIFEST.json", "fizbuz_service.py", "fizbuz_codec.py", "signature.json",
@@ -46,23 +47,18 @@ def test_check_archive_rejects_an_archive_with_an_extra_file(mar_path, tmp_path)
         for item in source.infolist():
             target.writestr(item, source.read(item))
         target.writestr("notes.txt", "stray")
-    result = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "tools" / "check_archive.py"),
-                             str(bad)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "fizbuz.archive", str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
     assert "unexpected: ['notes.txt']" in result.stderr
 
 
 def test_build_mar_explains_missing_weights(tmp_path):
-    # A copy of the scripts without assets/: build_mar.sh must say how to train.
-    for name in ("build_mar.sh",):
-        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
-        os.chmod(tmp_path / name, 0o755)
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "common.sh").write_bytes((ROOT / "scripts" / "common.sh").read_bytes())
-    result = subprocess.run([str(tmp_path / "build_mar.sh")], capture_output=True, text=True,
-                            env=dict(os.environ, FIZBUZ_VENV=str(ROOT / ".venv")))
+    result = subprocess.run([str(ROOT / "build_mar.sh")], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, FIZBUZ_WEIGHTS=str(tmp_path / "missing.pth"),
+                                     MODEL_STORE=str(tmp_path / "store"), STAGING_DIR=str(tmp_path / "stage")))
     assert result.returncode == 1
-    assert "no trained weights" in result.stderr and "train.py" in result.stderr
+    assert "no trained weights" in result.stderr and "fizbuz.train" in result.stderr
+    assert not (tmp_path / "store").exists()
 
 
 def test_scripts_answer_help():

@@ -1,14 +1,10 @@
 """bench/report.py: ratios, the CSV and the markdown table from known rows."""
 
 import csv
-import sys
 
 import pytest
 
-from project import ROOT
-
-sys.path.insert(0, str(ROOT / "bench"))
-import report  # noqa: E402
+from bench import report
 
 
 def row(config, kind, concurrency, rps):

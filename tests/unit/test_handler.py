@@ -8,7 +8,7 @@ import pytest
 
 import fizbuz_service
 from fizbuz_codec import MAX_INPUT, true_label
-from handler_context import batch_context, load_context, raw_request, statuses
+from fizbuz.handler_harness import batch_context, load_context, raw_request, statuses
 
 BATCH_SIZE = 8
 
@@ -192,6 +192,43 @@ def test_status_codes_never_straddle_a_16_byte_read(service, context, bodies):
     assert all(offset % 16 + 4 <= 16 for offset in offsets)
 
 
+def test_alignment_is_derived_from_the_frame_layout():
+    # The status is the frame's one unguarded read: its 4 bytes must lie inside
+    # one 16-byte read with at least one byte before them.
+    safe = fizbuz_service.SAFE_STATUS_OFFSETS
+    assert list(safe) == list(range(1, 13))
+    assert fizbuz_service.STATUS_ALIGNMENT in safe
+
+
+def test_a_failing_batch_gets_padded_500s_and_a_logged_traceback(unpacked_model, monkeypatch, caplog):
+    from mms.protocol.otf_message_handler import create_predict_response
+    context = load_context(unpacked_model, 16)
+    service = fizbuz_service.MXNetModelService()
+    service.initialize(context)
+    monkeypatch.setattr(fizbuz_service, "_service", service)
+
+    def broken_forward(numbers):
+        raise RuntimeError("forward failed")
+    monkeypatch.setattr(service, "inference", broken_forward)
+    batch_context(context, 16)
+    replies = fizbuz_service.handle([raw_request({"input.1": n}) for n in range(16)], context)
+    assert statuses(context, 16) == [500] * 16
+    for reply in replies:
+        body = json.loads(reply)
+        assert body["code"] == 500 and "RuntimeError" in body["error"]
+    assert "handler failed on a batch of 16" in caplog.text and "forward failed" in caplog.text
+    # The 500 frame is laid out like a success one: no status straddles a read.
+    frame = create_predict_response(replies, context.request_ids, "Prediction success", 200, context)
+    offsets = status_field_offsets(bytes(frame))
+    assert len(offsets) == 16 and all(offset % 16 == fizbuz_service.STATUS_ALIGNMENT for offset in offsets)
+    # The service itself is unharmed: the next batch is answered.
+    monkeypatch.undo()
+    monkeypatch.setattr(fizbuz_service, "_service", service)
+    batch_context(context, 1)
+    assert json.loads(fizbuz_service.handle([raw_request({"input.1": 14})], context)[0]) == \
+        {"next_number": "FizzBuzz"}
+
+
 def test_module_entry_point_loads_then_answers(unpacked_model):
     # handle(None, context) is MMS's load call; it must initialise and answer nothing.
     context = load_context(unpacked_model, 4)
@@ -211,7 +248,7 @@ def test_initialize_fails_loudly_without_the_model(tmp_path, unpacked_model):
     (tmp_path / "MAR-INF" / "MANIFEST.json").write_bytes(
         (unpacked_model / "MAR-INF" / "MANIFEST.json").read_bytes())
     (tmp_path / "signature.json").write_bytes((unpacked_model / "signature.json").read_bytes())
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError, match="fizbuz_package-symbol.json is missing from the archive"):
         fizbuz_service.MXNetModelService().initialize(load_context(tmp_path, 1))
 
 
@@ -222,11 +259,12 @@ class NoTorch(importlib.abc.MetaPathFinder):
         if name == "torch" or name.startswith("torch."):
             raise ImportError("torch is blocked: the archive must not need it")
 sys.meta_path.insert(0, NoTorch())
-model_dir, tests_dir = sys.argv[1], sys.argv[2]
-sys.path[:0] = [model_dir, tests_dir]  # the handler and codec come from the archive only
-import fizbuz_service
+model_dir = sys.argv[1]
+sys.path[:0] = [model_dir]  # the handler and codec come from the archive only, as in an MMS worker
+import fizbuz_service, fizbuz_codec
 assert fizbuz_service.__file__.startswith(model_dir), fizbuz_service.__file__
-from handler_context import batch_context, load_context, raw_request
+assert fizbuz_codec.__file__.startswith(model_dir), fizbuz_codec.__file__
+from fizbuz.handler_harness import batch_context, load_context, raw_request
 context = load_context(model_dir, 2)
 fizbuz_service.handle(None, context)
 batch_context(context, 2)
@@ -236,8 +274,7 @@ print("torch loaded:", "torch" in sys.modules)
 
 
 def test_archive_is_self_contained_without_torch(unpacked_model, tmp_path):
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(unpacked_model),
-                             str(fizbuz_service.__file__.rsplit("/", 1)[0] + "/tests")],
+    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(unpacked_model)],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     replies = json.loads(result.stdout.splitlines()[0])

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fizbuz_service
-from fizbuz_codec import MAX_INPUT, MIN_INPUT, true_label
-from handler_context import batch_context, load_context, statuses
+from fizbuz.handler_harness import batch_context, load_context, statuses
+from request_cases import expected_for_value, expected_reply, strict_json
 
 BATCH_SIZE = 8
 FUZZ = settings(max_examples=300, deadline=None,
@@ -49,25 +49,12 @@ def service(unpacked_model):
 def expected_answer(request):
     """The right answer if `request` is a valid one, else None."""
     raw = request.get("body")
+    if raw is not None:
+        return expected_reply(raw)
+    raw = request.get("input.1")  # a form field: its value is JSON text
     if raw is None:
-        raw = request.get("input.1")
-        if raw is None:
-            return None
-        try:
-            value = json.loads(bytes(raw))
-        except ValueError:
-            return None
-    else:
-        try:
-            payload = json.loads(bytes(raw))
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(payload, dict) or "input.1" not in payload:
-            return None
-        value = payload["input.1"]
-    if type(value) is not int or not MIN_INPUT <= value <= MAX_INPUT:
         return None
-    return {"next_number": true_label(value + 1)}
+    return expected_for_value(strict_json(raw))
 
 
 @FUZZ

@@ -6,9 +6,11 @@ import sys
 import onnx
 
 import export_onnx
-from project import ROOT
+from fizbuz.contract import ROOT
 
-COMMITTED_MODEL = ROOT / "fizbuz_package" / "fizbuz.onnx"
+from fizbuz.contract import ONNX_PATH
+
+COMMITTED_MODEL = ONNX_PATH
 README = (ROOT / "README.md").read_text()
 
 

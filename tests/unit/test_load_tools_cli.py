@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from project import ROOT
+from fizbuz.contract import ROOT
 
 PYTHON_TOOLS = ["bench/run_bench.py", "bench/bench_handler.py"]
 
@@ -18,9 +18,9 @@ def run(command, **env):
 
 
 def test_serve_sh_answers_help():
-    result = run([ROOT / "flask_app" / "serve.sh", "-h"])
+    result = run([ROOT / "serving" / "flask" / "serve.sh", "-h"])
     assert result.returncode == 0
-    assert "Usage" in result.stdout and "WORKER_CLASS" in result.stdout
+    assert "usage" in result.stdout.lower() and "WORKER_CLASS" in result.stdout
 
 
 @pytest.mark.parametrize("tool", PYTHON_TOOLS)
@@ -31,7 +31,7 @@ def test_python_tools_answer_help(tool):
 
 
 def test_serve_sh_refuses_an_unknown_worker_class(tmp_path):
-    result = run([ROOT / "flask_app" / "serve.sh"], WORKER_CLASS="tornado", FLASK_RUN_DIR=str(tmp_path))
+    result = run([ROOT / "serving" / "flask" / "serve.sh"], WORKER_CLASS="tornado", FLASK_RUN_DIR=str(tmp_path))
     assert result.returncode == 1
     assert "WORKER_CLASS must be sync or gthread" in result.stderr
     assert not (tmp_path / "gunicorn.pid").exists()

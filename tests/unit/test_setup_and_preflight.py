@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-import mms_control
-from project import ROOT
+from serving.mms import cli as mms_control
+from fizbuz.contract import ROOT
 
 
 def test_setup_rerun_is_a_quick_no_op():

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import export_onnx
-from project import ROOT
+from fizbuz.contract import ROOT
 from fizbuz_codec import BITS, true_class
-from fizbuz_model import encode_batch, load_model
+from fizbuz.model import encode_batch, load_model
 
-WEIGHTS = ROOT / "assets" / "fizbuz_model.pth"
+from fizbuz.contract import ONNX_PATH, WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +27,31 @@ def test_committed_weights_are_right_on_every_number(model):
     assert predicted == [true_class(n) for n in numbers]
 
 
-def test_train_reproduces_the_committed_weights(tmp_path):
-    output = tmp_path / "weights.pth"
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--output", str(output)],
+def train_into(output):
+    result = subprocess.run([sys.executable, "-m", "fizbuz.train", "--output", str(output)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "held-out accuracy (1..100):   100.00%" in result.stderr
     assert "full-range accuracy (1..1023): 100.00%" in result.stderr
-    fresh, committed = torch.load(output), torch.load(WEIGHTS)
-    assert fresh.keys() == committed.keys()
+    return torch.load(output)
+
+
+def test_train_is_bit_reproducible_and_matches_the_committed_weights(tmp_path):
+    first, second = train_into(tmp_path / "a.pth"), train_into(tmp_path / "b.pth")
+    committed = torch.load(WEIGHTS)
+    assert first.keys() == second.keys() == committed.keys()
     for name in committed:
-        assert torch.equal(fresh[name], committed[name]), name
+        # Same seed, one thread, deterministic kernels: identical on one machine.
+        assert torch.equal(first[name], second[name]), name
+        # ATen and oneDNN pick kernels by CPU (AVX2, AVX512 ...), so on another
+        # CPU the weights drift apart slightly over 4000 epochs (seen: 0.034 at most,
+        # on weights up to 9.6); the committed ones stay this close, same answers.
+        assert torch.allclose(first[name], committed[name], atol=0.05, rtol=0), name
+    fresh = load_model(WEIGHTS)
+    fresh.load_state_dict(first)
+    inputs = encode_batch(range(1024))
+    with torch.no_grad():
+        assert torch.equal(fresh(inputs).argmax(dim=1), load_model(WEIGHTS)(inputs).argmax(dim=1))
 
 
 def test_export_prints_ir_checks_and_proves_parity(tmp_path):
@@ -62,7 +76,7 @@ def test_exported_graph_is_what_mxnet_can_import(tmp_path):
 
 
 def test_committed_onnx_matches_pytorch_on_all_inputs(model):
-    max_diff, mismatched = export_onnx.parity_report(model, ROOT / "fizbuz_package" / "fizbuz.onnx")
+    max_diff, mismatched = export_onnx.parity_report(model, ONNX_PATH)
     assert max_diff <= export_onnx.TOLERANCE
     assert mismatched == []
 
