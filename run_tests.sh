@@ -12,6 +12,10 @@ installs Chromium for the browser test when it is missing (scripts/setup_browser
 then runs pytest on tests/: unit tests against the real built archive, and end-to-end
 tests that start real servers on free ports in temporary folders and stop them again.
 Extra arguments go to pytest, e.g. ./run_tests.sh tests/unit -x
+
+Tiers: the default runs everything (what CI runs, about 5 minutes on 2 cores);
+  ./run_tests.sh -m "not slow"   leaves out the C++ build, the browser, locust, Flask,
+                                 the soak and fault runs (under 2 minutes)
 USAGE
 }
 case "${1:-}" in

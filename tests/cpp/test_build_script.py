@@ -5,7 +5,12 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from fizbuz.contract import ROOT
+
+# slow: a real CMake configure (and a build in one test).
+pytestmark = pytest.mark.slow
 
 SCRIPT = ROOT / "cpp" / "build.sh"
 

@@ -10,7 +10,8 @@ from fizbuz import torchscript
 from fizbuz_codec import MAX_INPUT, MIN_INPUT
 
 # The tests trace and load TorchScript on purpose; torch.jit warns that it is deprecated.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")
+# slow: the fixtures build the C++ runner (about a minute from a clean checkout).
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")]
 
 EXIT_MODEL = 1
 EXIT_INPUT = 2

@@ -10,7 +10,8 @@ from fizbuz import torchscript
 from fizbuz.model import load_model
 
 # The tests trace and load TorchScript on purpose; torch.jit warns that it is deprecated.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")
+# slow: the fixtures build the C++ runner (about a minute from a clean checkout).
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")]
 
 WEIGHTS = torchscript.DEFAULT_WEIGHTS
 

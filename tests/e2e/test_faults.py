@@ -16,7 +16,7 @@ from loadtest import faults, soak
 from serving.mms.cli import DEFAULTS
 from serving.mms.private import PrivateMms
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

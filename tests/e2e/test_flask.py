@@ -17,7 +17,7 @@ from fizbuz.lifecycle import free_port
 from fizbuz.contract import ROOT
 from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SERVE = ROOT / "serving" / "flask" / "serve.sh"
 

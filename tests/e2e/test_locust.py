@@ -14,7 +14,7 @@ import pytest
 from fizbuz.lifecycle import free_port
 from fizbuz.contract import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # The locust of the venv running the tests.
 LOCUST = Path(sys.executable).parent / "locust"

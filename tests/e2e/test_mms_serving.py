@@ -91,7 +91,7 @@ def test_concurrent_requests_are_batched(mms):
 def test_metrics_log_has_the_three_handler_stages_of_this_request(mms):
     log = mms.logs / "model_metrics.log"
     offset = log_size(log)
-    assert mms.post({"input.1": 1}).json() == {"next_number": "Fizz"}
+    assert mms.post({"input.1": 2}).json() == {"next_number": "Fizz"}
     for stage in ("PreprocessTime", "InferenceTime", "PostprocessTime"):
         metrics_written_after(log, offset, stage + r"\.Milliseconds:[\d.]+")
 

@@ -36,6 +36,7 @@ def train_into(output):
     return torch.load(output)
 
 
+@pytest.mark.slow  # trains twice
 def test_train_is_bit_reproducible_and_matches_the_committed_weights(tmp_path):
     first, second = train_into(tmp_path / "a.pth"), train_into(tmp_path / "b.pth")
     committed = torch.load(WEIGHTS)
