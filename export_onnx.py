@@ -8,11 +8,9 @@ PyTorch logits (max abs difference <= 1e-5, identical argmax). Exits non-zero
 with a message on any mismatch.
 """
 
-import argparse
 import logging
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -22,11 +20,10 @@ import onnx.reference
 import torch
 
 from fizbuz_codec import BITS, INPUT_KEY
-from fizbuz.contract import ONNX_PATH, WEIGHTS
-from fizbuz.model import encode_batch, load_model
-from fizbuz.parity import PARITY_TOLERANCE, report_parity
+from fizbuz.contract import ONNX_PATH
+from fizbuz.model import encode_batch
+from fizbuz.parity import PARITY_TOLERANCE, exporter_arguments, report_parity, trained_model
 
-DEFAULT_WEIGHTS = WEIGHTS
 DEFAULT_OUTPUT = ONNX_PATH
 OPSET = 12
 OUTPUT_NAME = "output"
@@ -108,14 +105,7 @@ def summary(onnx_model):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
-                        help="trained state_dict (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="where to write the ONNX model (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="do not print the traced graphs")
+    parser = exporter_arguments(__doc__, DEFAULT_OUTPUT, "ONNX")
     parser.add_argument("--summary", action="store_true",
                         help="only print a summary of an existing ONNX file (--output) and exit")
     return parser.parse_args(argv)
@@ -130,11 +120,9 @@ def main(argv=None):
             return 2
         print("\n".join(summary(onnx.load(str(args.output)))))
         return 0
-    if not args.weights.is_file():
-        log.error("no trained weights at %s: run 'python -m fizbuz.train' first", args.weights)
+    model = trained_model(log, args.weights)
+    if model is None:
         return 2
-
-    model = load_model(args.weights)
     if not args.quiet:
         log.info("== PyTorch traced graph (TorchScript IR) ==")
         traced = torch.jit.trace(model, torch.zeros(1, BITS))

@@ -39,7 +39,7 @@ import numpy  # noqa: E402
 import torch  # noqa: E402
 
 from fizbuz import archive, torchscript  # noqa: E402
-from fizbuz.contract import ROOT  # noqa: E402
+from fizbuz.contract import ROOT, WEIGHTS  # noqa: E402
 from fizbuz.handler_harness import load_service  # noqa: E402
 from fizbuz.model import encode_batch, load_model  # noqa: E402
 from fizbuz_codec import MAX_INPUT, MIN_INPUT  # noqa: E402
@@ -255,7 +255,7 @@ def main(argv=None):
     machine = machine_lines()  # before the set-up adds its own load
     torch.set_num_threads(1)
     build_cli()
-    model = load_model(torchscript.DEFAULT_WEIGHTS)
+    model = load_model(WEIGHTS)
     with tempfile.TemporaryDirectory(prefix="bench_runners.") as work:
         work_dir = Path(work)
         model_path = work_dir / "fizbuz.pt"

@@ -10,21 +10,18 @@ compares it with the eager PyTorch model on all 1024 inputs: logits within
 against --weights (e.g. to catch a stale fizbuz.pt after retraining).
 """
 
-import argparse
 import contextlib
 import logging
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
 from fizbuz_codec import BITS
-from fizbuz.contract import TORCHSCRIPT_PATH, WEIGHTS
-from fizbuz.model import encode_batch, load_model
-from fizbuz.parity import PARITY_TOLERANCE, report_parity
+from fizbuz.contract import TORCHSCRIPT_PATH
+from fizbuz.model import encode_batch
+from fizbuz.parity import PARITY_TOLERANCE, exporter_arguments, report_parity, trained_model
 
-DEFAULT_WEIGHTS = WEIGHTS
 DEFAULT_OUTPUT = TORCHSCRIPT_PATH
 TOLERANCE = PARITY_TOLERANCE
 
@@ -74,13 +71,7 @@ def parity_report(model, scripted_path):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
-                        help="trained state_dict (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="where to write the TorchScript model (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="do not print the traced graph")
+    parser = exporter_arguments(__doc__, DEFAULT_OUTPUT, "TorchScript")
     parser.add_argument("--check", action="store_true",
                         help="do not export: only check parity of the existing --output")
     return parser.parse_args(argv)
@@ -89,10 +80,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.weights.is_file():
-        log.error("no trained weights at %s: run 'python -m fizbuz.train' first", args.weights)
+    model = trained_model(log, args.weights)
+    if model is None:
         return 2
-    model = load_model(args.weights)
 
     if args.check:
         if not args.output.is_file():

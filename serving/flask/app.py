@@ -18,7 +18,6 @@ from fizbuz.contract import PREDICT_PATH, WEIGHTS
 from serving.flask.controller import Predictor, requested_number
 from serving.mms.config import CONFIG_TEMPLATE as MMS_CONFIG
 
-DEFAULT_WEIGHTS = WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def use_gunicorn_logging():
 
 def create_app(weights_path=None):
     use_gunicorn_logging()
-    weights_path = weights_path or os.environ.get("FIZBUZ_WEIGHTS") or DEFAULT_WEIGHTS
+    weights_path = weights_path or os.environ.get("FIZBUZ_WEIGHTS") or WEIGHTS
     predictor = Predictor(weights_path)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_request_size()

@@ -10,9 +10,8 @@ import torch
 from fizbuz import torchscript
 from fizbuz_codec import MAX_INPUT, MIN_INPUT, readable
 from fizbuz.model import encode_batch, load_model
-from fizbuz.contract import ROOT
+from fizbuz.contract import ROOT, WEIGHTS
 
-WEIGHTS = torchscript.DEFAULT_WEIGHTS
 
 
 @pytest.fixture(scope="session")

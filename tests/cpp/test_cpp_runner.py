@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import torch
 
-from fizbuz import torchscript
+from fizbuz.contract import WEIGHTS
 from fizbuz_codec import MAX_INPUT, MIN_INPUT
 
 # The tests trace and load TorchScript on purpose; torch.jit warns that it is deprecated.
@@ -138,7 +138,7 @@ def test_truncated_model_file(cli_binary, torchscript_model, tmp_path):
 
 
 def test_weights_file_instead_of_torchscript(cli_binary):
-    result = run(cli_binary, torchscript.DEFAULT_WEIGHTS, 14)
+    result = run(cli_binary, WEIGHTS, 14)
     assert_clean_failure(result, EXIT_MODEL)
     assert "is not a TorchScript model (make one with python -m fizbuz.torchscript)" in result.stderr
 

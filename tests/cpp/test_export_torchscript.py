@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from fizbuz import torchscript
+from fizbuz.contract import WEIGHTS
 from fizbuz.model import load_model
 
 # The tests trace and load TorchScript on purpose; torch.jit warns that it is deprecated.
 # slow: the fixtures build the C++ runner (about a minute from a clean checkout).
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")]
 
-WEIGHTS = torchscript.DEFAULT_WEIGHTS
 
 
 def run_script(*args):
