@@ -9,7 +9,6 @@ machine is never touched.
 
 import contextlib
 import logging
-import os
 import random
 import socket
 import subprocess
@@ -80,14 +79,6 @@ def wait_until(condition, timeout, what, interval=0.1, alive=None):
         if time.monotonic() >= deadline:
             raise LifecycleError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)  # a poll interval, not a readiness guess
-
-
-def accepts_connections(port, host="127.0.0.1", timeout=1.0):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- processes
@@ -176,13 +167,19 @@ def spawn(command, log_path, env=None, cwd=None, pid_file=None):
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as output:
-        popen = subprocess.Popen([str(part) for part in command], stdout=output, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+        # psutil.Popen: one object that is both the child (reaped on exit) and a psutil.Process.
+        process = psutil.Popen([str(part) for part in command], stdout=output, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
     if pid_file is not None:
-        pid_file.write(popen.pid)
-    process = psutil.Process(popen.pid)
-    process._popen = popen  # keep the Popen so its exit status is reaped
+        pid_file.write(process.pid)
     return process
+
+
+def is_alive(process):
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def start_server(command, pid_file, log_path, ready, what, timeout=60.0, env=None, cwd=None):
@@ -197,8 +194,7 @@ def start_server(command, pid_file, log_path, ready, what, timeout=60.0, env=Non
         raise LifecycleError(f"{what} is already running (pid {running.pid}, pid file {pid_file.path})")
     process = spawn(command, log_path, env=env, cwd=cwd, pid_file=pid_file)
     try:
-        wait_until(ready, timeout, what, alive=lambda: process.is_running() and
-                   process.status() != psutil.STATUS_ZOMBIE)
+        wait_until(ready, timeout, what, alive=lambda: is_alive(process))
     except (LifecycleError, KeyboardInterrupt) as error:
         pid_file.stop(grace=5)
         raise LifecycleError(f"{error}; its log {log_path} ends with:\n{tail(log_path)}") from None
@@ -221,9 +217,3 @@ def tail(path, lines=20):
     except FileNotFoundError:
         return f"({path} does not exist)"
 
-
-def isolated_env(folder, **extra):
-    """The environment for a server of our own: TMPDIR/TEMP inside its folder."""
-    tmp = Path(folder) / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    return dict(os.environ, TMPDIR=str(tmp), TEMP=str(tmp), **{k: str(v) for k, v in extra.items()})
