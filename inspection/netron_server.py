@@ -126,7 +126,7 @@ def ignore_stop_signals():
 
 def raise_interrupted(signum, frame):
     ignore_stop_signals()  # a second Ctrl-C must not cut the clean-up short
-    raise Interrupted(signal.Signals(signum).name)
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
 
 def serve(settings, model):

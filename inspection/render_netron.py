@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Open a netron page in headless Chromium, read the drawn graph, save a screenshot.
 
 netron draws the graph as SVG with JavaScript after it has fetched and parsed
