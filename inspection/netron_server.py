@@ -21,6 +21,7 @@ Environment (defaults in brackets):
 """
 
 import argparse
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -30,9 +31,11 @@ import sys
 import webbrowser
 from pathlib import Path
 
+import psutil
+
 from fizbuz.contract import ONNX_PATH, RUN_DIR
 from fizbuz.http_client import call
-from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, start_server
+from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, end_family, start_server
 
 PROG = "inspect_model.sh"
 MODES = ("serve", "start", "stop", "status")
@@ -129,6 +132,15 @@ def raise_interrupted(signum, frame):
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
 
+def end_own_netron():
+    """Stop a netron this process started, found as its child rather than by the
+    pid file: a signal can land after the start and before the pid is written."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "netron" in " ".join(child.cmdline()):
+                end_family(child, grace=5)
+
+
 def serve(settings, model):
     running = already_running(settings)
     if running is not None:
@@ -144,6 +156,7 @@ def serve(settings, model):
     finally:
         ignore_stop_signals()
         settings.pid_file.stop(grace=10)
+        end_own_netron()
         if process is not None:
             log.info("netron stopped")
     if code:
@@ -205,7 +218,8 @@ def main(argv=None):
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     except Interrupted:
-        return 130  # a stop signal before netron was started (or during start, which cleaned up)
+        end_own_netron()  # a start cut short
+        return 130
 
 
 if __name__ == "__main__":
