@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Open a netron page in headless Chromium, read the drawn graph, save a screenshot.
 
 netron draws the graph as SVG with JavaScript after it has fetched and parsed
@@ -6,7 +5,7 @@ the model, so this polls the live page (bounded by --deadline) until node
 boxes appear, then reads the op type, input and output labels from the DOM:
 what a person would see, not what the model file says.
 
-    .venv/bin/python tools/render_netron.py http://127.0.0.1:8090/ \\
+    .venv/bin/python -m inspection.render_netron http://127.0.0.1:8090/ \\
         --screenshot docs/netron_graph.png --expect Gemm Sigmoid
 
 Exits 1 when the graph does not appear in time or an expected op is missing.
@@ -18,46 +17,54 @@ import sys
 import time
 from pathlib import Path
 
-from headless_chromium import BrowserError, HeadlessChromium
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-# Labels as netron draws them: one box per node, its op type first; inputs and
-# outputs as their own boxes. body.alert / body.notification mean netron shows
-# a message (an error, an update request) and waits for a person.
-READ_GRAPH = """(() => {
-  const first = (selector) => Array.from(document.querySelectorAll(selector))
-      .map((box) => { const text = box.querySelector('text'); return text ? text.textContent : ''; });
-  const body = document.body ? document.body.classList : null;  // null while loading
-  const text = document.getElementById('message-text');
-  const origin = document.getElementById('origin');
-  return {
-    // Left the welcome/spinner state, and the layout has placed the graph.
-    drawn: Boolean(body && body.contains('default') && origin && origin.getAttribute('transform')),
-    ops: first('#canvas g.graph-node .node-item-type'),
-    inputs: first('#canvas g.graph-item-input'),
-    outputs: first('#canvas g.graph-item-output'),
-    message: (body && text && (body.contains('alert') || body.contains('notification')))
-        ? text.innerText : null,
-  };
-})()"""
+from inspection.headless_chromium import BrowserError, headless_page
 
-GRAPH_BOX = """(() => {
-  const box = document.getElementById('origin').getBoundingClientRect();
-  return {x: box.x, y: box.y, width: box.width, height: box.height};
-})()"""
+# What netron's page looks like once it has drawn a graph (left the welcome /
+# spinner state, the layout has placed the graph, a node box exists), or once
+# it shows a message (an error, an update request) and waits for a person.
+# Read with Playwright's selector engine, which runs in its own isolated world:
+# netron's page replaces window.eval, which Playwright's page.evaluate needs.
+NODE_TYPES = "#canvas g.graph-node .node-item-type"
+DRAWN = f"body.default:has(#origin[transform]):has({NODE_TYPES})"
+MESSAGE = "body.alert #message-text, body.notification #message-text"
 
 
 class RenderError(RuntimeError):
     pass
 
 
-def consent_already_given(page, url):
+def consent_already_given(session, url):
     # netron asks for cookie consent on first open and draws nothing until it
     # is answered; a fresh profile would always ask. Outside hosts do not
     # resolve in this browser, so nothing is reported anywhere.
-    if not url.startswith("http"):
-        return
-    page.send("Network.setCookie", {"name": "consent", "value": str(int(time.time() * 1000)),
-                                    "url": url})
+    if url.startswith("http"):
+        session.page.context.add_cookies([{"name": "consent", "value": str(int(time.time() * 1000)),
+                                           "url": url}])
+
+
+def first_text(box):
+    texts = box.locator("text")
+    return texts.first.text_content() if texts.count() else ""
+
+
+def labels(page, selector):
+    """The first text of each box matching selector, in document order, as drawn.
+    (count, text_content and inner_text run in Playwright's isolated world;
+    all_text_contents would need the page's own eval.)"""
+    return [first_text(box) for box in page.locator(selector).all()]
+
+
+def read_graph(page):
+    """Node op types in order, input and output names; message: what netron says instead, or None."""
+    message = page.locator(MESSAGE)
+    return {
+        "ops": labels(page, NODE_TYPES),
+        "inputs": labels(page, "#canvas g.graph-item-input"),
+        "outputs": labels(page, "#canvas g.graph-item-output"),
+        "message": message.first.inner_text() if message.count() else None,
+    }
 
 
 def render(url, screenshot=None, deadline=60, margin=24, scale=2):
@@ -65,15 +72,17 @@ def render(url, screenshot=None, deadline=60, margin=24, scale=2):
 
     With screenshot, also saves a PNG of the graph (cropped to it, plus margin).
     """
-    with HeadlessChromium() as browser:
-        page = browser.open_page(width=1200, height=900)
-        consent_already_given(page, url)
-        page.navigate(url)
-        graph = page.wait_for(f"(() => {{ const g = {READ_GRAPH}; "
-                              "return ((g.drawn && g.ops.length) || g.message !== null) ? g : null; })()",
-                              deadline)
-        if graph is None:
-            raise RenderError(f"netron drew no graph at {url} within {deadline}s")
+    with headless_page(width=1200, height=900, scale=scale) as session:
+        page = session.page
+        consent_already_given(session, url)
+        page.goto(url, wait_until="load", timeout=deadline * 1000)
+        # Waiting on the page itself is the readiness check: the graph is drawn
+        # by JavaScript after the model has been fetched and parsed.
+        try:
+            page.wait_for_selector(f"{DRAWN}, {MESSAGE}", state="attached", timeout=deadline * 1000)
+        except PlaywrightTimeout:
+            raise RenderError(f"netron drew no graph at {url} within {deadline}s") from None
+        graph = read_graph(page)
         if graph["message"] is not None:
             hint = ""
             if "update" in graph["message"].lower():
@@ -82,16 +91,15 @@ def render(url, screenshot=None, deadline=60, margin=24, scale=2):
             raise RenderError(f"netron shows a message instead of the graph: "
                               f"{graph['message']!r}{hint}")
         if screenshot:
-            box = page.evaluate(GRAPH_BOX)
+            box = page.locator("#origin").bounding_box()
             clip = {"x": max(box["x"] - margin, 0), "y": max(box["y"] - margin, 0),
-                    "width": box["width"] + 2 * margin, "height": box["height"] + 2 * margin,
-                    "scale": scale}
-            Path(screenshot).write_bytes(page.screenshot(clip))
+                    "width": box["width"] + 2 * margin, "height": box["height"] + 2 * margin}
+            page.screenshot(path=str(screenshot), clip=clip)
         return {key: graph[key] for key in ("ops", "inputs", "outputs")}
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m inspection.render_netron", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url", help="a netron page, e.g. http://127.0.0.1:8090/")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the graph here")

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Kill -9 one MMS worker while an answer-checking load runs; measure the damage.
 
 Reports how many requests failed (and with what), whether any answer was wrong,
 and how long until the model had all its workers READY again (a new process in
 place of the killed one). Runs its own private MMS on free ports.
 
-Example: tools/faults.py --trials 5 --concurrency 1 8 64
+Example: python -m loadtest.faults --trials 5 --concurrency 1 8 64
 """
 
 import argparse
@@ -15,9 +14,9 @@ import signal
 import sys
 import time
 
-import loadgen
-from mms_control import DEFAULTS
-from private_mms import private_mms
+from loadtest import loadgen
+from serving.mms.cli import DEFAULTS
+from serving.mms.private import PrivateMms
 
 
 async def kill_worker_under_load(server, concurrency, duration=6.0, kill_after=2.0, recovery_timeout=60.0):
@@ -31,8 +30,7 @@ async def kill_worker_under_load(server, concurrency, duration=6.0, kill_after=2
     killed = time.monotonic()
     recovered_after = None
     while time.monotonic() - killed < recovery_timeout:
-        description = server.describe() or {}
-        ready = [w for w in description.get("workers", []) if w.get("status") == "READY"]
+        ready = server.ready_workers()
         pids = {p.pid for p in server.workers().values()}
         if len(ready) == len(before) and len(pids) == len(before) and victim.pid not in pids:
             recovered_after = time.monotonic() - killed
@@ -51,7 +49,7 @@ async def kill_worker_under_load(server, concurrency, duration=6.0, kill_after=2
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m loadtest.faults", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=3, help="kills per concurrency (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
@@ -64,7 +62,7 @@ def main(argv=None):
     args = parse_args(argv)
     print(f"{'c':>4} {'trial':>5} {'requests':>9} {'failed':>6} {'wrong':>5} {'recovered s':>11} "
           f"{'max ms':>8}  failure statuses")
-    with private_mms(batch_size=args.batch_size, workers=args.workers) as server:
+    with PrivateMms(batch_size=args.batch_size, workers=args.workers) as server:
         for concurrency in args.concurrency:
             for trial in range(1, args.trials + 1):
                 row = asyncio.run(kill_worker_under_load(server, concurrency))

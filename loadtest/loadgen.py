@@ -1,30 +1,35 @@
-#!/usr/bin/env python3
 """A bounded, answer-checking HTTP load generator for the fizbuz predictions API.
 
-Keeps `--concurrency` keep-alive connections busy with POSTs of {"input.1": n}
+Keeps --concurrency keep-alive connections busy with POSTs of {"input.1": n}
 (n cycling through 0..1022 from a different start per connection), for a fixed
 number of requests or seconds, and checks every reply against the true
-FizzBuzz of n + 1. Prints a summary (req/s, latency percentiles, status codes,
-wrong answers, transport errors). Standard library only, so it runs anywhere
-the project's venv does; soak and fault tests use it as a library.
+FizzBuzz of n + 1. Prints a JSON summary (req/s, latency percentiles, status
+codes, wrong answers, transport errors); exits 1 on any of the last three.
+HTTP is aiohttp's; soak and fault tools use run_load() as a library.
 
-Example: tools/loadgen.py --port 8080 --concurrency 64 --duration 30
+Examples:
+  python -m loadtest.loadgen --port 8080 -c 64 -d 30
+  python -m loadtest.loadgen --url https://host:8443/predictions/fizbuz_package --cafile cert.pem -n 1000
 """
 
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import aiohttp
 
-from fizbuz_codec import MAX_INPUT, MIN_INPUT, true_label  # noqa: E402
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, request_body
+from fizbuz.http_client import predict_url
+from fizbuz_codec import true_label
 
-PATH = "/predictions/fizbuz_package"
+HEADERS = {"Content-Type": "application/json"}
+AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
+CONNECT_BACKOFF = 0.05  # seconds between reconnect attempts, so a down server is not hammered
 
 
 @dataclass
@@ -59,99 +64,91 @@ class LoadResult:
             "transport_errors": dict(self.transport_errors),
         }
 
-
-def request_bytes(port, number):
-    body = json.dumps({"input.1": number}).encode()
-    return (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    @property
+    def healthy(self):
+        return not self.wrong and not self.failures and not self.transport_errors
 
 
-async def read_response(reader):
-    """(status, body bytes, keep_alive) of one HTTP/1.1 response with a Content-Length."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    length, keep_alive = 0, True
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "connection" and value == "close":
-            keep_alive = False
-    body = await reader.readexactly(length) if length else b""
-    return status, body, keep_alive
-
-
-async def connection_loop(port, start, deadline, budget, result, timeout):
-    number = start
-    reader = writer = None
+def is_right(number, body):
+    """True when body is exactly the FizzBuzz answer for number + 1."""
     try:
-        while time.monotonic() < deadline and budget():
-            if writer is None:
-                try:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection("127.0.0.1", port), timeout)
-                except (OSError, asyncio.TimeoutError) as error:
-                    result.transport_errors[f"connect: {type(error).__name__}"] += 1
-                    await asyncio.sleep(0.05)  # back off before reconnecting, not a readiness wait
-                    continue
-            result.sent += 1
-            began = time.monotonic()
-            try:
-                writer.write(request_bytes(port, number))
-                status, body, keep_alive = await asyncio.wait_for(read_response(reader), timeout)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
-                    asyncio.LimitOverrunError, ValueError) as error:
-                result.transport_errors[type(error).__name__] += 1
-                writer.close()
-                reader = writer = None
-                continue
-            if not keep_alive:
-                writer.close()
-                reader = writer = None
-            result.latencies.append(time.monotonic() - began)
-            result.statuses[status] += 1
-            if status == 200:
-                try:
-                    answer = json.loads(body)
-                except ValueError:
-                    answer = None
-                if answer != {"next_number": true_label(number + 1)}:
-                    result.wrong.append((number, status, body[:200]))
-            else:
-                result.failures.append((number, status, body[:200]))
-            number = number + 1 if number < MAX_INPUT else MIN_INPUT
-    finally:
-        if writer is not None:
-            writer.close()
+        return json.loads(body) == {OUTPUT_KEY: true_label(number + 1)}
+    except ValueError:
+        return False
 
 
-async def run_load(port, concurrency, duration=None, total=None, timeout=30.0, result=None):
-    """Run the load; stops after `duration` seconds or `total` requests."""
+async def one_request(session, url, number, result):
+    """Send one prediction request and record what came back."""
+    result.sent += 1
+    began = time.monotonic()
+    try:
+        async with session.post(url, data=request_body(number), headers=HEADERS) as response:
+            body = await response.read()
+    except aiohttp.ClientConnectorError as error:  # nothing accepted the connection
+        result.transport_errors[f"connect: {type(error.os_error).__name__}"] += 1
+        await asyncio.sleep(CONNECT_BACKOFF)
+        return
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        result.transport_errors[type(error).__name__] += 1
+        return
+    result.latencies.append(time.monotonic() - began)
+    result.statuses[response.status] += 1
+    if response.status != 200:
+        result.failures.append((number, response.status, body[:200]))
+    elif not is_right(number, body):
+        result.wrong.append((number, response.status, body[:200]))
+
+
+async def connection_loop(session, url, start, deadline, budget, result):
+    """One client's requests back to back; with one connection per client in
+    the pool, each loop keeps one keep-alive connection busy."""
+    number = start
+    while time.monotonic() < deadline and budget():
+        await one_request(session, url, number, result)
+        number = number + 1 if number < MAX_INPUT else MIN_INPUT
+
+
+async def run_load(port=8080, concurrency=16, duration=None, total=None, timeout=30.0, result=None,
+                   url=None, cafile=None):
+    """Run the load against `url` (default: the predictions URL on 127.0.0.1:`port`);
+    stops after `duration` seconds or once `result` holds `total` requests.
+    Returns the LoadResult (`result`, when given, is filled as the load runs)."""
     if duration is None and total is None:
         raise ValueError("give a duration or a total")
+    url = url or predict_url(port)
     result = result or LoadResult()
     deadline = time.monotonic() + (duration if duration is not None else 24 * 3600)
     budget = (lambda: True) if total is None else (lambda: result.sent < total)
     spread = (MAX_INPUT - MIN_INPUT + 1) // max(concurrency, 1)
+    tls = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    # limit=concurrency: the pool holds exactly one keep-alive connection per client loop.
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls if tls else True)
     began = time.monotonic()
-    await asyncio.gather(*(connection_loop(port, MIN_INPUT + i * spread, deadline, budget, result, timeout)
-                           for i in range(concurrency)))
+    # Lean requests (no User-Agent/Accept/Accept-Encoding; nothing to decompress)
+    # keep the client's CPU share small on a machine it shares with the server.
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
+                                     skip_auto_headers=AUTO_HEADERS, auto_decompress=False) as session:
+        await asyncio.gather(*(connection_loop(session, url, MIN_INPUT + i * spread, deadline, budget, result)
+                               for i in range(concurrency)))
     result.elapsed = time.monotonic() - began
     return result
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m loadtest.loadgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=8080, help="inference port (default: %(default)s)")
-    parser.add_argument("--concurrency", "-c", type=int, default=16, help="default: %(default)s")
-    parser.add_argument("--duration", "-d", type=float, help="seconds to run")
+    parser.add_argument("--port", type=int, default=8080, help="inference port on 127.0.0.1 (default: %(default)s)")
+    parser.add_argument("--url", help="the full predictions URL instead (another host, HTTPS, a front door)")
+    parser.add_argument("--cafile", help="CA certificate that signs an HTTPS server's (e.g. a self-signed one)")
+    parser.add_argument("--concurrency", "-c", type=int, default=16,
+                        help="keep-alive connections, each with one request in flight (default: %(default)s)")
+    parser.add_argument("--duration", "-d", type=float, help="seconds to run (default: 10)")
     parser.add_argument("--requests", "-n", type=int, help="requests to send (instead of --duration)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds one request may take (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     if args.duration is None and args.requests is None:
         args.duration = 10.0
     return args
@@ -159,12 +156,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    result = asyncio.run(run_load(args.port, args.concurrency, args.duration, args.requests, args.timeout))
+    result = asyncio.run(run_load(args.port, args.concurrency, args.duration, args.requests, args.timeout,
+                                  url=args.url, cafile=args.cafile))
     print(json.dumps(result.summary(), indent=2))
     for number, status, body in (result.wrong + result.failures)[:10]:
         print(f"  n={number} status={status} body={body!r}", file=sys.stderr)
-    healthy = not result.wrong and not result.failures and not result.transport_errors
-    return 0 if healthy else 1
+    return 0 if result.healthy else 1
 
 
 if __name__ == "__main__":

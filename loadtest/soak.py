@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Soak a private MMS: a long answer-checking load at high concurrency, with
 worker memory (RSS) sampled before and after.
 
-Example: tools/soak.py --duration 600 --concurrency 64   (the 10-minute soak)
+Example: python -m loadtest.soak --duration 600 --concurrency 64   (the 10-minute soak)
 Prints a JSON report; exits non-zero on any error, wrong answer, or RSS growth
 above --max-rss-growth-mb per worker.
 """
@@ -12,8 +11,8 @@ import asyncio
 import json
 import sys
 
-import loadgen
-from private_mms import private_mms
+from loadtest import loadgen
+from serving.mms.private import PrivateMms
 
 
 def worker_rss_mb(server):
@@ -34,7 +33,7 @@ def soak(server, duration, concurrency, warmup=5.0):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m loadtest.soak", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=64, help="default: %(default)s")
@@ -44,7 +43,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    with private_mms() as server:
+    with PrivateMms() as server:
         report, result = soak(server, args.duration, args.concurrency)
     print(json.dumps(report, indent=2))
     grew = [w for w, growth in report["rss_growth_mb"].items() if growth > args.max_rss_growth_mb]

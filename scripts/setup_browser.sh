@@ -13,8 +13,8 @@ Checks that Chromium and two fonts are installed and that Chromium runs; install
 what is missing from Debian's packages (apt-get update && apt-get install -y chromium
 fonts-dejavu-core fonts-wqy-microhei; needs root and apt). Re-runs are quick: nothing
 is installed when everything is there.
-The tests drive it with the DevTools protocol over a pipe, so no chromium-driver
-and no Python browser package are needed.
+Playwright (pinned in requirements-dev.txt) drives this Chromium through its
+executable_path: no chromium-driver, and no `playwright install` download.
 
 Environment:
   CHROMIUM          the browser binary to check and use (default: /usr/bin/chromium)

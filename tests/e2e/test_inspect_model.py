@@ -1,9 +1,9 @@
 """inspect_model.sh serves the ONNX graph in netron; headless Chromium sees it drawn.
 
-Every netron here listens on a kernel-chosen free port (never 8080/8081) and keeps
-its pid file and log in the test's temp folder; teardown stops it with the script
-and then by PID if it is still there. Browsers get a temp profile and are stopped
-by PID by the HeadlessChromium context manager.
+Every netron here listens on a free port (never 8080/8081) and keeps its pid file
+and log in the test's temp folder; teardown stops it with the script and then by
+PID if it is still there. Browsers (Playwright on the system Chromium) get a temp
+profile and are stopped by headless_page on leaving.
 """
 
 import os
@@ -22,15 +22,15 @@ import psutil
 import pytest
 import requests
 
-from ports import free_port
-from project import ROOT
-from headless_chromium import HeadlessChromium
-from render_netron import RenderError, render
+from fizbuz.contract import INPUT_KEY, ONNX_PATH, ROOT
+from fizbuz.lifecycle import free_port, wait_until
+from inspection.headless_chromium import headless_page, processes_using
+from inspection.render_netron import RenderError, render
 
 pytestmark = pytest.mark.e2e
 
-SCRIPT = ROOT / "inspect_model.sh"
-COMMITTED_MODEL = ROOT / "fizbuz_package" / "fizbuz.onnx"
+SCRIPT = ROOT / "inspection" / "inspect_model.sh"
+COMMITTED_MODEL = ONNX_PATH
 
 
 def port_is_open(port):
@@ -73,6 +73,12 @@ class Netron:
 
     def pid(self):
         return int(self.pid_file.read_text())
+
+    def foreground(self, preexec_fn=None):
+        """The script in serve mode, as a terminal runs it: a process group of its own."""
+        return subprocess.Popen([str(SCRIPT), str(self.model)], env=self.env, bufsize=0,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=preexec_fn)
 
     def run(self, *args, **env):
         return subprocess.run([str(SCRIPT), *args], env=dict(self.env, **env), capture_output=True,
@@ -151,7 +157,7 @@ def test_refuses_a_port_that_is_taken(netron):
         squatter.listen()
         result = server.run("start", str(server.model))
     assert result.returncode != 0
-    assert f"port {server.port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"port {server.port} (netron) is already in use on 127.0.0.1" in result.stderr
     assert not server.pid_file.exists()
 
 
@@ -171,12 +177,20 @@ def test_missing_model_is_a_clear_error(netron, tmp_path):
     assert result.returncode != 0 and "no model at" in result.stderr
 
 
-def test_foreground_mode_stops_netron_on_ctrl_c(netron):
+def ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# "ignored-by-caller" is how the suite once went red on a fresh machine: started
+# as a background job of a non-interactive shell, pytest and everything it starts
+# inherit SIGINT ignored, and a bash `trap ... INT` cannot catch an ignored
+# signal, so the old script never saw the Ctrl-C.
+@pytest.mark.parametrize("preexec_fn", [None, ignore_sigint], ids=["default", "ignored-by-caller"])
+def test_foreground_mode_stops_netron_on_ctrl_c(netron, preexec_fn):
     server = netron()
-    process = subprocess.Popen([str(SCRIPT), str(server.model)], env=server.env, bufsize=0,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = server.foreground(preexec_fn)
     try:
+        # Printed only after netron answered with the page and the model: it is ready.
         output = read_until(process, "Ctrl-C stops it.", deadline=120)
         assert f"netron is ready: {server.url}" in output
         pid = server.pid()
@@ -193,6 +207,23 @@ def test_foreground_mode_stops_netron_on_ctrl_c(netron):
     assert not server.pid_file.exists()
 
 
+def test_ctrl_c_during_start_up_leaves_no_netron(netron):
+    """Whenever the Ctrl-C lands, while netron starts or once it serves, nothing is left."""
+    server = netron()
+    process = server.foreground()
+    try:
+        wait_until(server.pid_file.exists, 120, "the pid file", alive=lambda: process.poll() is None)
+        pid = server.pid()
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) in (0, 1)  # 1: stopped before it was ready
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert gone(pid)
+    assert not server.pid_file.exists()
+
+
 def read_until(process, marker, deadline):
     """The process's output up to a line containing marker, bounded by deadline seconds."""
     output, end = "", time.monotonic() + deadline
@@ -206,20 +237,20 @@ def read_until(process, marker, deadline):
     return output
 
 
+@pytest.mark.slow
 def test_headless_chromium_runs_a_page_and_is_stopped_by_pid():
-    with HeadlessChromium() as browser:
-        pid, profile = browser.process.pid, browser.profile
-        page = browser.open_page(width=400, height=300)
-        page.navigate("data:text/html,<p id='p'>drawn by script</p>")
-        assert page.evaluate("document.getElementById('p').textContent") == "drawn by script"
-        assert page.evaluate("[innerWidth, innerHeight]") == [400, 300]
+    with headless_page(width=400, height=300) as session:
+        pid, profile = session.pid, session.profile
+        assert "chromium" in " ".join(psutil.Process(pid).cmdline())
+        session.page.goto("data:text/html,<p id='p'>drawn by script</p>")
+        assert session.page.evaluate("document.getElementById('p').textContent") == "drawn by script"
+        assert session.page.evaluate("[innerWidth, innerHeight]") == [400, 300]
     assert gone(pid)
     assert not os.path.exists(profile)
-    leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
-                 if any(profile in word for word in p.info["cmdline"] or [])]
-    assert leftovers == []
+    assert processes_using(profile) == []
 
 
+@pytest.mark.slow
 def test_chromium_draws_the_fizbuz_graph_in_netron(netron, tmp_path):
     server = netron()
     server.start()
@@ -229,11 +260,13 @@ def test_chromium_draws_the_fizbuz_graph_in_netron(netron, tmp_path):
     model_ops = [node.op_type for node in onnx.load(str(server.model)).graph.node]
     assert graph["ops"] == model_ops  # every node, in order, as drawn
     assert "Gemm" in graph["ops"] and "Sigmoid" in graph["ops"]
-    assert graph["inputs"] == ["input.1"] and graph["outputs"] == ["output"]
+    assert graph["ops"] == ["Gemm", "Sigmoid", "Gemm"]  # FizBuzNet's own chain, as drawn
+    assert graph["inputs"] == [INPUT_KEY] and graph["outputs"] == ["output"]
     width, height = png_size(screenshot)
     assert height > width > 100  # a tall crop around a three-node chain
 
 
+@pytest.mark.slow
 def test_render_reads_the_page_not_the_expectation(netron, tmp_path):
     """A different model is drawn as itself, and --expect fails on what is not drawn."""
     relu = onnx.helper.make_model(onnx.helper.make_graph(
@@ -244,9 +277,9 @@ def test_render_reads_the_page_not_the_expectation(netron, tmp_path):
     onnx.save(relu, str(model))
     server = netron(model)
     server.start()
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "render_netron.py"), server.url,
+    result = subprocess.run([sys.executable, "-m", "inspection.render_netron", server.url,
                              "--expect", "Relu", "Sigmoid", "--deadline", "90"],
-                            capture_output=True, text=True, timeout=180)
+                            capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert result.returncode == 1
     assert '"ops": ["Relu"]' in result.stdout
     assert "not drawn: Sigmoid" in result.stderr
@@ -259,6 +292,7 @@ WAITING_PAGES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("html, reason", WAITING_PAGES, ids=["netron-message", "never-drawn"])
 def test_render_fails_clearly_when_no_graph_is_drawn(html, reason):
     with pytest.raises(RenderError, match=reason):

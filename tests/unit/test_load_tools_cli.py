@@ -10,6 +10,8 @@ import pytest
 from fizbuz.contract import ROOT
 
 PYTHON_TOOLS = ["bench/run_bench.py", "bench/bench_handler.py"]
+# Development tools run as modules of the installed project (python -m ...).
+TOOL_MODULES = ["loadtest.loadgen", "loadtest.soak", "loadtest.faults", "inspection.render_netron"]
 
 
 def run(command, **env):
@@ -49,3 +51,20 @@ def test_bench_refuses_a_pattern_that_matches_nothing():
     result = run([sys.executable, ROOT / "bench" / "run_bench.py", "--configs", "tensorflow"])
     assert result.returncode == 1
     assert "matches none of" in result.stderr
+
+
+@pytest.mark.parametrize("module", TOOL_MODULES)
+def test_tool_modules_answer_help(module):
+    result = run([sys.executable, "-m", module, "-h"])
+    assert result.returncode == 0, result.stderr
+    assert f"usage: python -m {module}" in result.stdout
+
+
+def test_inspect_model_sh_answers_help_and_refuses_stray_arguments(tmp_path):
+    script = ROOT / "inspection" / "inspect_model.sh"
+    assert "NETRON_PORT" in run([script, "-h"]).stdout
+    result = run([script, "stop", "extra"], FIZBUZ_RUN_DIR=str(tmp_path))
+    assert result.returncode == 2 and "unexpected arguments: extra" in result.stderr
+    result = run([script, "start", "a.onnx", "b.onnx"], FIZBUZ_RUN_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
