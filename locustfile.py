@@ -23,15 +23,15 @@ import random
 
 from locust import FastHttpUser, constant, task
 
-from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, true_label
+from fizbuz.contract import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, PREDICT_PATH
+from fizbuz_codec import true_label
 
-PREDICT_PATH = "/predictions/fizbuz_package"
 JSON_HEADERS = {"Content-Type": "application/json"}
 # Bodies the service must refuse: (what, body, Content-Type).
 BAD_REQUESTS = [
     ("out of range", json.dumps({INPUT_KEY: MAX_INPUT + 1}).encode(), "application/json"),
     ("negative", json.dumps({INPUT_KEY: -1}).encode(), "application/json"),
-    ("not JSON", b'{"input.1": 14', "application/json"),
+    ("not JSON", b'{"%s": 14' % INPUT_KEY.encode(), "application/json"),
     ("a string", json.dumps({INPUT_KEY: "14"}).encode(), "application/json"),
     ("missing key", b'{"input": 14}', "application/json"),
     ("empty", b"", "application/json"),

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from fizbuz import archive
+from fizbuz.contract import INPUT_KEY
 from fizbuz.handler_harness import batch_context, load_context, load_service, raw_request
 
 # As in an MMS worker: one OpenMP thread. Must be set before mxnet loads.
@@ -63,7 +64,7 @@ def measure(model_dir, bound, size, seconds, rounds):
     rounds (lowest median): other processes on the machine only add time."""
     service = load_service(model_dir, bound)
     context = load_context(model_dir, bound)
-    batches = [[raw_request({"input.1": (start + i) % 1023}) for i in range(size)] for start in range(0, 1023, 7)]
+    batches = [[raw_request({INPUT_KEY: (start + i) % 1023}) for i in range(size)] for start in range(0, 1023, 7)]
     results = [one_round(service, context, batches, size, seconds / rounds) for _ in range(rounds)]
     medians = [statistics.median(calls) for calls, _ in results]
     calls, stages = results[medians.index(min(medians))]

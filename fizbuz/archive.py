@@ -11,7 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY, MAR_FILE_NAME, ROOT
+from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, ROOT
 
 
 class BuildError(Exception):
@@ -24,7 +24,7 @@ def build(model_store, log_file=None, timeout=900):
     .mar's path; output goes to `log_file` (or is kept for the error)."""
     model_store = Path(model_store)
     env = dict(os.environ, MODEL_STORE=str(model_store),
-               STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / "fizbuz_package"))
+               STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME))
     output = open(log_file, "a") if log_file else subprocess.PIPE
     try:
         result = subprocess.run([str(ROOT / "build_mar.sh")], env=env, stdout=output, stderr=subprocess.STDOUT,

@@ -14,6 +14,8 @@ Environment (defaults in brackets):
   WORKERS        [2]      gunicorn worker processes
   WORKER_CLASS   [sync]   sync, or gthread (threads in each worker)
   THREADS        [4]      threads per worker for gthread
+  KEEP_ALIVE     [75]     seconds gthread keeps an idle connection open (gunicorn's own 2 s
+                          makes a client that pauses reuse a socket just as it closes)
   ACCESS_LOG     [0]      1 writes $FLASK_RUN_DIR/access.log (costs throughput)
   FLASK_RUN_DIR  [run/flask]  pid file and gunicorn.log
   START_TIMEOUT  [120]    seconds to wait for the first answer
@@ -42,6 +44,7 @@ class Settings:
         self.workers = int(env.get("WORKERS") or 2)
         self.worker_class = env.get("WORKER_CLASS") or "sync"
         self.threads = int(env.get("THREADS") or 4)
+        self.keep_alive = int(env.get("KEEP_ALIVE") or 75)
         self.access_log = env.get("ACCESS_LOG", "0") == "1"
         self.run_dir = Path(env.get("FLASK_RUN_DIR") or RUN_DIR / "flask")
         self.timeout = float(env.get("START_TIMEOUT") or 120)
@@ -58,7 +61,7 @@ class Settings:
         if self.access_log:
             command += ["--access-logfile", self.run_dir / "access.log"]
         if self.worker_class == "gthread":  # gunicorn turns sync into gthread when given --threads > 1
-            command += ["--threads", self.threads]
+            command += ["--threads", self.threads, "--keep-alive", self.keep_alive]
         return command + [APP]
 
 
