@@ -10,13 +10,13 @@ import json
 import os
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, ROOT, SMOKE_ANSWER
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER
 from fizbuz.http_client import call, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
 from fizbuz_codec import true_label
+from serving.flask.private import PrivateGunicorn
 from serving.mms.private import PrivateMms
 
 NGINX_REPLY = json.dumps({OUTPUT_KEY: SMOKE_ANSWER})
@@ -40,12 +40,15 @@ class Server:
     def url(self):
         return predict_url(self.port)
 
-    def run_script(self, command, env, timeout=300):
-        with open(self.log, "a") as log:
-            log.write(f"$ {' '.join(map(str, command))}\n")
-            log.flush()
-            return subprocess.run([str(c) for c in command], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
+    def start_private(self, server, script):
+        """Start a throw-away server of serving/ (PrivateMms, PrivateGunicorn)."""
+        try:
+            server.start()
+        except LifecycleError as error:
+            with open(self.log, "a") as log:
+                log.write(f"{error}\n")
+            self.fail(f"{script} failed")
+        self.pid = server.pid
 
     def fail(self, what):
         raise ServerError(f"{what}; see {self.log}")
@@ -99,37 +102,26 @@ class MmsServer(Server):
         self.port = self.mms.inference_port
 
     def start(self):
-        try:
-            self.mms.start()
-        except LifecycleError as error:
-            with open(self.log, "a") as log:
-                log.write(f"{error}\n")
-            self.fail("start_mms.sh failed")
-        self.pid = self.mms.pid
+        self.start_private(self.mms, "start_mms.sh")
 
     def stop(self):
         self.mms.stop()
 
 
 class GunicornServer(Server):
-    """The Flask baseline through serving/flask/serve.sh."""
+    """The Flask baseline: a throw-away gunicorn (serving.flask.private)."""
     kind = "flask"
 
     def __init__(self, folder, worker_class, workers, threads):
         super().__init__(folder)
-        self.env = dict(os.environ, PORT=str(self.port), WORKERS=str(workers),
-                        WORKER_CLASS=worker_class, THREADS=str(threads), FLASK_RUN_DIR=str(self.folder))
-        self.script = ROOT / "serving" / "flask" / "serve.sh"
-        self.pid_file = PidFile(self.folder / "gunicorn.pid", "gunicorn")
+        self.gunicorn = PrivateGunicorn(worker_class, workers, threads, run_dir=self.folder)
+        self.port = self.gunicorn.port
 
     def start(self):
-        if self.run_script([self.script, "start"], self.env).returncode != 0:
-            self.fail("serving/flask/serve.sh failed")
-        self.pid = self.pid_file.read()
+        self.start_private(self.gunicorn, "serving/flask/serve.sh")
 
     def stop(self):
-        self.run_script([self.script, "stop"], self.env, timeout=120)
-        self.pid_file.stop(grace=5)  # if the script could not
+        self.gunicorn.stop()
 
 
 NGINX_CONFIG = """\

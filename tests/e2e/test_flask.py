@@ -1,64 +1,38 @@
-"""End to end: the Flask baseline under a real gunicorn, started by flask_app/serve.sh
-on a free port in a temp folder, held to the same answers and 400s as MMS."""
+"""End to end: the Flask baseline under a real gunicorn, started by serving/flask/serve.sh
+(serving.flask.private) on a free port in a temp folder, held to the same answers and 400s as MMS."""
 
 import json
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
 import requests.adapters
 
-from fizbuz.lifecycle import free_port
-from fizbuz.contract import ROOT
+from fizbuz.lifecycle import LifecycleError
 from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
+from serving.flask.private import PrivateGunicorn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SERVE = ROOT / "serving" / "flask" / "serve.sh"
 
 
-class GunicornServer:
+class GunicornServer(PrivateGunicorn):
+    """A PrivateGunicorn with a requests session for the tests' traffic."""
+
     def __init__(self, worker_class, workers=2):
-        self.run_dir = Path(tempfile.mkdtemp(prefix="fbz-flask-"))
-        self.port = free_port()
-        self.env = dict(os.environ, PORT=str(self.port), WORKERS=str(workers),
-                        WORKER_CLASS=worker_class, FLASK_RUN_DIR=str(self.run_dir))
+        super().__init__(worker_class, workers)
         self.session = requests.Session()
         self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=32))
-        self.pid = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}/predictions/fizbuz_package"
-
-    def serve(self, *args):
-        return subprocess.run([str(SERVE), *args], env=self.env, capture_output=True, text=True,
-                              timeout=180, stdin=subprocess.DEVNULL)
 
     def start(self):
-        result = self.serve("start")
-        if result.returncode != 0:
-            self.stop()
-            pytest.fail(f"serve.sh failed:\n{result.stdout}\n{result.stderr}")
-        self.pid = int((self.run_dir / "gunicorn.pid").read_text())
-        return result
+        try:
+            return super().start()
+        except LifecycleError as error:
+            pytest.fail(str(error))
 
     def family(self):
         master = psutil.Process(self.pid)
         return [master] + master.children(recursive=True)
-
-    def stop(self):
-        result = self.serve("stop")
-        if self.pid is not None and psutil.pid_exists(self.pid):
-            # The script failed to stop it: kill by PID so nothing outlives the tests.
-            for member in self.family():
-                member.kill()
-        return result
 
     def post(self, body, content_type="application/json"):
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
@@ -72,7 +46,7 @@ def flask_server(request):
     server.start()
     yield server
     server.stop()
-    shutil.rmtree(server.run_dir, ignore_errors=True)
+    server.remove()
 
 
 def test_every_input_matches_pytorch_and_the_truth(flask_server):
@@ -128,4 +102,4 @@ def test_rerun_reports_and_stop_leaves_nothing():
         assert "no gunicorn is running" in server.serve("stop").stdout
     finally:
         server.stop()
-        shutil.rmtree(server.run_dir, ignore_errors=True)
+        server.remove()
