@@ -1,0 +1,56 @@
+"""Render the front door's nginx.conf from nginx.conf.template and the settings."""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
+
+
+@dataclass
+class FrontSettings:
+    listen: str                       # "127.0.0.1:8443"
+    hosts: list                       # ["10.0.0.2:8080", ...]
+    certificate: str
+    key: str
+    drained: set = field(default_factory=set)  # hosts marked down (rolling update)
+    rate: int = 50000                 # req/s per token: above what this box serves
+    burst: int = 10000
+    body_cap: str = "4k"
+    read_timeout: float = 3.0         # s; MMS answers in ms, a lost job never
+    connect_timeout: float = 1.0
+    workers: str = "auto"
+
+    def attempt_bound(self):
+        """Seconds a reply can take at most: 2 tries, then one retry for 507."""
+        return 3 * (self.connect_timeout + self.read_timeout)
+
+
+def upstream_lines(settings):
+    if not settings.hosts:
+        raise ValueError("the front door needs at least one host")
+    lines = []
+    for host in settings.hosts:
+        flags = " down" if host in settings.drained else ""
+        # max_fails=2: one dead worker's batch alone does not take a host out.
+        lines.append(f"        server {host} max_fails=2 fail_timeout=2s{flags};")
+    if len(settings.drained & set(settings.hosts)) == len(settings.hosts):
+        raise ValueError("cannot drain every host")
+    return "\n".join(lines)
+
+
+def render(settings, prefix):
+    values = {
+        "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
+        "CERT": settings.certificate, "KEY": settings.key, "RATE": str(settings.rate),
+        "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
+        "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
+        "UPSTREAM_SERVERS": upstream_lines(settings),
+    }
+    text = TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    if leftover:
+        raise ValueError(f"unfilled template fields: {leftover}")
+    return text
