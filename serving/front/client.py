@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from serving.front.hosts import MODEL, expected
 
 PREDICT_PATH = f"/predictions/{MODEL}"
+# What a reused connection the server had closed looks like before a reply starts.
+NO_REPLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
+            ssl.SSLZeroReturnError)
 
 
 def tls_context(cafile):
@@ -107,8 +110,7 @@ class Load:
     def _send(self, connection, body):
         connection.request("POST", PREDICT_PATH, body=body, headers={
             "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
-        response = connection.getresponse()
-        return response.status, response.read()
+        return connection.getresponse()  # the status line: nothing of the reply before it
 
     def _client(self, index):
         rng = random.Random(index)
@@ -124,16 +126,17 @@ class Load:
             started = time.monotonic()
             try:
                 try:
-                    status, raw = self._send(connection, body)
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    response = self._send(connection, body)
+                except NO_REPLY:
                     if not used:
                         raise
-                    # The server closed this idle keep-alive connection before reading the request.
+                    # The server closed this idle keep-alive connection without reading the request.
                     connection.close()
                     connection = self._connect()
                     with self.result.lock:
                         self.result.resent += 1
-                    status, raw = self._send(connection, body)
+                    response = self._send(connection, body)
+                status, raw = response.status, response.read()
                 used = True
             except (OSError, http.client.HTTPException) as error:
                 status, raw = None, f"{type(error).__name__}: {error}".encode()

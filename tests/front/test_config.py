@@ -1,0 +1,61 @@
+"""Rendering and the tokens file, checked by the real nginx (no servers started)."""
+
+import subprocess
+
+import pytest
+
+from serving.front import config, tokens
+from serving.front.nginx import FrontDoor, NginxError
+
+
+def settings(**changes):
+    values = dict(listen="127.0.0.1:20443", hosts=["10.1.2.2:9000", "10.1.2.3:9000"],
+                  certificate="/c.pem", key="/k.pem")
+    values.update(changes)
+    return config.FrontSettings(**values)
+
+
+def test_drained_host_is_marked_down_and_all_fields_are_filled(tmp_path):
+    text = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
+    assert "server 10.1.2.2:9000 max_fails=2 fail_timeout=2s;" in text
+    assert "server 10.1.2.3:9000 max_fails=2 fail_timeout=2s down;" in text
+    assert "@" not in text.replace("@retry", "").replace("@too_large", "").replace("@too_many", "") \
+        .replace("@no_host", "").replace("@not_ready", "")
+
+
+def test_every_host_drained_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cannot drain every host"):
+        config.render(settings(drained={"10.1.2.2:9000", "10.1.2.3:9000"}), tmp_path)
+
+
+def test_token_file_round_trip_and_revoke(tmp_path):
+    path = tmp_path / "tokens.txt"
+    first = tokens.add(path, "alice")
+    tokens.add(path, "bob", "b" * 20)
+    assert tokens.read(path) == {"alice": first, "bob": "b" * 20}
+    tokens.revoke(path, "alice")
+    assert tokens.read(path) == {"bob": "b" * 20}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert tokens.render_map(tokens.read(path)) == f'"Bearer {"b" * 20}" "bob";\n'
+
+
+@pytest.mark.parametrize("line", ['eve "x;}" ', "eve short", "e;ve " + "a" * 20, "eve " + "a" * 20 + " extra",
+                                  "eve " + "a" * 19 + '"'])
+def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
+    path = tmp_path / "tokens.txt"
+    path.write_text(line + "\n")
+    with pytest.raises(tokens.TokenError, match="tokens.txt:1"):
+        tokens.read(path)
+
+
+def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed):
+    pair = tmp_path / "tls"
+    pair.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x",
+                    "-keyout", str(pair / "k.pem"), "-out", str(pair / "c.pem")], check=True, capture_output=True)
+    token_file = tmp_path / "tokens.txt"
+    tokens.add(token_file, "default")
+    door = FrontDoor(tmp_path / "front")
+    door.write(settings(certificate=str(pair / "c.pem"), key=str(pair / "k.pem")), token_file)  # runs nginx -t
+    with pytest.raises(NginxError, match="rejects"):
+        door.write(settings(certificate=str(pair / "missing.pem"), key=str(pair / "k.pem")), token_file)
