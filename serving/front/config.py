@@ -26,17 +26,36 @@ class FrontSettings:
         return 3 * (self.connect_timeout + self.read_timeout)
 
 
+def _server(host, settings):
+    flags = " down" if host in settings.drained else ""
+    # max_fails=2: one dead worker's batch alone does not take a host out.
+    return f"        server {host} max_fails=2 fail_timeout=2s{flags};"
+
+
 def upstream_lines(settings):
     if not settings.hosts:
         raise ValueError("the front door needs at least one host")
-    lines = []
-    for host in settings.hosts:
-        flags = " down" if host in settings.drained else ""
-        # max_fails=2: one dead worker's batch alone does not take a host out.
-        lines.append(f"        server {host} max_fails=2 fail_timeout=2s{flags};")
     if len(settings.drained & set(settings.hosts)) == len(settings.hosts):
         raise ValueError("cannot drain every host")
-    return "\n".join(lines)
+    return "\n".join(_server(host, settings) for host in settings.hosts)
+
+
+def retry_groups(settings):
+    """For each host, an upstream group of the *other* hosts in rotation, and a
+    map from the failed host's address to it: the 507 retry (an error_page, not
+    proxy_next_upstream) then goes to another host. With no other host in
+    rotation it goes back to the whole group."""
+    groups, entries = [], []
+    for index, host in enumerate(settings.hosts, 1):
+        others = [h for h in settings.hosts if h != host and h not in settings.drained]
+        if not others:
+            continue
+        servers = "\n".join(_server(other, settings) for other in others)
+        groups.append(f"    upstream fizbuz_not_{index} {{\n{servers}\n        keepalive 16;\n    }}")
+        entries.append(f'        "{host}" fizbuz_not_{index};')
+    mapping = "    map $upstream_addr $fizbuz_retry_group {\n        default fizbuz_hosts;\n"
+    mapping += "".join(entry + "\n" for entry in entries) + "    }"
+    return "\n".join(groups + [mapping])
 
 
 def render(settings, prefix):
@@ -45,7 +64,7 @@ def render(settings, prefix):
         "CERT": settings.certificate, "KEY": settings.key, "RATE": str(settings.rate),
         "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
-        "UPSTREAM_SERVERS": upstream_lines(settings),
+        "UPSTREAM_SERVERS": upstream_lines(settings), "RETRY_GROUPS": retry_groups(settings),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

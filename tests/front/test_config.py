@@ -23,6 +23,18 @@ def test_drained_host_is_marked_down_and_all_fields_are_filled(tmp_path):
         .replace("@no_host", "").replace("@not_ready", "")
 
 
+def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path):
+    three = ["10.1.2.2:9000", "10.1.2.3:9000", "10.1.2.4:9000"]
+    text = config.render(settings(hosts=three, drained={"10.1.2.4:9000"}), tmp_path)
+    group = text.split("upstream fizbuz_not_1 {")[1].split("}")[0]
+    assert "10.1.2.3:9000" in group and "10.1.2.2:9000" not in group and "10.1.2.4:9000 max_fails=2 fail_timeout=2s down" not in group
+    assert '"10.1.2.2:9000" fizbuz_not_1;' in text
+    assert "proxy_pass http://$fizbuz_retry_group;" in text
+    # One host in rotation: its 507 goes back to the whole group (that host again).
+    two = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
+    assert '"10.1.2.2:9000"' not in two.split("map $upstream_addr")[1].split("}")[0]
+
+
 def test_every_host_drained_is_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot drain every host"):
         config.render(settings(drained={"10.1.2.2:9000", "10.1.2.3:9000"}), tmp_path)
