@@ -64,6 +64,8 @@ def update_hosts(fleet, target_for):
     state = fleet.require()
     if state["mode"] == "external":
         raise RolloutError("a rollout needs each host's management API: run it on the hosts themselves")
+    if len(state["hosts"]) < 2:
+        raise RolloutError("a rolling update drains one host while the others serve: it needs 2 hosts or more")
     done = []
     for host in fleet.hosts(state):
         old = _keep_current(host)
