@@ -104,3 +104,15 @@ def test_a_hosts_link_taken_down_under_load(fleet):
         load.wait_for_answers(answered + 500)
     check(load.result.summary(), fleet.settings.attempt_bound())
     wait_until(host.serving, 30, "the host to answer again over its link")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_every_few_seconds_on_alternate_hosts(fleet):
+    """Ten kills in a row under 32 clients (the 10-minute soak is bench/front_soak.py)."""
+    fleet.healthy()
+    with fleet.load(32) as load:
+        load.wait_for_answers(1000)
+        for kill in range(10):
+            kill_a_worker(fleet.hosts[kill % 2])
+            load.wait_for_answers(load.result.answered + 1000)
+    check(load.result.summary(), fleet.settings.attempt_bound())

@@ -93,3 +93,18 @@ def test_loopback_fallback_serves_through_the_front_door(fleet_dir, mar_path):
     finally:
         fleet.stop()
     assert what_is_left(fleet_dir, state["id"]) == ([], [], [])
+
+
+def test_front_door_alone_over_given_hosts(fleet, fleet_dir):
+    """Real hosts: start_mms.sh runs on each; the front door is given their addresses."""
+    door_only = Fleet(fleet_dir)
+    from serving.front.fleet import Options
+    hosts = [h.upstream for h in fleet.hosts]
+    try:
+        state = door_only.start(Options(external_hosts=hosts, front_port=free_port()))
+        assert state["mode"] == "external" and state["front"]["hosts"] == hosts and state["hosts"] == []
+        assert door_only.ready()[0] == 200
+        assert "run elsewhere" in door_only.status()
+    finally:
+        door_only.stop()
+    assert all(h.serving() for h in fleet.hosts)  # stopping the door left the hosts alone

@@ -54,7 +54,8 @@ def test_body_over_the_cap_gets_413_json(fleet):
                                          ("PUT", "/models/fizbuz_package?min_worker=5"),
                                          ("DELETE", "/models/fizbuz_package"), ("POST", "/models?url=x.mar"),
                                          ("GET", "/ping"), ("OPTIONS", "/"), ("GET", "/api-description"),
-                                         ("POST", "/predictions/other_model"), ("POST", "/predictions/fizbuz_package/1")])
+                                         ("POST", "/predictions/other_model"), ("POST", "/predictions/fizbuz_package/1"),
+                                         ("GET", "/_errors/400")])
 def test_everything_but_predictions_and_readiness_is_404_json(fleet, method, path):
     status, headers, text = fleet.request(method, path)
     assert status == 404
@@ -172,3 +173,34 @@ def test_management_port_is_unreachable_from_another_namespace(fleet):
     assert curl(None, f"http://127.0.0.1:{first.management_port}{path}") == "000"
     # While the predictions port of that host is reachable from the other one.
     assert curl(second.namespace, f"http://{first.address}:{first.inference_port}/ping") == "200"
+
+
+def raw_exchange(fleet, payload, tls=True):
+    import socket
+    import ssl
+    with socket.create_connection((fleet.address, fleet.port), timeout=10) as sock:
+        stream = ssl.create_default_context(cafile=fleet.cafile).wrap_socket(sock, server_hostname=fleet.address) \
+            if tls else sock
+        stream.sendall(payload)
+        reply = b""
+        while chunk := stream.recv(65536):
+            reply += chunk
+            if b"\r\n\r\n" in reply and reply.rstrip().endswith(b"}"):
+                break
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize("payload,tls", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),                                      # plain HTTP to HTTPS
+    (b"POST /predictions/fizbuz_package HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", True),
+    (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", True),
+    (b"NONSENSE\r\n\r\n", True),
+])
+def test_requests_nginx_refuses_get_json_too_and_nothing_breaks(fleet, payload, tls):
+    head, body = raw_exchange(fleet, payload, tls)
+    status = int(head.split()[1])
+    assert status in (400, 414), head
+    assert "content-type: application/json" in head.lower()
+    assert json.loads(body)["code"] == status
+    assert fleet.predict(14)[0] == 200
