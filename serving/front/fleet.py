@@ -20,7 +20,7 @@ import psutil
 
 from serving.front import client, network, tls, tokens
 from serving.front.config import FrontSettings
-from serving.front.hosts import ROOT, MODEL, Host, HostError
+from serving.front.hosts import ROOT, MODEL, Host
 from serving.front.nginx import FrontDoor, wait_for
 
 log = logging.getLogger(__name__)

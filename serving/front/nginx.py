@@ -6,7 +6,6 @@ files it holds open under the prefix.
 """
 
 import logging
-import os
 import shutil
 import signal
 import socket
