@@ -49,6 +49,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per point (default: 10)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default: 2)")
     parser.add_argument("--mar", default=str(ROOT / "model_store" / "fizbuz_package.mar"))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
@@ -67,12 +68,16 @@ def main(argv=None):
                                           [f"Authorization: Bearer {token}"]),
             "straight to MMS (HTTP)": (f"http://{host.upstream}/predictions/fizbuz_package", []),
         }
-        for name, (url, headers) in targets.items():
+        for url, headers in targets.values():
             wrk(url, max(args.concurrency), 5, headers)  # warm-up
-            for connections in args.concurrency:
-                row = {"target": name, "concurrency": connections, **wrk(url, connections, args.duration, headers)}
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+        # Interleaved (front, straight, front, ...) so drift in a shared machine's load hits both alike.
+        for connections in args.concurrency:
+            for repeat in range(args.repeats):
+                for name, (url, headers) in targets.items():
+                    row = {"target": name, "concurrency": connections, "repeat": repeat,
+                           "load_avg_1m": os.getloadavg()[0], **wrk(url, connections, args.duration, headers)}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
     finally:
         fleet.stop()
         shutil.rmtree(directory, ignore_errors=True)
@@ -83,18 +88,24 @@ def main(argv=None):
 def write(rows, output, args):
     output.mkdir(parents=True, exist_ok=True)
     (output / "cost.json").write_text(json.dumps(rows, indent=2))
-    by = {(r["target"], r["concurrency"]): r for r in rows}
+    def mean(target, c, key):
+        values = [r[key] for r in rows if r["target"] == target and r["concurrency"] == c]
+        return sum(values) / len(values)
+
     front, straight = "front door (HTTPS, token)", "straight to MMS (HTTP)"
-    lines = [f"# Front door cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, wrk, "
-             f"{args.duration} s per point, one host with {args.workers} workers; a shared 2-core machine)", "",
+    loads = [r["load_avg_1m"] for r in rows]
+    lines = [f"# Front door cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+             f"wrk, {args.duration} s per point, mean of {args.repeats} interleaved runs, one host (namespace) with "
+             f"{args.workers} MMS workers, nginx, wrk and MMS on the same 2 cores, which other jobs shared "
+             f"(1-minute load average {min(loads):.1f}..{max(loads):.1f}).", "",
              "| c | straight req/s | front req/s | req/s change | straight p50 ms | front p50 ms | p50 added ms | "
              "front p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|"]
     for c in args.concurrency:
-        s, f = by[(straight, c)], by[(front, c)]
-        change = (f["req_per_s"] - s["req_per_s"]) / s["req_per_s"] * 100
-        lines.append(f"| {c} | {s['req_per_s']:,.0f} | {f['req_per_s']:,.0f} | {change:+.1f}% | {s['p50_ms']:.2f} | "
-                     f"{f['p50_ms']:.2f} | {f['p50_ms'] - s['p50_ms']:+.2f} | {f['p99_ms']:.2f} | "
-                     f"{s['errors']} / {f['errors']} |")
+        s_rps, f_rps = mean(straight, c, "req_per_s"), mean(front, c, "req_per_s")
+        s_p50, f_p50 = mean(straight, c, "p50_ms"), mean(front, c, "p50_ms")
+        errors = sum(r["errors"] for r in rows if r["concurrency"] == c)
+        lines.append(f"| {c} | {s_rps:,.0f} | {f_rps:,.0f} | {(f_rps - s_rps) / s_rps * 100:+.1f}% | {s_p50:.2f} | "
+                     f"{f_p50:.2f} | {f_p50 - s_p50:+.2f} | {mean(front, c, 'p99_ms'):.2f} | {errors} |")
     (output / "cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
