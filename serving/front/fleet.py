@@ -229,28 +229,42 @@ class Fleet:
 
     # ------------------------------------------------------------ stop
     def stop(self):
+        """Every step runs even when an earlier one failed; the state file stays
+        (for another try) only if something could not be removed."""
         state = self.load()
         if state is None:
             log.info("no fleet in %s", self.dir)
             return False
-        self.door.stop()
-        for host in self.hosts(state):
-            host.stop()
+        steps = [("the front door", self.door.stop)]
+        steps += [(f"host {host.name}", host.stop) for host in self.hosts(state)]
         if state["mode"] == "netns":
-            network.teardown(state["id"])
-        self._kill_strays()
+            steps.append(("the namespaces, veths and bridge", lambda: network.teardown(state["id"])))
+        steps.append(("stray MMS processes", self._kill_strays))
+        failed = []
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:  # keep going: the other parts must still be removed
+                log.error("stopping %s failed: %s", what, error)
+                failed.append(what)
+        if failed:
+            raise FleetError(f"could not stop {', '.join(failed)}; run stop again (state kept in {self.state_file})")
         self.state_file.unlink()
         log.info("fleet %s stopped: processes, namespaces, veths and bridge removed", state["id"])
         return True
 
     def _kill_strays(self):
-        """Anything still running from the fleet's folders (a host that crashed
-        half-way through starting): matched by the folder in its command line."""
+        """MMS processes (java frontends, python workers) still running from the
+        fleet's folders, e.g. a host that crashed half-way through starting:
+        matched by the folder in their command line."""
         marker = f"{self.dir}/"
         mine = {os.getpid()} | {p.pid for p in psutil.Process().parents()}
         strays = []
-        for process in psutil.process_iter(["cmdline"]):
-            if process.pid not in mine and any(marker in word for word in process.info["cmdline"] or []):
+        for process in psutil.process_iter(["name", "cmdline"]):
+            name = (process.info["name"] or "").lower()
+            if process.pid in mine or not (name.startswith("java") or name.startswith("python")):
+                continue
+            if any(marker in word for word in process.info["cmdline"] or []):
                 strays.append(process)
         for process in strays:
             try:

@@ -51,7 +51,8 @@ class Host:
     mar: str = f"{MODEL}.mar"      # the archive registered now (a file in model_store)
     previous_mar: str = None
 
-    as_dict = asdict
+    def as_dict(self):
+        return asdict(self)
 
     @property
     def upstream(self):
