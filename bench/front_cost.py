@@ -59,6 +59,7 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default: 2)")
+    parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (1 beside local hosts)")
     parser.add_argument("--mar", default=str(ROOT / "model_store" / "fizbuz_package.mar"))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
     args = parser.parse_args(argv)
@@ -68,7 +69,9 @@ def main(argv=None):
     fleet = Fleet(directory)
     rows = []
     try:
-        state = fleet.start(Options(hosts=1, workers=args.workers, front_port=free_port(), mar=args.mar))
+        state = fleet.start(Options(hosts=1, workers=args.workers, front_port=free_port(), mar=args.mar,
+                                    nginx_workers=args.nginx_workers))
+        args.nginx_workers = state["front"]["workers"]
         host = fleet.hosts(state)[0]
         token = tokens.read(fleet.token_file)["default"]
         targets = {
@@ -109,7 +112,7 @@ def write(rows, output, args):
     loads = [r["load_avg_1m"] for r in rows]
     lines = [f"# Front door cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"wrk, {args.duration} s per point, mean of {args.repeats} interleaved runs, one host (namespace) with "
-             f"{args.workers} MMS workers, nginx, wrk and MMS on the same 2 cores, which other jobs shared "
+             f"{args.workers} MMS workers, nginx with {args.nginx_workers} worker(s); nginx, wrk and MMS on the same 2 cores, which other jobs shared "
              f"(1-minute load average {min(loads):.1f}..{max(loads):.1f}).", "",
              "| c | straight req/s | front req/s | req/s change | straight p50 ms | front p50 ms | p50 added ms | "
              "front p99 ms | nginx CPU µs/request | errors |", "|---|---|---|---|---|---|---|---|---|---|"]

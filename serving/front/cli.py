@@ -42,6 +42,8 @@ def build_parser():
     start.add_argument("--rate", type=int, default=env_int("RATE", Options.rate), help="requests/s per token")
     start.add_argument("--burst", type=int, default=env_int("BURST", Options.burst))
     start.add_argument("--body-cap", default=os.environ.get("BODY_CAP", Options.body_cap))
+    start.add_argument("--nginx-workers", default=os.environ.get("NGINX_WORKERS"),
+                       help="nginx worker processes (env NGINX_WORKERS; default 1 beside local hosts, else auto)")
     start.add_argument("--read-timeout", type=float, default=float(os.environ.get("READ_TIMEOUT", Options.read_timeout)))
 
     for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
@@ -85,7 +87,7 @@ def run(args):
         options = Options(hosts=args.hosts, workers=args.workers, front_port=args.port,
                           listen_address=args.listen_address, loopback=args.loopback, external_hosts=external,
                           mar=args.mar, certificate=args.cert, key=args.key, rate=args.rate, burst=args.burst,
-                          body_cap=args.body_cap, read_timeout=args.read_timeout)
+                          body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)

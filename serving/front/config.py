@@ -35,9 +35,15 @@ def _server(host, settings):
 def upstream_lines(settings):
     if not settings.hosts:
         raise ValueError("the front door needs at least one host")
-    if len(settings.drained & set(settings.hosts)) == len(settings.hosts):
+    live = [host for host in settings.hosts if host not in settings.drained]
+    if not live:
         raise ValueError("cannot drain every host")
-    return "\n".join(_server(host, settings) for host in settings.hosts)
+    lines = [_server(host, settings) for host in settings.hosts]
+    if len(live) == 1:
+        # No other host to retry on: the same one again, as a backup peer
+        # (nginx moves to backups once every primary peer was tried).
+        lines.append(f"        server {live[0]} backup;")
+    return "\n".join(lines)
 
 
 def retry_groups(settings):

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import random
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ class Options:
     burst: int = FrontSettings.burst
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
+    nginx_workers: str = None       # default: 1 beside local hosts (the cores are theirs), else auto
 
 
 class Fleet:
@@ -156,30 +158,39 @@ class Fleet:
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
                                   workers=options.workers).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
+        workers = options.nginx_workers or ("auto" if mode == "external" else "1")
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
-                              body_cap=options.body_cap, read_timeout=options.read_timeout)
+                              body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers)
         front = dataclasses.asdict(front)
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
-    def _start_hosts(self, hosts, timeout=300):
-        starting = [(host, host.start()) for host in hosts]  # side by side
+    def _start_hosts(self, hosts, timeout=300, again=True):
+        """Side by side; a host that failed gets one more try on its own (on a
+        loaded machine MMS's 30 s limit for a worker to load can run out when
+        several hosts load their workers at once)."""
+        starting = [(host, host.start()) for host in hosts]
         failed = []
         for host, process in starting:
             try:
                 code = process.wait(timeout)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 process.kill()
                 code = "timeout"
             if code != 0:
-                failed.append(f"{host.name}: start_mms.sh exited {code}; see {host.run_dir}/start.log:\n"
-                              + _tail(Path(host.run_dir) / "start.log"))
+                failed.append((host, f"{host.name}: start_mms.sh exited {code}; see {host.run_dir}/start.log:\n"
+                               + _tail(Path(host.run_dir) / "start.log")))
             else:
                 log.info("host %s (%s) is serving: %d READY workers", host.name, host.upstream, host.workers)
-        if failed:
-            raise FleetError("\n".join(failed))
+        if failed and again:
+            for host, reason in failed:
+                log.warning("host %s did not start; trying it once more on its own:\n%s", host.name, reason)
+                host.stop()
+                self._start_hosts([host], timeout, again=False)
+        elif failed:
+            raise FleetError("\n".join(reason for _, reason in failed))
 
     def _start_door(self, state, timeout=60):
         settings = self.settings(state)

@@ -64,11 +64,15 @@ class RunningFleet:
             time.sleep(0.1)  # poll interval
         return self.refresh()
 
-    def access_log_lines(self, timeout=10, predicate=lambda line: True):
-        """nginx flushes its buffered access log every second: poll until a line matches."""
+    def access_log_size(self):
+        return len(self.fleet.door.access_log.read_text().splitlines())
+
+    def access_log_lines(self, timeout=10, predicate=lambda line: True, after=0):
+        """nginx flushes its buffered access log every second: poll until a line
+        (past the first `after` lines) matches."""
         deadline = time.monotonic() + timeout
         while True:
-            lines = [l for l in self.fleet.door.access_log.read_text().splitlines() if predicate(l)]
+            lines = [l for l in self.fleet.door.access_log.read_text().splitlines()[after:] if predicate(l)]
             if lines or time.monotonic() > deadline:
                 return lines
             time.sleep(0.1)  # poll interval

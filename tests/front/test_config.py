@@ -35,6 +35,12 @@ def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path
     assert '"10.1.2.2:9000"' not in two.split("map $upstream_addr")[1].split("}")[0]
 
 
+def test_a_lone_host_in_rotation_is_its_own_retry_target(tmp_path):
+    text = config.render(settings(drained={"10.1.2.2:9000"}), tmp_path)
+    assert "server 10.1.2.3:9000 backup;" in text
+    assert "backup" not in config.render(settings(), tmp_path)
+
+
 def test_every_host_drained_is_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot drain every host"):
         config.render(settings(drained={"10.1.2.2:9000", "10.1.2.3:9000"}), tmp_path)

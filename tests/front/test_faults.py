@@ -30,13 +30,13 @@ def check(summary, bound_s):
     assert summary["max_ms"] <= bound_s * 1000, f"a reply took {summary['max_ms']} ms"
 
 
-def retried_lines(fleet):
+def retried_lines(fleet, after=0):
     """Access log lines of requests whose first try failed with a 50x and were
     tried again: "500, 200" (next upstream) or "507 : 200" (the error_page retry)."""
     def retried(line):
         statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
         return len(statuses) > 1 and statuses[0].strip().startswith("50")
-    return fleet.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l))
+    return fleet.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
 
 
 def kill_a_worker(host):
@@ -50,6 +50,7 @@ def kill_a_worker(host):
 
 def test_kill_9_of_a_worker_under_32_clients(fleet):
     fleet.healthy()
+    after = fleet.access_log_size()
     with fleet.load(32) as load:
         load.wait_for_answers(1000)
         # A worker between batches loses nothing: kill (at most 3 times) until
@@ -57,16 +58,40 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
         for _ in range(3):
             kill_a_worker(fleet.hosts[0])
             load.wait_for_answers(load.result.answered + 500)
-            if retried_lines(fleet):
+            if retried_lines(fleet, after):
                 break
         load.wait_for_answers(load.result.answered + 1000)
     check(load.result.summary(), fleet.settings.attempt_bound())
-    lines = retried_lines(fleet)
+    lines = retried_lines(fleet, after)
     assert lines, "no kill hit a batch: nothing was retried"
     print(f"{len(lines)} requests retried, e.g. {lines[0]}")
     for line in lines:  # always on the other host
         first, second = line.split("upstream=")[1].split(" ustatus=")[0].replace(" : ", ", ").split(", ")[:2]
         assert first != second, line
+
+
+def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
+    """During a rolling update one host serves alone: a retry then goes to it again."""
+    fleet.healthy()
+    drained, alone = fleet.hosts[0], fleet.hosts[1]
+    fleet.fleet.drain(drained)
+    after = fleet.access_log_size()
+    try:
+        with fleet.load(32) as load:
+            load.wait_for_answers(1000)
+            for _ in range(3):
+                kill_a_worker(alone)
+                load.wait_for_answers(load.result.answered + 500)
+                if retried_lines(fleet, after):
+                    break
+            load.wait_for_answers(load.result.answered + 500)
+    finally:
+        fleet.fleet.drain(drained, drained=False)
+    check(load.result.summary(), fleet.settings.attempt_bound())
+    lines = retried_lines(fleet, after)
+    assert lines, "no kill hit a batch: nothing was retried"
+    assert not any(drained.upstream in l for l in lines)
+    print(f"{len(lines)} requests retried on the lone host, e.g. {lines[-1]}")
 
 
 def test_kill_9_of_a_whole_hosts_mms_under_load(fleet):
