@@ -59,7 +59,7 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default: 2)")
-    parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (1 beside local hosts)")
+    parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (auto)")
     parser.add_argument("--mar", default=str(ROOT / "model_store" / "fizbuz_package.mar"))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
     args = parser.parse_args(argv)

@@ -43,7 +43,7 @@ def build_parser():
     start.add_argument("--burst", type=int, default=env_int("BURST", Options.burst))
     start.add_argument("--body-cap", default=os.environ.get("BODY_CAP", Options.body_cap))
     start.add_argument("--nginx-workers", default=os.environ.get("NGINX_WORKERS"),
-                       help="nginx worker processes (env NGINX_WORKERS; default 1 beside local hosts, else auto)")
+                       help="nginx worker processes (env NGINX_WORKERS; default auto: one per core)")
     start.add_argument("--read-timeout", type=float, default=float(os.environ.get("READ_TIMEOUT", Options.read_timeout)))
 
     for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),

@@ -62,7 +62,7 @@ class Options:
     burst: int = FrontSettings.burst
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
-    nginx_workers: str = None       # default: 1 beside local hosts (the cores are theirs), else auto
+    nginx_workers: str = FrontSettings.workers
 
 
 class Fleet:
@@ -158,7 +158,7 @@ class Fleet:
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
                                   workers=options.workers).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
-        workers = options.nginx_workers or ("auto" if mode == "external" else "1")
+        workers = options.nginx_workers or FrontSettings.workers
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
                               body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers)

@@ -24,8 +24,7 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
 
 Environment: FLEET_DIR [run/fleet], HOSTS [2], WORKERS [2], FRONT_PORT [8443], RATE [50000 req/s
 per token], BURST [10000], BODY_CAP [4k], READ_TIMEOUT [3 s], MAR [model_store/fizbuz_package.mar],
-TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [1 beside local hosts, auto for
---external-hosts].
+TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto].
 USAGE
 }
 case "${1:-}" in
