@@ -90,3 +90,17 @@ def test_nginx_set_up_rerun_is_a_quiet_no_op(nginx_installed):
     from project import ROOT
     result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_without_root_the_fleet_plans_loopback_addresses_and_says_so(tmp_path, monkeypatch, caplog):
+    from serving.front import network
+    from serving.front.fleet import Fleet, Options
+    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
+    assert not network.namespaces_possible()
+    with caplog.at_level("WARNING"):
+        state = Fleet(tmp_path)._plan(Options(hosts=3))
+    assert state["mode"] == "loopback"
+    assert [h["namespace"] for h in state["hosts"]] == [None, None, None]
+    addresses = [h["address"] for h in state["hosts"]]
+    assert all(a.startswith("127.") for a in addresses) and len(set(addresses)) == 3
+    assert "no network namespaces" in caplog.text
