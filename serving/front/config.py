@@ -32,18 +32,23 @@ def _server(host, settings):
     return f"        server {host} max_fails=2 fail_timeout=2s{flags};"
 
 
-def upstream_lines(settings):
+def _group(name, primaries, settings, keepalive):
+    """An upstream group. Every host in rotation is also a backup that is never
+    marked failed: when failures took all the primaries out for fail_timeout
+    (two hosts each losing a worker within 2 s), nginx tries the backups
+    instead of answering "no live upstreams"."""
+    live = [host for host in settings.hosts if host not in settings.drained]
+    lines = [_server(host, settings) for host in primaries]
+    lines += [f"        server {host} backup max_fails=0;" for host in live]
+    return f"    upstream {name} {{\n" + "\n".join(lines) + f"\n        keepalive {keepalive};"
+
+
+def upstream_groups(settings):
     if not settings.hosts:
         raise ValueError("the front door needs at least one host")
-    live = [host for host in settings.hosts if host not in settings.drained]
-    if not live:
+    if not [host for host in settings.hosts if host not in settings.drained]:
         raise ValueError("cannot drain every host")
-    lines = [_server(host, settings) for host in settings.hosts]
-    if len(live) == 1:
-        # No other host to retry on: the same one again, as a backup peer
-        # (nginx moves to backups once every primary peer was tried).
-        lines.append(f"        server {live[0]} backup;")
-    return "\n".join(lines)
+    return _group("fizbuz_hosts", settings.hosts, settings, keepalive=64)
 
 
 def retry_groups(settings):
@@ -56,8 +61,7 @@ def retry_groups(settings):
         others = [h for h in settings.hosts if h != host and h not in settings.drained]
         if not others:
             continue
-        servers = "\n".join(_server(other, settings) for other in others)
-        groups.append(f"    upstream fizbuz_not_{index} {{\n{servers}\n        keepalive 16;\n    }}")
+        groups.append(_group(f"fizbuz_not_{index}", others, settings, keepalive=16) + "\n    }")
         entries.append(f'        "{host}" fizbuz_not_{index};')
     mapping = "    map $upstream_addr $fizbuz_retry_group {\n        default fizbuz_hosts;\n"
     mapping += "".join(entry + "\n" for entry in entries) + "    }"
@@ -70,7 +74,7 @@ def render(settings, prefix):
         "CERT": settings.certificate, "KEY": settings.key, "RATE": str(settings.rate),
         "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
-        "UPSTREAM_SERVERS": upstream_lines(settings), "RETRY_GROUPS": retry_groups(settings),
+        "UPSTREAM_GROUP": upstream_groups(settings), "RETRY_GROUPS": retry_groups(settings),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

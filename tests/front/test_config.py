@@ -17,7 +17,7 @@ def settings(**changes):
 
 def test_drained_host_is_marked_down_and_all_fields_are_filled(tmp_path):
     text = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
-    assert "server 10.1.2.2:9000 max_fails=2 fail_timeout=2s;" in text
+    assert "        server 10.1.2.2:9000 max_fails=2 fail_timeout=2s;\n" in text
     assert "server 10.1.2.3:9000 max_fails=2 fail_timeout=2s down;" in text
     assert "@" not in text.replace("@retry", "").replace("@too_large", "").replace("@too_many", "") \
         .replace("@no_host", "").replace("@not_ready", "")
@@ -27,7 +27,8 @@ def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path
     three = ["10.1.2.2:9000", "10.1.2.3:9000", "10.1.2.4:9000"]
     text = config.render(settings(hosts=three, drained={"10.1.2.4:9000"}), tmp_path)
     group = text.split("upstream fizbuz_not_1 {")[1].split("}")[0]
-    assert "10.1.2.3:9000" in group and "10.1.2.2:9000" not in group and "10.1.2.4:9000 max_fails=2 fail_timeout=2s down" not in group
+    primaries = [line for line in group.splitlines() if "server" in line and "backup" not in line]
+    assert primaries == ["        server 10.1.2.3:9000 max_fails=2 fail_timeout=2s;"]
     assert '"10.1.2.2:9000" fizbuz_not_1;' in text
     assert "proxy_pass http://$fizbuz_retry_group;" in text
     # One host in rotation: its 507 goes back to the whole group (that host again).
@@ -35,10 +36,15 @@ def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path
     assert '"10.1.2.2:9000"' not in two.split("map $upstream_addr")[1].split("}")[0]
 
 
-def test_a_lone_host_in_rotation_is_its_own_retry_target(tmp_path):
+def test_hosts_in_rotation_are_also_backups_never_marked_failed(tmp_path):
+    # When failures took every primary out (two hosts losing a worker within
+    # fail_timeout), nginx goes to the backups instead of "no live upstreams".
+    group = config.render(settings(), tmp_path).split("upstream fizbuz_hosts {")[1].split("}")[0]
+    assert "server 10.1.2.2:9000 backup max_fails=0;" in group and "server 10.1.2.3:9000 backup max_fails=0;" in group
+    # A lone host in rotation: its own retry target; a drained host is no backup.
     text = config.render(settings(drained={"10.1.2.2:9000"}), tmp_path)
-    assert "server 10.1.2.3:9000 backup;" in text
-    assert "backup" not in config.render(settings(), tmp_path)
+    group = text.split("upstream fizbuz_hosts {")[1].split("}")[0]
+    assert "server 10.1.2.3:9000 backup max_fails=0;" in group and "10.1.2.2:9000 backup" not in group
 
 
 def test_every_host_drained_is_refused(tmp_path):
