@@ -108,6 +108,8 @@ class Fleet:
     def start(self, options):
         state = self.load()
         if state is not None:
+            log.info("fleet %s already in %s: starting only what is not running "
+                     "(stop it first to change its shape or settings)", state["id"], self.dir)
             return self._heal(state)
         self.dir.mkdir(parents=True, exist_ok=True)
         state = self._plan(options)
