@@ -24,5 +24,6 @@ esac
 
 ensure_venv --dev
 "$ROOT/scripts/setup_browser.sh"
+"$ROOT/serving/front/setup_nginx.sh"  # the front door's nginx (apt, root) for tests/front
 cd "$ROOT"
 exec "$PY" -m pytest "$@"

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The front door's cost: wrk at c = 1/16/64 through the fleet's nginx (HTTPS,
+token, retry logic) and straight to the one MMS behind it, same box, same run.
+
+Starts its own one-host fleet (network namespace, free ports, temp folder) and
+stops it at the end. Goal from issue 11: at most 15% fewer req/s at c=64 and at
+most 0.3 ms more p50 at c=1. Writes bench/results/front/cost.{json,md}.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT)]
+
+from serving.front import tokens  # noqa: E402
+from serving.front.fleet import Fleet, Options, free_port  # noqa: E402
+
+LUA = HERE / "post_inputs.lua"
+MARKER = "WRK_SUMMARY "
+
+
+def wrk(url, connections, seconds, headers=()):
+    command = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", "5s", "-s", str(LUA)]
+    for header in headers:
+        command += ["-H", header]
+    result = subprocess.run(command + [url], capture_output=True, text=True, timeout=seconds + 60)
+    line = next((l for l in result.stdout.splitlines() if l.startswith(MARKER)), None)
+    if result.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed: {result.stderr or result.stdout}")
+    figures = json.loads(line[len(MARKER):])
+    errors = sum(figures["errors"].values())
+    seconds_run = figures["duration_us"] / 1e6
+    return {"req_per_s": round((figures["requests"] - figures["errors"]["status"]) / seconds_run, 1),
+            "p50_ms": figures["latency_us"]["p50"] / 1000, "p99_ms": figures["latency_us"]["p99"] / 1000,
+            "max_ms": figures["latency_us"]["max"] / 1000, "errors": errors, "requests": figures["requests"]}
+
+
+def nginx_cpu_seconds(fleet):
+    total = 0.0
+    for worker in fleet.door.workers():
+        times = worker.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per point (default: 10)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default: 2)")
+    parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (auto)")
+    parser.add_argument("--mar", default=str(ROOT / "model_store" / "fizbuz_package.mar"))
+    parser.add_argument("--output", default=str(HERE / "results" / "front"))
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], env=dict(os.environ, WITH_WRK="1"), check=True)
+    directory = Path(tempfile.mkdtemp(prefix="fbz-bench-"))
+    fleet = Fleet(directory)
+    rows = []
+    try:
+        state = fleet.start(Options(hosts=1, workers=args.workers, front_port=free_port(), mar=args.mar,
+                                    nginx_workers=args.nginx_workers))
+        args.nginx_workers = state["front"]["workers"]
+        host = fleet.hosts(state)[0]
+        token = tokens.read(fleet.token_file)["default"]
+        targets = {
+            "front door (HTTPS, token)": (f"https://{state['front']['listen']}/predictions/fizbuz_package",
+                                          [f"Authorization: Bearer {token}"]),
+            "straight to MMS (HTTP)": (f"http://{host.upstream}/predictions/fizbuz_package", []),
+        }
+        for url, headers in targets.values():
+            wrk(url, max(args.concurrency), 5, headers)  # warm-up
+        # Interleaved (front, straight, front, ...) so drift in a shared machine's load hits both alike.
+        for connections in args.concurrency:
+            for repeat in range(args.repeats):
+                for name, (url, headers) in targets.items():
+                    cpu_before = nginx_cpu_seconds(fleet)
+                    row = {"target": name, "concurrency": connections, "repeat": repeat,
+                           "load_avg_1m": os.getloadavg()[0], **wrk(url, connections, args.duration, headers)}
+                    if name.startswith("front"):
+                        # What nginx itself burns per request: a figure the shared machine does not skew much.
+                        row["nginx_cpu_us_per_request"] = round(
+                            (nginx_cpu_seconds(fleet) - cpu_before) / max(1, row["requests"]) * 1e6, 1)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    finally:
+        fleet.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    write(rows, Path(args.output), args)
+    return 0
+
+
+def write(rows, output, args):
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "cost.json").write_text(json.dumps(rows, indent=2))
+    def mean(target, c, key):
+        values = [r[key] for r in rows if r["target"] == target and r["concurrency"] == c]
+        return sum(values) / len(values)
+
+    front, straight = "front door (HTTPS, token)", "straight to MMS (HTTP)"
+    loads = [r["load_avg_1m"] for r in rows]
+    lines = [f"# Front door cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+             f"wrk, {args.duration} s per point, mean of {args.repeats} interleaved runs, one host (namespace) with "
+             f"{args.workers} MMS workers, nginx with {args.nginx_workers} worker(s); nginx, wrk and MMS on the same 2 cores, which other jobs shared "
+             f"(1-minute load average {min(loads):.1f}..{max(loads):.1f}).", "",
+             "| c | straight req/s | front req/s | req/s change | straight p50 ms | front p50 ms | p50 added ms | "
+             "front p99 ms | nginx CPU µs/request | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in args.concurrency:
+        s_rps, f_rps = mean(straight, c, "req_per_s"), mean(front, c, "req_per_s")
+        s_p50, f_p50 = mean(straight, c, "p50_ms"), mean(front, c, "p50_ms")
+        errors = sum(r["errors"] for r in rows if r["concurrency"] == c)
+        lines.append(f"| {c} | {s_rps:,.0f} | {f_rps:,.0f} | {(f_rps - s_rps) / s_rps * 100:+.1f}% | {s_p50:.2f} | "
+                     f"{f_p50:.2f} | {f_p50 - s_p50:+.2f} | {mean(front, c, 'p99_ms'):.2f} | "
+                     f"{mean(front, c, 'nginx_cpu_us_per_request'):.0f} | {errors} |")
+    (output / "cost.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""fleet.sh's commands: start|stop|status|env|reload|token|drain|undrain|rollout|rollback."""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from serving.front import tokens
+from serving.front.fleet import Fleet, FleetError, Options
+from serving.front.hosts import ROOT, HostError
+from serving.front.nginx import NginxError
+from serving.front.network import NetworkError
+from serving.front.rollout import RolloutError, rollback, rollout
+from serving.front.tls import TlsError
+
+ERRORS = (FleetError, HostError, NginxError, NetworkError, RolloutError, TlsError, tokens.TokenError)
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fleet.sh", description=__doc__)
+    parser.add_argument("--dir", default=os.environ.get("FLEET_DIR", str(ROOT / "run" / "fleet")),
+                        help="the fleet's folder: state, logs, tokens, certificate (env FLEET_DIR; default run/fleet)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start = commands.add_parser("start", help="start the hosts and the front door (or restart what died)")
+    start.add_argument("-n", "--hosts", type=int, default=env_int("HOSTS", 2), help="model hosts (env HOSTS, 2)")
+    start.add_argument("--workers", type=int, default=env_int("WORKERS", 2), help="MMS workers per host (env WORKERS, 2)")
+    start.add_argument("--port", type=int, default=env_int("FRONT_PORT", 8443), help="front door HTTPS port (env FRONT_PORT, 8443)")
+    start.add_argument("--listen-address", default=os.environ.get("FRONT_ADDRESS", "127.0.0.1"))
+    start.add_argument("--loopback", action="store_true", help="127.x addresses instead of namespaces, even as root")
+    start.add_argument("--external-hosts", metavar="ADDR:PORT,...",
+                       help="real hosts already running start_mms.sh: start only the front door over them")
+    start.add_argument("--mar", default=os.environ.get("MAR", str(ROOT / "model_store" / "fizbuz_package.mar")))
+    start.add_argument("--cert", default=os.environ.get("TLS_CERT"))
+    start.add_argument("--key", default=os.environ.get("TLS_KEY"))
+    start.add_argument("--rate", type=int, default=env_int("RATE", Options.rate), help="requests/s per token")
+    start.add_argument("--burst", type=int, default=env_int("BURST", Options.burst))
+    start.add_argument("--body-cap", default=os.environ.get("BODY_CAP", Options.body_cap))
+    start.add_argument("--nginx-workers", default=os.environ.get("NGINX_WORKERS"),
+                       help="nginx worker processes (env NGINX_WORKERS; default auto: one per core)")
+    start.add_argument("--read-timeout", type=float, default=float(os.environ.get("READ_TIMEOUT", Options.read_timeout)))
+
+    for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
+                       ("env", "export lines: FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT"),
+                       ("reload", "re-read the tokens file and settings (graceful)"),
+                       ("rollback", "put every host back on its previous .mar, one at a time")):
+        commands.add_parser(name, help=text)
+
+    limits = commands.add_parser("limits", help="change the rate limit / body cap and reload")
+    limits.add_argument("--rate", type=int)
+    limits.add_argument("--burst", type=int)
+    limits.add_argument("--body-cap")
+
+    token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)")
+    token.add_argument("action", choices=["add", "revoke", "list"])
+    token.add_argument("name", nargs="?")
+    token.add_argument("--token", help="the token's value (default: a new random one)")
+
+    for name in ("drain", "undrain"):
+        sub = commands.add_parser(name, help=f"{name} a host at the front door")
+        sub.add_argument("host", help="h1, h2, ...")
+
+    update = commands.add_parser("rollout", help="update the hosts to a new .mar, one at a time, under traffic")
+    update.add_argument("mar", help="the new model archive")
+    return parser
+
+
+def find_host(fleet, name):
+    for host in fleet.hosts(fleet.require()):
+        if host.name == name:
+            return host
+    raise FleetError(f"no host {name!r} in this fleet")
+
+
+def run(args):
+    fleet = Fleet(args.dir)
+    if args.command == "start":
+        if args.hosts < 1 or args.workers < 1:
+            raise FleetError("need at least one host and one worker")
+        external = [h.strip() for h in args.external_hosts.split(",") if h.strip()] if args.external_hosts else None
+        options = Options(hosts=args.hosts, workers=args.workers, front_port=args.port,
+                          listen_address=args.listen_address, loopback=args.loopback, external_hosts=external,
+                          mar=args.mar, certificate=args.cert, key=args.key, rate=args.rate, burst=args.burst,
+                          body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers)
+        if not external and not Path(options.mar).is_file():
+            raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
+        fleet.start(options)
+        print(fleet.status())
+        print(f"\nTry it:\n  eval \"$({Path(sys.argv[0]).name if sys.argv[0].endswith('.sh') else 'serving/front/fleet.sh'} env)\"\n"
+              "  curl --cacert \"$FIZBUZ_CACERT\" -H \"Authorization: Bearer $FIZBUZ_TOKEN\" "
+              "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' \"$FIZBUZ_URL/predictions/fizbuz_package\"")
+    elif args.command == "stop":
+        fleet.stop()
+    elif args.command == "status":
+        print(fleet.status())
+    elif args.command == "env":
+        print("\n".join(fleet.env_lines()))
+    elif args.command == "reload":
+        fleet.reload()
+        logging.info("front door reloaded")
+    elif args.command == "limits":
+        changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap))
+                   if v is not None}
+        fleet.update_front(**changes)
+        logging.info("front door reloaded with %s", changes)
+    elif args.command == "token":
+        if args.action == "list":
+            print("\n".join(tokens.read(fleet.token_file)))
+            return 0
+        if not args.name:
+            raise FleetError("name the token")
+        if args.action == "add":
+            value = tokens.add(fleet.token_file, args.name, args.token)
+            print(value)
+        else:
+            tokens.revoke(fleet.token_file, args.name)
+        fleet.reload()
+        logging.info("token %s %s; front door reloaded", args.name, "added" if args.action == "add" else "revoked")
+    elif args.command in ("drain", "undrain"):
+        fleet.drain(find_host(fleet, args.host), drained=args.command == "drain")
+        logging.info("%s %sed", args.host, args.command)
+    elif args.command == "rollout":
+        rollout(fleet, Path(args.mar))
+    elif args.command == "rollback":
+        rollback(fleet)
+    return 0
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ERRORS as error:
+        logging.error("%s", error)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Render the front door's nginx.conf from nginx.conf.template and the settings."""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
+
+
+@dataclass
+class FrontSettings:
+    listen: str                       # "127.0.0.1:8443"
+    hosts: list                       # ["10.0.0.2:8080", ...]
+    certificate: str
+    key: str
+    drained: set = field(default_factory=set)  # hosts marked down (rolling update)
+    rate: int = 50000                 # req/s per token: above what this box serves
+    burst: int = 10000
+    body_cap: str = "4k"
+    read_timeout: float = 3.0         # s; MMS answers in ms, a lost job never
+    connect_timeout: float = 1.0
+    workers: str = "auto"
+
+    def attempt_bound(self):
+        """Seconds a reply can take at most: 2 tries, then one retry for 507."""
+        return 3 * (self.connect_timeout + self.read_timeout)
+
+
+def _server(host, settings):
+    flags = " down" if host in settings.drained else ""
+    # max_fails=2: one dead worker's batch alone does not take a host out.
+    return f"        server {host} max_fails=2 fail_timeout=2s{flags};"
+
+
+def _group(name, primaries, settings, keepalive):
+    """An upstream group. Every host in rotation is also a backup that is never
+    marked failed: when failures took all the primaries out for fail_timeout
+    (two hosts each losing a worker within 2 s), nginx tries the backups
+    instead of answering "no live upstreams"."""
+    live = [host for host in settings.hosts if host not in settings.drained]
+    lines = [_server(host, settings) for host in primaries]
+    lines += [f"        server {host} backup max_fails=0;" for host in live]
+    return f"    upstream {name} {{\n" + "\n".join(lines) + f"\n        keepalive {keepalive};"
+
+
+def upstream_groups(settings):
+    if not settings.hosts:
+        raise ValueError("the front door needs at least one host")
+    if not [host for host in settings.hosts if host not in settings.drained]:
+        raise ValueError("cannot drain every host")
+    return _group("fizbuz_hosts", settings.hosts, settings, keepalive=64)
+
+
+def retry_groups(settings):
+    """For each host, an upstream group of the *other* hosts in rotation, and a
+    map from the failed host's address to it: the 507 retry (an error_page, not
+    proxy_next_upstream) then goes to another host. With no other host in
+    rotation it goes back to the whole group."""
+    groups, entries = [], []
+    for index, host in enumerate(settings.hosts, 1):
+        others = [h for h in settings.hosts if h != host and h not in settings.drained]
+        if not others:
+            continue
+        groups.append(_group(f"fizbuz_not_{index}", others, settings, keepalive=16) + "\n    }")
+        entries.append(f'        "{host}" fizbuz_not_{index};')
+    mapping = "    map $upstream_addr $fizbuz_retry_group {\n        default fizbuz_hosts;\n"
+    mapping += "".join(entry + "\n" for entry in entries) + "    }"
+    return "\n".join(groups + [mapping])
+
+
+def render(settings, prefix):
+    values = {
+        "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
+        "CERT": settings.certificate, "KEY": settings.key, "RATE": str(settings.rate),
+        "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
+        "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
+        "UPSTREAM_GROUP": upstream_groups(settings), "RETRY_GROUPS": retry_groups(settings),
+    }
+    text = TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    if leftover:
+        raise ValueError(f"unfilled template fields: {leftover}")
+    return text

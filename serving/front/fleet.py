@@ -1,0 +1,328 @@
+"""A local fleet: N model hosts (namespaces on a bridge, or loopback addresses)
+and the front door in the root namespace, described by one state file.
+
+The state file is written before anything is made, so `stop` finds every part
+(processes, namespaces, veths, bridge) again after a crash or a kill -9.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import random
+import time
+from pathlib import Path
+
+import psutil
+
+from serving.front import client, network, tls, tokens
+from serving.front.config import FrontSettings
+from serving.front.hosts import ROOT, MODEL, Host
+from serving.front.nginx import FrontDoor, wait_for
+
+log = logging.getLogger(__name__)
+STATE_FILE = "fleet.json"
+
+
+class FleetError(Exception):
+    pass
+
+
+def free_port(taken=(), address="127.0.0.1"):
+    """Below 32000: MMS refuses ports from 32767 up."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue
+        return port
+    raise FleetError("no free port found in 20000..32000")
+
+
+@dataclasses.dataclass
+class Options:
+    hosts: int = 2
+    workers: int = 2
+    front_port: int = 8443
+    listen_address: str = "127.0.0.1"
+    loopback: bool = False          # force 127.x addresses even as root
+    external_hosts: list = None     # real hosts "addr:port": front door only
+    mar: str = str(ROOT / "model_store" / f"{MODEL}.mar")
+    certificate: str = None
+    key: str = None
+    rate: int = FrontSettings.rate
+    burst: int = FrontSettings.burst
+    body_cap: str = FrontSettings.body_cap
+    read_timeout: float = FrontSettings.read_timeout
+    nginx_workers: str = FrontSettings.workers
+
+
+class Fleet:
+    def __init__(self, directory):
+        self.dir = Path(directory).resolve()
+        self.state_file = self.dir / STATE_FILE
+        self.door = FrontDoor(self.dir / "front")
+        self.token_file = self.dir / "tokens.txt"
+
+    # ------------------------------------------------------------ state
+    def load(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, state):
+        partial = self.state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(state, indent=2))
+        partial.replace(self.state_file)
+
+    def require(self):
+        state = self.load()
+        if state is None:
+            raise FleetError(f"no fleet in {self.dir}: start one first")
+        return state
+
+    @staticmethod
+    def hosts(state):
+        return [Host(**row) for row in state["hosts"]]
+
+    @staticmethod
+    def layout(state):
+        return network.Layout(state["id"], state["mode"], state["subnet"])
+
+    @staticmethod
+    def settings(state):
+        front = dict(state["front"])
+        front["drained"] = set(front.get("drained", []))
+        return FrontSettings(**front)
+
+    # ------------------------------------------------------------ start
+    def start(self, options):
+        state = self.load()
+        if state is not None:
+            log.info("fleet %s already in %s: starting only what is not running "
+                     "(stop it first to change its shape or settings)", state["id"], self.dir)
+            return self._heal(state)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        state = self._plan(options)
+        self.save(state)  # first: from here on, stop can find everything
+        layout = self.layout(state)
+        if state["mode"] != "external":
+            log.info("fleet %s: %d hosts in %s mode on %s.0/24", state["id"], len(state["hosts"]),
+                     state["mode"], state["subnet"])
+            network.create_bridge(layout)
+            for host in self.hosts(state):
+                network.add_host(layout, host.index)
+                host.model_store.mkdir(parents=True, exist_ok=True)
+                shutil.copy(options.mar, host.model_store / f"{MODEL}.mar")  # fresh mtime: never "stale"
+            self._start_hosts(self.hosts(state))
+        if not self.token_file.exists():
+            tokens.add(self.token_file, "default")
+            log.info("made a token named 'default' in %s", self.token_file)
+        self._start_door(state)
+        return state
+
+    def _plan(self, options):
+        fleet_id = secrets.token_hex(2)
+        if options.external_hosts:
+            mode, subnet = "external", ""
+        elif options.loopback or not network.namespaces_possible():
+            if not options.loopback:
+                log.warning("not root (or no 'ip'): no network namespaces; hosts get loopback addresses "
+                            "127.77.x.y on this machine instead")
+            mode, subnet = "loopback", network.choose_subnet("loopback")
+        else:
+            mode, subnet = "netns", network.choose_subnet("netns")
+        layout = network.Layout(fleet_id, mode, subnet)
+        front_port = options.front_port
+        certificate, key = tls.certificate_pair(self.dir / "tls", options.certificate, options.key,
+                                                options.listen_address)
+        hosts = []
+        if mode == "external":
+            upstreams = list(options.external_hosts)
+        else:
+            taken = {front_port}
+            inference = free_port(taken)
+            taken.add(inference)
+            for index in range(1, options.hosts + 1):
+                management = free_port(taken)
+                taken.add(management)
+                hosts.append(Host(name=f"h{index}", index=index, address=layout.address(index),
+                                  inference_port=inference, management_port=management,
+                                  run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
+                                  workers=options.workers).as_dict())
+            upstreams = [Host(**row).upstream for row in hosts]
+        workers = options.nginx_workers or FrontSettings.workers
+        front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
+                              certificate=certificate, key=key, rate=options.rate, burst=options.burst,
+                              body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers)
+        front = dataclasses.asdict(front)
+        front["drained"] = []
+        return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def _start_hosts(self, hosts, timeout=300, again=True):
+        """Side by side; a host that failed gets one more try on its own (on a
+        loaded machine MMS's 30 s limit for a worker to load can run out when
+        several hosts load their workers at once)."""
+        starting = [(host, host.start()) for host in hosts]
+        failed = []
+        for host, process in starting:
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = "timeout"
+            if code != 0:
+                failed.append((host, f"{host.name}: start_mms.sh exited {code}; see {host.run_dir}/start.log:\n"
+                               + _tail(Path(host.run_dir) / "start.log")))
+            else:
+                log.info("host %s (%s) is serving: %d READY workers", host.name, host.upstream, host.workers)
+        if failed and again:
+            for host, reason in failed:
+                log.warning("host %s did not start; trying it once more on its own:\n%s", host.name, reason)
+                host.stop()
+                self._start_hosts([host], timeout, again=False)
+        elif failed:
+            raise FleetError("\n".join(reason for _, reason in failed))
+
+    def _start_door(self, state, timeout=60):
+        settings = self.settings(state)
+        self.door.write(settings, self.token_file)
+        self.door.start(settings.listen)
+        wait_for(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200")
+        log.info("front door ready on https://%s", settings.listen)
+
+    def _heal(self, state):
+        """Start again what is not running (a killed host, a killed nginx)."""
+        dead = [host for host in self.hosts(state) if not host.serving()]
+        for host in dead:
+            log.info("host %s is not serving: restarting its MMS", host.name)
+            host.stop()
+        if dead:
+            self._start_hosts(dead)
+        if not self.door.running():
+            log.info("the front door is not running: starting it")
+        self._start_door(state)
+        return state
+
+    # ------------------------------------------------------------ front door
+    def ready(self, state=None):
+        state = state or self.require()
+        host, port = state["front"]["listen"].rsplit(":", 1)
+        status, _, text = client.request(host, int(port), "GET", "/ready", state["front"]["certificate"], timeout=10)
+        return status, text
+
+    def reload(self):
+        """Re-read the tokens file and settings; graceful (no request dropped)."""
+        state = self.require()
+        self.door.write(self.settings(state), self.token_file)
+        self.door.reload()
+        return state
+
+    def update_front(self, **changes):
+        state = self.require()
+        state["front"].update(changes)
+        self.save(state)
+        return self.reload()
+
+    def drain(self, host, drained=True):
+        state = self.require()
+        drained_set = set(state["front"]["drained"])
+        (drained_set.add if drained else drained_set.discard)(host.upstream)
+        return self.update_front(drained=sorted(drained_set))
+
+    # ------------------------------------------------------------ stop
+    def stop(self):
+        """Every step runs even when an earlier one failed; the state file stays
+        (for another try) only if something could not be removed."""
+        state = self.load()
+        if state is None:
+            log.info("no fleet in %s", self.dir)
+            return False
+        steps = [("the front door", self.door.stop)]
+        steps += [(f"host {host.name}", host.stop) for host in self.hosts(state)]
+        if state["mode"] == "netns":
+            steps.append(("the namespaces, veths and bridge", lambda: network.teardown(state["id"])))
+        steps.append(("stray MMS processes", self._kill_strays))
+        failed = []
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:  # keep going: the other parts must still be removed
+                log.error("stopping %s failed: %s", what, error)
+                failed.append(what)
+        if failed:
+            raise FleetError(f"could not stop {', '.join(failed)}; run stop again (state kept in {self.state_file})")
+        self.state_file.unlink()
+        log.info("fleet %s stopped: processes, namespaces, veths and bridge removed", state["id"])
+        return True
+
+    def _kill_strays(self):
+        """MMS processes (java frontends, python workers) still running from the
+        fleet's folders, e.g. a host that crashed half-way through starting:
+        matched by the folder in their command line."""
+        marker = f"{self.dir}/"
+        mine = {os.getpid()} | {p.pid for p in psutil.Process().parents()}
+        strays = []
+        for process in psutil.process_iter(["name", "cmdline"]):
+            name = (process.info["name"] or "").lower()
+            if process.pid in mine or not (name.startswith("java") or name.startswith("python")):
+                continue
+            if any(marker in word for word in process.info["cmdline"] or []):
+                strays.append(process)
+        for process in strays:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(strays, timeout=10)
+
+    # ------------------------------------------------------------ reports
+    def env_lines(self):
+        state = self.require()
+        names = tokens.read(self.token_file)
+        token = names.get("default") or next(iter(names.values()), "")
+        return [f"export FIZBUZ_URL=https://{state['front']['listen']}",
+                f"export FIZBUZ_TOKEN={token}",
+                f"export FIZBUZ_CACERT={state['front']['certificate']}"]
+
+    def status(self):
+        state = self.require()
+        lines = [f"fleet {state['id']} ({state['mode']}) in {self.dir}"]
+        for host in self.hosts(state):
+            frontend = host.frontend()
+            description = host.describe() or {}
+            workers = description.get("workers", [])
+            pids = {wid: p.pid for wid, p in host.worker_processes().items()}
+            drained = " DRAINED" if host.upstream in state["front"]["drained"] else ""
+            lines.append(f"  host {host.name} {host.upstream}{' ns ' + host.namespace if host.namespace else ''}"
+                         f"  MMS pid {frontend.pid if frontend else '-'}  model {description.get('modelUrl', '-')}"
+                         f"{drained}")
+            for worker in workers:
+                lines.append(f"      worker {worker.get('id')} {worker.get('status')} pid {pids.get(str(worker.get('id')), '-')}")
+            if frontend is None:
+                lines.append("      (not running)")
+        if state["mode"] == "external":
+            lines.append(f"  hosts {', '.join(state['front']['hosts'])} (run elsewhere)")
+        master = self.door.master()
+        ready, _ = self.ready(state) if master else (None, "")
+        lines.append(f"  front door https://{state['front']['listen']}  nginx pid {master.pid if master else '-'}"
+                     f"  workers {[p.pid for p in self.door.workers()]}  /ready {ready}")
+        lines.append(f"  logs: {self.door.logs}, {self.dir}/h*/logs")
+        return "\n".join(lines)
+
+
+def _tail(path, lines=15):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

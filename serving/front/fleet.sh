@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The local fleet and its front door: a thin entry to serving/front/cli.py.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PY=${FIZBUZ_VENV:-$ROOT/.venv}/bin/python
+
+usage() {
+  cat <<USAGE
+Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
+
+  start [-n HOSTS] [--workers W] [--port P]   N model hosts (default 2), each a network namespace
+          on a bridge with its own MMS, and the nginx front door (HTTPS, tokens) in the root
+          namespace; without root: loopback addresses 127.77.x.y. Re-running restarts what died.
+  start --external-hosts A:P,B:P   only the front door, over real hosts running start_mms.sh
+  stop                  stop and remove all of it (processes, namespaces, veths, bridge), also after kill -9
+  status                hosts, workers, front door
+  env                   export lines: eval "\$(serving/front/fleet.sh env)"
+  token add|revoke|list NAME    edit the tokens file and reload (no request dropped)
+  reload                re-read the tokens file
+  limits [--rate R] [--burst B] [--body-cap SIZE]
+  drain|undrain HOST    take a host out of / back into the front door's rotation
+  rollout NEW.mar       update the hosts one at a time (drain, re-register, check, put back)
+  rollback              back to each host's previous .mar
+
+Environment: FLEET_DIR [run/fleet], HOSTS [2], WORKERS [2], FRONT_PORT [8443], RATE [50000 req/s
+per token], BURST [10000], BODY_CAP [4k], READ_TIMEOUT [3 s], MAR [model_store/fizbuz_package.mar],
+TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto].
+USAGE
+}
+case "${1:-}" in
+  ""|-h|--help) usage; exit 0 ;;
+esac
+[ -x "$PY" ] || { echo "fleet.sh: no virtual environment: run scripts/setup_env.sh" >&2; exit 1; }
+if [ "$1" = start ]; then
+  "$ROOT/serving/front/setup_nginx.sh"
+  [ -f "${MAR:-$ROOT/model_store/fizbuz_package.mar}" ] || "$ROOT/build_mar.sh"
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec "$PY" -m serving.front.cli "$@"

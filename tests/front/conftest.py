@@ -1,0 +1,108 @@
+"""A real fleet for the front door tests: MMS hosts in network namespaces made
+for this run (names carry a random id), nginx on a free port, all in a short
+temp folder; stopped and removed (processes, namespaces, veths, bridge) at the end.
+"""
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from project import ROOT
+from serving.front import client, network, tokens
+from serving.front.fleet import Fleet, Options, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def nginx_installed():
+    result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+class RunningFleet:
+    """The fleet plus what a test needs to talk to it."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self.refresh()
+
+    def refresh(self):
+        self.state = self.fleet.require()
+        self.address, port = self.state["front"]["listen"].rsplit(":", 1)
+        self.port = int(port)
+        self.cafile = self.state["front"]["certificate"]
+        self.token = tokens.read(self.fleet.token_file)["default"]
+        self.settings = self.fleet.settings(self.state)
+        return self
+
+    @property
+    def hosts(self):
+        return self.fleet.hosts(self.fleet.require())
+
+    def request(self, method="POST", path=client.PREDICT_PATH, token="default", body=None, headers=None):
+        token = self.token if token == "default" else token
+        return client.request(self.address, self.port, method, path, self.cafile, token, body, headers)
+
+    def predict(self, number, token="default"):
+        return self.request(body={"input.1": number}, token=token)
+
+    def load(self, concurrency=32, token=None, **kwargs):
+        return client.Load(self.address, self.port, self.cafile, token or self.token, concurrency, **kwargs)
+
+    def healthy(self, timeout=120):
+        """Every host serving and in rotation, the front door ready: what each test starts from."""
+        self.fleet.start(Options())  # restarts only what is not running
+        deadline = time.monotonic() + timeout
+        while not all(h.serving() for h in self.hosts):
+            assert time.monotonic() < deadline, "hosts did not come back"
+            time.sleep(0.1)  # poll interval
+        return self.refresh()
+
+    def access_log_size(self):
+        return len(self.fleet.door.access_log.read_text().splitlines())
+
+    def access_log_lines(self, timeout=10, predicate=lambda line: True, after=0):
+        """nginx flushes its buffered access log every second: poll until a line
+        (past the first `after` lines) matches."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [l for l in self.fleet.door.access_log.read_text().splitlines()[after:] if predicate(l)]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.1)  # poll interval
+
+
+def run_fleet(mar, **options):
+    directory = Path(tempfile.mkdtemp(prefix="fbz-"))  # short: MMS socket paths live in it
+    fleet = Fleet(directory)
+    try:
+        fleet.start(Options(mar=str(mar), front_port=free_port(), **options))
+        return fleet
+    except BaseException:
+        stop_fleet(fleet)
+        raise
+
+
+def stop_fleet(fleet):
+    state = fleet.load()
+    try:
+        fleet.stop()
+    finally:
+        if state is not None:
+            network.teardown(state["id"])  # again, in case stop failed half-way
+        shutil.rmtree(fleet.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fleet(nginx_installed, mar_path):
+    started = run_fleet(mar_path, hosts=2, workers=2)
+    try:
+        yield RunningFleet(started)
+    finally:
+        stop_fleet(started)

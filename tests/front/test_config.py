@@ -1,0 +1,112 @@
+"""Rendering and the tokens file, checked by the real nginx (no servers started)."""
+
+import subprocess
+
+import pytest
+
+from serving.front import config, tokens
+from serving.front.nginx import FrontDoor, NginxError
+
+
+def settings(**changes):
+    values = dict(listen="127.0.0.1:20443", hosts=["10.1.2.2:9000", "10.1.2.3:9000"],
+                  certificate="/c.pem", key="/k.pem")
+    values.update(changes)
+    return config.FrontSettings(**values)
+
+
+def test_drained_host_is_marked_down_and_all_fields_are_filled(tmp_path):
+    text = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
+    assert "        server 10.1.2.2:9000 max_fails=2 fail_timeout=2s;\n" in text
+    assert "server 10.1.2.3:9000 max_fails=2 fail_timeout=2s down;" in text
+    assert "@" not in text.replace("@retry", "").replace("@too_large", "").replace("@too_many", "") \
+        .replace("@no_host", "").replace("@not_ready", "")
+
+
+def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path):
+    three = ["10.1.2.2:9000", "10.1.2.3:9000", "10.1.2.4:9000"]
+    text = config.render(settings(hosts=three, drained={"10.1.2.4:9000"}), tmp_path)
+    group = text.split("upstream fizbuz_not_1 {")[1].split("}")[0]
+    primaries = [line for line in group.splitlines() if "server" in line and "backup" not in line]
+    assert primaries == ["        server 10.1.2.3:9000 max_fails=2 fail_timeout=2s;"]
+    assert '"10.1.2.2:9000" fizbuz_not_1;' in text
+    assert "proxy_pass http://$fizbuz_retry_group;" in text
+    # One host in rotation: its 507 goes back to the whole group (that host again).
+    two = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
+    assert '"10.1.2.2:9000"' not in two.split("map $upstream_addr")[1].split("}")[0]
+
+
+def test_hosts_in_rotation_are_also_backups_never_marked_failed(tmp_path):
+    # When failures took every primary out (two hosts losing a worker within
+    # fail_timeout), nginx goes to the backups instead of "no live upstreams".
+    group = config.render(settings(), tmp_path).split("upstream fizbuz_hosts {")[1].split("}")[0]
+    assert "server 10.1.2.2:9000 backup max_fails=0;" in group and "server 10.1.2.3:9000 backup max_fails=0;" in group
+    # A lone host in rotation: its own retry target; a drained host is no backup.
+    text = config.render(settings(drained={"10.1.2.2:9000"}), tmp_path)
+    group = text.split("upstream fizbuz_hosts {")[1].split("}")[0]
+    assert "server 10.1.2.3:9000 backup max_fails=0;" in group and "10.1.2.2:9000 backup" not in group
+
+
+def test_every_host_drained_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cannot drain every host"):
+        config.render(settings(drained={"10.1.2.2:9000", "10.1.2.3:9000"}), tmp_path)
+
+
+def test_token_file_round_trip_and_revoke(tmp_path):
+    path = tmp_path / "tokens.txt"
+    first = tokens.add(path, "alice")
+    tokens.add(path, "bob", "b" * 20)
+    assert tokens.read(path) == {"alice": first, "bob": "b" * 20}
+    tokens.revoke(path, "alice")
+    assert tokens.read(path) == {"bob": "b" * 20}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert tokens.render_map(tokens.read(path)) == f'"Bearer {"b" * 20}" "bob";\n'
+
+
+@pytest.mark.parametrize("line", ['eve "x;}" ', "eve short", "e;ve " + "a" * 20, "eve " + "a" * 20 + " extra",
+                                  "eve " + "a" * 19 + '"'])
+def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
+    path = tmp_path / "tokens.txt"
+    path.write_text(line + "\n")
+    with pytest.raises(tokens.TokenError, match="tokens.txt:1"):
+        tokens.read(path)
+
+
+def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed):
+    pair = tmp_path / "tls"
+    pair.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x",
+                    "-keyout", str(pair / "k.pem"), "-out", str(pair / "c.pem")], check=True, capture_output=True)
+    token_file = tmp_path / "tokens.txt"
+    tokens.add(token_file, "default")
+    door = FrontDoor(tmp_path / "front")
+    door.write(settings(certificate=str(pair / "c.pem"), key=str(pair / "k.pem")), token_file)  # runs nginx -t
+    with pytest.raises(NginxError, match="rejects"):
+        door.write(settings(certificate=str(pair / "missing.pem"), key=str(pair / "k.pem")), token_file)
+
+
+@pytest.mark.parametrize("script", ["serving/front/fleet.sh", "serving/front/setup_nginx.sh"])
+def test_scripts_explain_themselves(script):
+    from project import ROOT
+    result = subprocess.run([str(ROOT / script), "-h"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("Usage:")
+
+
+def test_nginx_set_up_rerun_is_a_quiet_no_op(nginx_installed):
+    from project import ROOT
+    result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_without_root_the_fleet_plans_loopback_addresses_and_says_so(tmp_path, monkeypatch, caplog):
+    from serving.front import network
+    from serving.front.fleet import Fleet, Options
+    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
+    assert not network.namespaces_possible()
+    with caplog.at_level("WARNING"):
+        state = Fleet(tmp_path)._plan(Options(hosts=3))
+    assert state["mode"] == "loopback"
+    assert [h["namespace"] for h in state["hosts"]] == [None, None, None]
+    addresses = [h["address"] for h in state["hosts"]]
+    assert all(a.startswith("127.") for a in addresses) and len(set(addresses)) == 3
+    assert "no network namespaces" in caplog.text

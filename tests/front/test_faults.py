@@ -1,0 +1,148 @@
+"""Faults under load through the front door: 0 failed, 0 wrong, bounded latency.
+
+Each test starts from a healthy fleet and leaves it healthy (restarting what it broke).
+"""
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from serving.front import network
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)  # poll interval
+
+
+def check(summary, bound_s, fleet=None):
+    print(summary)  # the figures, for the report (pytest -s)
+    assert summary["sent"] > 0
+    failed_lines = fleet.access_log_lines(predicate=lambda l: '" 200 ' not in l)[-20:] if fleet else []
+    assert summary["failed"] == 0, (summary["failure_samples"], failed_lines)
+    assert summary["wrong"] == 0
+    assert summary["max_ms"] <= bound_s * 1000, f"a reply took {summary['max_ms']} ms"
+
+
+def retried_lines(fleet, after=0):
+    """Access log lines of requests whose first try failed with a 50x and were
+    tried again: "500, 200" (next upstream) or "507 : 200" (the error_page retry)."""
+    def retried(line):
+        statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
+        return len(statuses) > 1 and statuses[0].strip().startswith("50")
+    return fleet.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
+
+
+def kill_a_worker(host):
+    before = host.worker_processes()
+    victim = before[sorted(before)[0]]
+    os.kill(victim.pid, signal.SIGKILL)
+    # MMS replaces the worker; keep the load on until it has.
+    wait_until(lambda: victim.pid not in {p.pid for p in host.worker_processes().values()}
+               and len(host.ready_workers()) == host.workers, 60, "a new worker")
+
+
+def test_kill_9_of_a_worker_under_32_clients(fleet):
+    fleet.healthy()
+    after = fleet.access_log_size()
+    with fleet.load(32) as load:
+        load.wait_for_answers(1000)
+        # A worker between batches loses nothing: kill (at most 3 times) until
+        # one kill hit a batch and the access log shows the front door retried.
+        for _ in range(3):
+            kill_a_worker(fleet.hosts[0])
+            load.wait_for_answers(load.result.answered + 500)
+            if retried_lines(fleet, after):
+                break
+        load.wait_for_answers(load.result.answered + 1000)
+    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    lines = retried_lines(fleet, after)
+    assert lines, "no kill hit a batch: nothing was retried"
+    print(f"{len(lines)} requests retried, e.g. {lines[0]}")
+    for line in lines:  # always on the other host
+        first, second = line.split("upstream=")[1].split(" ustatus=")[0].replace(" : ", ", ").split(", ")[:2]
+        assert first != second, line
+
+
+def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
+    """During a rolling update one host serves alone: a retry then goes to it again."""
+    fleet.healthy()
+    drained, alone = fleet.hosts[0], fleet.hosts[1]
+    fleet.fleet.drain(drained)
+    after = fleet.access_log_size()
+    try:
+        with fleet.load(32) as load:
+            load.wait_for_answers(1000)
+            for _ in range(3):
+                kill_a_worker(alone)
+                load.wait_for_answers(load.result.answered + 500)
+                if retried_lines(fleet, after):
+                    break
+            load.wait_for_answers(load.result.answered + 500)
+    finally:
+        fleet.fleet.drain(drained, drained=False)
+    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    lines = retried_lines(fleet, after)
+    assert lines, "no kill hit a batch: nothing was retried"
+    assert not any(drained.upstream in l for l in lines)
+    print(f"{len(lines)} requests retried on the lone host, e.g. {lines[-1]}")
+
+
+def test_kill_9_of_a_whole_hosts_mms_under_load(fleet):
+    fleet.healthy()
+    host = fleet.hosts[0]
+    with fleet.load(32) as load:
+        load.wait_for_answers(1000)
+        family = [host.frontend()] + list(host.worker_processes().values())
+        for process in family:
+            process.kill()
+        psutil.wait_procs(family, timeout=10)
+        answered = load.result.answered
+        load.wait_for_answers(answered + 3000)  # served by the other host alone
+    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    assert not host.serving()
+    fleet.healthy()  # fleet start restarts the dead host's MMS in its namespace
+    assert host.serving() and host.wrong_answers() == []
+
+
+def test_a_hosts_link_taken_down_under_load(fleet):
+    fleet.healthy()
+    if fleet.state["mode"] != "netns":
+        pytest.skip("needs network namespaces (root)")
+    layout = fleet.fleet.layout(fleet.state)
+    host = fleet.hosts[1]
+    with fleet.load(32) as load:
+        load.wait_for_answers(1000)
+        network.set_link(layout, host.index, up=False)
+        try:
+            answered = load.result.answered
+            load.wait_for_answers(answered + 3000, timeout=120)
+        finally:
+            network.set_link(layout, host.index, up=True)
+        answered = load.result.answered
+        load.wait_for_answers(answered + 500)
+    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    wait_until(host.serving, 30, "the host to answer again over its link")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_every_few_seconds_on_alternate_hosts(fleet):
+    """Ten kills in a row under 32 clients (the 10-minute soak is bench/front_soak.py).
+    Kills are spaced by more than two read timeouts: the front door retries once,
+    so one request's two tries must not both meet a kill."""
+    fleet.healthy()
+    spacing = 2 * fleet.settings.read_timeout + 1
+    with fleet.load(32) as load:
+        load.wait_for_answers(1000)
+        for kill in range(10):
+            killed = time.monotonic()
+            kill_a_worker(fleet.hosts[kill % 2])
+            wait_until(lambda: time.monotonic() - killed > spacing, 60, "the next kill's time")
+    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)

@@ -1,0 +1,110 @@
+"""The fleet as a user drives it: fleet.sh start, env + the README's curl, status,
+then kill -9 of every part and `stop` leaves nothing behind. Also the loopback
+fallback (what a user without root gets)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from project import ROOT
+from serving.front import network
+from serving.front.fleet import Fleet, free_port
+
+pytestmark = pytest.mark.e2e
+FLEET_SH = ROOT / "serving" / "front" / "fleet.sh"
+README_CURL = ('curl -sS --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" '
+               "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' \"$FIZBUZ_URL/predictions/fizbuz_package\"")
+
+
+@pytest.fixture
+def fleet_dir(nginx_installed):
+    directory = Path(tempfile.mkdtemp(prefix="fbz-"))
+    try:
+        yield directory
+    finally:
+        state = Fleet(directory).load()
+        subprocess.run([str(FLEET_SH), "stop"], env=dict(os.environ, FLEET_DIR=str(directory)),
+                       capture_output=True, timeout=300)
+        if state:
+            network.teardown(state["id"])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def fleet_sh(directory, *args, **env):
+    return subprocess.run([str(FLEET_SH), *args], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, FLEET_DIR=str(directory), **env), stdin=subprocess.DEVNULL)
+
+
+def what_is_left(directory, fleet_id):
+    spaces, links = network.leftovers(fleet_id)
+    processes = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(directory) in word for word in process.info["cmdline"] or []) or \
+                    (process.name() == "nginx" and any(str(directory) in f.path for f in process.open_files())):
+                processes.append(process.pid)
+        except psutil.Error:
+            continue
+    return spaces, links, processes
+
+
+def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_dir, mar_path):
+    started = fleet_sh(fleet_dir, "start", HOSTS="2", WORKERS="1", FRONT_PORT=str(free_port()), MAR=str(mar_path))
+    assert started.returncode == 0, started.stdout + started.stderr
+    answer = subprocess.run(["bash", "-c", f'set -euo pipefail; eval "$({FLEET_SH} env)"; {README_CURL}'],
+                            capture_output=True, text=True, timeout=60, env=dict(os.environ, FLEET_DIR=str(fleet_dir)))
+    assert answer.stdout == '{"next_number": "FizzBuzz"}\n', answer.stderr
+
+    status = fleet_sh(fleet_dir, "status")
+    assert status.returncode == 0 and status.stdout.count("READY") == 2 and "/ready 200" in status.stdout
+
+    fleet = Fleet(fleet_dir)
+    state = fleet.require()
+    assert state["mode"] == "netns"
+    assert all(ns in network.leftovers(state["id"])[0] for ns in (h.namespace for h in fleet.hosts(state)))
+    # Crash every part: the nginx master (its workers live on, orphaned), each MMS frontend, a worker.
+    victims = [fleet.door.master()] + [h.frontend() for h in fleet.hosts(state)]
+    victims.append(next(iter(fleet.hosts(state)[0].worker_processes().values())))
+    for process in victims:
+        os.kill(process.pid, signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=10)
+    assert any(what_is_left(fleet_dir, state["id"]))
+
+    stopped = fleet_sh(fleet_dir, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert what_is_left(fleet_dir, state["id"]) == ([], [], [])
+    assert not fleet.state_file.exists()
+
+
+def test_loopback_fallback_serves_through_the_front_door(fleet_dir, mar_path):
+    fleet = Fleet(fleet_dir)
+    from serving.front.fleet import Options
+    try:
+        state = fleet.start(Options(hosts=1, workers=1, loopback=True, front_port=free_port(), mar=str(mar_path)))
+        assert state["mode"] == "loopback" and state["hosts"][0]["address"].startswith("127.77.")
+        assert network.leftovers(state["id"]) == ([], [])  # no namespace, no link
+        assert fleet.ready()[0] == 200
+    finally:
+        fleet.stop()
+    assert what_is_left(fleet_dir, state["id"]) == ([], [], [])
+
+
+def test_front_door_alone_over_given_hosts(fleet, fleet_dir):
+    """Real hosts: start_mms.sh runs on each; the front door is given their addresses."""
+    door_only = Fleet(fleet_dir)
+    from serving.front.fleet import Options
+    hosts = [h.upstream for h in fleet.hosts]
+    try:
+        state = door_only.start(Options(external_hosts=hosts, front_port=free_port()))
+        assert state["mode"] == "external" and state["front"]["hosts"] == hosts and state["hosts"] == []
+        assert door_only.ready()[0] == 200
+        assert "run elsewhere" in door_only.status()
+    finally:
+        door_only.stop()
+    assert all(h.serving() for h in fleet.hosts)  # stopping the door left the hosts alone

@@ -1,0 +1,75 @@
+"""Rolling model updates under load: 0 failed, the new version answers after,
+and a rollback (asked for, or automatic when a new archive does not serve)."""
+
+import json
+import zipfile
+
+import pytest
+
+from serving.front.rollout import RolloutError, rollback, rollout, versioned_name
+
+pytestmark = pytest.mark.e2e
+
+
+def variant(mar, target, swap_labels=False, **model_fields):
+    """A copy of the archive with changed manifest fields: new bytes, a new
+    version. swap_labels: its codec answers Fizz for Buzz (it serves, wrongly)."""
+    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "MAR-INF/MANIFEST.json":
+                manifest = json.loads(data)
+                manifest["model"].update(model_fields)
+                data = json.dumps(manifest, indent=2).encode()
+            if item.filename == "fizbuz_codec.py" and swap_labels:
+                swapped = data.replace(b'"Fizz", "Buzz"', b'"Buzz", "Fizz"')
+                assert swapped != data
+                data = swapped
+            copy.writestr(item, data)
+    return target
+
+
+def registered(host):
+    return (host.describe() or {}).get("modelUrl")
+
+
+def check(summary):
+    print(summary)
+    assert summary["sent"] > 0 and summary["failed"] == 0 and summary["wrong"] == 0, summary["failure_samples"]
+
+
+def test_rollout_then_rollback_under_load(fleet, mar_path, tmp_path):
+    fleet.healthy()
+    new = variant(mar_path, tmp_path / "fizbuz_package.mar", modelVersion="2.0")
+    with fleet.load(32) as load:
+        load.wait_for_answers(500)
+        rollout(fleet.fleet, new)
+        load.wait_for_answers(load.result.answered + 500)
+    check(load.result.summary())
+    hosts = fleet.hosts
+    assert {registered(h) for h in hosts} == {versioned_name(new)}
+    assert all(h.wrong_answers() == [] for h in hosts)
+    assert fleet.fleet.require()["front"]["drained"] == []
+    assert json.loads(fleet.predict(14)[2]) == {"next_number": "FizzBuzz"}
+
+    with fleet.load(32) as load:
+        load.wait_for_answers(500)
+        rollback(fleet.fleet)
+        load.wait_for_answers(load.result.answered + 500)
+    check(load.result.summary())
+    assert {registered(h) for h in fleet.hosts} == {versioned_name(mar_path)}
+
+
+def test_an_archive_that_answers_wrongly_is_rolled_back(fleet, mar_path, tmp_path):
+    fleet.healthy()
+    broken = variant(mar_path, tmp_path / "broken.mar", swap_labels=True)
+    with fleet.load(32) as load:
+        load.wait_for_answers(500)
+        with pytest.raises(RolloutError, match="rolled back"):
+            rollout(fleet.fleet, broken)
+        load.wait_for_answers(load.result.answered + 500)
+    check(load.result.summary())
+    # Every host serves the archive it had before (under a name kept for rollbacks).
+    assert all((h.model_store / registered(h)).read_bytes() == mar_path.read_bytes() for h in fleet.hosts)
+    assert all(h.wrong_answers() == [] for h in fleet.hosts)
+    assert fleet.fleet.require()["front"]["drained"] == []
