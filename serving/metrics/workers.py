@@ -35,7 +35,10 @@ class WorkerTracker:
         self.run = run
         self.on_change = on_change  # called after a pid went away (to fold its metric files)
         self.lock = threading.Lock()
-        self.processes = {}  # worker id -> psutil.Process
+        self.processes = {}  # worker id -> psutil.Process, as last listed
+        # worker id -> the last pid seen; kept while a worker is missing, since
+        # MMS brings a dead worker back under the same id a moment later.
+        self.last_pid = {}
         self.restarts = 0
 
     def poll(self):
@@ -44,10 +47,11 @@ class WorkerTracker:
         with self.lock:
             found = worker_processes(self.run)
             for wid, process in found.items():
-                before = self.processes.get(wid)
-                if before is not None and before.pid != process.pid:
+                before = self.last_pid.get(wid)
+                if before is not None and before != process.pid:
                     self.restarts += 1
-                    log.info("worker %s restarted: pid %d -> %d", wid, before.pid, process.pid)
+                    log.info("worker %s restarted: pid %d -> %d", wid, before, process.pid)
+                self.last_pid[wid] = process.pid
             gone = {p.pid for p in self.processes.values()} - {p.pid for p in found.values()}
             self.processes = found
         if gone and self.on_change is not None:

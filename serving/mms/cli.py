@@ -60,6 +60,7 @@ def start(args):
         ready = management.ready_workers(management.describe_model(
             state.get("management_port", args.management_port)))
         if ready:
+            revive_exporter(run, state, args.timeout)
             log.info("MMS is already running from %s (pid %d) with %d READY workers; "
                      "'./start_mms.sh stop' first to restart it with new settings",
                      run.path, existing.pid, len(ready))
@@ -115,6 +116,15 @@ def start(args):
     print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address,
                      args.metrics_port if args.metrics else None)
     return 0
+
+
+def revive_exporter(run, state, timeout):
+    """A server whose exporter died (kill -9, OOM) gets it back; the workers'
+    counters were in their own files all along, so nothing counted is lost."""
+    port = state.get("metrics_port")
+    if port and metrics_control.pid_file(run).process() is None:
+        log.info("the metrics exporter of this server is not running: starting it again")
+        metrics_control.start(run, port, state["management_port"], timeout=timeout)
 
 
 def worker_env(args, run):
