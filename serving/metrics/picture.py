@@ -53,13 +53,13 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def series(prometheus, start, end):
-    """{name: ([seconds since start], [values])} for every query."""
+def series(prometheus, origin, start, end):
+    """{name: ([seconds since origin], [values])} for every query over [start, end]."""
     found = {}
     for name, promql in QUERIES.items():
         result = prometheus.query_range(promql, start, end, STEP)
         points = next(iter(result.values()), [])
-        found[name] = ([t - start for t, _ in points], [v for _, v in points])
+        found[name] = ([t - origin for t, _ in points], [v for _, v in points])
     return found
 
 
@@ -67,7 +67,7 @@ def draw(data, kill_at, summary, settings, output):
     figure, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
     panels = [
         (axes[0], [("req_per_s", "answered 2xx req/s", "tab:blue")], "req/s"),
-        (axes[1], [("p50_ms", "p50", "tab:green"), ("p99_ms", "p99", "tab:red")], "handler time per batch (ms)"),
+        (axes[1], [("p50_ms", "p50", "tab:green"), ("p99_ms", "p99", "tab:red")], "handler time per batch (ms, log)"),
         (axes[2], [("mean_batch", "mean batch size", "tab:purple")], "requests per batch"),
         (axes[3], [("ready", "workers READY (management API)", "tab:blue"),
                    ("processes", "worker processes alive", "tab:orange"),
@@ -81,15 +81,21 @@ def draw(data, kill_at, summary, settings, output):
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend(loc="lower left", fontsize=8)
-        axis.set_ylim(bottom=0)
+        if axis is axes[1]:
+            axis.set_yscale("log")  # one stalled batch must not flatten the rest
+        else:
+            axis.set_ylim(bottom=0)
     axes[0].annotate("kill -9 one worker", xy=(kill_at, axes[0].get_ylim()[1] * 0.95), xytext=(6, 0),
                      textcoords="offset points", fontsize=9, va="top")
     axes[3].set_xlabel("seconds since the load started")
     failed = summary["answered"] - summary["statuses"].get(200, 0)
+    failures = ", ".join(f"{count} × {status}" for status, count in summary["failed_statuses"].items())
     figure.suptitle(
-        f"MMS metrics scraped by Prometheus every {SCRAPE} ({settings}); load c={summary['concurrency']}: "
-        f"{summary['answered']:,} answered, {failed} failed ({summary['failed_statuses']}), "
-        f"{summary['wrong_answers']} wrong", fontsize=9)
+        f"MMS ({settings}), answer-checking load at c={summary['concurrency']}\n"
+        f"Prometheus scraping the exporter every {SCRAPE}, rates over {WINDOW}\n"
+        f"client side: {summary['answered']:,} answered, {failed} failed"
+        f"{f' ({failures}, the killed worker’s batch)' if failed else ''}, {summary['wrong_answers']} wrong",
+        fontsize=10)
     figure.tight_layout()
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=100)
@@ -115,7 +121,7 @@ def run(args):
         # Until Prometheus has scraped past the end of the load.
         wait_until(lambda: (prometheus.value("max(timestamp(fizbuz_management_api_up))") or 0) > ended + 1,
                    30, "a scrape after the load")
-        data = series(prometheus, started - 2, ended + 2)
+        data = series(prometheus, started, started - 2, ended + 2)
     summary = dict(summary, concurrency=args.concurrency,
                    failed_statuses={k: v for k, v in summary["statuses"].items() if k != 200})
     draw(data, killed - started, summary, settings, args.output)
