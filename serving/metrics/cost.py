@@ -13,7 +13,7 @@ All three run shipped batching (batch 16, delay 1 ms, 2 workers) and are started
 up front, so only the loaded one works. Prints a table and writes
 serving/metrics/results/cost.md.
 
-    .venv/bin/python -m serving.metrics.cost                 # 3 rounds of 10 s
+    .venv/bin/python -m serving.metrics.cost                 # 4 rounds of 10 s (about 5 min)
     .venv/bin/python -m serving.metrics.cost --rounds 1 --duration 3   # a smoke run
 """
 
@@ -74,9 +74,10 @@ class Scraper:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="default %(default)s")
+    parser.add_argument("--rounds", type=int, default=4, help="default %(default)s")
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per point (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed seconds per server first (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="untimed seconds per server first: the Java frontend needs them to warm up (default %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--output", default=str(HERE / "results" / "cost.md"))
