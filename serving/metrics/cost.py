@@ -1,6 +1,6 @@
 """What metrics cost: wrk at c=64 against three MMS configurations side by side,
-in one run, in alternating rounds (A B C A B C ...) so drift from other jobs on
-the machine spreads over all three:
+in one run, in alternating rounds (A B C, B C A, C A B ...) so drift from other
+jobs on the machine spreads over all three:
 
   on         the new default: handler counters in multiprocess files, the
              exporter running and scraped every second (Prometheus-like)
@@ -13,7 +13,7 @@ All three run shipped batching (batch 16, delay 1 ms, 2 workers) and are started
 up front, so only the loaded one works. Prints a table and writes
 serving/metrics/results/cost.md.
 
-    .venv/bin/python -m serving.metrics.cost                 # 4 rounds of 10 s (about 5 min)
+    .venv/bin/python -m serving.metrics.cost                 # 6 rounds of 8 s (about 5 min)
     .venv/bin/python -m serving.metrics.cost --rounds 1 --duration 3   # a smoke run
 """
 
@@ -74,8 +74,8 @@ class Scraper:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=4, help="default %(default)s")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per point (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=6, help="a multiple of 3 gives each configuration each slot equally (default %(default)s)")
+    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=10,
                         help="untimed seconds per server first: the Java frontend needs them to warm up (default %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
@@ -98,8 +98,11 @@ def measure(args, folder):
             servers[name] = server
         for name, server in servers.items():
             load_generator.run_wrk(server.url, args.connections, args.warmup, args.wrk_threads, wrk_log)
+        names = list(servers)
         for round_number in range(1, args.rounds + 1):
-            for name, server in servers.items():
+            shift = (round_number - 1) % len(names)  # each configuration takes each slot in turn
+            for name in names[shift:] + names[:shift]:
+                server = servers[name]
                 scraping = Scraper(server.metrics_url) if CONFIGS[name][1] else contextlib.nullcontext()
                 with scraping:
                     result = load_generator.run_wrk(server.url, args.connections, args.duration,
