@@ -74,7 +74,8 @@ class Scraper:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6, help="a multiple of 3 gives each configuration each slot equally (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="a multiple of 3 gives each configuration each slot equally (default %(default)s)")
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=10,
                         help="untimed seconds per server first: the Java frontend needs them to warm up (default %(default)s)")
