@@ -20,8 +20,9 @@ REQUESTS_IN_BATCHES = "sum(fizbuz_batch_size_sum)"
 
 def settled_value(prometheus, promql, timeout=60):
     """The value once Prometheus has one (the first scrape may still be coming)."""
-    return wait_until(lambda: prometheus.value(promql) is not None and (prometheus.value(promql),),
-                      timeout, f"a sample of {promql}")[0]
+    sampled = wait_until(lambda: [v for v in [prometheus.value(promql)] if v is not None],
+                         timeout, f"a sample of {promql}")
+    return sampled[0]
 
 
 def wait_for_value(prometheus, promql, expected, timeout=60):
