@@ -20,5 +20,6 @@ esac
 
 ensure_venv --dev
 "$ROOT/scripts/setup_browser.sh"
+"$ROOT/serving/redis/setup.sh"
 cd "$ROOT"
 exec "$PY" -m pytest "$@"
