@@ -1,0 +1,79 @@
+"""Fixtures for the RedisAI-compatible module: the real .so built by
+serving/redis/build.sh, a fizbuz.pt traced from the committed weights, the
+eager model's answers, and real Redis servers that are always stopped."""
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import export_torchscript
+from fizbuz_codec import MAX_INPUT, MIN_INPUT, encode
+from fizbuz_model import encode_batch, load_model
+from project import ROOT
+from servers import RedisProcess
+
+REDIS_ROOM = ROOT / "serving" / "redis"
+NUMBERS = list(range(MIN_INPUT, MAX_INPUT + 1))
+
+
+@pytest.fixture(scope="session")
+def module_path():
+    """The module built by the real build script (a no-change rebuild takes seconds)."""
+    result = subprocess.run([str(REDIS_ROOM / "build.sh")], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def eager_model():
+    return load_model(export_torchscript.DEFAULT_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def model_blob(eager_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
+    export_torchscript.export(eager_model, path)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def eager_logits(eager_model):
+    """The eager model's logits for the input of every n (the bits of n + 1)."""
+    with torch.no_grad():
+        return eager_model(encode_batch([n + 1 for n in NUMBERS])).numpy()
+
+
+def encoder(number):
+    """The book's encoder: a float32 array of shape (1, 10)."""
+    return np.array([encode(number)], dtype=np.float32)
+
+
+@pytest.fixture
+def start_redis(tmp_path, module_path):
+    """start_redis(name, args=..., module=True) -> a started RedisProcess; every
+    one is stopped when the test ends, whatever happened."""
+    started = []
+
+    def start(name="redis", args=(), module=True, **kwargs):
+        taken = {p.port for p in started}
+        proc = RedisProcess(tmp_path / name, module_path if module else None, args, taken=taken, **kwargs)
+        started.append(proc)
+        return proc.start()
+
+    try:
+        yield start
+    finally:
+        for proc in reversed(started):
+            proc.stop(kill=True)
+
+
+@pytest.fixture
+def server(start_redis):
+    return start_redis()
+
+
+@pytest.fixture
+def r(server):
+    return server.client()
