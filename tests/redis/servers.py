@@ -82,9 +82,10 @@ class RedisProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, kill=False):
-        """SIGTERM (Redis saves/flushes as configured and exits) or SIGKILL, by PID."""
+        """SIGTERM (Redis saves/flushes as configured and exits) or SIGKILL, by
+        PID. Returns True when a SIGTERM was enough (a clean shutdown)."""
         if not self.alive():
-            return
+            return False
         if kill:
             self.process.kill()
         else:
@@ -94,3 +95,5 @@ class RedisProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+            return False
+        return not kill and self.process.returncode == 0

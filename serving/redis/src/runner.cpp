@@ -8,9 +8,17 @@
 namespace fzai {
 namespace {
 
-std::mutex queue_mutex;
-std::condition_variable queue_ready;
-std::deque<Job*> queue;
+// Never destroyed: at exit, destroying a condition variable that the worker
+// threads wait on would block Redis's shutdown forever.
+struct Queue {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<Job*> jobs;
+};
+Queue& the_queue = *new Queue;
+std::mutex& queue_mutex = the_queue.mutex;
+std::condition_variable& queue_ready = the_queue.ready;
+std::deque<Job*>& queue = the_queue.jobs;
 
 int64_t rows(const Job* job) { return job->inputs.empty() ? 0 : job->inputs[0].size(0); }
 
