@@ -33,9 +33,17 @@ command -v cmake >/dev/null || die "cmake not found: apt-get install -y cmake g+
 TORCH_PREFIX=$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)') \
   || die "cannot import torch from $VENV"
 
-cmake -S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DTorch_DIR="$TORCH_PREFIX/Torch" --log-level=WARNING >&2 \
-  || die "cmake configure failed"
+# Configure once per torch/source folder; `cmake --build` re-runs it by itself
+# when CMakeLists.txt changes.
+stamp=$BUILD_DIR/fizbuz-configured-with.txt
+settings="source=$HERE torch=$TORCH_PREFIX"
+if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$settings" ]; }; then
+  rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
+  cmake -S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DTorch_DIR="$TORCH_PREFIX/Torch" --log-level=WARNING >&2 \
+    || die "cmake configure failed"
+  echo "$settings" > "$stamp"
+fi
 cmake --build "$BUILD_DIR" --parallel "$JOBS" >&2 || die "build failed"
 [ -f "$BUILD_DIR/fizbuz_ai.so" ] || die "the build finished but $BUILD_DIR/fizbuz_ai.so is missing"
 echo "$BUILD_DIR/fizbuz_ai.so"
