@@ -210,3 +210,10 @@ def test_fuzzed_commands_answer_and_break_nothing(r, command, key, args):
 
 def test_server_is_fine_after_the_fuzz(r):
     assert_good_run(r)
+
+
+def test_a_run_waiting_for_minbatchsize_times_out_and_frees_the_queue(r, model_blob):
+    r.execute_command('AI.MODELSTORE', 'waits', 'TORCH', 'CPU', 'BATCHSIZE', 8, 'MINBATCHSIZE', 8, 'BLOB', model_blob)
+    with pytest.raises(redis.ResponseError, match="TIMEDOUT"):
+        r.execute_command('AI.MODELEXECUTE', 'waits', 'INPUTS', 1, 'a', 'OUTPUTS', 1, 'o', 'TIMEOUT', 50)
+    assert_good_run(r)  # the run thread did not stay stuck on the lone run

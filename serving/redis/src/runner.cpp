@@ -1,5 +1,6 @@
 #include "runner.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -53,11 +54,14 @@ std::vector<Job*> next_batch() {
         }
       }
       if (s.minbatchsize > 0 && total < s.minbatchsize) {
-        if (s.minbatchtimeout <= 0) {
+        // Wait for more rows, but never past the head's own TIMEOUT.
+        auto until = Clock::time_point::max();
+        if (s.minbatchtimeout > 0) until = head->queued_at + std::chrono::milliseconds(s.minbatchtimeout);
+        if (head->has_deadline) until = std::min(until, head->deadline);
+        if (until == Clock::time_point::max()) {
           queue_ready.wait(lock);
           continue;
         }
-        const auto until = head->queued_at + std::chrono::milliseconds(s.minbatchtimeout);
         if (Clock::now() < until) {
           queue_ready.wait_until(lock, until);
           continue;
