@@ -6,6 +6,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 VENV=${FIZBUZ_VENV:-$ROOT/.venv}
 BUILD_DIR=${FIZBUZ_REDIS_BUILD_DIR:-$ROOT/build/redis}
 JOBS=${FIZBUZ_REDIS_JOBS:-2}
+SANITIZE=${FIZBUZ_REDIS_SANITIZE:-OFF}
 
 usage() {
   cat <<USAGE
@@ -18,6 +19,8 @@ A re-run rebuilds only what changed.
 Environment:
   FIZBUZ_REDIS_BUILD_DIR  build folder (default: $ROOT/build/redis)
   FIZBUZ_REDIS_JOBS       parallel compile jobs (default: 2)
+  FIZBUZ_REDIS_SANITIZE   ON: AddressSanitizer + UBSan (use its own build folder; redis-server
+                          then needs LD_PRELOAD=\$(g++ -print-file-name=libasan.so))
   FIZBUZ_VENV             venv whose torch is used (default: $ROOT/.venv)
 USAGE
 }
@@ -36,10 +39,10 @@ TORCH_PREFIX=$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmak
 # Configure once per torch/source folder; `cmake --build` re-runs it by itself
 # when CMakeLists.txt changes.
 stamp=$BUILD_DIR/fizbuz-configured-with.txt
-settings="source=$HERE torch=$TORCH_PREFIX"
+settings="source=$HERE torch=$TORCH_PREFIX sanitize=$SANITIZE"
 if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$settings" ]; }; then
-  rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
-  cmake -S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+  rm -f "$BUILD_DIR/CMakeCache.txt"
+  cmake -S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFIZBUZ_AI_SANITIZE="$SANITIZE" \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DTorch_DIR="$TORCH_PREFIX/Torch" --log-level=WARNING >&2 \
     || die "cmake configure failed"
   echo "$settings" > "$stamp"

@@ -2,6 +2,7 @@
 serving/redis/build.sh, a fizbuz.pt traced from the committed weights, the
 eager model's answers, and real Redis servers that are always stopped."""
 
+import os
 import subprocess
 
 import numpy as np
@@ -12,7 +13,7 @@ import export_torchscript
 from fizbuz_codec import MAX_INPUT, MIN_INPUT, encode
 from fizbuz_model import encode_batch, load_model
 from project import ROOT
-from servers import RedisProcess
+from servers import SANITIZE, RedisProcess
 
 REDIS_ROOM = ROOT / "serving" / "redis"
 NUMBERS = list(range(MIN_INPUT, MAX_INPUT + 1))
@@ -20,8 +21,12 @@ NUMBERS = list(range(MIN_INPUT, MAX_INPUT + 1))
 
 @pytest.fixture(scope="session")
 def module_path():
-    """The module built by the real build script (a no-change rebuild takes seconds)."""
-    result = subprocess.run([str(REDIS_ROOM / "build.sh")], capture_output=True, text=True, timeout=900)
+    """The module built by the real build script (a no-change rebuild takes seconds);
+    FIZBUZ_REDIS_SANITIZE=ON builds and tests the AddressSanitizer + UBSan one."""
+    env = dict(os.environ)
+    if SANITIZE:
+        env["FIZBUZ_REDIS_BUILD_DIR"] = str(ROOT / "build" / "redis-asan")
+    result = subprocess.run([str(REDIS_ROOM / "build.sh")], capture_output=True, text=True, timeout=1800, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().splitlines()[-1]
 

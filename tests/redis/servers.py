@@ -3,6 +3,7 @@ each on a free port in its own folder with its own log, started in the
 foreground as our child (so we hold its PID), ready when a real condition
 holds, and stopped by PID."""
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +13,20 @@ import redis
 from ports import free_port
 
 READY_SECONDS = 30
+SANITIZE = os.environ.get("FIZBUZ_REDIS_SANITIZE") == "ON"
+
+
+def server_env():
+    """With FIZBUZ_REDIS_SANITIZE=ON the tests load the AddressSanitizer build,
+    so redis-server must start with the ASan runtime preloaded; any report
+    stops the server, which fails the test."""
+    env = dict(os.environ)
+    if SANITIZE:
+        env["LD_PRELOAD"] = subprocess.check_output(["g++", "-print-file-name=libasan.so"], text=True).strip()
+        # Redis and LibTorch keep globals alive at exit: leaks are the soak test's job.
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+        env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+    return env
 
 
 def wait_until(condition, what, seconds=READY_SECONDS, interval=0.05):
@@ -59,15 +74,17 @@ class RedisProcess:
         return cmd + self.args
 
     def start(self):
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT, cwd=self.folder)
+        # Sanitizer reports go to stderr: keep them next to the log.
+        with open(self.folder / "stderr.log", "ab") as stderr:
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=stderr,
+                                            cwd=self.folder, env=server_env())
         wait_until(self._answers, f"PING on port {self.port} (log: {self.log})")
         return self
 
     def _answers(self):
         if self.process.poll() is not None:
             raise AssertionError(f"redis on port {self.port} exited with {self.process.returncode}:\n"
-                                 + self.log_tail())
+                                 + self.log_tail() + (self.folder / "stderr.log").read_text(errors="replace"))
         return self.client().ping()
 
     def client(self, **kwargs):

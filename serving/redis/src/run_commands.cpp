@@ -101,10 +101,6 @@ int reply_done(RedisModuleCtx* ctx, RedisModuleString** /*argv*/, int /*argc*/) 
   return rm::api.ReplyWithSimpleString(ctx, "OK");
 }
 
-int reply_timeout(RedisModuleCtx* ctx, RedisModuleString** /*argv*/, int /*argc*/) {
-  return rm::api.ReplyWithError(ctx, "TIMEDOUT the run did not finish within its TIMEOUT");
-}
-
 void free_job(RedisModuleCtx* /*ctx*/, void* privdata) { delete static_cast<Job*>(privdata); }
 
 int run(RedisModuleCtx* ctx, RedisModuleString** argv, int argc, bool execute) {
@@ -151,7 +147,8 @@ int run(RedisModuleCtx* ctx, RedisModuleString** argv, int argc, bool execute) {
     job->has_deadline = true;
     job->deadline = Clock::now() + std::chrono::milliseconds(a.timeout_ms);
   }
-  job->client = rm::api.BlockClient(ctx, reply_done, reply_timeout, free_job, a.timeout_ms);
+  // No Redis-side timeout: the runner keeps TIMEOUT (see runner.cpp's timekeeper).
+  job->client = rm::api.BlockClient(ctx, reply_done, nullptr, free_job, 0);
   submit(job.release());
   return rm::OK;
 }

@@ -17,6 +17,8 @@ struct Queue {
   std::deque<Job*> jobs;
 };
 Queue& the_queue = *new Queue;
+std::condition_variable& timekeeper_wake = *new std::condition_variable;
+const char* const kTimedOut = "TIMEDOUT the run did not start within its TIMEOUT";
 std::mutex& queue_mutex = the_queue.mutex;
 std::condition_variable& queue_ready = the_queue.ready;
 std::deque<Job*>& queue = the_queue.jobs;
@@ -149,6 +151,45 @@ void run_batch(const std::vector<Job*>& batch) {
   }
 }
 
+// TIMEOUT is kept here, not with Redis's blocked-client timeout: in Redis 7.0 a
+// client whose run is unblocked just as that timeout fires gets no reply at all.
+// This thread takes queued jobs off the queue when their deadline passes and
+// unblocks them with TIMEDOUT; a run already started is left to finish.
+void timekeeper() {
+  std::unique_lock<std::mutex> lock(queue_mutex);
+  for (;;) {
+    auto next = Clock::time_point::max();
+    std::vector<Job*> expired;
+    const auto now = Clock::now();
+    for (auto it = queue.begin(); it != queue.end();) {
+      Job* job = *it;
+      if (job->has_deadline && job->deadline <= now) {
+        expired.push_back(job);
+        it = queue.erase(it);
+      } else {
+        if (job->has_deadline) next = std::min(next, job->deadline);
+        ++it;
+      }
+    }
+    if (!expired.empty()) {
+      queue_ready.notify_all();  // a worker waiting on an expired head looks again
+      lock.unlock();
+      for (Job* job : expired) {
+        job->error = kTimedOut;
+        job->model->stats.errors++;
+        rm::api.UnblockClient(job->client, job);
+      }
+      lock.lock();
+      continue;
+    }
+    if (next == Clock::time_point::max()) {
+      timekeeper_wake.wait(lock);
+    } else {
+      timekeeper_wake.wait_until(lock, next);
+    }
+  }
+}
+
 void worker() {
   for (;;) {
     std::vector<Job*> batch = next_batch();
@@ -156,7 +197,7 @@ void worker() {
     const auto now = Clock::now();
     for (Job* job : batch) {
       if (job->has_deadline && now > job->deadline) {
-        job->error = "TIMEDOUT the run did not start within its TIMEOUT";
+        job->error = kTimedOut;
         job->model->stats.errors++;
         rm::api.UnblockClient(job->client, job);
       } else {
@@ -172,6 +213,7 @@ void worker() {
 
 void start_workers(int threads) {
   for (int i = 0; i < threads; ++i) std::thread(worker).detach();
+  std::thread(timekeeper).detach();
 }
 
 void submit(Job* job) {
@@ -182,6 +224,7 @@ void submit(Job* job) {
   }
   // Every worker may be waiting for MINBATCHSIZE: wake them all.
   queue_ready.notify_all();
+  if (job->has_deadline) timekeeper_wake.notify_one();
 }
 
 }  // namespace fzai
