@@ -177,13 +177,19 @@ def run_many(server, clients, runs_each):
 
 
 def test_ten_thousand_runs_from_100_connections_are_right_and_memory_stays_flat(server, r):
-    assert run_many(server, 100, 10) == []  # warm up: allocator pools, client buffers
-    rss_before, used_before = rss(server), r.info("memory")["used_memory"]
-    assert run_many(server, 100, 100) == []
-    rss_after, used_after = rss(server), r.info("memory")["used_memory"]
-    assert used_after - used_before < 1 << 20, (used_before, used_after)
+    """Warm up, then two rounds of 5,000 runs: the second round must not grow
+    what the first left (one-off growth, e.g. a hash table resize, is fine)."""
+    assert run_many(server, 100, 10) == []  # allocator pools, client structures
+    rounds = []
+    for _ in range(2):
+        assert run_many(server, 100, 50) == []
+        rounds.append((rss(server), r.info("memory")["used_memory"]))
+    (rss_1, used_1), (rss_2, used_2) = rounds
+    # Redis's own figure wobbles by a few MiB between rounds (blocked-client and
+    # propagation structures in flight); a leak of 2 KiB a run would be 10 MiB.
+    assert used_2 - used_1 < 8 << 20, rounds
     if not SANITIZE:  # ASan's quarantine holds freed memory on purpose
-        assert rss_after - rss_before < 32 << 20, (rss_before, rss_after)
+        assert rss_2 - rss_1 < 16 << 20, rounds
     info = dict(zip(*[iter(r.execute_command('AI.INFO', 'model'))] * 2))
     assert info[b'calls'] == 11000 and info[b'errors'] == 0
     assert_good_run(r)
