@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include "tensor.hpp"
+
 namespace fzai {
 namespace {
 
@@ -112,6 +114,10 @@ void run_batch(const std::vector<Job*>& batch) {
       }
     }
     auto outputs = unpack(model.module.forward(args));
+    for (const auto& out : outputs) {
+      std::string why;
+      if (!storable(out, why)) throw std::runtime_error(why);
+    }
     int64_t total = 0;
     for (const Job* job : batch) total += rows(job);
     for (Job* job : batch) {

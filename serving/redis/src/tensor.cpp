@@ -238,6 +238,20 @@ void reply_tensor(RedisModuleCtx* ctx, const at::Tensor& t, bool keyvalue, bool 
   }
 }
 
+bool storable(const at::Tensor& t, std::string& error) {
+  if (!dtype_of(t.scalar_type())) {
+    error = std::string("the model returned a ") + c10::toString(t.scalar_type()) + " tensor, which is not a RedisAI dtype";
+    return false;
+  }
+  if (t.dim() < 1 || t.dim() > kMaxDims || t.numel() == 0 || t.nbytes() > kMaxTensorBytes) {
+    error = "the model returned a tensor of shape " + c10::str(t.sizes()) +
+            ": outputs need 1.." + std::to_string(kMaxDims) + " positive dims and at most " +
+            std::to_string(kMaxTensorBytes) + " bytes";
+    return false;
+  }
+  return true;
+}
+
 void set_tensor(RedisModuleKey* key, at::Tensor t) {
   rm::api.ModuleTypeSetValue(key, tensor_type, new Tensor{std::move(t)});
 }

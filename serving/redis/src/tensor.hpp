@@ -39,6 +39,11 @@ bool parse_tensor(RedisModuleString** argv, int argc, at::Tensor& out, std::stri
 enum class TensorFormat { kNone, kBlob, kValues };
 void reply_tensor(RedisModuleCtx* ctx, const at::Tensor& t, bool keyvalue, bool meta, TensorFormat data);
 
+// Whether a model's output can be stored and replicated as a tensor here (a
+// known dtype, 1..kMaxDims positive dims, at most kMaxTensorBytes); if not,
+// returns false with `error` set.
+bool storable(const at::Tensor& t, std::string& error);
+
 // Store `t` at `key` (opened for writing), replacing a tensor already there.
 void set_tensor(RedisModuleKey* key, at::Tensor t);
 
