@@ -1,5 +1,7 @@
 #include "runner.hpp"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -197,6 +199,11 @@ void timekeeper() {
 }
 
 void worker() {
+  // OpenMP's thread count is per thread: without this, batched forwards in this
+  // thread start a parallel region whose spinning threads compete with Redis's
+  // main thread for the cores (10x the CPU per prediction on 2 cores).
+  at::init_num_threads();
+  at::set_num_threads(1);
   for (;;) {
     std::vector<Job*> batch = next_batch();
     std::vector<Job*> ready;
