@@ -5,18 +5,16 @@ eager model's answers, and real Redis servers that are always stopped."""
 import os
 import subprocess
 
-import numpy as np
 import pytest
 import torch
 
 import export_torchscript
-from fizbuz_codec import MAX_INPUT, MIN_INPUT, encode
 from fizbuz_model import encode_batch, load_model
 from project import ROOT
-from servers import SANITIZE, RedisProcess
+from redis_inputs import NUMBERS
+from redis_servers import SANITIZE, RedisProcess
 
 REDIS_ROOM = ROOT / "serving" / "redis"
-NUMBERS = list(range(MIN_INPUT, MAX_INPUT + 1))
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +46,6 @@ def eager_logits(eager_model):
     """The eager model's logits for the input of every n (the bits of n + 1)."""
     with torch.no_grad():
         return eager_model(encode_batch([n + 1 for n in NUMBERS])).numpy()
-
-
-def encoder(number):
-    """The book's encoder: a float32 array of shape (1, 10)."""
-    return np.array([encode(number)], dtype=np.float32)
 
 
 @pytest.fixture

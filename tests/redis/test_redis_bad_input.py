@@ -11,10 +11,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import encoder
+from redis_inputs import encoder
 from fizbuz_codec import true_class
-from holds import blocked_clients, worker_held
-from servers import SANITIZE, RedisProcess, wait_until
+from redis_holds import blocked_clients, worker_held
+from redis_servers import SANITIZE, RedisProcess, wait_until
 
 HUGE = 2 ** 63 - 1
 

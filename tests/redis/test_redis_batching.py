@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import redis
 
-from conftest import encoder
+from redis_inputs import encoder
 from fizbuz_codec import true_class
-from holds import blocked_clients, worker_held
-from servers import wait_until
+from redis_holds import blocked_clients, worker_held
+from redis_servers import wait_until
 
 
 def info(r, key):

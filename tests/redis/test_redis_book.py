@@ -4,7 +4,7 @@ dialect) equals the eager PyTorch model and the FizzBuzz truth of n + 1."""
 
 import numpy as np
 
-from conftest import NUMBERS, encoder
+from redis_inputs import NUMBERS, encoder
 from fizbuz_codec import true_class
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import redis
 
-from conftest import encoder
+from redis_inputs import encoder
 from fizbuz_codec import true_class
-from servers import wait_until
+from redis_servers import wait_until
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ appended to by replicated runs) keeps the model answering."""
 
 import numpy as np
 
-from conftest import encoder
+from redis_inputs import encoder
 from fizbuz_codec import true_class
-from servers import wait_until
+from redis_servers import wait_until
 
 
 def predict(r, n, key='model'):

@@ -8,9 +8,9 @@ import pytest
 import redis
 import redis.sentinel
 
-from conftest import encoder
+from redis_inputs import encoder
 from fizbuz_codec import true_class
-from servers import RedisProcess, wait_until
+from redis_servers import RedisProcess, wait_until
 
 
 def predict(r, n):

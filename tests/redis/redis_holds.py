@@ -4,7 +4,7 @@ it and know they are queued, without timing anything."""
 import contextlib
 import threading
 
-from servers import wait_until
+from redis_servers import wait_until
 
 HOLD_ROWS = 4
 
