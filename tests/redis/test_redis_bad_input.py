@@ -224,3 +224,13 @@ def test_a_run_waiting_for_minbatchsize_times_out_and_frees_the_queue(r, model_b
     with pytest.raises(redis.ResponseError, match="TIMEDOUT"):
         r.execute_command('AI.MODELEXECUTE', 'waits', 'INPUTS', 1, 'a', 'OUTPUTS', 1, 'o', 'TIMEOUT', 50)
     assert_good_run(r)  # the run thread did not stay stuck on the lone run
+
+
+def test_redis_learns_a_runs_keys_from_the_module(r):
+    """What Cluster uses for slots (the getkeys callback), also for bad commands."""
+    assert r.command_getkeys('AI.MODELRUN', 'm', 'INPUTS', 'a', 'b', 'OUTPUTS', 'c') == ['m', 'a', 'b', 'c']
+    assert r.command_getkeys('AI.MODELEXECUTE', 'm', 'INPUTS', 1, 'a', 'OUTPUTS', 2, 'c', 'd', 'TIMEOUT', 5) == \
+        ['m', 'a', 'c', 'd']
+    for broken in (['AI.MODELRUN', 'm'], ['AI.MODELEXECUTE', 'm', 'INPUTS', 9, 'a'], ['AI.MODELRUN', 'm', 'x', 'y']):
+        assert r.command_getkeys(*broken) == ['m']
+    assert_good_run(r)

@@ -104,19 +104,19 @@ int reply_done(RedisModuleCtx* ctx, RedisModuleString** /*argv*/, int /*argc*/) 
 void free_job(RedisModuleCtx* /*ctx*/, void* privdata) { delete static_cast<Job*>(privdata); }
 
 int run(RedisModuleCtx* ctx, RedisModuleString** argv, int argc, bool execute) {
-  if (argc < 4) return rm::api.WrongArity(ctx);
   RunArgs a;
   std::string error;
-  const bool parsed = execute ? parse_execute(argv, argc, a, error) : parse_run(argv, argc, a, error);
+  const bool parsed = argc >= 2 && (execute ? parse_execute(argv, argc, a, error) : parse_run(argv, argc, a, error));
   if (rm::api.IsKeysPositionRequest(ctx)) {
     // Redis asks where the keys are (Cluster slots, ACLs): model, inputs, outputs.
-    rm::api.KeyAtPos(ctx, 1);
+    if (argc >= 2) rm::api.KeyAtPos(ctx, 1);
     if (parsed) {
       for (int p : a.inputs) rm::api.KeyAtPos(ctx, p);
       for (int p : a.outputs) rm::api.KeyAtPos(ctx, p);
     }
     return rm::OK;
   }
+  if (argc < 4) return rm::api.WrongArity(ctx);
   if (!parsed) return rm::api.ReplyWithError(ctx, error.c_str());
   if (a.inputs.empty() || a.outputs.empty()) return rm::api.ReplyWithError(ctx, "ERR a run needs at least one input and one output");
   if (rm::api.GetContextFlags(ctx) & (rm::CTX_FLAGS_MULTI | rm::CTX_FLAGS_LUA)) {
