@@ -54,8 +54,8 @@ def start_redis(tmp_path, module_path):
     one is stopped when the test ends, whatever happened."""
     started = []
 
-    def start(name="redis", args=(), module=True, **kwargs):
-        taken = {p.port for p in started}
+    def start(name="redis", args=(), module=True, taken=(), **kwargs):
+        taken = {p.port for p in started} | set(taken)
         proc = RedisProcess(tmp_path / name, module_path if module else None, args, taken=taken, **kwargs)
         started.append(proc)
         return proc.start()

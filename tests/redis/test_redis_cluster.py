@@ -9,15 +9,24 @@ import numpy as np
 import pytest
 import redis
 
-from redis_inputs import encoder
 from fizbuz_codec import true_class
+from ports import free_port
+from redis_inputs import encoder
 from redis_servers import wait_until
 
 
 @pytest.fixture
 def cluster(start_redis):
-    nodes = [start_redis(f"node{i}", args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                           "--cluster-node-timeout", "5000"]) for i in range(3)]
+    nodes, taken = [], set()
+    for i in range(3):
+        # The bus port is port + 10000 unless set: pick a free one of our own.
+        bus = free_port(taken)
+        taken.add(bus)
+        node = start_redis(f"node{i}", args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                             "--cluster-node-timeout", "5000", "--cluster-port", str(bus)],
+                           taken=taken)
+        taken.add(node.port)
+        nodes.append(node)
     create = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
                              "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=120)
     assert create.returncode == 0, create.stdout + create.stderr

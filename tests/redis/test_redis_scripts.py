@@ -3,11 +3,12 @@ start_redis.sh start/status/stop around the book-style client.py."""
 
 import os
 import subprocess
+import sys
 
 import pytest
 
 from ports import free_port
-from project import ROOT, VENV_PYTHON
+from project import ROOT
 
 ROOM = ROOT / "serving" / "redis"
 
@@ -43,13 +44,13 @@ def test_start_status_client_stop(tmp_path):
         assert status.returncode == 0 and f"pid {pid}" in status.stdout and "PONG" in status.stdout
         again = run([script, "start"], env)
         assert again.returncode == 0 and "already running" in again.stdout
-        client = run([VENV_PYTHON, ROOM / "client.py", "--port", port, "--store", "14", "2", "4", "7"], env)
+        client = run([sys.executable, ROOM / "client.py", "--port", port, "--store", "14", "2", "4", "7"], env)
         assert client.returncode == 0, client.stderr
         assert client.stdout.splitlines() == ["14 -> FizzBuzz", "2 -> Fizz", "4 -> Buzz", "7 -> 8"]
-        one_x = run([VENV_PYTHON, ROOM / "client.py", "--port", port, "--dialect", "1.x", "--store", "--key", "m",
+        one_x = run([sys.executable, ROOM / "client.py", "--port", port, "--dialect", "1.x", "--store", "--key", "m",
                      "1021"], env)
         assert one_x.stdout.splitlines() == ["1021 -> 1022"], one_x.stderr
-        bad = run([VENV_PYTHON, ROOM / "client.py", "--port", port, "--key", "missing", "3"], env)
+        bad = run([sys.executable, ROOM / "client.py", "--port", port, "--key", "missing", "3"], env)
         assert bad.returncode == 1 and "model key is empty" in bad.stderr
     finally:
         stopped = run([script, "stop"], env)
