@@ -27,5 +27,6 @@ ensure_venv --dev
 "$ROOT/scripts/setup_browser.sh"
 "$ROOT/serving/front/setup_nginx.sh"  # the front door's nginx (apt, root) for tests/front
 "$ROOT/serving/metrics/setup_prometheus.sh"
+"$ROOT/serving/redis/setup.sh"
 cd "$ROOT"
 exec "$PY" -m pytest "$@"
