@@ -65,13 +65,18 @@ def free_ports(count, host="127.0.0.1"):
 
 # --------------------------------------------------------------------------- waiting
 
-def wait_until(condition, timeout, what, interval=0.1, alive=None):
+def wait_until(condition, timeout, what, interval=0.1, alive=None, not_yet=()):
     """Poll `condition` until it returns a truthy value (returned) or `timeout`
     seconds pass (LifecycleError). `alive`, when given, is polled too: the wait
-    ends early when the server it watches has exited."""
+    ends early when the server it watches has exited. Exceptions in `not_yet`
+    raised by `condition` count as false (a server still starting refuses
+    connections or answers "loading")."""
     deadline = time.monotonic() + timeout
     while True:
-        result = condition()
+        try:
+            result = condition()
+        except not_yet:
+            result = None
         if result:
             return result
         if alive is not None and not alive():

@@ -17,18 +17,17 @@ import os
 import selectors
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-from fizbuz_codec import MAX_INPUT, encode, true_class  # noqa: E402
-from ports import free_port  # noqa: E402
+import redis
+
+from fizbuz.contract import ROOT, TORCHSCRIPT_PATH
+from fizbuz.lifecycle import PidFile, free_port, running_server
+from fizbuz_codec import MAX_INPUT, encode, true_class
+from serving.redis.ready import answers_ping
 
 HEADER = b"*3\r\n+FLOAT\r\n*2\r\n:1\r\n:4\r\n$16\r\n"
 REPLY_LEN = 5 + 5 + len(HEADER) + 16 + 2  # +OK, +OK, the TENSORGET triple
@@ -116,44 +115,32 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--batchsize", type=int, default=64, help="the model's BATCHSIZE (default: %(default)s)")
     parser.add_argument("--module", default=ROOT / "build" / "redis" / "fizbuz_ai.so")
-    parser.add_argument("--model", default=ROOT / "build" / "fizbuz.pt")
+    parser.add_argument("--model", default=TORCHSCRIPT_PATH)
     args = parser.parse_args(argv)
-    import redis
 
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="fizbuz-redis-bench-") as folder:
-        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", folder,
-                                   "--save", "", "--appendonly", "no", "--logfile", f"{folder}/redis.log",
-                                   "--maxclients", "1000", "--loadmodule", str(args.module)])
-        try:
-            r = redis.Redis(port=port)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if r.ping():
-                        break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise
-                    time.sleep(0.05)
-            r.execute_command("AI.MODELSTORE", "model", "TORCH", "CPU", "BATCHSIZE", args.batchsize,
-                              "BLOB", Path(args.model).read_bytes())
-            # Redis's CPU time per prediction (all its threads) does not depend on
-            # how busy the shared box is, unlike predictions per second.
-            print("| clients | predictions/s | wrong | runs per forward | redis CPU µs per prediction |\n"
-                  "|---:|---:|---:|---:|---:|")
-            for clients in args.clients:
-                r.execute_command("AI.INFO", "model", "RESETSTAT")
-                cpu_before = cpu_seconds(r)
-                rate, wrong = measure(port, clients, args.seconds)
-                cpu = cpu_seconds(r) - cpu_before
-                info = dict(zip(*[iter(r.execute_command("AI.INFO", "model"))] * 2))
-                per_forward = info[b"calls"] / max(info[b"forwards"], 1)
-                per_prediction = 1e6 * cpu / max(info[b"calls"], 1)
-                print(f"| {clients} | {rate:,.0f} | {wrong} | {per_forward:.1f} | {per_prediction:.0f} |", flush=True)
-        finally:
-            server.terminate()
-            server.wait(30)
+    r = redis.Redis(port=port)
+    command = ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--maxclients", "1000", "--loadmodule", args.module]
+    with tempfile.TemporaryDirectory(prefix="fizbuz-redis-bench-") as folder, \
+            running_server(command + ["--dir", folder, "--logfile", f"{folder}/redis.log"],
+                           PidFile(f"{folder}/redis.pid", marker=str(port)), f"{folder}/stderr.log",
+                           ready=lambda: answers_ping(r), what=f"redis-server on port {port}", timeout=30):
+        r.execute_command("AI.MODELSTORE", "model", "TORCH", "CPU", "BATCHSIZE", args.batchsize,
+                          "BLOB", Path(args.model).read_bytes())
+        # Redis's CPU time per prediction (all its threads) does not depend on
+        # how busy the shared box is, unlike predictions per second.
+        print("| clients | predictions/s | wrong | runs per forward | redis CPU µs per prediction |\n"
+              "|---:|---:|---:|---:|---:|")
+        for clients in args.clients:
+            r.execute_command("AI.INFO", "model", "RESETSTAT")
+            cpu_before = cpu_seconds(r)
+            rate, wrong = measure(port, clients, args.seconds)
+            cpu = cpu_seconds(r) - cpu_before
+            info = dict(zip(*[iter(r.execute_command("AI.INFO", "model"))] * 2))
+            per_forward = info[b"calls"] / max(info[b"forwards"], 1)
+            per_prediction = 1e6 * cpu / max(info[b"calls"], 1)
+            print(f"| {clients} | {rate:,.0f} | {wrong} | {per_forward:.1f} | {per_prediction:.0f} |", flush=True)
     return 0
 
 

@@ -17,12 +17,8 @@ from pathlib import Path
 import numpy as np
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-# The codec is one file at the checkout's top (until it moves into a package).
-sys.path.insert(0, str(ROOT))
-from fizbuz_codec import MAX_INPUT, MIN_INPUT, encode, readable  # noqa: E402
-
-DEFAULT_MODEL = ROOT / "build" / "fizbuz.pt"
+from fizbuz.contract import TORCHSCRIPT_PATH
+from fizbuz_codec import MAX_INPUT, MIN_INPUT, encode, readable
 
 
 def store(r, model_path, key, dialect):
@@ -60,7 +56,7 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=6379)
     parser.add_argument("--key", default="model", help="the model's key (default: %(default)s)")
     parser.add_argument("--store", action="store_true", help="store the model first")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="TorchScript file (default: %(default)s)")
+    parser.add_argument("--model", default=TORCHSCRIPT_PATH, help="TorchScript file (default: %(default)s)")
     parser.add_argument("--dialect", choices=["0.x", "1.x"], default="0.x")
     args = parser.parse_args(argv)
     r = redis.Redis(host=args.host, port=args.port)

@@ -14,7 +14,8 @@ Usage: serving/redis/setup.sh [-h]
 1. installs Debian's redis-server and redis-sentinel (7.0) with apt-get when
    missing (needs root), and checks for cmake and g++;
 2. builds the module (serving/redis/build.sh) against the venv's LibTorch;
-3. writes build/fizbuz.pt with export_torchscript.py when it is missing;
+3. writes the TorchScript model (fizbuz.contract.TORCHSCRIPT_PATH, build/fizbuz.pt)
+   with python -m fizbuz.torchscript when it is missing;
 4. creates $REDISAI_VENV with the redisai 1.3.0 client, pinned
    (serving/redis/requirements-redisai.txt: it needs redis<5 and setuptools<82).
 
@@ -46,9 +47,11 @@ redis-server --version | grep -q ' v=7\.' || say "warning: tested with redis-ser
 say "building the module"
 build_log=$("$HERE/build.sh" 2>&1) || { echo "$build_log" >&2; die "building the module failed"; }
 
-if [ ! -f "$ROOT/build/fizbuz.pt" ]; then
-  say "exporting build/fizbuz.pt"
-  (cd "$ROOT" && "$VENV/bin/python" export_torchscript.py --quiet >/dev/null)
+# The model's path comes from the contract, not re-typed here.
+torchscript=$("$VENV/bin/python" -m fizbuz.contract TORCHSCRIPT_PATH)
+if [ ! -f "$torchscript" ]; then
+  say "exporting $torchscript"
+  "$VENV/bin/python" -m fizbuz.torchscript --quiet >/dev/null
 fi
 
 stamp=$REDISAI_VENV/.fizbuz-installed

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import torch
 
-import export_torchscript
-from fizbuz_model import encode_batch, load_model
-from project import ROOT
+from fizbuz import torchscript
+from fizbuz.contract import ROOT, WEIGHTS
+from fizbuz.model import encode_batch, load_model
 from redis_inputs import NUMBERS
 from redis_servers import SANITIZE, RedisProcess
 
@@ -31,13 +31,13 @@ def module_path():
 
 @pytest.fixture(scope="session")
 def eager_model():
-    return load_model(export_torchscript.DEFAULT_WEIGHTS)
+    return load_model(WEIGHTS)
 
 
 @pytest.fixture(scope="session")
 def model_blob(eager_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
-    export_torchscript.export(eager_model, path)
+    torchscript.export(eager_model, path)
     return path.read_bytes()
 
 

@@ -1,18 +1,20 @@
 """Real redis-server / redis-sentinel processes for the Redis module's tests:
-each on a free port in its own folder with its own log, started in the
-foreground as our child (so we hold its PID), ready when a real condition
-holds, and stopped by PID."""
+each on a free port in its own folder with its own log, started through
+fizbuz.lifecycle (own session, pid file, ready when PING is answered) and
+stopped by PID."""
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import redis
 
-from ports import free_port
+from fizbuz import lifecycle
+from fizbuz.lifecycle import PidFile, end_family, free_port, is_alive, start_server, tail
+from serving.redis.ready import NOT_YET, answers_ping
 
 READY_SECONDS = 30
+STOP_SECONDS = 30
 SANITIZE = os.environ.get("FIZBUZ_REDIS_SANITIZE") == "ON"
 
 
@@ -29,22 +31,9 @@ def server_env():
     return env
 
 
-def wait_until(condition, what, seconds=READY_SECONDS, interval=0.05):
-    """Poll `condition()` until it is true; fail with `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if condition():
-                return
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {seconds}s waiting for {what}")
-        time.sleep(interval)  # a polling interval, not a readiness guess
-
-
-def info(client, section):
-    return client.info(section)
+def wait_until(condition, what):
+    """lifecycle.wait_until with the tests' bound; Redis's "not yet" errors count as false."""
+    return lifecycle.wait_until(condition, READY_SECONDS, what, interval=0.05, not_yet=NOT_YET)
 
 
 class RedisProcess:
@@ -58,14 +47,18 @@ class RedisProcess:
         self.args = list(args)
         self.sentinel_conf = sentinel_conf
         self.log = self.folder / "redis.log"
+        # Redis rewrites its command line to "redis-server 127.0.0.1:PORT", so
+        # the port is what both the started and the running command line hold.
+        self.pid_file = PidFile(self.folder / "redis.pid", marker=str(self.port))
         self.process = None
 
     def command(self):
         if self.sentinel_conf is not None:
             conf = self.folder / "sentinel.conf"
-            conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\n"
-                            f"logfile {self.log}\n{self.sentinel_conf}")
-            return ["redis-sentinel", str(conf)]
+            conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nlogfile {self.log}\n"
+                            + self.sentinel_conf)
+            # --port as well: it puts the marker in the command line before Redis retitles it.
+            return ["redis-sentinel", str(conf), "--port", str(self.port)]
         cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                "--dir", str(self.folder), "--logfile", str(self.log), "--daemonize", "no",
                "--save", "", "--appendonly", "no"]
@@ -74,43 +67,27 @@ class RedisProcess:
         return cmd + self.args
 
     def start(self):
-        # Sanitizer reports go to stderr: keep them next to the log.
-        with open(self.folder / "stderr.log", "ab") as stderr:
-            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=stderr,
-                                            cwd=self.folder, env=server_env())
-        wait_until(self._answers, f"PING on port {self.port} (log: {self.log})")
+        # stdout/stderr (sanitizer reports) go to stderr.log, beside Redis's own log.
+        self.process = start_server(self.command(), self.pid_file, self.folder / "stderr.log",
+                                    ready=lambda: answers_ping(self.client()), what=f"PING on port {self.port} (log: {self.log})",
+                                    timeout=READY_SECONDS, env=server_env(), cwd=self.folder)
         return self
-
-    def _answers(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"redis on port {self.port} exited with {self.process.returncode}:\n"
-                                 + self.log_tail() + (self.folder / "stderr.log").read_text(errors="replace"))
-        return self.client().ping()
 
     def client(self, **kwargs):
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=60, **kwargs)
 
     def alive(self):
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and is_alive(self.process)
 
     def log_tail(self, lines=30):
-        if not self.log.exists():
-            return "(no log)"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log, lines)
 
     def stop(self, kill=False):
         """SIGTERM (Redis saves/flushes as configured and exits) or SIGKILL, by
         PID. Returns True when a SIGTERM was enough (a clean shutdown)."""
         if not self.alive():
             return False
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            return False
+        # Our own child object: end_family's wait records its exit code on it.
+        end_family(self.process, grace=0 if kill else STOP_SECONDS)
+        self.pid_file.remove()
         return not kill and self.process.returncode == 0

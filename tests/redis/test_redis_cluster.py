@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from fizbuz_codec import true_class
-from ports import free_port
+from fizbuz.lifecycle import free_port
 from redis_inputs import encoder
 from redis_servers import wait_until
 

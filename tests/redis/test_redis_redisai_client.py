@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fizbuz_codec import true_class
-from project import ROOT
+from fizbuz_codec import encode, true_class
+from fizbuz.contract import ROOT
+from redis_inputs import NUMBERS
 
 CLIENT_PYTHON = ROOT / ".venv-redisai" / "bin" / "python"
 CHECK = Path(__file__).with_name("redisai_client_check.py")
@@ -21,13 +22,15 @@ def test_redisai_client_answers_every_input(server, model_blob, eager_logits, tm
         pytest.fail("no .venv-redisai: run serving/redis/setup.sh (run_tests.sh does)")
     model = tmp_path / "fizbuz.pt"
     model.write_bytes(model_blob)
-    result = subprocess.run([str(CLIENT_PYTHON), str(CHECK), str(server.port), str(model)],
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps([encode(n + 1) for n in NUMBERS]))
+    result = subprocess.run([str(CLIENT_PYTHON), str(CHECK), str(server.port), str(model), str(inputs)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     logits = np.array(reply["logits"], dtype=np.float32)
     np.testing.assert_allclose(logits, eager_logits, atol=1e-5)
-    assert [int(row.argmax()) for row in logits] == [true_class(n + 1) for n in range(1023)]
+    assert [int(row.argmax()) for row in logits] == [true_class(n + 1) for n in NUMBERS]
     assert reply["values"] == {"dtype": "FLOAT", "shape": [2], "values": [1.5, 2.5]}
     assert reply["meta"]["backend"] == "TORCH" and reply["meta"]["tag"] == "book"
     assert reply["info"]["calls"] == 1023 and reply["info"]["errors"] == 0

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ports import free_port
-from project import ROOT
+from fizbuz.contract import ROOT
+from fizbuz.lifecycle import free_port
 
 ROOM = ROOT / "serving" / "redis"
 
