@@ -1,4 +1,5 @@
-"""Fixtures shared by unit and end-to-end tests: the real built archive."""
+"""Fixtures shared by the test folders: the real built archive, and the eager
+model with its TorchScript trace (for the C++ runner and the Redis module)."""
 
 import pytest
 
@@ -21,6 +22,23 @@ def model_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mar_path(model_store):
     return model_store / MAR_FILE_NAME
+
+
+@pytest.fixture(scope="session")
+def eager_model():
+    # Imported here: torch loads only for the tests that use the model.
+    from fizbuz.contract import WEIGHTS
+    from fizbuz.model import load_model
+    return load_model(WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def torchscript_model(eager_model, tmp_path_factory):
+    """A fizbuz.pt traced from the committed weights, in a temp folder."""
+    from fizbuz import torchscript
+    path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
+    torchscript.export(eager_model, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Fixtures for the TorchScript / C++ LibTorch path: the real binary, built by
-the real cpp/build.sh, and a fizbuz.pt traced from the committed weights."""
+the real cpp/build.sh (the traced fizbuz.pt is in tests/conftest.py)."""
 
 import os
 import subprocess
@@ -7,10 +7,9 @@ import subprocess
 import pytest
 import torch
 
-from fizbuz import torchscript
 from fizbuz_codec import MAX_INPUT, MIN_INPUT, readable
-from fizbuz.model import encode_batch, load_model
-from fizbuz.contract import ROOT, WEIGHTS
+from fizbuz.model import encode_batch
+from fizbuz.contract import ROOT
 
 
 
@@ -24,18 +23,6 @@ def cli_binary():
     binary = ROOT / "build" / "cpp" / "fizbuz_cli"
     assert f"built {binary}" in result.stdout
     return binary
-
-
-@pytest.fixture(scope="session")
-def eager_model():
-    return load_model(WEIGHTS)
-
-
-@pytest.fixture(scope="session")
-def torchscript_model(eager_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
-    torchscript.export(eager_model, path)
-    return path
 
 
 @pytest.fixture(scope="session")

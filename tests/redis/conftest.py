@@ -8,9 +8,8 @@ import subprocess
 import pytest
 import torch
 
-from fizbuz import torchscript
-from fizbuz.contract import ROOT, WEIGHTS
-from fizbuz.model import encode_batch, load_model
+from fizbuz.contract import ROOT
+from fizbuz.model import encode_batch
 from redis_inputs import NUMBERS
 from redis_servers import SANITIZE, RedisProcess
 
@@ -30,15 +29,8 @@ def module_path():
 
 
 @pytest.fixture(scope="session")
-def eager_model():
-    return load_model(WEIGHTS)
-
-
-@pytest.fixture(scope="session")
-def model_blob(eager_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
-    torchscript.export(eager_model, path)
-    return path.read_bytes()
+def model_blob(torchscript_model):
+    return torchscript_model.read_bytes()
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,9 @@ def server_env():
     return env
 
 
-def wait_until(condition, what):
+def wait_until(condition, what, seconds=READY_SECONDS):
     """lifecycle.wait_until with the tests' bound; Redis's "not yet" errors count as false."""
-    return lifecycle.wait_until(condition, READY_SECONDS, what, interval=0.05, not_yet=NOT_YET)
+    return lifecycle.wait_until(condition, seconds, what, interval=0.05, not_yet=NOT_YET)
 
 
 class RedisProcess:
