@@ -20,11 +20,7 @@ Environment:
   FIZBUZ_VENV   the virtual environment to use (default: $ROOT/.venv)
 USAGE
 }
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  "") ;;
-  *) echo "build_mar.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
+help_or_no_arguments "$@"
 
 ensure_venv
 # Names and paths come from the one contract module (fizbuz/contract.py).

@@ -21,6 +21,7 @@ ONNX_PATH = PACKAGE_DIR / "fizbuz.onnx"
 MODEL_STORE = ROOT / "model_store"
 MAR_FILE_NAME = f"{MODEL_NAME}.mar"
 TORCHSCRIPT_PATH = ROOT / "build" / "fizbuz.pt"
+REDIS_MODULE = ROOT / "build" / "redis" / "fizbuz_ai.so"   # serving/redis/build.sh's default
 RUN_DIR = ROOT / "run"
 
 # What build_mar.sh copies beside the converted model, and the archive's exact file list.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from fizbuz.contract import ROOT, TORCHSCRIPT_PATH
+from fizbuz.contract import REDIS_MODULE, TORCHSCRIPT_PATH
 from fizbuz.lifecycle import PidFile, free_port, running_server
 from fizbuz_codec import MAX_INPUT, encode, true_class
 from serving.redis.ready import answers_ping
@@ -114,7 +114,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=5.0, help="per point (default: %(default)s)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--batchsize", type=int, default=64, help="the model's BATCHSIZE (default: %(default)s)")
-    parser.add_argument("--module", default=ROOT / "build" / "redis" / "fizbuz_ai.so")
+    parser.add_argument("--module", default=REDIS_MODULE)
     parser.add_argument("--model", default=TORCHSCRIPT_PATH)
     args = parser.parse_args(argv)
 

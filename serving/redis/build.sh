@@ -2,8 +2,7 @@
 # Build the Redis module (serving/redis/) against the venv's LibTorch.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-VENV=${FIZBUZ_VENV:-$ROOT/.venv}
+source "$HERE/../../scripts/common.sh"
 BUILD_DIR=${FIZBUZ_REDIS_BUILD_DIR:-$ROOT/build/redis}
 JOBS=${FIZBUZ_REDIS_JOBS:-2}
 SANITIZE=${FIZBUZ_REDIS_SANITIZE:-OFF}
@@ -24,16 +23,10 @@ Environment:
   FIZBUZ_VENV             venv whose torch is used (default: $ROOT/.venv)
 USAGE
 }
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  "") ;;
-  *) echo "build.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
-
-die() { echo "build.sh: $*" >&2; exit 1; }
+help_or_no_arguments "$@"
 command -v cmake >/dev/null || die "cmake not found: apt-get install -y cmake g++"
-[ -x "$VENV/bin/python" ] || die "no venv at $VENV: run scripts/setup_env.sh"
-TORCH_PREFIX=$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)') \
+[ -x "$PY" ] || die "no venv at $VENV: run scripts/setup_env.sh"
+TORCH_PREFIX=$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)') \
   || die "cannot import torch from $VENV"
 
 # Configure once per torch/source folder; `cmake --build` re-runs it by itself

@@ -2,8 +2,7 @@
 # Set up everything the Redis module needs; idempotent (a re-run does nothing new).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-VENV=${FIZBUZ_VENV:-$ROOT/.venv}
+source "$HERE/../../scripts/common.sh"
 REDISAI_VENV=${FIZBUZ_REDISAI_VENV:-$ROOT/.venv-redisai}
 PYTHON=${PYTHON:-python3}
 
@@ -25,13 +24,7 @@ Environment:
   PYTHON               Python 3.11 for that venv (default: python3)
 USAGE
 }
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  "") ;;
-  *) echo "setup.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
-die() { echo "setup.sh: $*" >&2; exit 1; }
-say() { echo "==> $*"; }
+help_or_no_arguments "$@"
 
 if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null \
    || ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then
@@ -43,15 +36,15 @@ if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/nul
 fi
 redis-server --version | grep -q ' v=7\.' || say "warning: tested with redis-server 7.0, found: $(redis-server --version)"
 
-[ -x "$VENV/bin/python" ] || "$ROOT/scripts/setup_env.sh"
+[ -x "$PY" ] || ensure_venv
 say "building the module"
 build_log=$("$HERE/build.sh" 2>&1) || { echo "$build_log" >&2; die "building the module failed"; }
 
 # The model's path comes from the contract, not re-typed here.
-torchscript=$("$VENV/bin/python" -m fizbuz.contract TORCHSCRIPT_PATH)
+torchscript=$("$PY" -m fizbuz.contract TORCHSCRIPT_PATH)
 if [ ! -f "$torchscript" ]; then
   say "exporting $torchscript"
-  "$VENV/bin/python" -m fizbuz.torchscript --quiet >/dev/null
+  "$PY" -m fizbuz.torchscript --quiet >/dev/null
 fi
 
 stamp=$REDISAI_VENV/.fizbuz-installed
