@@ -7,11 +7,13 @@ still runs the program named there), so a server someone else runs on this
 machine is never touched.
 """
 
+import argparse
 import contextlib
 import logging
 import random
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -214,6 +216,23 @@ def running_server(command, pid_file, log_path, ready, what, timeout=60.0, env=N
         yield process
     finally:
         pid_file.stop(grace=5)
+
+
+def server_cli(argv, prog, description, commands, make_settings, errors=()):
+    """The `[start|stop|status]` command line the server scripts share: parse
+    the command (start when none), log "==> ..." to stdout, run
+    `commands[name](make_settings())`, and print a LifecycleError, ValueError
+    or one of `errors` as one line (exit 1) instead of a traceback."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="start", choices=tuple(commands))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    try:
+        return commands[args.command](make_settings())
+    except (LifecycleError, ValueError, *errors) as error:
+        print(f"{Path(prog).name}: {error}", file=sys.stderr)
+        return 1
 
 
 def tail(path, lines=20):

@@ -22,7 +22,6 @@ Environment (defaults in brackets):
   FIZBUZ_WEIGHTS [assets/fizbuz_model.pth]  the PyTorch weights to serve
 """
 
-import argparse
 import logging
 import os
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from fizbuz.contract import ROOT, RUN_DIR
 from fizbuz.http_client import answers_smoke_request, predict_url
-from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, start_server
+from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server
 
 APP = "serving.flask.app:create_app()"
 WORKER_CLASSES = ("sync", "gthread")
@@ -104,16 +103,8 @@ def status(settings):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="serving/flask/serve.sh", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="start", choices=("start", "stop", "status"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
-    try:
-        return {"start": start, "stop": stop, "status": status}[args.command](Settings())
-    except (LifecycleError, ValueError) as error:
-        print(f"serve.sh: {error}", file=sys.stderr)
-        return 1
+    return server_cli(argv, "serving/flask/serve.sh", __doc__, {"start": start, "stop": stop, "status": status},
+                      Settings)
 
 
 if __name__ == "__main__":

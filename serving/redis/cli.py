@@ -6,7 +6,6 @@ pid in $FIZBUZ_REDIS_RUN_DIR/redis.pid, its log in redis.log there; start
 returns once it answers PING, stop ends it by that pid (SIGTERM: Redis saves
 and exits)."""
 
-import argparse
 import logging
 import os
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import redis
 
 from fizbuz.contract import REDIS_MODULE, RUN_DIR
-from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, start_server
+from fizbuz.lifecycle import PidFile, check_port_free, server_cli, start_server
 from serving.redis.ready import answers_ping
 
 HERE = Path(__file__).resolve().parent
@@ -92,16 +91,9 @@ def status(settings):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="serving/redis/start_redis.sh", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="start", choices=("start", "stop", "status"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
-    try:
-        return {"start": start, "stop": stop, "status": status}[args.command](Settings())
-    except (LifecycleError, ValueError, redis.RedisError, subprocess.CalledProcessError) as error:
-        print(f"start_redis.sh: {error}", file=sys.stderr)
-        return 1
+    return server_cli(argv, "serving/redis/start_redis.sh", __doc__,
+                      {"start": start, "stop": stop, "status": status}, Settings,
+                      errors=(redis.RedisError, subprocess.CalledProcessError))
 
 
 if __name__ == "__main__":
