@@ -42,4 +42,20 @@ void* open_value(RedisModuleCtx* ctx, RedisModuleString* name, RedisModuleType* 
   return rm::api.ModuleTypeGetValue(key);
 }
 
+RedisModuleType* create_type(RedisModuleCtx* ctx, const char* name,
+                             decltype(RedisModuleTypeMethods::rdb_load) rdb_load,
+                             decltype(RedisModuleTypeMethods::rdb_save) rdb_save,
+                             decltype(RedisModuleTypeMethods::aof_rewrite) aof_rewrite,
+                             decltype(RedisModuleTypeMethods::mem_usage) mem_usage,
+                             decltype(RedisModuleTypeMethods::free) free_value) {
+  RedisModuleTypeMethods methods{};
+  methods.version = rm::TYPE_METHOD_VERSION;
+  methods.rdb_load = rdb_load;
+  methods.rdb_save = rdb_save;
+  methods.aof_rewrite = aof_rewrite;
+  methods.mem_usage = mem_usage;
+  methods.free = free_value;
+  return rm::api.CreateDataType(ctx, name, 0, &methods);
+}
+
 }  // namespace fzai

@@ -1,5 +1,5 @@
-// Small helpers shared by the commands: argument text, keyword matching and
-// key lookups with RedisAI's error replies.
+// Small helpers shared by the commands and value types: argument text, keyword
+// matching, key lookups with RedisAI's error replies, type registration.
 #pragma once
 
 #include <string>
@@ -27,5 +27,14 @@ constexpr const char* kWrongType = "WRONGTYPE Operation against a key holding th
 // `empty_error` is the reply for a missing key.
 void* open_value(RedisModuleCtx* ctx, RedisModuleString* name, RedisModuleType* type, int mode,
                  const char* empty_error, RedisModuleKey** key_out);
+
+// Register a module value type with the callbacks every type here has (RDB
+// load/save, AOF rewrite, MEMORY USAGE, free). Names are exactly 9 characters.
+RedisModuleType* create_type(RedisModuleCtx* ctx, const char* name,
+                             decltype(RedisModuleTypeMethods::rdb_load) rdb_load,
+                             decltype(RedisModuleTypeMethods::rdb_save) rdb_save,
+                             decltype(RedisModuleTypeMethods::aof_rewrite) aof_rewrite,
+                             decltype(RedisModuleTypeMethods::mem_usage) mem_usage,
+                             decltype(RedisModuleTypeMethods::free) free_value);
 
 }  // namespace fzai

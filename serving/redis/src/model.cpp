@@ -3,6 +3,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "keys.hpp"
+
 namespace fzai {
 
 RedisModuleType* model_type = nullptr;
@@ -121,14 +123,7 @@ void free_value(void* value) { delete static_cast<ModelRef*>(value); }
 }  // namespace
 
 bool register_model_type(RedisModuleCtx* ctx) {
-  RedisModuleTypeMethods methods{};
-  methods.version = rm::TYPE_METHOD_VERSION;
-  methods.rdb_load = rdb_load;
-  methods.rdb_save = rdb_save;
-  methods.aof_rewrite = aof_rewrite;
-  methods.mem_usage = mem_usage;
-  methods.free = free_value;
-  model_type = rm::api.CreateDataType(ctx, "FZAI_MODL", 0, &methods);
+  model_type = create_type(ctx, "FZAI_MODL", rdb_load, rdb_save, aof_rewrite, mem_usage, free_value);
   return model_type != nullptr;
 }
 

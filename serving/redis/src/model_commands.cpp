@@ -143,6 +143,16 @@ void reply_pair(RedisModuleCtx* ctx, const char* name, long long value) {
   rm::api.ReplyWithLongLong(ctx, value);
 }
 
+// backend, device and tag: six reply items, in both AI.MODELGET META and AI.INFO.
+void reply_identity(RedisModuleCtx* ctx, const ModelSettings& s) {
+  rm::api.ReplyWithSimpleString(ctx, "backend");
+  rm::api.ReplyWithSimpleString(ctx, s.backend.c_str());
+  rm::api.ReplyWithSimpleString(ctx, "device");
+  rm::api.ReplyWithSimpleString(ctx, s.device.c_str());
+  rm::api.ReplyWithSimpleString(ctx, "tag");
+  rm::api.ReplyWithStringBuffer(ctx, s.tag.data(), s.tag.size());
+}
+
 }  // namespace
 
 int ModelSet(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) { return store(ctx, argv, argc, false); }
@@ -168,12 +178,7 @@ int ModelGet(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
   rm::api.ReplyWithArray(ctx, (meta ? 16 : 0) + (blob ? 2 : 0));
   if (meta) {
     const ModelSettings& s = m.settings;
-    rm::api.ReplyWithSimpleString(ctx, "backend");
-    rm::api.ReplyWithSimpleString(ctx, s.backend.c_str());
-    rm::api.ReplyWithSimpleString(ctx, "device");
-    rm::api.ReplyWithSimpleString(ctx, s.device.c_str());
-    rm::api.ReplyWithSimpleString(ctx, "tag");
-    rm::api.ReplyWithStringBuffer(ctx, s.tag.data(), s.tag.size());
+    reply_identity(ctx, s);
     reply_pair(ctx, "batchsize", s.batchsize);
     reply_pair(ctx, "minbatchsize", s.minbatchsize);
     rm::api.ReplyWithSimpleString(ctx, "inputs");
@@ -222,12 +227,7 @@ int Info(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
   rm::api.ReplyWithStringBuffer(ctx, name.data(), name.size());
   rm::api.ReplyWithSimpleString(ctx, "type");
   rm::api.ReplyWithSimpleString(ctx, "MODEL");
-  rm::api.ReplyWithSimpleString(ctx, "backend");
-  rm::api.ReplyWithSimpleString(ctx, s.backend.c_str());
-  rm::api.ReplyWithSimpleString(ctx, "device");
-  rm::api.ReplyWithSimpleString(ctx, s.device.c_str());
-  rm::api.ReplyWithSimpleString(ctx, "tag");
-  rm::api.ReplyWithStringBuffer(ctx, s.tag.data(), s.tag.size());
+  reply_identity(ctx, s);
   reply_pair(ctx, "duration", static_cast<long long>(st.duration_us.load()));
   reply_pair(ctx, "samples", static_cast<long long>(st.samples.load()));
   reply_pair(ctx, "calls", static_cast<long long>(st.calls.load()));

@@ -264,15 +264,7 @@ void replicate_tensor(RedisModuleCtx* ctx, const char* key, std::size_t key_len,
 }
 
 bool register_tensor_type(RedisModuleCtx* ctx) {
-  RedisModuleTypeMethods methods{};
-  methods.version = rm::TYPE_METHOD_VERSION;
-  methods.rdb_load = rdb_load;
-  methods.rdb_save = rdb_save;
-  methods.aof_rewrite = aof_rewrite;
-  methods.mem_usage = mem_usage;
-  methods.free = free_value;
-  // Type names are exactly 9 characters.
-  tensor_type = rm::api.CreateDataType(ctx, "FZAI_TENS", 0, &methods);
+  tensor_type = create_type(ctx, "FZAI_TENS", rdb_load, rdb_save, aof_rewrite, mem_usage, free_value);
   return tensor_type != nullptr;
 }
 
