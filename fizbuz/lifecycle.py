@@ -218,6 +218,17 @@ def running_server(command, pid_file, log_path, ready, what, timeout=60.0, env=N
         pid_file.stop(grace=5)
 
 
+def stop_server(pid_file, what, grace):
+    """A server script's `stop`: stop by the pid file and say what happened
+    (stopping what is not running is fine: exit 0)."""
+    pid = pid_file.stop(grace=grace)
+    if pid is None:
+        log.info("no %s is running (pid file %s)", what, pid_file.path)
+    else:
+        log.info("stopped pid %d (%s)", pid, what)
+    return 0
+
+
 def server_cli(argv, prog, description, commands, make_settings, errors=()):
     """The `[start|stop|status]` command line the server scripts share: parse
     the command (start when none), log "==> ..." to stdout, run

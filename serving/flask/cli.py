@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fizbuz.contract import ROOT, RUN_DIR
 from fizbuz.http_client import answers_smoke_request, predict_url
-from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server
+from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
 
 APP = "serving.flask.app:create_app()"
 WORKER_CLASSES = ("sync", "gthread")
@@ -84,12 +84,7 @@ def start(settings):
 
 
 def stop(settings):
-    pid = settings.pid_file.stop(grace=30)
-    if pid is None:
-        log.info("no gunicorn is running from %s", settings.run_dir)
-    else:
-        log.info("stopped gunicorn (pid %d)", pid)
-    return 0
+    return stop_server(settings.pid_file, "gunicorn", grace=30)
 
 
 def status(settings):

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 
 from fizbuz.contract import REDIS_MODULE, RUN_DIR
-from fizbuz.lifecycle import PidFile, check_port_free, server_cli, start_server
+from fizbuz.lifecycle import PidFile, check_port_free, server_cli, start_server, stop_server
 from serving.redis.ready import answers_ping
 
 HERE = Path(__file__).resolve().parent
@@ -64,12 +64,7 @@ def start(settings):
 
 
 def stop(settings):
-    pid = settings.pid_file.stop(grace=settings.timeout)
-    if pid is None:
-        log.info("not running (no live pid in %s)", settings.pid_file.path)
-    else:
-        log.info("stopped pid %d", pid)
-    return 0
+    return stop_server(settings.pid_file, "redis-server", grace=settings.timeout)
 
 
 def status(settings):
