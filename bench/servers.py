@@ -7,16 +7,14 @@ when the block raised.
 
 import concurrent.futures
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER, expected_reply
 from fizbuz.http_client import call, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
-from fizbuz_codec import true_label
 from serving.flask.private import PrivateGunicorn
+from serving.front.nginx import nginx_binary
 from serving.mms.private import PrivateMms
 
 NGINX_REPLY = json.dumps({OUTPUT_KEY: SMOKE_ANSWER})
@@ -65,7 +63,7 @@ class Server:
         self.stop()
 
     def expected(self, number):
-        return {OUTPUT_KEY: true_label(number + 1)}
+        return expected_reply(number)
 
     def check_answers(self, sample_size, seed=1):
         """Ask about a random sample of inputs (and both bounds) concurrently, so
@@ -145,11 +143,6 @@ http {{
     }}
 }}
 """
-
-
-def nginx_binary():
-    return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(path, os.X_OK)), None)
 
 
 class NginxServer(Server):

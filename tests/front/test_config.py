@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from fizbuz.contract import ROOT
 from serving.front import config, tokens
 from serving.front.nginx import FrontDoor, NginxError
 
@@ -87,13 +88,11 @@ def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, ng
 
 @pytest.mark.parametrize("script", ["serving/front/fleet.sh", "serving/front/setup_nginx.sh"])
 def test_scripts_explain_themselves(script):
-    from project import ROOT
     result = subprocess.run([str(ROOT / script), "-h"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("Usage:")
 
 
 def test_nginx_set_up_rerun_is_a_quiet_no_op(nginx_installed):
-    from project import ROOT
     result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
 
