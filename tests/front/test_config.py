@@ -109,3 +109,25 @@ def test_without_root_the_fleet_plans_loopback_addresses_and_says_so(tmp_path, m
     addresses = [h["address"] for h in state["hosts"]]
     assert all(a.startswith("127.") for a in addresses) and len(set(addresses)) == 3
     assert "no network namespaces" in caplog.text
+
+
+def test_run_in_calls_inside_a_namespace_and_only_there():
+    """Host management calls go through network.run_in: a fresh namespace has
+    only its loopback, and the caller's own thread stays where it was."""
+    import secrets
+    import socket
+    from serving.front import network
+    if not network.namespaces_possible():
+        pytest.skip("needs network namespaces (root)")
+    namespace = f"fbz{secrets.token_hex(2)}t"
+    network.ip("netns", "add", namespace)
+    try:
+        inside = network.run_in(namespace, lambda: [name for _, name in socket.if_nameindex()])
+        assert inside == ["lo"]
+        assert len(socket.if_nameindex()) > 1  # the root namespace: more than lo
+        with pytest.raises(ZeroDivisionError):  # errors reach the caller
+            network.run_in(namespace, lambda: 1 / 0)
+        assert network.run_in(None, lambda: "here") == "here"
+    finally:
+        network.ip("netns", "del", namespace, check=False)
+    assert namespace not in network.ip("netns", "list").stdout
