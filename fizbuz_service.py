@@ -22,6 +22,7 @@ import mxnet as mx  # noqa: E402  (after the engine choice above)
 import numpy as np  # noqa: E402
 
 import fizbuz_codec as codec
+import fizbuz_metrics
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class MXNetModelService:
         self._executor = None
         self._input = None
         self._bit_table = None
+        self.metrics = fizbuz_metrics.NoMetrics()
+        self.log_lines = True
 
     def initialize(self, context):
         properties = context.system_properties
@@ -128,6 +131,10 @@ class MXNetModelService:
         self._bit_table = np.array(
             [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)],
             dtype=np.float32)
+        # Prometheus counters in this worker's own files (when the run folder has
+        # metrics on); MMS's per-batch metric log lines only when asked for.
+        self.metrics = fizbuz_metrics.for_worker(model_name)
+        self.log_lines = fizbuz_metrics.log_lines_wanted()
         self.initialized = True
         log.info("FizBuzNet loaded from %s: input %s, batch size %d",
                  model_dir, self.input_name, self.batch_size)
@@ -199,8 +206,12 @@ class MXNetModelService:
                 context.set_response_status(codec.ERROR_STATUS, ERROR_PHRASE, idx)
             phrases.append("" if error is None else ERROR_PHRASE)
         replies = align_for_frontend(replies, context.request_ids, phrases)
+        bad = sum(error is not None for error in errors)
+        self.metrics.record_batch(len(batch) - bad, bad,
+                                  (preprocessed - started, inferred - preprocessed, finished - inferred),
+                                  time.perf_counter() - started)
         metrics = context.metrics
-        if metrics is not None:
+        if self.log_lines and metrics is not None:
             metrics.add_time("PreprocessTime", round((preprocessed - started) * 1000, 3))
             metrics.add_time("InferenceTime", round((inferred - preprocessed) * 1000, 3))
             metrics.add_time("PostprocessTime", round((finished - inferred) * 1000, 3))
@@ -233,4 +244,5 @@ def handle(data, context):
         return _service.handle(data, context)
     except Exception as error:  # noqa: BLE001  a fault, not bad input: logged with its traceback, answered 500
         log.exception("handler failed on a batch of %d request(s)", len(data))
+        _service.metrics.record_failure(len(data))
         return failure_replies(len(data), error, context)

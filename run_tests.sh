@@ -8,7 +8,8 @@ usage() {
 Usage: ./run_tests.sh [pytest arguments]
 
 Creates or refreshes .venv with the runtime and test packages (scripts/setup_env.sh --dev),
-installs Chromium for the browser test when it is missing (scripts/setup_browser.sh, apt, root),
+installs Chromium for the browser test when it is missing (scripts/setup_browser.sh, apt, root)
+and Prometheus for the metrics test (serving/metrics/setup_prometheus.sh, apt, root),
 then runs pytest on tests/: unit tests against the real built archive, and end-to-end
 tests that start real servers on free ports in temporary folders and stop them again.
 Extra arguments go to pytest, e.g. ./run_tests.sh tests/unit -x
@@ -25,5 +26,7 @@ esac
 ensure_venv --dev
 "$ROOT/scripts/setup_browser.sh"
 "$ROOT/serving/front/setup_nginx.sh"  # the front door's nginx (apt, root) for tests/front
+"$ROOT/serving/metrics/setup_prometheus.sh"
+"$ROOT/serving/redis/setup.sh"
 cd "$ROOT"
 exec "$PY" -m pytest "$@"

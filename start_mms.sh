@@ -26,6 +26,11 @@ Environment (defaults in brackets):
   MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
   WORKERS          [2]     worker processes (one per core suits this model)
   ACCESS_LOG       [0]     1 writes the access log and per-request/per-batch log lines (costs throughput)
+  METRICS_PORT     [8082]  Prometheus metrics at http://127.0.0.1:PORT/metrics, started and stopped with
+                   the server (serving/metrics); 0 turns it off
+  METRICS          [1]     0: no exporter and no Prometheus counters in the handler
+  MODEL_METRICS_LOG [0 with metrics on, 1 off]  1: the handler also writes its four per-batch metric
+                   lines to logs/model_metrics.log (MMS's own PredictionTime line is always there)
   TLS              [0]     1 serves predictions over HTTPS (management stays HTTP on loopback)
   TLS_CERT, TLS_KEY        PEM certificate and PKCS#8 key [a self-signed pair in the run folder]
   FIZBUZ_RUN_DIR   [$ROOT/run]  pid file, sockets, generated config, logs/

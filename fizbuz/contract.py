@@ -24,7 +24,7 @@ TORCHSCRIPT_PATH = ROOT / "build" / "fizbuz.pt"
 RUN_DIR = ROOT / "run"
 
 # What build_mar.sh copies beside the converted model, and the archive's exact file list.
-ARCHIVE_SOURCES = ("fizbuz_service.py", "fizbuz_codec.py", "signature.json")
+ARCHIVE_SOURCES = ("fizbuz_service.py", "fizbuz_codec.py", "fizbuz_metrics.py", "signature.json")
 ARCHIVE_FILES = frozenset({
     "MAR-INF/MANIFEST.json",
     *ARCHIVE_SOURCES,

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import psutil
 
+import fizbuz_metrics
 from fizbuz.contract import INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, RUN_DIR
 from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
+from serving.metrics import control as metrics_control
+from serving.metrics import multiproc
 from serving.mms import config, management, process
 from serving.mms.process import RunFolder
 
@@ -37,6 +40,7 @@ DEFAULTS = {
     "max_batch_delay": 1,
     "workers": 2,
     "max_workers": 16,
+    "metrics_port": metrics_control.DEFAULT_PORT,
 }
 
 log = logging.getLogger("mms")
@@ -56,16 +60,19 @@ def start(args):
         ready = management.ready_workers(management.describe_model(
             state.get("management_port", args.management_port)))
         if ready:
+            revive_exporter(run, state, args.timeout)
             log.info("MMS is already running from %s (pid %d) with %d READY workers; "
                      "'./start_mms.sh stop' first to restart it with new settings",
                      run.path, existing.pid, len(ready))
             print_usage_hint(state.get("inference_port", args.inference_port), run,
-                             state.get("tls_certificate"), state.get("inference_address", "127.0.0.1"))
+                             state.get("tls_certificate"), state.get("inference_address", "127.0.0.1"),
+                             state.get("metrics_port"))
             return 0
         raise LifecycleError(f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
                              f"no READY worker: run './start_mms.sh stop' and start again")
     if run.pid_file.path.exists():
         process.clean_stale(run)
+    metrics_control.stop(run)  # an exporter left behind by a crashed server of this folder
 
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise LifecycleError("Java was not found: MMS needs a Java runtime "
@@ -80,26 +87,57 @@ def start(args):
     hint = " (INFERENCE_PORT / MANAGEMENT_PORT)"
     check_port_free(args.inference_port, "inference API", args.inference_address, hint)
     check_port_free(args.management_port, "management API", "127.0.0.1", hint)
+    if args.metrics:
+        if args.metrics_port in (args.inference_port, args.management_port):
+            raise LifecycleError("the metrics port must differ from the inference and management ports")
+        check_port_free(args.metrics_port, "metrics exporter", "127.0.0.1", " (METRICS_PORT, or METRICS=0)")
 
     tls = config.tls_files(run.tls, args.tls_cert, args.tls_key, args.inference_address) if args.tls else None
     config.write_config(run.config, args.inference_port, args.management_port, tls, args.inference_address)
     config.write_log_config(run.log_config, run.logs, args.access_log)
     log.info("starting MMS: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
              args.inference_address, args.inference_port, args.management_port, run.path)
-    server = process.launch(run, model_store)
+    server = process.launch(run, model_store, env=worker_env(args, run))
     run.write_state({
         "pid": server.pid, "inference_address": args.inference_address,
         "inference_port": args.inference_port, "management_port": args.management_port,
         "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
-        "max_batch_delay": args.max_batch_delay, "workers": args.workers})
+        "max_batch_delay": args.max_batch_delay, "workers": args.workers,
+        "metrics_port": args.metrics_port if args.metrics else None})
     try:
         register_and_wait(args, run, server, cafile=tls[0] if tls else None)
+        if args.metrics:
+            metrics_control.start(run, args.metrics_port, args.management_port, timeout=args.timeout)
     except LifecycleError:
         log.info("start failed; stopping the half-started server")
+        metrics_control.stop(run)
         process.stop(run)
         raise
-    print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address)
+    print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address,
+                     args.metrics_port if args.metrics else None)
     return 0
+
+
+def revive_exporter(run, state, timeout):
+    """A server whose exporter died (kill -9, OOM) gets it back; the workers'
+    counters were in their own files all along, so nothing counted is lost."""
+    port = state.get("metrics_port")
+    if port and metrics_control.pid_file(run).process() is None:
+        log.info("the metrics exporter of this server is not running: starting it again")
+        metrics_control.start(run, port, state["management_port"], timeout=timeout)
+
+
+def worker_env(args, run):
+    """MMS's environment, which its workers inherit: with metrics on, a fresh
+    multiprocess folder in the run folder for the handler's counters (a
+    PROMETHEUS_MULTIPROC_DIR inherited from the caller is never used); and
+    whether the handler also writes its per-batch lines to model_metrics.log."""
+    env = run.env()
+    env.pop(fizbuz_metrics.MULTIPROC_ENV, None)
+    if args.metrics:
+        env[fizbuz_metrics.MULTIPROC_ENV] = str(multiproc.prepare(metrics_control.multiproc_dir(run)))
+    env[fizbuz_metrics.LOG_LINES_ENV] = "1" if args.model_metrics_log else "0"
+    return env
 
 
 def register_and_wait(args, run, server, cafile=None):
@@ -120,15 +158,16 @@ def register_and_wait(args, run, server, cafile=None):
     log.info("model %s is serving with %d READY workers (pid %d)", MODEL_NAME, args.workers, server.pid)
 
 
-def print_usage_hint(inference_port, run, cafile=None, address="127.0.0.1"):
+def print_usage_hint(inference_port, run, cafile=None, address="127.0.0.1", metrics_port=None):
     curl = f"curl --cacert {cafile}" if cafile else "curl"
+    metrics = f"Metrics: curl {metrics_control.metrics_url(metrics_port)}\n" if metrics_port else ""
     print(f"""
 Try it:
   {curl} -X POST {predict_url(inference_port, address, tls=bool(cafile))} \\
        -H 'Content-Type: application/json' -d '{{"{INPUT_KEY}": 14}}'
   -> {{"next_number": "FizzBuzz"}}
 Scale:  ./scale_workers.sh 3
-Logs:   {run.logs}
+{metrics}Logs:   {run.logs}
 Stop:   ./start_mms.sh stop
 """, flush=True)
 
@@ -137,11 +176,14 @@ Stop:   ./start_mms.sh stop
 
 def stop(args):
     run = RunFolder(args.run_dir)
+    exporter = metrics_control.stop(run)
     stopped = process.stop(run)
     if stopped is None:
         log.info("no MMS is running from %s", run.path)
     else:
         log.info("stopped MMS (pid %d) and %d worker process(es)", *stopped)
+    if exporter is not None:
+        log.info("stopped the metrics exporter (pid %d)", exporter)
     return 0
 
 
@@ -181,6 +223,9 @@ def status(args):
           f"max_batch_delay={description.get('maxBatchDelay')} ms "
           f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}")
     print(worker_table(description, run))
+    metrics_port = run.read_state().get("metrics_port")
+    if metrics_port:
+        print(f"metrics: {metrics_control.metrics_url(metrics_port)}")
     return 0
 
 
@@ -224,8 +269,9 @@ def env_int(name, default):
         raise LifecycleError(f"{name} must be a whole number, got {value!r}")
 
 
-def env_flag(name):
-    return os.environ.get(name, "") not in ("", "0", "false")
+def env_flag(name, default=False):
+    value = os.environ.get(name, "")
+    return default if value == "" else value not in ("0", "false")
 
 
 def positive_int(text):
@@ -265,6 +311,15 @@ def build_parser():
     start_cmd.add_argument("--access-log", action="store_true", default=env_flag("ACCESS_LOG"),
                            help="write the access log and per-request/per-batch log lines "
                                 "(costs throughput; env ACCESS_LOG=1)")
+    start_cmd.add_argument("--metrics-port", type=positive_int,
+                           default=env_int("METRICS_PORT", DEFAULTS["metrics_port"]),
+                           help="Prometheus exporter on 127.0.0.1 (env METRICS_PORT, default 8082; 0 turns it off)")
+    start_cmd.add_argument("--no-metrics", dest="metrics", action="store_false", default=env_flag("METRICS", True),
+                           help="no exporter and no Prometheus counters in the handler (env METRICS=0)")
+    start_cmd.add_argument("--model-metrics-log", type=int, choices=(0, 1),
+                           default=env_int("MODEL_METRICS_LOG", None),
+                           help="1: the handler also writes its per-batch metric lines to model_metrics.log "
+                                "(env MODEL_METRICS_LOG; default 0 with metrics on, 1 with metrics off)")
     start_cmd.add_argument("--tls", action="store_true", default=env_flag("TLS"),
                            help="serve predictions over HTTPS (env TLS=1)")
     start_cmd.add_argument("--tls-cert", default=os.environ.get("TLS_CERT"),
@@ -290,6 +345,9 @@ def build_parser():
 
 def validate(args):
     if args.command == "start":
+        args.metrics = args.metrics and args.metrics_port != 0
+        if args.model_metrics_log is None:
+            args.model_metrics_log = 0 if args.metrics else 1
         if not 1 <= args.batch_size <= 256:
             raise LifecycleError(f"batch size must be 1..256, got {args.batch_size}")
         if not 1 <= args.workers <= DEFAULTS["max_workers"]:

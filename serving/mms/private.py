@@ -12,6 +12,7 @@ from pathlib import Path
 from fizbuz.contract import MODEL_STORE, ROOT
 from fizbuz.http_client import predict_url
 from fizbuz.lifecycle import LifecycleError, free_ports
+from serving.metrics import control as metrics_control
 from serving.mms import management
 from serving.mms.process import RunFolder, worker_processes
 
@@ -32,11 +33,11 @@ class PrivateMms:
         self.run = RunFolder(run_dir or short_run_dir())
         self.own_folder = run_dir is None
         self.address = inference_address
-        self.inference_port, self.management_port = free_ports(2)
+        self.inference_port, self.management_port, self.metrics_port = free_ports(3)
         self.env = dict(
             os.environ, FIZBUZ_RUN_DIR=str(self.run.path), MODEL_STORE=str(model_store or MODEL_STORE),
             INFERENCE_ADDRESS=inference_address, INFERENCE_PORT=str(self.inference_port),
-            MANAGEMENT_PORT=str(self.management_port), MMS_TIMEOUT="120",
+            MANAGEMENT_PORT=str(self.management_port), METRICS_PORT=str(self.metrics_port), MMS_TIMEOUT="120",
             **{key.upper(): str(value) for key, value in settings.items()})
         self.pid = None
 
@@ -51,6 +52,11 @@ class PrivateMms:
     @property
     def url(self):
         return predict_url(self.inference_port, self.address)
+
+    @property
+    def metrics_url(self):
+        """The exporter's /metrics (it answers unless started with metrics=0)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def script(self, *args, timeout=300):
         """Run start_mms.sh (or scale_workers.sh) against this server."""
@@ -70,6 +76,7 @@ class PrivateMms:
     def stop(self):
         result = self.script("start_mms.sh", "stop", timeout=120)
         self.run.pid_file.stop(grace=5)  # if the script could not: by PID, so nothing outlives us
+        metrics_control.pid_file(self.run).stop(grace=5)
         return result
 
     def describe(self):

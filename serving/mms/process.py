@@ -85,13 +85,14 @@ def clean_stale(run):
     run.remove_sockets()
 
 
-def launch(run, model_store):
-    """Run `mxnet-model-server --start` for this folder; returns the frontend process."""
+def launch(run, model_store, env=None):
+    """Run `mxnet-model-server --start` for this folder (with `env`, default
+    run.env(); its workers inherit it); returns the frontend process."""
     launcher = Path(sys.executable).parent / "mxnet-model-server"
     command = [str(launcher), "--start", "--mms-config", str(run.config),
                "--model-store", str(model_store), "--log-config", str(run.log_config)]
     with open(run.console_log, "ab") as console:
-        launched = subprocess.run(command, cwd=run.path, env=run.env(), stdout=console,
+        launched = subprocess.run(command, cwd=run.path, env=env or run.env(), stdout=console,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
     if launched.returncode != 0:
         raise LifecycleError(f"mxnet-model-server --start failed:\n{tail(run.console_log)}")

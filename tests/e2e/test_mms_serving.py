@@ -10,6 +10,8 @@ import pytest
 import requests
 
 from fizbuz.lifecycle import wait_until
+from serving.metrics import control as metrics_control
+from serving.metrics.scrape import scrape
 from fizbuz_codec import MAX_INPUT, true_label
 from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
 
@@ -74,9 +76,8 @@ def log_size(log):
 
 
 def test_concurrent_requests_are_batched(mms):
+    before = scrape(mms.metrics_url)
     numbers = [n % (MAX_INPUT + 1) for n in range(2000)]
-    log = mms.logs / "model_metrics.log"
-    offset = log_size(log)
 
     def ask(n):
         return n, mms.post({"input.1": n}).json()
@@ -84,16 +85,44 @@ def test_concurrent_requests_are_batched(mms):
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(ask, numbers))
     assert all(body == {"next_number": true_label(n + 1)} for n, body in answers)
-    # 2000 requests from 32 threads come in batches; wait for the metric line of one above 1.
-    metrics_written_after(log, offset, r"BatchSize\.Count:(?:[2-9]|1[0-6])(?:\.0)?\|")
+    # 2000 requests from 32 threads come in batches: the handler counted every
+    # request once, in fewer batches than requests, some of them above 1. (It
+    # records before it returns, so the counts are complete once all are answered.)
+    after = scrape(mms.metrics_url)
+
+    def grew(name, **labels):
+        return after.total(name, **labels) - before.total(name, **labels)
+    assert grew("fizbuz_batch_size_sum") == len(numbers)
+    assert grew("fizbuz_requests_total", status="2xx") == len(numbers)
+    batches = grew("fizbuz_batch_size_count")
+    assert batches - grew("fizbuz_batch_size_bucket", le="1.0") > 0
+    assert batches < len(numbers)
 
 
-def test_metrics_log_has_the_three_handler_stages_of_this_request(mms):
+def test_metrics_log_keeps_mms_prediction_time_line_per_batch(mms):
+    # With metrics on (the default), the handler's four per-batch lines are off
+    # (MODEL_METRICS_LOG=1 brings them back); MMS's own PredictionTime stays.
     log = mms.logs / "model_metrics.log"
     offset = log_size(log)
     assert mms.post({"input.1": 2}).json() == {"next_number": "Fizz"}
+    metrics_written_after(log, offset, r"PredictionTime\.Milliseconds:[\d.]+")
+    # The handler's lines of a batch are written before MMS's own, so they would be here by now.
+    assert set(metrics_written_after(log, offset, r"(?:Preprocess|Inference|Postprocess)Time|BatchSize|PredictionTime")) \
+        == {"PredictionTime"}
+
+
+def test_without_prometheus_the_handler_stages_are_in_the_metrics_log(fresh_mms):
+    # METRICS=0: no exporter, no multiprocess files, and the handler's per-batch
+    # lines in model_metrics.log as before the exporter existed.
+    server = fresh_mms(workers=1, metrics=0)
+    assert metrics_control.pid_file(server.run).process() is None
+    assert not metrics_control.multiproc_dir(server.run).exists()
+    log = server.logs / "model_metrics.log"
+    offset = log_size(log)
+    assert server.post({"input.1": 2}).json() == {"next_number": "Fizz"}
     for stage in ("PreprocessTime", "InferenceTime", "PostprocessTime"):
         metrics_written_after(log, offset, stage + r"\.Milliseconds:[\d.]+")
+    metrics_written_after(log, offset, r"BatchSize\.Count:1(?:\.0)?\|")
 
 
 def test_start_output_and_rerun_is_harmless(mms):

@@ -9,7 +9,7 @@ import zipfile
 from fizbuz.contract import ROOT
 
 EXPECTED = {
-    "MAR-INF/MANIFEST.json", "fizbuz_service.py", "fizbuz_codec.py", "signature.json",
+    "MAR-INF/MANIFEST.json", "fizbuz_service.py", "fizbuz_codec.py", "fizbuz_metrics.py", "signature.json",
     "fizbuz_package-symbol.json", "fizbuz_package-0000.params",
 }
 
@@ -21,7 +21,7 @@ def test_archive_holds_exactly_the_serving_files(mar_path):
 
 def test_archive_sources_are_the_repository_sources(mar_path):
     with zipfile.ZipFile(mar_path) as archive:
-        for name in ("fizbuz_service.py", "fizbuz_codec.py"):
+        for name in ("fizbuz_service.py", "fizbuz_codec.py", "fizbuz_metrics.py"):
             assert archive.read(name) == (ROOT / name).read_bytes(), name
 
 

@@ -1,0 +1,73 @@
+"""The metrics exporter of one MMS: Prometheus text on http://ADDRESS:PORT/metrics.
+
+It sums the handler's counters and histograms from the workers' multiprocess
+files (serving.metrics.multiproc) and adds what only the outside can see
+(serving.metrics.workers). Started and stopped with the server by
+serving/mms/cli.py (serving.metrics.control); serving never waits on it.
+
+    python -m serving.metrics.exporter --port 8082 --multiproc-dir run/prometheus \
+        --run-dir run --management-port 8081
+"""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import psutil
+from prometheus_client import CollectorRegistry, start_http_server
+
+from serving.metrics.multiproc import FilesCollector
+from serving.metrics.workers import WorkerCollector, WorkerTracker
+from serving.mms.process import RunFolder
+
+log = logging.getLogger("metrics-exporter")
+
+
+def build_registry(multiproc_dir, run_dir, management_port):
+    files = FilesCollector(multiproc_dir)
+    tracker = WorkerTracker(RunFolder(run_dir), on_change=files.fold_dead)
+    registry = CollectorRegistry()
+    registry.register(files)
+    registry.register(WorkerCollector(tracker, management_port))
+    return registry, files, tracker
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--address", default="127.0.0.1", help="default: %(default)s (loopback only)")
+    parser.add_argument("--multiproc-dir", required=True, help="the workers' PROMETHEUS_MULTIPROC_DIR")
+    parser.add_argument("--run-dir", required=True, help="the MMS run folder (to find its workers)")
+    parser.add_argument("--management-port", type=int, required=True)
+    parser.add_argument("--poll-interval", type=float, default=1.0,
+                        help="seconds between worker checks (restarts, dead workers' files; default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    registry, files, tracker = build_registry(args.multiproc_dir, args.run_dir, args.management_port)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    server, _thread = start_http_server(args.port, addr=args.address, registry=registry)
+    log.info("serving metrics on http://%s:%d/metrics from %s", args.address, args.port, args.multiproc_dir)
+    try:
+        while not stopping.wait(args.poll_interval):
+            try:
+                tracker.poll()
+                files.fold_dead()
+            except (OSError, psutil.Error) as error:  # a worker or file vanished mid-look: next round
+                log.warning("worker check failed: %s", error)
+    finally:
+        server.shutdown()
+        server.server_close()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
