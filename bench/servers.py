@@ -14,7 +14,7 @@ from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER, expe
 from fizbuz.http_client import call, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
 from serving.flask.private import PrivateGunicorn
-from serving.front.nginx import nginx_binary
+from serving.front.nginx import foreground_command
 from serving.mms.private import PrivateMms
 
 NGINX_REPLY = json.dumps({OUTPUT_KEY: SMOKE_ANSWER})
@@ -161,10 +161,8 @@ class NginxServer(Server):
         config = self.folder / "nginx.conf"
         config.write_text(NGINX_CONFIG.format(workers=self.workers, folder=self.folder,
                                               port=self.port, reply=NGINX_REPLY))
-        # nginx writes its own pid file (the config's `pid`); "daemon off" keeps
-        # the master as the process we spawned, in a session of its own.
-        command = [nginx_binary(), "-p", self.folder, "-e", self.folder / "error.log",
-                   "-c", config, "-g", "daemon off;"]
+        # nginx writes its own pid file too (the config's `pid`): the same pid.
+        command = foreground_command(self.folder, config, self.folder / "error.log")
         try:
             process = start_server(command, self.pid_file, self.log,
                                    ready=lambda: call("GET", f"http://127.0.0.1:{self.port}/", timeout=2)[0] == 200,

@@ -39,6 +39,13 @@ def nginx_binary():
     return found
 
 
+def foreground_command(prefix, conf, error_log):
+    """nginx with its own prefix, config and error log, in the foreground
+    ("daemon off"): the master stays the process fizbuz.lifecycle spawned (own
+    session, pid file), so it is stopped like any other server."""
+    return [nginx_binary(), "-p", f"{prefix}/", "-c", str(conf), "-e", str(error_log), "-g", "daemon off;"]
+
+
 class FrontDoor:
     def __init__(self, prefix):
         self.prefix = Path(prefix).resolve()
@@ -60,13 +67,11 @@ class FrontDoor:
         self.tokens_map.write_text(tokens.render_map(tokens.read(token_file)))
         self.tokens_map.chmod(0o600)  # read by the master (root) only
         self.conf.write_text(config.render(settings, self.prefix))
-        checked = subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=60,
-                                 stdin=subprocess.DEVNULL)
+        checked = subprocess.run([nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf),
+                                  "-e", str(self.error_log), "-t"],
+                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         if checked.returncode != 0:
             raise NginxError(f"nginx rejects the rendered config {self.conf}:\n{checked.stderr.strip()}")
-
-    def command(self, *args):
-        return [nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf), "-e", str(self.error_log), *args]
 
     # ------------------------------------------------------------ processes
     def master(self):
@@ -92,11 +97,11 @@ class FrontDoor:
             return self.master().pid
         end_processes(self.leftovers())  # they would still hold the port
         host, port = listen.rsplit(":", 1)
-        # "daemon off": the master stays the process lifecycle spawned (own session, pid file).
         # Ready: it listens (its port cannot be bound); the hosts may still be starting.
         try:
             check_port_free(int(port), "the front door", host)
-            master = start_server(self.command("-g", "daemon off;"), self.pid_file, self.console_log,
+            master = start_server(foreground_command(self.prefix, self.conf, self.error_log), self.pid_file,
+                                  self.console_log,
                                   ready=lambda: not port_is_free(int(port), host),
                                   what=f"nginx to listen on {listen}", timeout=timeout)
         except LifecycleError as error:
