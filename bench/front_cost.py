@@ -17,32 +17,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.load_generator import LoadError, run_wrk, wrk_binary
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT
+from fizbuz.lifecycle import free_port
+from serving.front import tokens
+from serving.front.fleet import Fleet, Options
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(ROOT)]
-
-from serving.front import tokens  # noqa: E402
-from serving.front.fleet import Fleet, Options, free_port  # noqa: E402
-
-LUA = HERE / "post_inputs.lua"
-MARKER = "WRK_SUMMARY "
 
 
-def wrk(url, connections, seconds, headers=()):
-    command = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s",
-               "--timeout", "5s", "-s", str(LUA)]
-    for header in headers:
-        command += ["-H", header]
-    result = subprocess.run(command + [url], capture_output=True, text=True, timeout=seconds + 60)
-    line = next((l for l in result.stdout.splitlines() if l.startswith(MARKER)), None)
-    if result.returncode != 0 or line is None:
-        raise SystemExit(f"wrk failed: {result.stderr or result.stdout}")
-    figures = json.loads(line[len(MARKER):])
-    errors = sum(figures["errors"].values())
-    seconds_run = figures["duration_us"] / 1e6
-    return {"req_per_s": round((figures["requests"] - figures["errors"]["status"]) / seconds_run, 1),
-            "p50_ms": figures["latency_us"]["p50"] / 1000, "p99_ms": figures["latency_us"]["p99"] / 1000,
-            "max_ms": figures["latency_us"]["max"] / 1000, "errors": errors, "requests": figures["requests"]}
+def wrk(url, connections, seconds, log_file, headers=()):
+    try:
+        result = run_wrk(url, connections, seconds, threads=2, log_file=log_file, headers=headers)
+    except LoadError as error:
+        raise SystemExit(str(error))
+    return {"req_per_s": round(result.good_per_second, 1), "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
+            "max_ms": result.max_ms, "errors": result.errors, "requests": result.requests}
 
 
 def nginx_cpu_seconds(fleet):
@@ -60,12 +50,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default: 2)")
     parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (auto)")
-    parser.add_argument("--mar", default=str(ROOT / "model_store" / "fizbuz_package.mar"))
+    parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
+    if wrk_binary() is None:
         subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], env=dict(os.environ, WITH_WRK="1"), check=True)
     directory = Path(tempfile.mkdtemp(prefix="fbz-bench-"))
+    wrk_log = directory / "wrk.log"  # wrk's raw output; a failed run's message is in LoadError
     fleet = Fleet(directory)
     rows = []
     try:
@@ -75,19 +66,19 @@ def main(argv=None):
         host = fleet.hosts(state)[0]
         token = tokens.read(fleet.token_file)["default"]
         targets = {
-            "front door (HTTPS, token)": (f"https://{state['front']['listen']}/predictions/fizbuz_package",
+            "front door (HTTPS, token)": (f"https://{state['front']['listen']}{PREDICT_PATH}",
                                           [f"Authorization: Bearer {token}"]),
-            "straight to MMS (HTTP)": (f"http://{host.upstream}/predictions/fizbuz_package", []),
+            "straight to MMS (HTTP)": (f"http://{host.upstream}{PREDICT_PATH}", []),
         }
         for url, headers in targets.values():
-            wrk(url, max(args.concurrency), 5, headers)  # warm-up
+            wrk(url, max(args.concurrency), 5, wrk_log, headers)  # warm-up
         # Interleaved (front, straight, front, ...) so drift in a shared machine's load hits both alike.
         for connections in args.concurrency:
             for repeat in range(args.repeats):
                 for name, (url, headers) in targets.items():
                     cpu_before = nginx_cpu_seconds(fleet)
                     row = {"target": name, "concurrency": connections, "repeat": repeat,
-                           "load_avg_1m": os.getloadavg()[0], **wrk(url, connections, args.duration, headers)}
+                           "load_avg_1m": os.getloadavg()[0], **wrk(url, connections, args.duration, wrk_log, headers)}
                     if name.startswith("front"):
                         # What nginx itself burns per request: a figure the shared machine does not skew much.
                         row["nginx_cpu_us_per_request"] = round(

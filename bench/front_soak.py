@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(ROOT)]
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
+from fizbuz.lifecycle import free_port
+from serving.front import client, tokens
+from serving.front.fleet import Fleet, Options
 
-from serving.front import client, tokens  # noqa: E402
-from serving.front.fleet import Fleet, Options, free_port  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None):
@@ -30,7 +30,7 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--kill-every", type=float, default=60, help="seconds between kills (default: 60)")
-    parser.add_argument("--mar", default=str(ROOT / "model_store" / "fizbuz_package.mar"))
+    parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
     args = parser.parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix="fbz-soak-"))

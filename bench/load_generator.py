@@ -36,10 +36,14 @@ def wrk_binary():
     return shutil.which("wrk")
 
 
-def run_wrk(url, connections, seconds, threads, log_file, timeout_s=5):
+def run_wrk(url, connections, seconds, threads, log_file, timeout_s=5, headers=()):
+    """headers: extra request headers, "Name: value" each (e.g. a bearer token)."""
     threads = max(1, min(threads, connections))
     command = [wrk_binary() or "wrk", "-t", str(threads), "-c", str(connections),
-               "-d", f"{seconds}s", "--timeout", f"{timeout_s}s", "-s", str(LUA_SCRIPT), url]
+               "-d", f"{seconds}s", "--timeout", f"{timeout_s}s", "-s", str(LUA_SCRIPT)]
+    for header in headers:
+        command += ["-H", header]
+    command.append(url)
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
                             stdin=subprocess.DEVNULL)
     with open(log_file, "a") as log:

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from bench import load_generator, machine, report
-from bench.servers import GunicornServer, MmsServer, NginxServer, ServerError, nginx_binary
+from bench.servers import GunicornServer, MmsServer, NginxServer, ServerError
+from serving.front.nginx import find_nginx
 from fizbuz import archive
 from fizbuz.contract import MAR_FILE_NAME, ROOT
 
@@ -89,7 +90,7 @@ def configurations(args):
 
 
 def ensure_tools(allow_install, log_file):
-    missing = [name for name, path in (("wrk", load_generator.wrk_binary()), ("nginx", nginx_binary()))
+    missing = [name for name, path in (("wrk", load_generator.wrk_binary()), ("nginx", find_nginx()))
                if path is None]
     if not missing:
         return
@@ -259,7 +260,7 @@ def main():
     if rows:
         report.plot(rows, output / PLOT_NAME, title)
     report.write_markdown(output / "results.md", title, notes, machine.describe(load_generator.wrk_binary(),
-                          nginx_binary()), settings, rows, handler_md, failures, PLOT_NAME)
+                          find_nginx()), settings, rows, handler_md, failures, PLOT_NAME)
     say(f"results: {output / 'results.md'}, {output / 'results.csv'}, {output / PLOT_NAME} "
         f"({minutes:.1f} min)")
     if failures:

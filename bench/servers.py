@@ -7,16 +7,14 @@ when the block raised.
 
 import concurrent.futures
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER, expected_reply
 from fizbuz.http_client import call, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
-from fizbuz_codec import true_label
 from serving.flask.private import PrivateGunicorn
+from serving.front.nginx import foreground_command
 from serving.mms.private import PrivateMms
 
 NGINX_REPLY = json.dumps({OUTPUT_KEY: SMOKE_ANSWER})
@@ -65,7 +63,7 @@ class Server:
         self.stop()
 
     def expected(self, number):
-        return {OUTPUT_KEY: true_label(number + 1)}
+        return expected_reply(number)
 
     def check_answers(self, sample_size, seed=1):
         """Ask about a random sample of inputs (and both bounds) concurrently, so
@@ -147,11 +145,6 @@ http {{
 """
 
 
-def nginx_binary():
-    return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(path, os.X_OK)), None)
-
-
 class NginxServer(Server):
     """nginx answering one fixed reply: the ceiling of HTTP on this machine."""
     kind = "nginx"
@@ -168,10 +161,8 @@ class NginxServer(Server):
         config = self.folder / "nginx.conf"
         config.write_text(NGINX_CONFIG.format(workers=self.workers, folder=self.folder,
                                               port=self.port, reply=NGINX_REPLY))
-        # nginx writes its own pid file (the config's `pid`); "daemon off" keeps
-        # the master as the process we spawned, in a session of its own.
-        command = [nginx_binary(), "-p", self.folder, "-e", self.folder / "error.log",
-                   "-c", config, "-g", "daemon off;"]
+        # nginx writes its own pid file too (the config's `pid`): the same pid.
+        command = foreground_command(self.folder, config, self.folder / "error.log")
         try:
             process = start_server(command, self.pid_file, self.log,
                                    ready=lambda: call("GET", f"http://127.0.0.1:{self.port}/", timeout=2)[0] == 200,

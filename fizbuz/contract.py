@@ -6,7 +6,7 @@ inside the .mar (it cannot import this package); everything else is here."""
 
 from pathlib import Path
 
-from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY  # noqa: F401 (re-exported)
+from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, true_label  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,11 @@ SMOKE_INPUT, SMOKE_ANSWER = 14, "FizzBuzz"
 def request_body(number):
     """The JSON body of a prediction request for `number`, as bytes."""
     return b'{"%s": %d}' % (INPUT_KEY.encode(), number)
+
+
+def expected_reply(number):
+    """The right answer to a request for `number`: the label of number + 1."""
+    return {OUTPUT_KEY: true_label(number + 1)}
 
 
 def main(argv):

@@ -9,17 +9,28 @@ import urllib.request
 from fizbuz.contract import OUTPUT_KEY, PREDICT_PATH, SMOKE_ANSWER, SMOKE_INPUT, request_body
 
 
-def call(method, url, timeout=10.0, body=None, headers=None, cafile=None):
-    """Returns (status, text); (None, reason) when nothing answered."""
+def exchange(method, url, timeout=10.0, body=None, headers=None, cafile=None):
+    """Returns (status, reply headers with lower-case names, text);
+    (None, {}, reason) when nothing answered."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            return response.status, response.read().decode("utf-8", "replace")
+            return response.status, _lower(response.headers), response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode("utf-8", "replace")
+        return error.code, _lower(error.headers), error.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError) as error:
-        return None, str(getattr(error, "reason", error))
+        return None, {}, str(getattr(error, "reason", error))
+
+
+def _lower(headers):
+    return {name.lower(): value for name, value in (headers or {}).items()}
+
+
+def call(method, url, timeout=10.0, body=None, headers=None, cafile=None):
+    """Returns (status, text); (None, reason) when nothing answered."""
+    status, _, text = exchange(method, url, timeout, body, headers, cafile)
+    return status, text
 
 
 def predict_url(port, address="127.0.0.1", tls=False):

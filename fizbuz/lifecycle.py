@@ -129,6 +129,34 @@ def live_process(pid, marker=None):
         return None
 
 
+def processes_under(folder, names=(), open_files=False):
+    """Processes whose name starts with one of `names` (any name when empty)
+    and whose command line (or, with open_files, an open file) lies under
+    `folder`: what a server killed -9 leaves behind (orphaned workers, a
+    half-started server), found without a pid file. Never this process or its
+    parents."""
+    prefix = f"{Path(folder).resolve()}/"
+    mine = {process.pid for process in psutil.Process().parents()} | {psutil.Process().pid}
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        name = process.info["name"] or ""
+        if process.pid in mine or (names and not name.startswith(tuple(names))):
+            continue
+        try:
+            paths = [f.path for f in process.open_files()] if open_files else process.info["cmdline"] or []
+        except psutil.Error:
+            continue
+        if any(prefix in path for path in paths):
+            found.append(process)
+    return found
+
+
+def end_processes(processes, grace=0.0):
+    """end_family for each of `processes` (strays found by processes_under)."""
+    for process in processes:
+        end_family(process, grace=grace)
+
+
 class PidFile:
     """A server's pid file; `marker` is a piece of the server's command line
     that tells its process from an unrelated one that reuses the pid."""

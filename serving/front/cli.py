@@ -6,15 +6,15 @@ import os
 import sys
 from pathlib import Path
 
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, RUN_DIR, SMOKE_INPUT, request_body
+from fizbuz.lifecycle import LifecycleError
 from serving.front import tokens
 from serving.front.fleet import Fleet, FleetError, Options
-from serving.front.hosts import ROOT, HostError
 from serving.front.nginx import NginxError
 from serving.front.network import NetworkError
 from serving.front.rollout import RolloutError, rollback, rollout
-from serving.front.tls import TlsError
 
-ERRORS = (FleetError, HostError, NginxError, NetworkError, RolloutError, TlsError, tokens.TokenError)
+ERRORS = (FleetError, LifecycleError, NginxError, NetworkError, RolloutError, tokens.TokenError)
 
 
 def env_int(name, default):
@@ -24,7 +24,7 @@ def env_int(name, default):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fleet.sh", description=__doc__)
-    parser.add_argument("--dir", default=os.environ.get("FLEET_DIR", str(ROOT / "run" / "fleet")),
+    parser.add_argument("--dir", default=os.environ.get("FLEET_DIR", str(RUN_DIR / "fleet")),
                         help="the fleet's folder: state, logs, tokens, certificate (env FLEET_DIR; default run/fleet)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -36,7 +36,7 @@ def build_parser():
     start.add_argument("--loopback", action="store_true", help="127.x addresses instead of namespaces, even as root")
     start.add_argument("--external-hosts", metavar="ADDR:PORT,...",
                        help="real hosts already running start_mms.sh: start only the front door over them")
-    start.add_argument("--mar", default=os.environ.get("MAR", str(ROOT / "model_store" / "fizbuz_package.mar")))
+    start.add_argument("--mar", default=os.environ.get("MAR", str(MODEL_STORE / MAR_FILE_NAME)))
     start.add_argument("--cert", default=os.environ.get("TLS_CERT"))
     start.add_argument("--key", default=os.environ.get("TLS_KEY"))
     start.add_argument("--rate", type=int, default=env_int("RATE", Options.rate), help="requests/s per token")
@@ -94,7 +94,7 @@ def run(args):
         print(fleet.status())
         print(f"\nTry it:\n  eval \"$({Path(sys.argv[0]).name if sys.argv[0].endswith('.sh') else 'serving/front/fleet.sh'} env)\"\n"
               "  curl --cacert \"$FIZBUZ_CACERT\" -H \"Authorization: Bearer $FIZBUZ_TOKEN\" "
-              "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' \"$FIZBUZ_URL/predictions/fizbuz_package\"")
+              f"-H 'Content-Type: application/json' -d '{request_body(SMOKE_INPUT).decode()}' \"$FIZBUZ_URL{PREDICT_PATH}\"")
     elif args.command == "stop":
         fleet.stop()
     elif args.command == "status":

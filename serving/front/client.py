@@ -15,9 +15,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from serving.front.hosts import MODEL, expected
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, PREDICT_PATH, expected_reply, request_body
+from fizbuz.http_client import exchange
+from fizbuz.lifecycle import wait_until
 
-PREDICT_PATH = f"/predictions/{MODEL}"
 # What a reused connection the server had closed looks like before a reply starts.
 NO_REPLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
             ssl.SSLZeroReturnError)
@@ -28,23 +29,16 @@ def tls_context(cafile):
 
 
 def request(url_host, port, method, path, cafile, token=None, body=None, headers=None, timeout=30):
-    """(status, headers dict, text) or (None, {}, reason)."""
-    connection = http.client.HTTPSConnection(url_host, port, context=tls_context(cafile), timeout=timeout)
+    """One HTTPS request to the front door: (status, headers dict, text) or (None, {}, reason)."""
     sent = dict(headers or {})
     if token:
         sent["Authorization"] = f"Bearer {token}"
     if isinstance(body, (dict, list)):
         body = json.dumps(body)
         sent.setdefault("Content-Type", "application/json")
-    try:
-        connection.request(method, path, body=body, headers=sent)
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode(
-            "utf-8", "replace")
-    except OSError as error:
-        return None, {}, f"{type(error).__name__}: {error}"
-    finally:
-        connection.close()
+    if isinstance(body, str):
+        body = body.encode()
+    return exchange(method, f"https://{url_host}:{port}{path}", timeout, body, sent, cafile)
 
 
 @dataclass
@@ -92,11 +86,7 @@ class Load:
             self._threads.append(thread)
 
     def wait_for_answers(self, count, timeout=60):
-        deadline = time.monotonic() + timeout
-        while self.result.answered < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {self.result.answered} answers after {timeout} s")
-            time.sleep(0.02)  # poll interval
+        wait_until(lambda: self.result.answered >= count, timeout, f"{count} answers", interval=0.02)
 
     def stop(self):
         self._stop.set()
@@ -121,8 +111,8 @@ class Load:
                 number = self.numbers[position % len(self.numbers)]
                 position += self.concurrency
             else:
-                number = rng.randrange(0, 1023)
-            body = json.dumps({"input.1": number})
+                number = rng.randrange(MIN_INPUT, MAX_INPUT + 1)
+            body = request_body(number)
             started = time.monotonic()
             try:
                 try:
@@ -154,6 +144,6 @@ class Load:
                     reply = json.loads(raw)
                 except ValueError:
                     reply = raw
-                if reply != expected(number):
+                if reply != expected_reply(number):
                     self.result.wrong.append((number, reply))
         connection.close()

@@ -4,6 +4,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fizbuz.contract import PREDICT_PATH, SMOKE_INPUT, request_body
+
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 
 
@@ -75,6 +77,7 @@ def render(settings, prefix):
         "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
         "UPSTREAM_GROUP": upstream_groups(settings), "RETRY_GROUPS": retry_groups(settings),
+        "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

@@ -8,21 +8,19 @@ The state file is written before anything is made, so `stop` finds every part
 import dataclasses
 import json
 import logging
-import os
 import secrets
 import shutil
-import socket
 import subprocess
-import random
 import time
 from pathlib import Path
 
-import psutil
-
-from serving.front import client, network, tls, tokens
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
+from fizbuz.lifecycle import end_processes, free_port, processes_under, tail, wait_until
+from serving.front import client, network, tokens
 from serving.front.config import FrontSettings
-from serving.front.hosts import ROOT, MODEL, Host
-from serving.front.nginx import FrontDoor, wait_for
+from serving.front.hosts import Host
+from serving.front.nginx import FrontDoor
+from serving.mms.config import tls_files
 
 log = logging.getLogger(__name__)
 STATE_FILE = "fleet.json"
@@ -30,21 +28,6 @@ STATE_FILE = "fleet.json"
 
 class FleetError(Exception):
     pass
-
-
-def free_port(taken=(), address="127.0.0.1"):
-    """Below 32000: MMS refuses ports from 32767 up."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        if port in taken:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((address, port))
-            except OSError:
-                continue
-        return port
-    raise FleetError("no free port found in 20000..32000")
 
 
 @dataclasses.dataclass
@@ -55,7 +38,7 @@ class Options:
     listen_address: str = "127.0.0.1"
     loopback: bool = False          # force 127.x addresses even as root
     external_hosts: list = None     # real hosts "addr:port": front door only
-    mar: str = str(ROOT / "model_store" / f"{MODEL}.mar")
+    mar: str = str(MODEL_STORE / MAR_FILE_NAME)
     certificate: str = None
     key: str = None
     rate: int = FrontSettings.rate
@@ -122,7 +105,7 @@ class Fleet:
             for host in self.hosts(state):
                 network.add_host(layout, host.index)
                 host.model_store.mkdir(parents=True, exist_ok=True)
-                shutil.copy(options.mar, host.model_store / f"{MODEL}.mar")  # fresh mtime: never "stale"
+                shutil.copy(options.mar, host.model_store / MAR_FILE_NAME)  # fresh mtime: never "stale"
             self._start_hosts(self.hosts(state))
         if not self.token_file.exists():
             tokens.add(self.token_file, "default")
@@ -143,8 +126,9 @@ class Fleet:
             mode, subnet = "netns", network.choose_subnet("netns")
         layout = network.Layout(fleet_id, mode, subnet)
         front_port = options.front_port
-        certificate, key = tls.certificate_pair(self.dir / "tls", options.certificate, options.key,
-                                                options.listen_address)
+        # A given pair, or a self-signed one made once (as start_mms.sh's TLS does); kept as text in the state.
+        certificate, key = map(str, tls_files(self.dir / "tls", options.certificate, options.key,
+                                              options.listen_address))
         hosts = []
         if mode == "external":
             upstreams = list(options.external_hosts)
@@ -183,7 +167,7 @@ class Fleet:
                 code = "timeout"
             if code != 0:
                 failed.append((host, f"{host.name}: start_mms.sh exited {code}; see {host.run_dir}/start.log:\n"
-                               + _tail(Path(host.run_dir) / "start.log")))
+                               + tail(Path(host.run_dir) / "start.log", 15)))
             else:
                 log.info("host %s (%s) is serving: %d READY workers", host.name, host.upstream, host.workers)
         if failed and again:
@@ -198,7 +182,7 @@ class Fleet:
         settings = self.settings(state)
         self.door.write(settings, self.token_file)
         self.door.start(settings.listen)
-        wait_for(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200")
+        wait_until(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200")
         log.info("front door ready on https://%s", settings.listen)
 
     def _heal(self, state):
@@ -270,21 +254,7 @@ class Fleet:
         """MMS processes (java frontends, python workers) still running from the
         fleet's folders, e.g. a host that crashed half-way through starting:
         matched by the folder in their command line."""
-        marker = f"{self.dir}/"
-        mine = {os.getpid()} | {p.pid for p in psutil.Process().parents()}
-        strays = []
-        for process in psutil.process_iter(["name", "cmdline"]):
-            name = (process.info["name"] or "").lower()
-            if process.pid in mine or not (name.startswith("java") or name.startswith("python")):
-                continue
-            if any(marker in word for word in process.info["cmdline"] or []):
-                strays.append(process)
-        for process in strays:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(strays, timeout=10)
+        end_processes(processes_under(self.dir, names=("java", "python")))
 
     # ------------------------------------------------------------ reports
     def env_lines(self):
@@ -320,9 +290,3 @@ class Fleet:
         lines.append(f"  logs: {self.door.logs}, {self.dir}/h*/logs")
         return "\n".join(lines)
 
-
-def _tail(path, lines=15):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

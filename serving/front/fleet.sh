@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The local fleet and its front door: a thin entry to serving/front/cli.py.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PY=${FIZBUZ_VENV:-$ROOT/.venv}/bin/python
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 
 usage() {
   cat <<USAGE
@@ -30,10 +29,9 @@ USAGE
 case "${1:-}" in
   ""|-h|--help) usage; exit 0 ;;
 esac
-[ -x "$PY" ] || { echo "fleet.sh: no virtual environment: run scripts/setup_env.sh" >&2; exit 1; }
+[ -x "$PY" ] || die "no virtual environment: run scripts/setup_env.sh"
 if [ "$1" = start ]; then
   "$ROOT/serving/front/setup_nginx.sh"
-  [ -f "${MAR:-$ROOT/model_store/fizbuz_package.mar}" ] || "$ROOT/build_mar.sh"
+  [ -f "${MAR:-$ROOT/model_store/$("$PY" -m fizbuz.contract MAR_FILE_NAME)}" ] || "$ROOT/build_mar.sh"
 fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" -m serving.front.cli "$@"

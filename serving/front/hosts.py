@@ -1,39 +1,24 @@
 """One model host of the fleet: an MMS started by the project's start_mms.sh,
 inside the host's namespace, with its own run folder and model store.
 
-The management API listens on the host's own loopback, so it is reached by
-running curl inside the namespace, never over the bridge.
+The management API listens on the host's own loopback, so it is reached from
+a thread that joined the host's namespace (network.run_in), never over the bridge.
 """
 
 import concurrent.futures
-import http.client
 import json
-import logging
 import os
 import subprocess
-import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
+from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, ROOT, SMOKE_INPUT, expected_reply
+from fizbuz.http_client import predict, predict_url
+from serving.front.network import run_in
+from serving.mms import management
+from serving.mms.process import RunFolder, worker_processes
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = "fizbuz_package"
-LABELS = ("Fizz", "Buzz", "FizzBuzz")
-
-log = logging.getLogger(__name__)
-
-
-class HostError(Exception):
-    pass
-
-
-def expected(number):
-    """The right answer for input n: the label of n + 1 (kept here so the front
-    door's checks need no import from the model code)."""
-    nxt = number + 1
-    return {"next_number": "FizzBuzz" if nxt % 15 == 0 else "Buzz" if nxt % 5 == 0
-            else "Fizz" if nxt % 3 == 0 else str(nxt)}
+START_SCRIPT = ROOT / "start_mms.sh"
 
 
 @dataclass
@@ -48,7 +33,7 @@ class Host:
     workers: int = 2
     batch_size: int = 16
     max_batch_delay: int = 1
-    mar: str = f"{MODEL}.mar"      # the archive registered now (a file in model_store)
+    mar: str = MAR_FILE_NAME       # the archive registered now (a file in model_store)
     previous_mar: str = None
 
     def as_dict(self):
@@ -63,8 +48,8 @@ class Host:
         return Path(self.run_dir) / "model_store"
 
     @property
-    def pid_file(self):
-        return Path(self.run_dir) / "tmp" / ".model_server.pid"
+    def run(self):
+        return RunFolder(self.run_dir)
 
     def _in_namespace(self, command):
         return (["ip", "netns", "exec", self.namespace] if self.namespace else []) + command
@@ -76,94 +61,53 @@ class Host:
                     BATCH_SIZE=str(self.batch_size), MAX_BATCH_DELAY=str(self.max_batch_delay))
 
     # ------------------------------------------------------------ life cycle
-    def start(self, timeout=300):
+    def start(self):
         """start_mms.sh inside the namespace: registers with batching, waits READY
         and a right answer. Returns the Popen so hosts can start side by side."""
         Path(self.run_dir).mkdir(parents=True, exist_ok=True)
-        console = open(Path(self.run_dir) / "start.log", "ab")
-        return subprocess.Popen(self._in_namespace([str(ROOT / "start_mms.sh"), "start"]), env=self._env(),
-                                stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with open(Path(self.run_dir) / "start.log", "ab") as console:
+            return subprocess.Popen(self._in_namespace([str(START_SCRIPT), "start"]), env=self._env(),
+                                    stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def stop(self):
         """By the pid file in the host's run folder (start_mms.sh also cleans up
         after a crashed server: orphaned workers, sockets)."""
         if not (ROOT / ".venv" / "bin" / "python").exists():
             return
-        subprocess.run([str(ROOT / "start_mms.sh"), "stop"], env=self._env(), capture_output=True,
+        subprocess.run([str(START_SCRIPT), "stop"], env=self._env(), capture_output=True,
                        timeout=120, stdin=subprocess.DEVNULL)
 
     def frontend(self):
-        try:
-            process = psutil.Process(int(self.pid_file.read_text().split()[0]))
-            if process.status() != psutil.STATUS_ZOMBIE and "ModelServer" in " ".join(process.cmdline()):
-                return process
-        except (FileNotFoundError, ValueError, IndexError, psutil.Error):
-            pass
-        return None
+        return self.run.server()
 
     def worker_processes(self):
-        """{worker id: process}: each MMS worker's command line holds its socket path."""
-        marker = str(Path(self.run_dir).resolve() / "tmp" / ".mms.sock.")
-        found = {}
-        for process in psutil.process_iter(["cmdline"]):
-            for word in process.info["cmdline"] or []:
-                if word.startswith(marker):
-                    found[word[len(marker):]] = process
-        return found
+        """{worker id: process}"""
+        return worker_processes(self.run)
 
     # ------------------------------------------------------------ management API (host loopback)
-    def manage(self, method, path, timeout=10):
-        """(status, text) from the host's management API; (None, reason) if nothing answered."""
-        command = self._in_namespace(["curl", "-sS", "--max-time", str(timeout), "-X", method,
-                                      "-w", "\n%{http_code}", f"http://127.0.0.1:{self.management_port}{path}"])
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 10)
-        body, _, code = result.stdout.rpartition("\n")
-        if result.returncode != 0 or not code.isdigit() or code == "000":
-            return None, result.stderr.strip() or body
-        return int(code), body
-
     def describe(self):
-        status, text = self.manage("GET", f"/models/{MODEL}")
-        if status != 200:
-            return None
-        described = json.loads(text)
-        return described[0] if isinstance(described, list) else described
+        return run_in(self.namespace, management.describe_model, self.management_port)
 
     def ready_workers(self):
-        return [w for w in (self.describe() or {}).get("workers", []) if w.get("status") == "READY"]
+        return management.ready_workers(self.describe())
 
     def unregister(self, timeout=60):
-        status, text = self.manage("DELETE", f"/models/{MODEL}", timeout)
-        if status not in (200, 404):
-            raise HostError(f"{self.name}: unregistering failed ({status}): {text.strip()}")
+        run_in(self.namespace, management.unregister, self.management_port, timeout, missing_ok=True)
 
     def register(self, mar_name, timeout=120):
-        query = urllib.parse.urlencode({
-            "url": mar_name, "model_name": MODEL, "batch_size": self.batch_size,
-            "max_batch_delay": self.max_batch_delay, "initial_workers": self.workers, "synchronous": "true"})
-        status, text = self.manage("POST", f"/models?{query}", timeout)
-        if status != 200:
-            raise HostError(f"{self.name}: registering {mar_name} failed ({status}): {text.strip()}")
+        run_in(self.namespace, management.register, self.management_port, self.batch_size,
+               self.max_batch_delay, self.workers, timeout, mar=mar_name)
 
     # ------------------------------------------------------------ predictions (over the bridge)
     def predict(self, number, timeout=5):
-        connection = http.client.HTTPConnection(self.address, self.inference_port, timeout=timeout)
-        try:
-            connection.request("POST", f"/predictions/{MODEL}", body=json.dumps({"input.1": number}),
-                               headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            return response.status, response.read().decode("utf-8", "replace")
-        except OSError as error:
-            return None, str(error)
-        finally:
-            connection.close()
+        return predict(predict_url(self.inference_port, self.address), number, timeout)
 
-    def wrong_answers(self, numbers=range(0, 1023)):
+    def wrong_answers(self, numbers=range(MIN_INPUT, MAX_INPUT + 1)):
         """Inputs this host answers wrongly (or not at all); [] means all right."""
         def ask(number):
             status, text = self.predict(number)
             try:
-                good = status == 200 and json.loads(text) == expected(number)
+                good = status == 200 and json.loads(text) == expected_reply(number)
             except ValueError:
                 good = False
             return None if good else (number, status, text[:100])
@@ -171,4 +115,4 @@ class Host:
             return [row for row in pool.map(ask, numbers) if row]
 
     def serving(self):
-        return self.frontend() is not None and not self.wrong_answers([14])
+        return self.frontend() is not None and not self.wrong_answers([SMOKE_INPUT])

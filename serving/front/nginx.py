@@ -1,20 +1,22 @@
 """Run the front door's own nginx: its prefix holds the config, pid, temp and logs.
 
-Nothing here touches the system's nginx service: every process is found by
-the pid file in the prefix, or (after a kill -9 of the master) by the log
-files it holds open under the prefix.
+Nothing here touches the system's nginx service: the master is started and
+stopped through fizbuz.lifecycle by the pid file in the prefix, and (after a
+kill -9 of the master) its orphaned workers are found by the log files they
+hold open under the prefix.
 """
 
 import logging
+import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 
+from fizbuz.lifecycle import (LifecycleError, PidFile, check_port_free, end_processes, is_alive, port_is_free,
+                              processes_under, start_server, wait_until)
 from serving.front import config, tokens
 
 log = logging.getLogger(__name__)
@@ -24,34 +26,37 @@ class NginxError(Exception):
     pass
 
 
-def wait_for(condition, timeout, what, interval=0.05):
-    """Poll a real condition until it holds or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise NginxError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)  # poll interval, not a readiness guess
+def find_nginx():
+    """nginx's path, or None (sbin is not on every user's PATH)."""
+    return shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(path, os.X_OK)), None)
 
 
 def nginx_binary():
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = find_nginx()
     if found is None:
         raise NginxError("nginx is not installed: run serving/front/setup_nginx.sh (apt-get install nginx)")
     return found
+
+
+def foreground_command(prefix, conf, error_log):
+    """nginx with its own prefix, config and error log, in the foreground
+    ("daemon off"): the master stays the process fizbuz.lifecycle spawned (own
+    session, pid file), so it is stopped like any other server."""
+    return [nginx_binary(), "-p", f"{prefix}/", "-c", str(conf), "-e", str(error_log), "-g", "daemon off;"]
 
 
 class FrontDoor:
     def __init__(self, prefix):
         self.prefix = Path(prefix).resolve()
         self.conf = self.prefix / "nginx.conf"
-        self.pid_file = self.prefix / "nginx.pid"
+        # nginx writes it too (the config's `pid`): the same pid, as the master does not daemonise.
+        self.pid_file = PidFile(self.prefix / "nginx.pid", "nginx")
         self.tokens_map = self.prefix / "tokens.map"
         self.logs = self.prefix / "logs"
         self.access_log = self.logs / "access.log"
         self.error_log = self.logs / "error.log"
+        self.console_log = self.logs / "console.log"
 
     # ------------------------------------------------------------ files
     def write(self, settings, token_file):
@@ -62,23 +67,15 @@ class FrontDoor:
         self.tokens_map.write_text(tokens.render_map(tokens.read(token_file)))
         self.tokens_map.chmod(0o600)  # read by the master (root) only
         self.conf.write_text(config.render(settings, self.prefix))
-        checked = self._nginx("-t", capture=True)
+        checked = subprocess.run([nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf),
+                                  "-e", str(self.error_log), "-t"],
+                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         if checked.returncode != 0:
             raise NginxError(f"nginx rejects the rendered config {self.conf}:\n{checked.stderr.strip()}")
 
-    def _nginx(self, *args, capture=False):
-        command = [nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf), "-e", str(self.error_log), *args]
-        return subprocess.run(command, capture_output=capture, text=True, timeout=60, stdin=subprocess.DEVNULL)
-
     # ------------------------------------------------------------ processes
     def master(self):
-        try:
-            process = psutil.Process(int(self.pid_file.read_text().split()[0]))
-            if process.status() != psutil.STATUS_ZOMBIE and "nginx" in process.name():
-                return process
-        except (FileNotFoundError, ValueError, IndexError, psutil.Error):
-            pass
-        return None
+        return self.pid_file.process()
 
     def workers(self):
         master = self.master()
@@ -89,16 +86,7 @@ class FrontDoor:
 
     def leftovers(self):
         """nginx processes holding files under our prefix: workers orphaned by a killed master."""
-        found = []
-        for process in psutil.process_iter(["name"]):
-            if process.info["name"] != "nginx":
-                continue
-            try:
-                if any(f.path.startswith(f"{self.prefix}/") for f in process.open_files()):
-                    found.append(process)
-            except psutil.Error:
-                continue
-        return found
+        return processes_under(self.prefix, names=("nginx",), open_files=True)
 
     def running(self):
         return self.master() is not None
@@ -107,14 +95,17 @@ class FrontDoor:
     def start(self, listen, timeout=30):
         if self.running():
             return self.master().pid
-        self._kill_leftovers()
-        self.pid_file.unlink(missing_ok=True)
-        started = self._nginx(capture=True)  # daemonises: the master writes the pid file
-        if started.returncode != 0:
-            raise NginxError(f"nginx did not start:\n{started.stderr.strip()}\n(see {self.error_log})")
-        master = wait_for(self.master, timeout, "the nginx pid file")
+        end_processes(self.leftovers())  # they would still hold the port
         host, port = listen.rsplit(":", 1)
-        wait_for(lambda: port_open(host, int(port)), timeout, f"nginx to listen on {listen}")
+        # Ready: it listens (its port cannot be bound); the hosts may still be starting.
+        try:
+            check_port_free(int(port), "the front door", host)
+            master = start_server(foreground_command(self.prefix, self.conf, self.error_log), self.pid_file,
+                                  self.console_log,
+                                  ready=lambda: not port_is_free(int(port), host),
+                                  what=f"nginx to listen on {listen}", timeout=timeout)
+        except LifecycleError as error:
+            raise NginxError(f"nginx did not start: {error}\n(see {self.error_log})") from None
         log.info("front door nginx is up (pid %s) on %s", master.pid, listen)
         return master.pid
 
@@ -124,50 +115,27 @@ class FrontDoor:
         master = self.master()
         if master is None:
             raise NginxError("the front door is not running")
-        old = {p.pid for p in self.workers()}
+        old = self.workers()
         master.send_signal(signal.SIGHUP)
 
         def settled():
             current = {p.pid for p in self.workers()}
-            alive_old = {pid for pid in old if psutil.pid_exists(pid) and _not_zombie(pid)}
-            return bool(current - old) and not alive_old
+            return bool(current - {p.pid for p in old}) and not any(is_alive(p) for p in old)
 
-        wait_for(settled, timeout, "nginx's old workers to finish and exit after the reload")
+        try:
+            wait_until(settled, timeout, "nginx's old workers to finish and exit after the reload", interval=0.05)
+        except LifecycleError as error:
+            raise NginxError(str(error)) from None
 
     def stop(self, grace=10):
         master = self.master()
         if master is not None:
-            family = [master] + self.workers()
-            master.send_signal(signal.SIGQUIT)  # graceful: finish requests in flight
-            _, alive = psutil.wait_procs(family, timeout=grace)
-            for process in alive:
-                _kill(process)
-        self._kill_leftovers()
-        self.pid_file.unlink(missing_ok=True)
-
-    def _kill_leftovers(self):
-        for process in self.leftovers():
-            _kill(process)
-
-
-def _kill(process):
-    try:
-        process.kill()
-        process.wait(10)
-    except psutil.Error:
-        pass
-
-
-def _not_zombie(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def port_open(host, port):
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+            # SIGQUIT first: a graceful stop that finishes the requests in flight;
+            # then the pid file's TERM-then-KILL of the whole family.
+            master.send_signal(signal.SIGQUIT)
+            try:
+                master.wait(grace)
+            except psutil.Error:
+                pass
+        self.pid_file.stop(grace=grace)
+        end_processes(self.leftovers())

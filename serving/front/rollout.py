@@ -11,8 +11,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from serving.front.hosts import MODEL, HostError
-from serving.front.nginx import wait_for
+from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME
+from fizbuz.lifecycle import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class RolloutError(Exception):
 
 def versioned_name(mar):
     digest = hashlib.sha256(Path(mar).read_bytes()).hexdigest()[:12]
-    return f"{MODEL}-{digest}.mar"
+    return f"{MODEL_NAME}-{digest}.mar"
 
 
 def switch_host(fleet, host, mar_name, timeout=120):
@@ -31,14 +31,14 @@ def switch_host(fleet, host, mar_name, timeout=120):
     fleet.drain(host)  # returns once nginx's old workers finished their requests
     host.unregister()
     host.register(mar_name, timeout)
-    wait_for(lambda: len(host.ready_workers()) >= host.workers, timeout, f"{host.name}'s workers to be READY")
+    wait_until(lambda: len(host.ready_workers()) >= host.workers, timeout, f"{host.name}'s workers to be READY")
     wrong = host.wrong_answers()
     if wrong:
-        raise HostError(f"{host.name} answers {len(wrong)} inputs wrongly with {mar_name}, e.g. {wrong[0]}")
-    # A restart of this host (start_mms.sh) registers fizbuz_package.mar: make it this version.
-    staged = host.model_store / f".{MODEL}.mar.partial"
+        raise RolloutError(f"{host.name} answers {len(wrong)} inputs wrongly with {mar_name}, e.g. {wrong[0]}")
+    # A restart of this host (start_mms.sh) registers MAR_FILE_NAME: make it this version.
+    staged = host.model_store / f".{MAR_FILE_NAME}.partial"
     shutil.copy(host.model_store / mar_name, staged)
-    staged.replace(host.model_store / f"{MODEL}.mar")
+    staged.replace(host.model_store / MAR_FILE_NAME)
 
 
 def _record(fleet, host, mar_name, previous):

@@ -43,9 +43,10 @@ def register(port, batch_size, max_batch_delay, workers, timeout, mar=MAR_FILE_N
         raise LifecycleError(f"registering the model failed ({status}): {text.strip()}")
 
 
-def unregister(port, timeout, model=MODEL_NAME):
+def unregister(port, timeout, model=MODEL_NAME, missing_ok=False):
+    """missing_ok: a model that is not registered (404) is no error."""
     status, text = call("DELETE", url(port, f"/models/{model}"), timeout=timeout)
-    if status != 200:
+    if status != 200 and not (missing_ok and status == 404):
         raise LifecycleError(f"unregistering the model failed ({status}): {text.strip()}")
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from project import ROOT
+from fizbuz.contract import ROOT, request_body
+from fizbuz.lifecycle import free_port, wait_until
 from serving.front import client, network, tokens
-from serving.front.fleet import Fleet, Options, free_port
+from serving.front.fleet import Fleet, Options
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +51,7 @@ class RunningFleet:
         return client.request(self.address, self.port, method, path, self.cafile, token, body, headers)
 
     def predict(self, number, token="default"):
-        return self.request(body={"input.1": number}, token=token)
+        return self.request(body=request_body(number), token=token, headers={"Content-Type": "application/json"})
 
     def load(self, concurrency=32, token=None, **kwargs):
         return client.Load(self.address, self.port, self.cafile, token or self.token, concurrency, **kwargs)
@@ -58,10 +59,7 @@ class RunningFleet:
     def healthy(self, timeout=120):
         """Every host serving and in rotation, the front door ready: what each test starts from."""
         self.fleet.start(Options())  # restarts only what is not running
-        deadline = time.monotonic() + timeout
-        while not all(h.serving() for h in self.hosts):
-            assert time.monotonic() < deadline, "hosts did not come back"
-            time.sleep(0.1)  # poll interval
+        wait_until(lambda: all(h.serving() for h in self.hosts), timeout, "the hosts to come back")
         return self.refresh()
 
     def access_log_size(self):

@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from fizbuz.contract import ROOT
 from serving.front import config, tokens
 from serving.front.nginx import FrontDoor, NginxError
 
@@ -87,13 +88,11 @@ def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, ng
 
 @pytest.mark.parametrize("script", ["serving/front/fleet.sh", "serving/front/setup_nginx.sh"])
 def test_scripts_explain_themselves(script):
-    from project import ROOT
     result = subprocess.run([str(ROOT / script), "-h"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("Usage:")
 
 
 def test_nginx_set_up_rerun_is_a_quiet_no_op(nginx_installed):
-    from project import ROOT
     result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
 
@@ -110,3 +109,25 @@ def test_without_root_the_fleet_plans_loopback_addresses_and_says_so(tmp_path, m
     addresses = [h["address"] for h in state["hosts"]]
     assert all(a.startswith("127.") for a in addresses) and len(set(addresses)) == 3
     assert "no network namespaces" in caplog.text
+
+
+def test_run_in_calls_inside_a_namespace_and_only_there():
+    """Host management calls go through network.run_in: a fresh namespace has
+    only its loopback, and the caller's own thread stays where it was."""
+    import secrets
+    import socket
+    from serving.front import network
+    if not network.namespaces_possible():
+        pytest.skip("needs network namespaces (root)")
+    namespace = f"fbz{secrets.token_hex(2)}t"
+    network.ip("netns", "add", namespace)
+    try:
+        inside = network.run_in(namespace, lambda: [name for _, name in socket.if_nameindex()])
+        assert inside == ["lo"]
+        assert len(socket.if_nameindex()) > 1  # the root namespace: more than lo
+        with pytest.raises(ZeroDivisionError):  # errors reach the caller
+            network.run_in(namespace, lambda: 1 / 0)
+        assert network.run_in(None, lambda: "here") == "here"
+    finally:
+        network.ip("netns", "del", namespace, check=False)
+    assert namespace not in network.ip("netns", "list").stdout

@@ -10,16 +10,10 @@ import time
 import psutil
 import pytest
 
+from fizbuz.lifecycle import wait_until
 from serving.front import network
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)  # poll interval
 
 
 def check(summary, bound_s, fleet=None):

@@ -12,14 +12,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from project import ROOT
+from fizbuz.contract import PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
+from fizbuz.lifecycle import free_port
 from serving.front import network
-from serving.front.fleet import Fleet, free_port
+from serving.front.fleet import Fleet
 
 pytestmark = pytest.mark.e2e
 FLEET_SH = ROOT / "serving" / "front" / "fleet.sh"
 README_CURL = ('curl -sS --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" '
-               "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' \"$FIZBUZ_URL/predictions/fizbuz_package\"")
+               f"-H 'Content-Type: application/json' -d '{request_body(SMOKE_INPUT).decode()}' "
+               f'"$FIZBUZ_URL{PREDICT_PATH}"')
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from serving.front import tokens
+from fizbuz.contract import expected_reply
+from fizbuz.lifecycle import free_port
+from serving.front import client, tokens
 from serving.front.config import FrontSettings
-from serving.front.fleet import free_port
-from serving.front.hosts import expected
 from serving.front.nginx import FrontDoor
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ def test_every_input_is_answered_right_with_a_json_content_type(fleet):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         replies = list(pool.map(ask, range(0, 1023)))
     wrong = [(n, status, text) for n, (status, _, text) in replies
-             if status != 200 or json.loads(text) != expected(n)]
+             if status != 200 or json.loads(text) != expected_reply(n)]
     assert wrong == []
     assert {headers.get("content-type") for _, (_, headers, _) in replies} == {"application/json"}
 
@@ -100,7 +100,6 @@ def test_readiness_says_503_when_no_host_answers(tmp_path, fleet):
     door.write(settings, token_file)
     try:
         door.start(listen)
-        from serving.front import client
         status, _, text = client.request("127.0.0.1", int(listen.rsplit(":")[1]), "GET", "/ready", fleet.cafile)
         assert status == 503 and json.loads(text)["ready"] is False
     finally:
