@@ -137,10 +137,14 @@ class Fleet:
             inference = free_port(taken)
             taken.add(inference)
             for index in range(1, options.hosts + 1):
+                # Each host's own management and metrics ports: unique, so hosts
+                # sharing one loopback (the no-root fallback) do not collide.
                 management = free_port(taken)
                 taken.add(management)
+                metrics = free_port(taken)
+                taken.add(metrics)
                 hosts.append(Host(name=f"h{index}", index=index, address=layout.address(index),
-                                  inference_port=inference, management_port=management,
+                                  inference_port=inference, management_port=management, metrics_port=metrics,
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
                                   workers=options.workers).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]

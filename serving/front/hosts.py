@@ -35,6 +35,7 @@ class Host:
     max_batch_delay: int = 1
     mar: str = MAR_FILE_NAME       # the archive registered now (a file in model_store)
     previous_mar: str = None
+    metrics_port: int = 0          # the host's Prometheus exporter (serving/metrics); 0 = start_mms.sh's default
 
     def as_dict(self):
         return asdict(self)
@@ -58,7 +59,8 @@ class Host:
         return dict(os.environ, FIZBUZ_RUN_DIR=self.run_dir, MODEL_STORE=str(self.model_store),
                     INFERENCE_ADDRESS=self.address, INFERENCE_PORT=str(self.inference_port),
                     MANAGEMENT_PORT=str(self.management_port), WORKERS=str(self.workers),
-                    BATCH_SIZE=str(self.batch_size), MAX_BATCH_DELAY=str(self.max_batch_delay))
+                    BATCH_SIZE=str(self.batch_size), MAX_BATCH_DELAY=str(self.max_batch_delay),
+                    **({"METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}))
 
     # ------------------------------------------------------------ life cycle
     def start(self):
