@@ -6,13 +6,12 @@ temp folder; stopped and removed (processes, namespaces, veths, bridge) at the e
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from fizbuz.contract import ROOT, request_body
-from fizbuz.lifecycle import free_port, wait_until
+from fizbuz.lifecycle import LifecycleError, free_port, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
 
@@ -68,12 +67,12 @@ class RunningFleet:
     def access_log_lines(self, timeout=10, predicate=lambda line: True, after=0):
         """nginx flushes its buffered access log every second: poll until a line
         (past the first `after` lines) matches."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [l for l in self.fleet.door.access_log.read_text().splitlines()[after:] if predicate(l)]
-            if lines or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.1)  # poll interval
+        def matching():
+            return [l for l in self.fleet.door.access_log.read_text().splitlines()[after:] if predicate(l)]
+        try:
+            return wait_until(matching, timeout, "a matching access-log line")
+        except LifecycleError:
+            return []
 
 
 def run_fleet(mar, **options):
