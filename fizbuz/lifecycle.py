@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -280,3 +281,47 @@ def tail(path, lines=20):
     except FileNotFoundError:
         return f"({path} does not exist)"
 
+
+
+class ScriptedServer:
+    """A throw-away server of the project's own, driven by its script
+    (start_mms.sh, serve.sh): `start`, then `stop` by the script and by every
+    pid file of the family, so nothing outlives the caller; the folder goes
+    with `remove` when this object made it. Subclasses set the script, env,
+    folder and pid files."""
+
+    def __init__(self, script, env, folder, own_folder, pid_files):
+        self.script_path, self.env = Path(script), env
+        self.folder, self.own_folder = Path(folder), own_folder
+        self.pid_files = pid_files  # the first is the server's own
+        self.pid = None
+
+    def run_script(self, script, *args, timeout=300):
+        return subprocess.run([str(script), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def start(self):
+        result = self.run_script(self.script_path, "start")
+        if result.returncode != 0:
+            self.stop()
+            raise LifecycleError(f"{self.script_path.name} failed:\n{result.stdout}\n{result.stderr}")
+        self.pid = self.pid_files[0].read()
+        return result
+
+    def stop(self):
+        result = self.run_script(self.script_path, "stop", timeout=120)
+        for pid_file in self.pid_files:  # if the script could not: by PID
+            pid_file.stop(grace=5)
+        return result
+
+    def remove(self):
+        if self.own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.remove()

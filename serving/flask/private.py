@@ -3,27 +3,28 @@ serve.sh on a free port in its own temporary folder, stopped by its pid file
 on leaving (and by PID if the script cannot). Never the user's server."""
 
 import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from fizbuz.contract import ROOT
 from fizbuz.http_client import predict_url
-from fizbuz.lifecycle import LifecycleError, PidFile, free_port
+from fizbuz.lifecycle import PidFile, ScriptedServer, free_port
 
 SERVE_SCRIPT = ROOT / "serving" / "flask" / "serve.sh"
 
 
-class PrivateGunicorn:
+class PrivateGunicorn(ScriptedServer):
     def __init__(self, worker_class="sync", workers=2, threads=4, run_dir=None):
-        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="fbz-flask-"))
-        self.own_folder = run_dir is None
+        folder = Path(run_dir or tempfile.mkdtemp(prefix="fbz-flask-"))
         self.port = free_port()
-        self.env = dict(os.environ, PORT=str(self.port), WORKERS=str(workers), WORKER_CLASS=worker_class,
-                        THREADS=str(threads), FLASK_RUN_DIR=str(self.run_dir))
-        self.pid_file = PidFile(self.run_dir / "gunicorn.pid", "gunicorn")
-        self.pid = None
+        env = dict(os.environ, PORT=str(self.port), WORKERS=str(workers), WORKER_CLASS=worker_class,
+                   THREADS=str(threads), FLASK_RUN_DIR=str(folder))
+        self.pid_file = PidFile(folder / "gunicorn.pid", "gunicorn")
+        super().__init__(SERVE_SCRIPT, env, folder, run_dir is None, [self.pid_file])
+
+    @property
+    def run_dir(self):
+        return self.folder
 
     @property
     def url(self):
@@ -31,30 +32,4 @@ class PrivateGunicorn:
 
     def serve(self, *args, timeout=180):
         """Run serve.sh against this server."""
-        return subprocess.run([str(SERVE_SCRIPT), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def start(self):
-        result = self.serve("start")
-        if result.returncode != 0:
-            self.stop()
-            raise LifecycleError(f"serve.sh failed:\n{result.stdout}\n{result.stderr}")
-        self.pid = self.pid_file.read()
-        return result
-
-    def stop(self):
-        result = self.serve("stop", timeout=120)
-        self.pid_file.stop(grace=5)  # if the script could not: by PID, so nothing outlives us
-        return result
-
-    def remove(self):
-        if self.own_folder:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.remove()
+        return self.run_script(SERVE_SCRIPT, *args, timeout=timeout)

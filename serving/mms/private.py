@@ -4,14 +4,12 @@ TEMP, logs), and always stopped by its pid file on leaving. Never the user's
 server."""
 
 import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from fizbuz.contract import MODEL_STORE, ROOT
 from fizbuz.http_client import predict_url
-from fizbuz.lifecycle import LifecycleError, free_ports
+from fizbuz.lifecycle import ScriptedServer, free_ports
 from serving.metrics import control as metrics_control
 from serving.mms import management
 from serving.mms.process import RunFolder, worker_processes
@@ -25,21 +23,22 @@ def short_run_dir():
     return Path(tempfile.mkdtemp(prefix="fbz-mms-"))
 
 
-class PrivateMms:
+class PrivateMms(ScriptedServer):
     """settings: BATCH_SIZE, MAX_BATCH_DELAY, WORKERS, TLS, ACCESS_LOG ... as
     lower-case keywords (batch_size=16), passed to start_mms.sh as env."""
 
     def __init__(self, model_store=None, run_dir=None, inference_address="127.0.0.1", **settings):
         self.run = RunFolder(run_dir or short_run_dir())
-        self.own_folder = run_dir is None
         self.address = inference_address
         self.inference_port, self.management_port, self.metrics_port = free_ports(3)
-        self.env = dict(
+        env = dict(
             os.environ, FIZBUZ_RUN_DIR=str(self.run.path), MODEL_STORE=str(model_store or MODEL_STORE),
             INFERENCE_ADDRESS=inference_address, INFERENCE_PORT=str(self.inference_port),
             MANAGEMENT_PORT=str(self.management_port), METRICS_PORT=str(self.metrics_port), MMS_TIMEOUT="120",
             **{key.upper(): str(value) for key, value in settings.items()})
-        self.pid = None
+        # The frontend's pid file first; the metrics exporter's beside it.
+        super().__init__(START_SCRIPT, env, self.run.path, run_dir is None,
+                         [self.run.pid_file, metrics_control.pid_file(self.run)])
 
     @property
     def run_dir(self):
@@ -62,22 +61,7 @@ class PrivateMms:
         """Run start_mms.sh (or scale_workers.sh) against this server."""
         script = ROOT / args[0] if args and args[0].endswith(".sh") else START_SCRIPT
         rest = args[1:] if args and args[0].endswith(".sh") else args
-        return subprocess.run([str(script), *rest], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def start(self):
-        result = self.script("start_mms.sh")
-        if result.returncode != 0:
-            self.stop()
-            raise LifecycleError(f"start_mms.sh failed:\n{result.stdout}\n{result.stderr}")
-        self.pid = self.run.pid_file.read()
-        return result
-
-    def stop(self):
-        result = self.script("start_mms.sh", "stop", timeout=120)
-        self.run.pid_file.stop(grace=5)  # if the script could not: by PID, so nothing outlives us
-        metrics_control.pid_file(self.run).stop(grace=5)
-        return result
+        return self.run_script(script, *rest, timeout=timeout)
 
     def describe(self):
         return management.describe_model(self.management_port)
@@ -91,15 +75,3 @@ class PrivateMms:
 
     def worker_pids(self):
         return {wid: process.pid for wid, process in self.workers().items()}
-
-    def remove(self):
-        if self.own_folder:
-            shutil.rmtree(self.run.path, ignore_errors=True)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.remove()
