@@ -1,7 +1,6 @@
 """Process control for one MMS: its run folder, launching it, finding its
 frontend and workers, stopping the whole family by its pid file."""
 
-import contextlib
 import json
 import logging
 import os
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from fizbuz.lifecycle import LifecycleError, PidFile, end_family, tail
+from fizbuz.lifecycle import LifecycleError, PidFile, end_family, end_processes, tail
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,7 @@ def clean_stale(run):
     """After a crash (kill -9 of the frontend), remove what the dead server left."""
     log.warning("found a stale pid file (pid %s is not running): cleaning up after the crashed server",
                 run.pid_file.read())
-    for process in worker_processes(run).values():  # orphaned workers of that server
-        with contextlib.suppress(psutil.Error):
-            process.kill()
+    end_processes(worker_processes(run).values())  # orphaned workers of that server
     run.pid_file.remove()
     run.remove_sockets()
 

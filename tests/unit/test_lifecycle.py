@@ -34,7 +34,7 @@ def test_wait_until_lets_other_errors_through():
 
 def test_stop_server_stops_by_pid_file_and_says_so(tmp_path, caplog):
     pid_file = PidFile(tmp_path / "sleeper.pid", marker="fizbuz-lifecycle-sleeper")
-    process = lifecycle.spawn([sys.executable, "-c", "import time; time.sleep(600)", "fizbuz-lifecycle-sleeper"],
+    process = lifecycle.spawn([sys.executable, "-c", "import signal; signal.pause()", "fizbuz-lifecycle-sleeper"],
                               tmp_path / "sleeper.log", pid_file=pid_file)
     with caplog.at_level("INFO", logger="fizbuz.lifecycle"):
         assert lifecycle.stop_server(pid_file, "sleeper", grace=10) == 0
