@@ -134,6 +134,13 @@ def report(args, results):
         p99 = statistics.median(r.p99_ms for r in runs)
         lines.append(f"| {LABELS[name]} | {medians[name]:,.0f} | {rounds} | {p99:.2f} | "
                      f"{medians[name] / medians['off'] - 1:+.1%} | {medians[name] / medians['log-lines'] - 1:+.1%} |")
+    # Load from other jobs moves whole rounds; a ratio inside one round cancels most of it.
+    lines += ["", "Paired within each round (the configurations ran back to back), 'on' relative to the others:", "",
+              "| 'on' vs | median of the round ratios | each round |", "|---|---:|---|"]
+    for other in ("off", "log-lines"):
+        ratios = [on.good_per_second / them.good_per_second - 1 for on, them in zip(results["on"], results[other])]
+        lines.append(f"| {other} | {statistics.median(ratios):+.1%} | "
+                     + ", ".join(f"{ratio:+.1%}" for ratio in ratios) + " |")
     machine = dict(describe())
     lines += ["", f"Machine: {machine['CPU']}, {machine['memory']}; 1-minute load average "
               f"{args.load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it.", ""]
