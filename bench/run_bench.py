@@ -95,17 +95,13 @@ def ensure_tools(allow_install, log_file):
     if not missing:
         return
     if not allow_install:
-        die(f"missing {', '.join(missing)}: apt-get install -y {' '.join(missing)} (or drop --no-install)")
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        die(f"missing {', '.join(missing)}: install them, e.g. sudo apt-get install -y {' '.join(missing)}")
+        die(f"missing {', '.join(missing)}: scripts/debian_packages.sh {' '.join(missing)} (or drop --no-install)")
     say(f"installing {', '.join(missing)} with apt-get (log {log_file})")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
     with open(log_file, "a") as log:
-        def run(command):
-            return subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
-        if run(install) != 0 and (run(["apt-get", "update"]) != 0 or run(install) != 0):
-            die(f"apt-get could not install {', '.join(missing)}; see {log_file}")
+        installed = subprocess.run([str(ROOT / "scripts" / "debian_packages.sh"), *missing], stdout=log,
+                                   stderr=subprocess.STDOUT, timeout=900).returncode == 0
+    if not installed:
+        die(f"could not install {', '.join(missing)}; see {log_file}")
 
 
 def build_model_store(work, log_file):

@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
 # Make sure a headless-capable Chromium is installed (for the netron browser test).
 set -euo pipefail
-
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
 
 usage() {
   cat <<USAGE
 Usage: scripts/setup_browser.sh [-h]
 
 Checks that Chromium and two fonts are installed and that Chromium runs; installs
-what is missing from Debian's packages (apt-get update && apt-get install -y chromium
-fonts-dejavu-core fonts-wqy-microhei; needs root and apt). Re-runs are quick: nothing
-is installed when everything is there.
+what is missing from Debian's packages at their pins (scripts/debian_packages.sh,
+apt-get, root). Re-runs are quick: nothing is installed when everything is there.
 Playwright (pinned in requirements-dev.txt) drives this Chromium through its
-executable_path: no chromium-driver, and no `playwright install` download.
+executable_path: no chromium-driver, and no \`playwright install\` download.
 
 Environment:
   CHROMIUM          the browser binary to check and use (default: /usr/bin/chromium)
@@ -27,50 +25,16 @@ case "${1:-}" in
   *) echo "setup_browser.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
 esac
 
-# fonts-dejavu-core: text in screenshots needs a font; fonts-wqy-microhei: the
-# 〈 〉 brackets netron draws around tensor shapes.
-PACKAGES=(chromium fonts-dejavu-core fonts-wqy-microhei)
-
 browser_version() {
   "$CHROMIUM" --version 2>/dev/null
 }
 
-missing_packages() {
-  local package
-  for package in "${PACKAGES[@]}"; do
-    [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] \
-      || echo "$package"
-  done
-}
-
-if [ "$CHROMIUM" != /usr/bin/chromium ]; then
-  # A browser of the user's choice: only check that it runs.
-  version=$(browser_version) \
-    || { echo "setup_browser.sh: CHROMIUM=$CHROMIUM does not run; fix the path or unset it" >&2; exit 1; }
-  echo "==> browser: $version"
-  exit 0
+if [ "$CHROMIUM" = /usr/bin/chromium ]; then
+  # fonts-dejavu-core: text in screenshots needs a font; fonts-wqy-microhei: the
+  # 〈 〉 brackets netron draws around tensor shapes.
+  "$ROOT/scripts/debian_packages.sh" chromium fonts-dejavu-core fonts-wqy-microhei
 fi
-
-mapfile -t missing < <(missing_packages)
-if [ "${#missing[@]}" -eq 0 ] && version=$(browser_version); then
-  echo "==> browser: $version"
-  exit 0
-fi
-[ "${#missing[@]}" -gt 0 ] || missing=(chromium)  # installed but broken: reinstall below
-
-if [ "$(id -u)" != 0 ]; then
-  echo "setup_browser.sh: missing ${missing[*]}; install as root:" \
-       "apt-get update && apt-get install -y ${PACKAGES[*]}" >&2
-  exit 1
-fi
-command -v apt-get >/dev/null 2>&1 \
-  || { echo "setup_browser.sh: missing ${missing[*]} and there is no apt-get to install them" >&2; exit 1; }
-
-echo "==> installing ${missing[*]} with apt-get (one time, about a minute)"
-apt_options=(-o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT" -o Dpkg::Use-Pty=0)
-export DEBIAN_FRONTEND=noninteractive
-apt-get "${apt_options[@]}" update -qq
-apt-get "${apt_options[@]}" install -y -qq --no-install-recommends --reinstall "${missing[@]}" >/dev/null
+# A browser of the user's choice is only checked.
 version=$(browser_version) \
-  || { echo "setup_browser.sh: chromium was installed but '$CHROMIUM --version' fails" >&2; exit 1; }
+  || { echo "setup_browser.sh: '$CHROMIUM --version' fails; reinstall it (apt-get install --reinstall chromium) or set CHROMIUM" >&2; exit 1; }
 echo "==> browser: $version"

@@ -10,8 +10,8 @@ usage() {
   cat <<USAGE
 Usage: serving/redis/setup.sh [-h]
 
-1. installs Debian's redis-server and redis-sentinel (7.0) with apt-get when
-   missing (needs root), and checks for cmake and g++;
+1. installs Debian's redis-server and redis-sentinel (7.0), cmake and g++ when
+   missing, at their pins (scripts/debian_packages.sh, apt-get, root);
 2. builds the module (serving/redis/build.sh) against the venv's LibTorch;
 3. writes the TorchScript model (fizbuz.contract.TORCHSCRIPT_PATH, build/fizbuz.pt)
    with python -m fizbuz.torchscript when it is missing;
@@ -26,15 +26,7 @@ USAGE
 }
 help_or_no_arguments "$@"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null \
-   || ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then
-  [ "$(id -u)" = 0 ] || die "redis-server, redis-sentinel, cmake or g++ missing: run as root or apt-get install -y redis-server redis-sentinel cmake g++"
-  say "installing redis-server, redis-sentinel, cmake and g++ with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q redis-server redis-sentinel cmake g++ >/dev/null
-fi
-redis-server --version | grep -q ' v=7\.' || say "warning: tested with redis-server 7.0, found: $(redis-server --version)"
+"$ROOT/scripts/debian_packages.sh" redis-server redis-sentinel cmake g++
 
 [ -x "$PY" ] || ensure_venv
 say "building the module"
