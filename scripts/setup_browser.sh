@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure a headless-capable Chromium is installed (for the netron browser test).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
 usage() {
@@ -19,11 +19,7 @@ Environment:
   APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg to finish (default: 300)
 USAGE
 }
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  "") ;;
-  *) echo "setup_browser.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
+help_or_no_arguments "$@"
 
 browser_version() {
   "$CHROMIUM" --version 2>/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure Debian's nginx is installed (the front door); a no-op when it is.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 
 usage() {
   cat <<USAGE
@@ -18,11 +18,7 @@ Environment:
   APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg (default: 300)
 USAGE
 }
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  "") ;;
-  *) echo "setup_nginx.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
+help_or_no_arguments "$@"
 
 "$ROOT/scripts/debian_packages.sh" nginx
 [ "${WITH_WRK:-0}" != 1 ] || "$ROOT/scripts/debian_packages.sh" wrk

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure Debian's Prometheus server is installed (for the metrics test and the picture).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
 
 usage() {
@@ -20,11 +20,7 @@ Environment:
   APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg to finish (default: 300)
 USAGE
 }
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  "") ;;
-  *) echo "setup_prometheus.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
+help_or_no_arguments "$@"
 
 prometheus_version() {
   "$PROMETHEUS" --version 2>&1 | head -n 1
