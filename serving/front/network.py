@@ -78,6 +78,38 @@ def create_bridge(layout):
     ip("link", "add", layout.bridge, "type", "bridge")
     ip("addr", "add", f"{layout.gateway}/24", "dev", layout.bridge)
     ip("link", "set", layout.bridge, "up")
+    allow_forwarding(layout.bridge)
+
+
+def _forward_rule(bridge):
+    return ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+
+
+def _iptables(action, bridge):
+    return subprocess.run(["iptables", "-w", "10", action, *_forward_rule(bridge)],
+                          capture_output=True, text=True, timeout=30)
+
+
+def allow_forwarding(bridge):
+    """Host-to-host packets cross the bridge. Where br_netfilter is loaded (Docker
+    loads it and sets FORWARD's policy to DROP), they go through iptables' FORWARD
+    chain and would be dropped: one rule of ours, first in the chain, lets the
+    fleet's own bridge through. Removed by teardown."""
+    if not shutil.which("iptables") or _iptables("-C", bridge).returncode == 0:
+        return
+    result = _iptables("-I", bridge)
+    if result.returncode != 0:
+        log.warning("could not add an iptables FORWARD rule for %s (%s): hosts may not reach each other "
+                    "where Docker runs", bridge, result.stderr.strip())
+
+
+def forwarding_rules(bridge):
+    """How many of the fleet's FORWARD rules are present (0 when iptables is absent)."""
+    if not shutil.which("iptables"):
+        return 0
+    listed = subprocess.run(["iptables", "-w", "10", "-S", "FORWARD"], capture_output=True, text=True,
+                            timeout=30).stdout
+    return sum(1 for line in listed.splitlines() if f"-i {bridge} -o {bridge} -j ACCEPT" in line)
 
 
 def add_host(layout, index):
@@ -166,9 +198,12 @@ def teardown(fleet_id):
         ip("netns", "del", ns, check=False)
     for link in links:  # veths usually went with their namespace; the bridge is left
         ip("link", "del", link, check=False)
+    bridge = f"fbz{fleet_id}"
+    for _ in range(forwarding_rules(bridge)):
+        _iptables("-D", bridge)
     spaces, links = leftovers(fleet_id)
-    if spaces or links:
-        raise NetworkError(f"could not remove {spaces + links}")
+    if spaces or links or forwarding_rules(bridge):
+        raise NetworkError(f"could not remove {spaces + links} or the FORWARD rule of {bridge}")
 
 
 def _process(pid):

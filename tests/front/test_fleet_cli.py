@@ -70,6 +70,9 @@ def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_d
     state = fleet.require()
     assert state["mode"] == "netns"
     assert all(ns in network.leftovers(state["id"])[0] for ns in (h.namespace for h in fleet.hosts(state)))
+    bridge = f"fbz{state['id']}"
+    if shutil.which("iptables"):  # the bridge's FORWARD rule, for hosts where Docker drops forwarding
+        assert network.forwarding_rules(bridge) == 1
     # Crash every part: the nginx master (its workers live on, orphaned), each MMS frontend, a worker.
     victims = [fleet.door.master()] + [h.frontend() for h in fleet.hosts(state)]
     victims.append(next(iter(fleet.hosts(state)[0].worker_processes().values())))
@@ -81,6 +84,7 @@ def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_d
     stopped = fleet_sh(fleet_dir, "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert what_is_left(fleet_dir, state["id"]) == ([], [], [])
+    assert network.forwarding_rules(bridge) == 0
     assert not fleet.state_file.exists()
 
 
