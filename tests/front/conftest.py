@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fizbuz.contract import ROOT, request_body
-from fizbuz.lifecycle import LifecycleError, free_port, wait_until
+from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
 
@@ -79,7 +79,8 @@ def run_fleet(mar, **options):
     directory = Path(tempfile.mkdtemp(prefix="fbz-"))  # short: MMS socket paths live in it
     fleet = Fleet(directory)
     try:
-        fleet.start(Options(mar=str(mar), front_port=free_port(), **options))
+        front_port, metrics_port = free_ports(2)
+        fleet.start(Options(mar=str(mar), front_port=front_port, metrics_port=metrics_port, **options))
         return fleet
     except BaseException:
         stop_fleet(fleet)
