@@ -107,12 +107,17 @@ class FrontCounts:
         self.upstream_seconds = Histograms()
         self.lines = 0
         self.malformed = 0
+        self.hosts = set()        # host labels given out so far (at most MAX_HOSTS)
 
     def _host(self, address):
+        if address in self.hosts:
+            return address
         if not HOST_PORT.match(address):
             return "none"  # e.g. an upstream group's name: no live host was left to try
-        known = self.upstream_seconds.series.keys() | {h for h, _ in self.failures}
-        return address if address in known or len(known) < MAX_HOSTS else "other"
+        if len(self.hosts) >= MAX_HOSTS:
+            return "other"
+        self.hosts.add(address)
+        return address
 
     def add_lines(self, lines):
         with self.lock:
