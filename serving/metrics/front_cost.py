@@ -38,6 +38,7 @@ from serving.front.nginx import NginxError
 from serving.metrics import front_control, front_log
 from serving.metrics.control import metrics_url
 from serving.metrics.cost import Scraper
+from serving.metrics.logtail import flushed_and_read
 from serving.metrics.scrape import scrape
 
 log = logging.getLogger("front-metrics-cost")
@@ -62,20 +63,6 @@ def counted_200(url):
 
 def lag(url):
     return scrape(url).total("fizbuz_front_log_lag_bytes")
-
-
-def caught_up(path, metrics, quiet=1.5):
-    """A condition: the log has not grown for `quiet` s (nginx flushes its
-    buffer within 1 s) and the exporter has read all of it."""
-    last = {"size": -1, "since": 0.0}
-
-    def condition():
-        size, now = path.stat().st_size, time.monotonic()
-        if size != last["size"]:
-            last.update(size=size, since=now)
-            return False
-        return now - last["since"] >= quiet and lag(metrics) == 0
-    return condition
 
 
 def switch(fleet, name):
@@ -105,8 +92,8 @@ def one_run(args, fleet, state, name, url, headers, wrk_log):
     if exporter:
         row["lag_at_end_bytes"] = lag(metrics)
         started = time.monotonic()
-        wait_until(caught_up(fleet.door.logs / front_log.LOG_NAME, metrics), 120, "the exporter to catch up",
-                   interval=0.2)
+        wait_until(flushed_and_read(fleet.door.logs / front_log.LOG_NAME, lambda: lag(metrics) == 0), 120,
+                   "the exporter to catch up", interval=0.2)
         row["catch_up_s"] = time.monotonic() - started
         row["exporter_cpu_us"] = (cpu_seconds([exporter]) - cpu_before[-1]) / max(1, result.requests) * 1e6
         row["counted"] = int(counted_200(metrics) - counted_before)

@@ -108,3 +108,23 @@ class LogTail:
     def size(self):
         """The size of the file being read (to decide on rotating it)."""
         return os.fstat(self.file.fileno()).st_size if self.file is not None else 0
+
+
+def flushed_and_read(path, read_all, quiet=1.5, clock=time.monotonic):
+    """A condition for wait_until (tests, benches): the log at `path` has not
+    grown for `quiet` seconds (nginx flushes each worker's buffer within 1 s,
+    so every request that has ended is in it) and `read_all()` says the reader
+    has read all of it."""
+    last = {"size": -1, "since": 0.0}
+
+    def condition():
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            size = 0
+        now = clock()
+        if size != last["size"]:
+            last.update(size=size, since=now)
+            return False
+        return now - last["since"] >= quiet and read_all()
+    return condition

@@ -14,7 +14,8 @@ import pytest
 from fizbuz.contract import MAX_INPUT, expected_reply
 from fizbuz.lifecycle import LifecycleError, wait_until
 from serving.front.fleet import Options
-from serving.metrics import front_control
+from serving.metrics import front_control, front_log
+from serving.metrics.logtail import flushed_and_read
 from serving.metrics.prometheus import PrivatePrometheus
 from serving.metrics.scrape import scrape
 
@@ -25,6 +26,7 @@ PREDICT = 'sum(fizbuz_front_requests_total{{route="predict",status="{}"}})'
 RETRIED = "sum(fizbuz_front_retried_requests_total)"
 FAILURES = 'sum(fizbuz_front_upstream_failures_total{{host="{}"}})'
 HOST_UP = 'fizbuz_front_host_up{{host="{}"}}'
+LINES_READ = "fizbuz_front_log_lines_total + fizbuz_front_log_malformed_lines_total"
 
 
 def metrics_url(fleet):
@@ -60,6 +62,14 @@ def reaches(prometheus, promql, expected, timeout=60):
     return value_now(prometheus, promql)
 
 
+def settle(fleet, lines_read):
+    """Wait until every request that has ended is in the metrics log (nginx
+    buffers it per worker) and the exporter has read all of it."""
+    path = fleet.fleet.door.logs / front_log.LOG_NAME
+    wait_until(flushed_and_read(path, lambda: lines_read() == len(path.read_bytes().splitlines())), 60,
+               "the metrics log to be flushed and read", interval=0.2)
+
+
 def send(fleet, jobs):
     """Each job ("good" | "bad" | "no token", n) from 16 threads; every reply checked."""
     def ask(job):
@@ -93,6 +103,7 @@ def retried_in_access_log(fleet, after):
 
 def test_prometheus_reads_back_what_went_through_the_front_door(fleet, prometheus):
     h1, h2 = fleet.hosts
+    settle(fleet, lambda: value_now(prometheus, LINES_READ))  # earlier tests' requests: all in the baseline
     before = {status: value_now(prometheus, PREDICT.format(status)) for status in (200, 400, 401)}
     before["retried"] = value_now(prometheus, RETRIED)
     before["h2 failures"] = value_now(prometheus, FAILURES.format(h2.upstream))
@@ -140,6 +151,8 @@ def test_killing_the_exporter_under_load_fails_nothing_and_loses_no_count(fleet)
     fleet.healthy()
     url = metrics_url(fleet)
     predicted = lambda: scrape(url).total("fizbuz_front_requests_total", route="predict", status="200")
+    settle(fleet, lambda: sum(scrape(url).total(name) for name in ("fizbuz_front_log_lines_total",
+                                                                   "fizbuz_front_log_malformed_lines_total")))
     before = predicted()
     exporter = front_control.running(fleet.fleet.dir)
     with fleet.load(16) as load:
