@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
-from fizbuz.lifecycle import end_processes, free_port, processes_under, tail, wait_until
+from fizbuz.lifecycle import check_port_free, end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
 from serving.front.config import FrontSettings
 from serving.front.hosts import Host
@@ -117,6 +117,11 @@ class Fleet:
         return state
 
     def _plan(self, options):
+        if options.metrics_port:  # before anything is made: a taken port fails the start at once
+            if options.metrics_port == options.front_port:
+                raise FleetError("the front door's metrics port must differ from its HTTPS port")
+            check_port_free(options.metrics_port, "the front door's metrics exporter",
+                            hint=" (FRONT_METRICS_PORT; 0: no metrics)")
         fleet_id = secrets.token_hex(2)
         if options.external_hosts:
             mode, subnet = "external", ""
@@ -158,8 +163,6 @@ class Fleet:
                               metrics_log=bool(options.metrics_port))
         front = dataclasses.asdict(front)
         front["drained"] = []
-        if options.metrics_port and options.metrics_port == front_port:
-            raise FleetError("the front door's metrics port must differ from its HTTPS port")
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
                 "metrics_port": options.metrics_port, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
