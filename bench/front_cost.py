@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.load_generator import LoadError, run_wrk, wrk_binary
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT
-from fizbuz.lifecycle import free_port
+from fizbuz.lifecycle import free_ports
 from serving.front import tokens
 from serving.front.fleet import Fleet, Options
 
@@ -60,7 +60,9 @@ def main(argv=None):
     fleet = Fleet(directory)
     rows = []
     try:
-        state = fleet.start(Options(hosts=1, workers=args.workers, front_port=free_port(), mar=args.mar,
+        front_port, metrics_port = free_ports(2)
+        state = fleet.start(Options(hosts=1, workers=args.workers, front_port=front_port, metrics_port=metrics_port,
+                                    mar=args.mar,
                                     nginx_workers=args.nginx_workers))
         args.nginx_workers = state["front"]["workers"]
         host = fleet.hosts(state)[0]

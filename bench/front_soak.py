@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
-from fizbuz.lifecycle import free_port
+from fizbuz.lifecycle import free_ports
 from serving.front import client, tokens
 from serving.front.fleet import Fleet, Options
 
@@ -37,7 +37,9 @@ def main(argv=None):
     fleet = Fleet(directory)
     kills = []
     try:
-        state = fleet.start(Options(hosts=2, workers=2, front_port=free_port(), mar=args.mar))
+        front_port, metrics_port = free_ports(2)
+        state = fleet.start(Options(hosts=2, workers=2, front_port=front_port, metrics_port=metrics_port,
+                                    mar=args.mar))
         hosts = fleet.hosts(state)
         address, port = state["front"]["listen"].rsplit(":", 1)
         token = tokens.read(fleet.token_file)["default"]

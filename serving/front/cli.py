@@ -44,10 +44,13 @@ def build_parser():
     start.add_argument("--body-cap", default=os.environ.get("BODY_CAP", Options.body_cap))
     start.add_argument("--nginx-workers", default=os.environ.get("NGINX_WORKERS"),
                        help="nginx worker processes (env NGINX_WORKERS; default auto: one per core)")
+    start.add_argument("--metrics-port", type=int, default=env_int("FRONT_METRICS_PORT", Options.metrics_port),
+                       help="the front door's Prometheus metrics on 127.0.0.1:PORT/metrics "
+                            "(env FRONT_METRICS_PORT, 9113; 0: none)")
     start.add_argument("--read-timeout", type=float, default=float(os.environ.get("READ_TIMEOUT", Options.read_timeout)))
 
     for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
-                       ("env", "export lines: FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT"),
+                       ("env", "export lines: FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
                        ("reload", "re-read the tokens file and settings (graceful)"),
                        ("rollback", "put every host back on its previous .mar, one at a time")):
         commands.add_parser(name, help=text)
@@ -87,7 +90,8 @@ def run(args):
         options = Options(hosts=args.hosts, workers=args.workers, front_port=args.port,
                           listen_address=args.listen_address, loopback=args.loopback, external_hosts=external,
                           mar=args.mar, certificate=args.cert, key=args.key, rate=args.rate, burst=args.burst,
-                          body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers)
+                          body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers,
+                          metrics_port=args.metrics_port)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fizbuz.contract import PREDICT_PATH, SMOKE_INPUT, request_body
+from serving.metrics import front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 
@@ -22,6 +23,7 @@ class FrontSettings:
     read_timeout: float = 3.0         # s; MMS answers in ms, a lost job never
     connect_timeout: float = 1.0
     workers: str = "auto"
+    metrics_log: bool = True          # one line per request for the metrics exporter
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -70,6 +72,12 @@ def retry_groups(settings):
     return "\n".join(groups + [mapping])
 
 
+def metrics_access_log(settings, prefix):
+    if not settings.metrics_log:
+        return "    # (metrics log off)"
+    return f"    access_log {prefix}/logs/{front_log.LOG_NAME} fizbuz_metrics buffer=64k flush=1s;"
+
+
 def render(settings, prefix):
     values = {
         "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
@@ -78,6 +86,8 @@ def render(settings, prefix):
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
         "UPSTREAM_GROUP": upstream_groups(settings), "RETRY_GROUPS": retry_groups(settings),
         "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
+        "METRICS_LOG_FORMAT": front_log.nginx_log_format(),
+        "METRICS_ACCESS_LOG": metrics_access_log(settings, prefix),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

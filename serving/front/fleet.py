@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
-from fizbuz.lifecycle import end_processes, free_port, processes_under, tail, wait_until
+from fizbuz.lifecycle import check_port_free, end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
 from serving.front.config import FrontSettings
 from serving.front.hosts import Host
 from serving.front.nginx import FrontDoor
+from serving.metrics import front_control
+from serving.metrics.control import metrics_url
 from serving.mms.config import tls_files
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Options:
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
     nginx_workers: str = FrontSettings.workers
+    metrics_port: int = front_control.DEFAULT_PORT  # the front door's exporter; 0: no metrics
 
 
 class Fleet:
@@ -114,6 +117,11 @@ class Fleet:
         return state
 
     def _plan(self, options):
+        if options.metrics_port:  # before anything is made: a taken port fails the start at once
+            if options.metrics_port == options.front_port:
+                raise FleetError("the front door's metrics port must differ from its HTTPS port")
+            check_port_free(options.metrics_port, "the front door's metrics exporter",
+                            hint=" (FRONT_METRICS_PORT; 0: no metrics)")
         fleet_id = secrets.token_hex(2)
         if options.external_hosts:
             mode, subnet = "external", ""
@@ -133,7 +141,7 @@ class Fleet:
         if mode == "external":
             upstreams = list(options.external_hosts)
         else:
-            taken = {front_port}
+            taken = {front_port, options.metrics_port}
             inference = free_port(taken)
             taken.add(inference)
             for index in range(1, options.hosts + 1):
@@ -151,11 +159,12 @@ class Fleet:
         workers = options.nginx_workers or FrontSettings.workers
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
-                              body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers)
+                              body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers,
+                              metrics_log=bool(options.metrics_port))
         front = dataclasses.asdict(front)
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "metrics_port": options.metrics_port, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def _start_hosts(self, hosts, timeout=300, again=True):
         """Side by side; a host that failed gets one more try on its own (on a
@@ -188,6 +197,25 @@ class Fleet:
         self.door.start(settings.listen)
         wait_until(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200")
         log.info("front door ready on https://%s", settings.listen)
+        self._start_metrics(state)
+
+    def _start_metrics(self, state):
+        """The exporter, when the fleet has metrics and it is not running (also after it died)."""
+        port = state.get("metrics_port")
+        if port and state["front"].get("metrics_log", True) and front_control.running(self.dir) is None:
+            front_control.start(self.dir, self.door, port)
+            log.info("front door metrics on %s", metrics_url(port))
+
+    def set_metrics(self, enabled):
+        """Metrics log and exporter on or off (a graceful reload); for measuring their cost."""
+        state = self.require()
+        if not state.get("metrics_port"):
+            raise FleetError("this fleet was started without a metrics port")
+        if not enabled:
+            front_control.stop(self.dir)
+        state = self.update_front(metrics_log=bool(enabled))
+        if enabled:
+            self._start_metrics(state)
 
     def _heal(self, state):
         """Start again what is not running (a killed host, a killed nginx)."""
@@ -236,7 +264,8 @@ class Fleet:
         if state is None:
             log.info("no fleet in %s", self.dir)
             return False
-        steps = [("the front door", self.door.stop)]
+        steps = [("the front door's metrics exporter", lambda: front_control.stop(self.dir)),
+                 ("the front door", self.door.stop)]
         steps += [(f"host {host.name}", host.stop) for host in self.hosts(state)]
         if state["mode"] == "netns":
             steps.append(("the namespaces, veths and bridge", lambda: network.teardown(state["id"])))
@@ -265,9 +294,12 @@ class Fleet:
         state = self.require()
         names = tokens.read(self.token_file)
         token = names.get("default") or next(iter(names.values()), "")
-        return [f"export FIZBUZ_URL=https://{state['front']['listen']}",
-                f"export FIZBUZ_TOKEN={token}",
-                f"export FIZBUZ_CACERT={state['front']['certificate']}"]
+        lines = [f"export FIZBUZ_URL=https://{state['front']['listen']}",
+                 f"export FIZBUZ_TOKEN={token}",
+                 f"export FIZBUZ_CACERT={state['front']['certificate']}"]
+        if state.get("metrics_port"):
+            lines.append(f"export FIZBUZ_METRICS_URL={metrics_url(state['metrics_port'])}")
+        return lines
 
     def status(self):
         state = self.require()
@@ -291,6 +323,10 @@ class Fleet:
         ready, _ = self.ready(state) if master else (None, "")
         lines.append(f"  front door https://{state['front']['listen']}  nginx pid {master.pid if master else '-'}"
                      f"  workers {[p.pid for p in self.door.workers()]}  /ready {ready}")
+        if state.get("metrics_port"):
+            exporter = front_control.running(self.dir)
+            lines.append(f"  metrics {metrics_url(state['metrics_port'])}  exporter pid "
+                         f"{exporter.pid if exporter else '- (not running: fleet.sh start brings it back)'}")
         lines.append(f"  logs: {self.door.logs}, {self.dir}/h*/logs")
         return "\n".join(lines)
 

@@ -12,8 +12,8 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
           namespace; without root: loopback addresses 127.77.x.y. Re-running restarts what died.
   start --external-hosts A:P,B:P   only the front door, over real hosts running start_mms.sh
   stop                  stop and remove all of it (processes, namespaces, veths, bridge), also after kill -9
-  status                hosts, workers, front door
-  env                   export lines: eval "\$(serving/front/fleet.sh env)"
+  status                hosts, workers, front door, its metrics URL
+  env                   export lines: eval "\$(serving/front/fleet.sh env)" (FIZBUZ_URL, _TOKEN, _CACERT, _METRICS_URL)
   token add|revoke|list NAME    edit the tokens file and reload (no request dropped)
   reload                re-read the tokens file
   limits [--rate R] [--burst B] [--body-cap SIZE]
@@ -23,7 +23,8 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
 
 Environment: FLEET_DIR [run/fleet], HOSTS [2], WORKERS [2], FRONT_PORT [8443], RATE [50000 req/s
 per token], BURST [10000], BODY_CAP [4k], READ_TIMEOUT [3 s], MAR [model_store/fizbuz_package.mar],
-TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto].
+TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto], FRONT_METRICS_PORT [9113: the
+front door's Prometheus metrics on http://127.0.0.1:PORT/metrics, started and stopped with it; 0: none].
 USAGE
 }
 case "${1:-}" in

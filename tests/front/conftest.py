@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from fizbuz.contract import ROOT, request_body
-from fizbuz.lifecycle import LifecycleError, free_port, wait_until
+from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
+from serving.metrics import front_log
+from serving.metrics.control import metrics_url
+from serving.metrics.logtail import flushed_and_read
+from serving.metrics.scrape import scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -61,6 +65,19 @@ class RunningFleet:
         wait_until(lambda: all(h.serving() for h in self.hosts), timeout, "the hosts to come back")
         return self.refresh()
 
+    def front_metrics(self):
+        """The front door's exporter's numbers, once every request that has ended
+        is in the metrics log (nginx buffers it per worker) and read."""
+        url = metrics_url(self.state["metrics_port"])
+        path = self.fleet.door.logs / front_log.LOG_NAME
+
+        def read_all():
+            samples = scrape(url)
+            read = samples.total("fizbuz_front_log_lines_total") + samples.total("fizbuz_front_log_malformed_lines_total")
+            return read == len(path.read_bytes().splitlines())
+        wait_until(flushed_and_read(path, read_all), 60, "the metrics log to be flushed and read", interval=0.2)
+        return scrape(url)
+
     def access_log_size(self):
         return len(self.fleet.door.access_log.read_text().splitlines())
 
@@ -79,7 +96,8 @@ def run_fleet(mar, **options):
     directory = Path(tempfile.mkdtemp(prefix="fbz-"))  # short: MMS socket paths live in it
     fleet = Fleet(directory)
     try:
-        fleet.start(Options(mar=str(mar), front_port=free_port(), **options))
+        front_port, metrics_port = free_ports(2)
+        fleet.start(Options(mar=str(mar), front_port=front_port, metrics_port=metrics_port, **options))
         return fleet
     except BaseException:
         stop_fleet(fleet)

@@ -1,11 +1,14 @@
 """Rendering and the tokens file, checked by the real nginx (no servers started)."""
 
+import socket
 import subprocess
 
 import pytest
 
 from fizbuz.contract import ROOT
+from fizbuz.lifecycle import LifecycleError, free_port
 from serving.front import config, tokens
+from serving.front.fleet import Fleet, FleetError, Options
 from serving.front.nginx import FrontDoor, NginxError
 
 
@@ -103,7 +106,7 @@ def test_without_root_the_fleet_plans_loopback_addresses_and_says_so(tmp_path, m
     monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
     assert not network.namespaces_possible()
     with caplog.at_level("WARNING"):
-        state = Fleet(tmp_path)._plan(Options(hosts=3))
+        state = Fleet(tmp_path)._plan(Options(hosts=3, metrics_port=0))
     assert state["mode"] == "loopback"
     assert [h["namespace"] for h in state["hosts"]] == [None, None, None]
     addresses = [h["address"] for h in state["hosts"]]
@@ -131,3 +134,15 @@ def test_run_in_calls_inside_a_namespace_and_only_there():
     finally:
         network.ip("netns", "del", namespace, check=False)
     assert namespace not in network.ip("netns", "list").stdout
+
+
+def test_a_taken_metrics_port_fails_the_start_before_anything_is_made(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(LifecycleError, match=f"port {port} .*FRONT_METRICS_PORT"):
+            Fleet(tmp_path).start(Options(metrics_port=port, front_port=free_port()))
+    assert not (tmp_path / "fleet.json").exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(FleetError, match="must differ"):
+        Fleet(tmp_path).start(Options(metrics_port=port, front_port=port))

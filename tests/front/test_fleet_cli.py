@@ -13,9 +13,11 @@ import psutil
 import pytest
 
 from fizbuz.contract import PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
-from fizbuz.lifecycle import free_port
+from fizbuz.lifecycle import free_port, free_ports, wait_until
 from serving.front import network
 from serving.front.fleet import Fleet
+from serving.metrics import front_control
+from serving.metrics.scrape import scrape
 
 pytestmark = pytest.mark.e2e
 FLEET_SH = ROOT / "serving" / "front" / "fleet.sh"
@@ -57,7 +59,9 @@ def what_is_left(directory, fleet_id):
 
 
 def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_dir, mar_path):
-    started = fleet_sh(fleet_dir, "start", HOSTS="2", WORKERS="1", FRONT_PORT=str(free_port()), MAR=str(mar_path))
+    front_port, metrics_port = free_ports(2)
+    started = fleet_sh(fleet_dir, "start", HOSTS="2", WORKERS="1", FRONT_PORT=str(front_port),
+                       FRONT_METRICS_PORT=str(metrics_port), MAR=str(mar_path))
     assert started.returncode == 0, started.stdout + started.stderr
     answer = subprocess.run(["bash", "-c", f'set -euo pipefail; eval "$({FLEET_SH} env)"; {README_CURL}'],
                             capture_output=True, text=True, timeout=60, env=dict(os.environ, FLEET_DIR=str(fleet_dir)))
@@ -65,6 +69,14 @@ def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_d
 
     status = fleet_sh(fleet_dir, "status")
     assert status.returncode == 0 and status.stdout.count("READY") == 2 and "/ready 200" in status.stdout
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    assert f"metrics {metrics_url}  exporter pid " in status.stdout
+    assert f"export FIZBUZ_METRICS_URL={metrics_url}" in fleet_sh(fleet_dir, "env").stdout
+    # The README's curl and the /ready checks went through the front door: the exporter counted them.
+    front_metrics = wait_until(lambda: [s for s in [scrape(metrics_url)]
+                                        if s.total("fizbuz_front_requests_total", route="predict", status="200") >= 1],
+                               30, "the exporter to count the README's request")[0]
+    assert front_metrics.total("fizbuz_front_host_up") == 2
 
     fleet = Fleet(fleet_dir)
     state = fleet.require()
@@ -74,7 +86,7 @@ def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_d
     if shutil.which("iptables"):  # the bridge's FORWARD rule, for hosts where Docker drops forwarding
         assert network.forwarding_rules(bridge) == 1
     # Crash every part: the nginx master (its workers live on, orphaned), each MMS frontend, a worker.
-    victims = [fleet.door.master()] + [h.frontend() for h in fleet.hosts(state)]
+    victims = [fleet.door.master(), front_control.running(fleet_dir)] + [h.frontend() for h in fleet.hosts(state)]
     victims.append(next(iter(fleet.hosts(state)[0].worker_processes().values())))
     for process in victims:
         os.kill(process.pid, signal.SIGKILL)
@@ -92,7 +104,9 @@ def test_loopback_fallback_serves_through_the_front_door(fleet_dir, mar_path):
     fleet = Fleet(fleet_dir)
     from serving.front.fleet import Options
     try:
-        state = fleet.start(Options(hosts=1, workers=1, loopback=True, front_port=free_port(), mar=str(mar_path)))
+        front_port, metrics_port = free_ports(2)
+        state = fleet.start(Options(hosts=1, workers=1, loopback=True, front_port=front_port,
+                                    metrics_port=metrics_port, mar=str(mar_path)))
         assert state["mode"] == "loopback" and state["hosts"][0]["address"].startswith("127.77.")
         assert network.leftovers(state["id"]) == ([], [])  # no namespace, no link
         assert fleet.ready()[0] == 200
@@ -107,7 +121,7 @@ def test_front_door_alone_over_given_hosts(fleet, fleet_dir):
     from serving.front.fleet import Options
     hosts = [h.upstream for h in fleet.hosts]
     try:
-        state = door_only.start(Options(external_hosts=hosts, front_port=free_port()))
+        state = door_only.start(Options(external_hosts=hosts, front_port=free_port(), metrics_port=0))
         assert state["mode"] == "external" and state["front"]["hosts"] == hosts and state["hosts"] == []
         assert door_only.ready()[0] == 200
         assert "run elsewhere" in door_only.status()

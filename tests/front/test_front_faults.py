@@ -45,6 +45,7 @@ def kill_a_worker(host):
 
 def test_kill_9_of_a_worker_under_32_clients(fleet):
     fleet.healthy()
+    metrics_before = fleet.front_metrics()
     after = fleet.access_log_size()
     with fleet.load(32) as load:
         load.wait_for_answers(1000)
@@ -56,6 +57,7 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
             if retried_lines(fleet, after):
                 break
         load.wait_for_answers(load.result.answered + 1000)
+    metrics_after = fleet.front_metrics()  # also: every line of this load is in the logs now
     check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
     lines = retried_lines(fleet, after)
     assert lines, "no kill hit a batch: nothing was retried"
@@ -63,6 +65,12 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
     for line in lines:  # always on the other host
         first, second = line.split("upstream=")[1].split(" ustatus=")[0].replace(" : ", ", ").split(", ")[:2]
         assert first != second, line
+    # The front door's metrics counted exactly these retries, by path (507 goes through error_page).
+    retried = "fizbuz_front_retried_requests_total"
+    by_error_page = sum(" : " in line.split("ustatus=")[1] for line in lines)
+    assert metrics_after.total(retried) - metrics_before.total(retried) == len(lines)
+    assert (metrics_after.total(retried, via="error_page_507") - metrics_before.total(retried, via="error_page_507")
+            == by_error_page)
 
 
 def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
