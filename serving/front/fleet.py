@@ -14,10 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
+from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME
 from fizbuz.lifecycle import end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
-from serving.front.config import FrontSettings
+from serving.front.config import FrontSettings, target_map
 from serving.front.hosts import Host
 from serving.front.nginx import FrontDoor
 from serving.mms.config import tls_files
@@ -46,6 +46,11 @@ class Options:
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
     nginx_workers: str = FrontSettings.workers
+    # Adaptive batching (issue 13): each host also registers the model with batch 1
+    # and no delay on this many workers; the front door sends quiet-time requests there.
+    single_workers: int = 2
+    routing: str = FrontSettings.routing   # "batched": off (single_workers is then 0)
+    adaptive_threshold: int = FrontSettings.adaptive_threshold
 
 
 class Fleet:
@@ -114,6 +119,12 @@ class Fleet:
         return state
 
     def _plan(self, options):
+        if options.routing not in ("adaptive", "batched", "single"):
+            raise FleetError(f"routing must be adaptive, batched or single, got {options.routing!r}")
+        single_workers = 0 if options.routing == "batched" else options.single_workers
+        if options.routing != "batched" and single_workers < 1 and not options.external_hosts:
+            raise FleetError("adaptive batching needs at least one batch-1 worker per host "
+                             "(--single-workers N), or turn it off (--batched-only)")
         fleet_id = secrets.token_hex(2)
         if options.external_hosts:
             mode, subnet = "external", ""
@@ -146,12 +157,13 @@ class Fleet:
                 hosts.append(Host(name=f"h{index}", index=index, address=layout.address(index),
                                   inference_port=inference, management_port=management, metrics_port=metrics,
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
-                                  workers=options.workers).as_dict())
+                                  workers=options.workers, single_workers=single_workers).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
         workers = options.nginx_workers or FrontSettings.workers
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
-                              body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers)
+                              body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers,
+                              routing=options.routing, adaptive_threshold=options.adaptive_threshold)
         front = dataclasses.asdict(front)
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
@@ -219,6 +231,10 @@ class Fleet:
     def update_front(self, **changes):
         state = self.require()
         state["front"].update(changes)
+        try:
+            target_map(self.settings(state))  # refuse bad routing settings before they are saved
+        except ValueError as error:
+            raise FleetError(str(error)) from None
         self.save(state)
         return self.reload()
 
@@ -275,14 +291,18 @@ class Fleet:
         for host in self.hosts(state):
             frontend = host.frontend()
             description = host.describe() or {}
-            workers = description.get("workers", [])
             pids = {wid: p.pid for wid, p in host.worker_processes().items()}
             drained = " DRAINED" if host.upstream in state["front"]["drained"] else ""
             lines.append(f"  host {host.name} {host.upstream}{' ns ' + host.namespace if host.namespace else ''}"
                          f"  MMS pid {frontend.pid if frontend else '-'}  model {description.get('modelUrl', '-')}"
                          f"{drained}")
-            for worker in workers:
-                lines.append(f"      worker {worker.get('id')} {worker.get('status')} pid {pids.get(str(worker.get('id')), '-')}")
+            for name, batch_size, delay, _, _ in host.registrations:
+                workers = (description if name == MODEL_NAME else host.describe(SINGLE_MODEL_NAME) or {}).get(
+                    "workers", [])
+                lines.append(f"    {name} (batch {batch_size}, delay {delay} ms)")
+                for worker in workers:
+                    lines.append(f"      worker {worker.get('id')} {worker.get('status')} "
+                                 f"pid {pids.get(str(worker.get('id')), '-')}")
             if frontend is None:
                 lines.append("      (not running)")
         if state["mode"] == "external":
@@ -291,6 +311,10 @@ class Fleet:
         ready, _ = self.ready(state) if master else (None, "")
         lines.append(f"  front door https://{state['front']['listen']}  nginx pid {master.pid if master else '-'}"
                      f"  workers {[p.pid for p in self.door.workers()]}  /ready {ready}")
+        front = self.settings(state)
+        lines.append(f"  routing {front.routing}" + (
+            f": batch 1 while at most {front.adaptive_threshold} client connections are open, batched above"
+            if front.routing == "adaptive" else ""))
         lines.append(f"  logs: {self.door.logs}, {self.dir}/h*/logs")
         return "\n".join(lines)
 
