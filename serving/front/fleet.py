@@ -14,7 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME
+from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
+from fizbuz.http_client import answers_smoke_request
 from fizbuz.lifecycle import end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
 from serving.front.config import FrontSettings, target_map
@@ -48,7 +49,7 @@ class Options:
     nginx_workers: str = FrontSettings.workers
     # Adaptive batching (issue 13): each host also registers the model with batch 1
     # and no delay on this many workers; the front door sends quiet-time requests there.
-    single_workers: int = 2
+    single_workers: int = 1
     routing: str = FrontSettings.routing   # "batched": off (single_workers is then 0)
     adaptive_threshold: int = FrontSettings.adaptive_threshold
 
@@ -112,6 +113,8 @@ class Fleet:
                 host.model_store.mkdir(parents=True, exist_ok=True)
                 shutil.copy(options.mar, host.model_store / MAR_FILE_NAME)  # fresh mtime: never "stale"
             self._start_hosts(self.hosts(state))
+        elif state["front"].get("routing", "batched") != "batched":
+            self._check_single_registrations(state)
         if not self.token_file.exists():
             tokens.add(self.token_file, "default")
             log.info("made a token named 'default' in %s", self.token_file)
@@ -193,6 +196,17 @@ class Fleet:
                 self._start_hosts([host], timeout, again=False)
         elif failed:
             raise FleetError("\n".join(reason for _, reason in failed))
+
+    @staticmethod
+    def _check_single_registrations(state):
+        """Hosts run elsewhere must have the batch-1 registration the adaptive
+        front door sends lone requests to (a missing one would answer 404)."""
+        missing = [upstream for upstream in state["front"]["hosts"]
+                   if not answers_smoke_request(f"http://{upstream}{SINGLE_PREDICT_PATH}", timeout=10)]
+        if missing:
+            raise FleetError(f"{', '.join(missing)} do not answer on {SINGLE_PREDICT_PATH}: start them with "
+                             f"SINGLE_WORKERS=1 ./start_mms.sh (adaptive batching), or start the front door "
+                             f"with --batched-only")
 
     def _start_door(self, state, timeout=60):
         settings = self.settings(state)

@@ -110,3 +110,14 @@ def test_front_door_alone_over_given_hosts(fleet, fleet_dir):
     finally:
         door_only.stop()
     assert all(h.serving() for h in fleet.hosts)  # stopping the door left the hosts alone
+
+
+def test_adaptive_front_door_refuses_given_hosts_without_the_batch_1_registration(fleet_dir):
+    from serving.front.fleet import FleetError, Options
+    silent = f"127.0.0.1:{free_port()}"  # nothing listens there: no fizbuz_package_single either
+    door_only = Fleet(fleet_dir)
+    try:
+        with pytest.raises(FleetError, match="SINGLE_WORKERS=1 ./start_mms.sh"):
+            door_only.start(Options(external_hosts=[silent], front_port=free_port()))
+    finally:
+        door_only.stop()
