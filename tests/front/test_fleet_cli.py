@@ -64,7 +64,11 @@ def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_d
     assert answer.stdout == '{"next_number": "FizzBuzz"}\n', answer.stderr
 
     status = fleet_sh(fleet_dir, "status")
-    assert status.returncode == 0 and status.stdout.count("READY") == 2 and "/ready 200" in status.stdout
+    # Per host: 1 batched worker and the batch-1 registration's workers (adaptive batching, the default).
+    from serving.front.fleet import Options
+    assert status.returncode == 0 and "/ready 200" in status.stdout, status.stdout
+    assert status.stdout.count("READY") == 2 * (1 + Options.single_workers), status.stdout
+    assert status.stdout.count("fizbuz_package_single (batch 1, delay 0 ms)") == 2
 
     fleet = Fleet(fleet_dir)
     state = fleet.require()
