@@ -49,7 +49,7 @@ class Options:
     nginx_workers: str = FrontSettings.workers
     # Adaptive batching (issue 13): each host also registers the model with batch 1
     # and no delay on this many workers; the front door sends quiet-time requests there.
-    single_workers: int = 1
+    single_workers: int = 2
     routing: str = FrontSettings.routing   # "batched": off (single_workers is then 0)
     adaptive_threshold: int = FrontSettings.adaptive_threshold
 
@@ -205,7 +205,7 @@ class Fleet:
                    if not answers_smoke_request(f"http://{upstream}{SINGLE_PREDICT_PATH}", timeout=10)]
         if missing:
             raise FleetError(f"{', '.join(missing)} do not answer on {SINGLE_PREDICT_PATH}: start them with "
-                             f"SINGLE_WORKERS=1 ./start_mms.sh (adaptive batching), or start the front door "
+                             f"SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
                              f"with --batched-only")
 
     def _start_door(self, state, timeout=60):
