@@ -25,6 +25,9 @@ Environment (defaults in brackets):
   BATCH_SIZE       [16]    largest batch a worker gets
   MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
   WORKERS          [2]     worker processes (one per core suits this model)
+  SINGLE_WORKERS   [0]     also register the model as fizbuz_package_single (batch 1, no delay) with
+                   this many workers: the fleet's front door sends lone requests there and bursts to
+                   the batched fizbuz_package (serving/front/README.md, "Adaptive batching")
   ACCESS_LOG       [0]     1 writes the access log and per-request/per-batch log lines (costs throughput)
   METRICS_PORT     [8082]  Prometheus metrics at http://127.0.0.1:PORT/metrics, started and stopped with
                    the server (serving/metrics); 0 turns it off

@@ -51,7 +51,9 @@ def main(argv=None):
                 time.sleep(min(1.0, max(0.0, end - time.monotonic())))  # the soak's clock, not a readiness wait
                 if time.monotonic() >= next_kill:
                     host = hosts[len(kills) % len(hosts)]
-                    workers = host.worker_processes()
+                    # A worker of the batched registration: the one the load reaches.
+                    batched = {str(w["id"]) for w in host.ready_workers()}
+                    workers = {wid: p for wid, p in host.worker_processes().items() if wid in batched}
                     if workers:
                         victim = workers[sorted(workers)[0]]
                         os.kill(victim.pid, signal.SIGKILL)

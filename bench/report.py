@@ -81,12 +81,21 @@ def write_markdown(path, title, notes, machine, settings, rows, handler_markdown
     path.write_text("\n".join(parts))
 
 
+# bench/adaptive.py's three routings through the front door.
+FRONT_STYLES = {
+    "front-batched": {"color": plt.cm.Greens(0.8), "marker": "D"},
+    "front-single": {"color": plt.cm.Greys(0.6), "marker": "o"},
+    "front-adaptive": {"color": "tab:purple", "marker": "*", "linewidth": 3, "markersize": 11},
+}
+
 # MMS families by batch size: one colour map and marker each, darker = longer delay.
 MMS_FAMILIES = [("mms-b1-", plt.cm.Greys, "o"), ("mms-b8-", plt.cm.Blues, "s"), ("mms-b16-", plt.cm.Greens, "D")]
 
 
 def _style(config, kind, index, count):
     shade = 0.45 + 0.5 * index / max(count - 1, 1)
+    if config in FRONT_STYLES:
+        return FRONT_STYLES[config]
     if kind == "nginx":
         return {"color": "black", "linestyle": "--", "marker": "x"}
     if kind == "flask":
@@ -113,7 +122,7 @@ def plot(rows, path, title):
     kinds = {row["config"]: row["kind"] for row in rows}
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
     drawn = set()
-    families = [prefix for prefix, _, _ in MMS_FAMILIES] + ["mms", "flask", "nginx"]
+    families = ["front-"] + [prefix for prefix, _, _ in MMS_FAMILIES] + ["mms", "flask", "nginx"]
     for family in families:
         group = [c for c in configs if c.startswith(family) and c not in drawn]
         drawn.update(group)

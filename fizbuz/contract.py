@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MODEL_NAME = "fizbuz_package"
 PREDICT_PATH = f"/predictions/{MODEL_NAME}"
+# The same archive registered a second time, batch 1 and no delay, for lone
+# requests (issue 13): the front door sends a request here when it is quiet.
+SINGLE_MODEL_NAME = f"{MODEL_NAME}_single"
+SINGLE_PREDICT_PATH = f"/predictions/{SINGLE_MODEL_NAME}"
 HANDLER = "fizbuz_service:handle"
 
 # Artifacts.

@@ -33,8 +33,8 @@ def call(method, url, timeout=10.0, body=None, headers=None, cafile=None):
     return status, text
 
 
-def predict_url(port, address="127.0.0.1", tls=False):
-    return f"{'https' if tls else 'http'}://{address}:{port}{PREDICT_PATH}"
+def predict_url(port, address="127.0.0.1", tls=False, path=PREDICT_PATH):
+    return f"{'https' if tls else 'http'}://{address}:{port}{path}"
 
 
 def predict(url, number, timeout=10.0, cafile=None, headers=None):

@@ -48,6 +48,16 @@ def build_parser():
                        help="the front door's Prometheus metrics on 127.0.0.1:PORT/metrics "
                             "(env FRONT_METRICS_PORT, 9113; 0: none)")
     start.add_argument("--read-timeout", type=float, default=float(os.environ.get("READ_TIMEOUT", Options.read_timeout)))
+    start.add_argument("--single-workers", type=int, default=env_int("SINGLE_WORKERS", Options.single_workers),
+                       help="workers of each host's batch-1 registration, for lone requests "
+                            f"(env SINGLE_WORKERS, {Options.single_workers})")
+    start.add_argument("--adaptive-threshold", type=int,
+                       default=env_int("ADAPTIVE_THRESHOLD", Options.adaptive_threshold),
+                       help="requests arriving while at most this many client connections are open go to batch 1 "
+                            f"(env ADAPTIVE_THRESHOLD, {Options.adaptive_threshold}, measured by bench/adaptive.py)")
+    start.add_argument("--batched-only", action="store_true", default=os.environ.get("ADAPTIVE", "1") == "0",
+                       help="adaptive batching off: every request to the batched registration, no batch-1 "
+                            "workers (env ADAPTIVE=0)")
 
     for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
                        ("env", "export lines: FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
@@ -59,6 +69,9 @@ def build_parser():
     limits.add_argument("--rate", type=int)
     limits.add_argument("--burst", type=int)
     limits.add_argument("--body-cap")
+    limits.add_argument("--routing", choices=["adaptive", "batched", "single"],
+                        help="adaptive (default), batched (off) or single (batch 1 only; needs batch-1 workers)")
+    limits.add_argument("--adaptive-threshold", type=int)
 
     token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)")
     token.add_argument("action", choices=["add", "revoke", "list"])
@@ -91,7 +104,9 @@ def run(args):
                           listen_address=args.listen_address, loopback=args.loopback, external_hosts=external,
                           mar=args.mar, certificate=args.cert, key=args.key, rate=args.rate, burst=args.burst,
                           body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers,
-                          metrics_port=args.metrics_port)
+                          metrics_port=args.metrics_port,
+                          single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
+                          routing="batched" if args.batched_only else "adaptive")
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)
@@ -109,8 +124,12 @@ def run(args):
         fleet.reload()
         logging.info("front door reloaded")
     elif args.command == "limits":
-        changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap))
+        changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap),
+                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold))
                    if v is not None}
+        if changes.get("routing", "batched") != "batched" and not all(
+                h.single_workers for h in fleet.hosts(fleet.require())):
+            raise FleetError("the hosts have no batch-1 registration (started with --batched-only)")
         fleet.update_front(**changes)
         logging.info("front door reloaded with %s", changes)
     elif args.command == "token":

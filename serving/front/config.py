@@ -4,10 +4,19 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fizbuz.contract import PREDICT_PATH, SMOKE_INPUT, request_body
+from fizbuz.contract import PREDICT_PATH, SINGLE_PREDICT_PATH, SMOKE_INPUT, request_body
 from serving.metrics import front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
+
+# Adaptive batching (issue 13): each host registers the model twice, batched
+# (PREDICT_PATH) and batch 1 with no delay (SINGLE_PREDICT_PATH); a request
+# that arrives while at most ADAPTIVE_THRESHOLD client connections are open
+# goes to the batch-1 one, anything busier to the batched one. The threshold
+# was found by bench/adaptive.py (bench/results/adaptive/): the largest
+# concurrency at which batch 1 beat batching through the front door.
+ADAPTIVE_THRESHOLD = 12
+ROUTINGS = ("adaptive", "batched", "single")  # "single": batch 1 only, for the bench's comparison
 
 
 @dataclass
@@ -24,6 +33,8 @@ class FrontSettings:
     connect_timeout: float = 1.0
     workers: str = "auto"
     metrics_log: bool = True          # one line per request for the metrics exporter
+    routing: str = "adaptive"         # one of ROUTINGS; "batched": the batch-1 registration is never used
+    adaptive_threshold: int = ADAPTIVE_THRESHOLD
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -78,6 +89,22 @@ def metrics_access_log(settings, prefix):
     return f"    access_log {prefix}/logs/{front_log.LOG_NAME} fizbuz_metrics buffer=64k flush=1s;"
 
 
+def target_map(settings):
+    """nginx map from the live client connection count ($connections_active,
+    this request's own connection included, every nginx worker counted) to the
+    upstream path: the batch-1 registration while quiet, the batched one when busy."""
+    if settings.routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {settings.routing!r}")
+    threshold = int(settings.adaptive_threshold)
+    if settings.routing == "adaptive" and not 1 <= threshold <= 4096:
+        raise ValueError(f"the adaptive threshold must be 1..4096 connections, got {threshold}")
+    default = SINGLE_PREDICT_PATH if settings.routing == "single" else PREDICT_PATH
+    lines = [f"    map $connections_active $fizbuz_target_path {{", f"        default {default};"]
+    if settings.routing == "adaptive":
+        lines += [f"        {count} {SINGLE_PREDICT_PATH};" for count in range(0, threshold + 1)]
+    return "\n".join(lines + ["    }"])
+
+
 def render(settings, prefix):
     values = {
         "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
@@ -85,6 +112,7 @@ def render(settings, prefix):
         "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
         "UPSTREAM_GROUP": upstream_groups(settings), "RETRY_GROUPS": retry_groups(settings),
+        "TARGET_MAP": target_map(settings),
         "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
         "METRICS_LOG_FORMAT": front_log.nginx_log_format(),
         "METRICS_ACCESS_LOG": metrics_access_log(settings, prefix),

@@ -14,10 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
+from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
+from fizbuz.http_client import answers_smoke_request
 from fizbuz.lifecycle import check_port_free, end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
-from serving.front.config import FrontSettings
+from serving.front.config import FrontSettings, target_map
 from serving.front.hosts import Host
 from serving.front.nginx import FrontDoor
 from serving.metrics import front_control
@@ -49,6 +50,11 @@ class Options:
     read_timeout: float = FrontSettings.read_timeout
     nginx_workers: str = FrontSettings.workers
     metrics_port: int = front_control.DEFAULT_PORT  # the front door's exporter; 0: no metrics
+    # Adaptive batching (issue 13): each host also registers the model with batch 1
+    # and no delay on this many workers; the front door sends quiet-time requests there.
+    single_workers: int = 2
+    routing: str = FrontSettings.routing   # "batched": off (single_workers is then 0)
+    adaptive_threshold: int = FrontSettings.adaptive_threshold
 
 
 class Fleet:
@@ -110,6 +116,8 @@ class Fleet:
                 host.model_store.mkdir(parents=True, exist_ok=True)
                 shutil.copy(options.mar, host.model_store / MAR_FILE_NAME)  # fresh mtime: never "stale"
             self._start_hosts(self.hosts(state))
+        elif state["front"].get("routing", "batched") != "batched":
+            self._check_single_registrations(state)
         if not self.token_file.exists():
             tokens.add(self.token_file, "default")
             log.info("made a token named 'default' in %s", self.token_file)
@@ -122,6 +130,12 @@ class Fleet:
                 raise FleetError("the front door's metrics port must differ from its HTTPS port")
             check_port_free(options.metrics_port, "the front door's metrics exporter",
                             hint=" (FRONT_METRICS_PORT; 0: no metrics)")
+        if options.routing not in ("adaptive", "batched", "single"):
+            raise FleetError(f"routing must be adaptive, batched or single, got {options.routing!r}")
+        single_workers = 0 if options.routing == "batched" else options.single_workers
+        if options.routing != "batched" and single_workers < 1 and not options.external_hosts:
+            raise FleetError("adaptive batching needs at least one batch-1 worker per host "
+                             "(--single-workers N), or turn it off (--batched-only)")
         fleet_id = secrets.token_hex(2)
         if options.external_hosts:
             mode, subnet = "external", ""
@@ -154,13 +168,14 @@ class Fleet:
                 hosts.append(Host(name=f"h{index}", index=index, address=layout.address(index),
                                   inference_port=inference, management_port=management, metrics_port=metrics,
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
-                                  workers=options.workers).as_dict())
+                                  workers=options.workers, single_workers=single_workers).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
         workers = options.nginx_workers or FrontSettings.workers
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
                               body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers,
-                              metrics_log=bool(options.metrics_port))
+                              metrics_log=bool(options.metrics_port),
+                              routing=options.routing, adaptive_threshold=options.adaptive_threshold)
         front = dataclasses.asdict(front)
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
@@ -190,6 +205,17 @@ class Fleet:
                 self._start_hosts([host], timeout, again=False)
         elif failed:
             raise FleetError("\n".join(reason for _, reason in failed))
+
+    @staticmethod
+    def _check_single_registrations(state):
+        """Hosts run elsewhere must have the batch-1 registration the adaptive
+        front door sends lone requests to (a missing one would answer 404)."""
+        missing = [upstream for upstream in state["front"]["hosts"]
+                   if not answers_smoke_request(f"http://{upstream}{SINGLE_PREDICT_PATH}", timeout=10)]
+        if missing:
+            raise FleetError(f"{', '.join(missing)} do not answer on {SINGLE_PREDICT_PATH}: start them with "
+                             f"SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
+                             f"with --batched-only")
 
     def _start_door(self, state, timeout=60):
         settings = self.settings(state)
@@ -247,6 +273,10 @@ class Fleet:
     def update_front(self, **changes):
         state = self.require()
         state["front"].update(changes)
+        try:
+            target_map(self.settings(state))  # refuse bad routing settings before they are saved
+        except ValueError as error:
+            raise FleetError(str(error)) from None
         self.save(state)
         return self.reload()
 
@@ -307,14 +337,18 @@ class Fleet:
         for host in self.hosts(state):
             frontend = host.frontend()
             description = host.describe() or {}
-            workers = description.get("workers", [])
             pids = {wid: p.pid for wid, p in host.worker_processes().items()}
             drained = " DRAINED" if host.upstream in state["front"]["drained"] else ""
             lines.append(f"  host {host.name} {host.upstream}{' ns ' + host.namespace if host.namespace else ''}"
                          f"  MMS pid {frontend.pid if frontend else '-'}  model {description.get('modelUrl', '-')}"
                          f"{drained}")
-            for worker in workers:
-                lines.append(f"      worker {worker.get('id')} {worker.get('status')} pid {pids.get(str(worker.get('id')), '-')}")
+            for name, batch_size, delay, _, _ in host.registrations:
+                workers = (description if name == MODEL_NAME else host.describe(SINGLE_MODEL_NAME) or {}).get(
+                    "workers", [])
+                lines.append(f"    {name} (batch {batch_size}, delay {delay} ms)")
+                for worker in workers:
+                    lines.append(f"      worker {worker.get('id')} {worker.get('status')} "
+                                 f"pid {pids.get(str(worker.get('id')), '-')}")
             if frontend is None:
                 lines.append("      (not running)")
         if state["mode"] == "external":
@@ -327,6 +361,10 @@ class Fleet:
             exporter = front_control.running(self.dir)
             lines.append(f"  metrics {metrics_url(state['metrics_port'])}  exporter pid "
                          f"{exporter.pid if exporter else '- (not running: fleet.sh start brings it back)'}")
+        front = self.settings(state)
+        lines.append(f"  routing {front.routing}" + (
+            f": batch 1 while at most {front.adaptive_threshold} client connections are open, batched above"
+            if front.routing == "adaptive" else ""))
         lines.append(f"  logs: {self.door.logs}, {self.dir}/h*/logs")
         return "\n".join(lines)
 

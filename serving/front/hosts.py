@@ -12,7 +12,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, ROOT, SMOKE_INPUT, expected_reply
+from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, PREDICT_PATH, ROOT,
+                             SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH, SMOKE_INPUT, expected_reply)
 from fizbuz.http_client import predict, predict_url
 from serving.front.network import run_in
 from serving.mms import management
@@ -36,6 +37,7 @@ class Host:
     mar: str = MAR_FILE_NAME       # the archive registered now (a file in model_store)
     previous_mar: str = None
     metrics_port: int = 0          # the host's Prometheus exporter (serving/metrics); 0 = start_mms.sh's default
+    single_workers: int = 0        # workers of the batch-1 registration (adaptive batching); 0 = not registered
 
     def as_dict(self):
         return asdict(self)
@@ -60,6 +62,7 @@ class Host:
                     INFERENCE_ADDRESS=self.address, INFERENCE_PORT=str(self.inference_port),
                     MANAGEMENT_PORT=str(self.management_port), WORKERS=str(self.workers),
                     BATCH_SIZE=str(self.batch_size), MAX_BATCH_DELAY=str(self.max_batch_delay),
+                    SINGLE_WORKERS=str(self.single_workers),
                     **({"METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}))
 
     # ------------------------------------------------------------ life cycle
@@ -87,34 +90,53 @@ class Host:
         return worker_processes(self.run)
 
     # ------------------------------------------------------------ management API (host loopback)
-    def describe(self):
-        return run_in(self.namespace, management.describe_model, self.management_port)
+    @property
+    def registrations(self):
+        """(model name, batch size, max batch delay, workers, predictions path) of
+        each registration: the batched one, and the batch-1 one when it has workers."""
+        batched = [(MODEL_NAME, self.batch_size, self.max_batch_delay, self.workers, PREDICT_PATH)]
+        single = [(SINGLE_MODEL_NAME, 1, 0, self.single_workers, SINGLE_PREDICT_PATH)] if self.single_workers else []
+        return batched + single
 
-    def ready_workers(self):
-        return management.ready_workers(self.describe())
+    def describe(self, model=MODEL_NAME):
+        return run_in(self.namespace, management.describe_model, self.management_port, model=model)
+
+    def ready_workers(self, model=MODEL_NAME):
+        return management.ready_workers(self.describe(model))
+
+    def all_workers_ready(self):
+        return all(len(self.ready_workers(name)) >= workers for name, _, _, workers, _ in self.registrations)
 
     def unregister(self, timeout=60):
-        run_in(self.namespace, management.unregister, self.management_port, timeout, missing_ok=True)
+        """Every registration of the model (a missing one is no error)."""
+        for name in (MODEL_NAME, SINGLE_MODEL_NAME):
+            run_in(self.namespace, management.unregister, self.management_port, timeout, model=name,
+                   missing_ok=True)
 
     def register(self, mar_name, timeout=120):
-        run_in(self.namespace, management.register, self.management_port, self.batch_size,
-               self.max_batch_delay, self.workers, timeout, mar=mar_name)
+        """The archive under each of the host's registrations."""
+        for name, batch_size, delay, workers, _ in self.registrations:
+            run_in(self.namespace, management.register, self.management_port, batch_size, delay, workers,
+                   timeout, mar=mar_name, model=name)
 
     # ------------------------------------------------------------ predictions (over the bridge)
-    def predict(self, number, timeout=5):
-        return predict(predict_url(self.inference_port, self.address), number, timeout)
+    def predict(self, number, timeout=5, path=PREDICT_PATH):
+        return predict(predict_url(self.inference_port, self.address, path=path), number, timeout)
 
     def wrong_answers(self, numbers=range(MIN_INPUT, MAX_INPUT + 1)):
-        """Inputs this host answers wrongly (or not at all); [] means all right."""
-        def ask(number):
-            status, text = self.predict(number)
+        """Inputs this host answers wrongly (or not at all) through any of its
+        registrations; [] means all right."""
+        def ask(case):
+            number, path = case
+            status, text = self.predict(number, path=path)
             try:
                 good = status == 200 and json.loads(text) == expected_reply(number)
             except ValueError:
                 good = False
-            return None if good else (number, status, text[:100])
+            return None if good else (number, path, status, text[:100])
+        cases = [(number, path) for *_, path in self.registrations for number in numbers]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            return [row for row in pool.map(ask, numbers) if row]
+            return [row for row in pool.map(ask, cases) if row]
 
     def serving(self):
         return self.frontend() is not None and not self.wrong_answers([SMOKE_INPUT])

@@ -1,5 +1,6 @@
 """Rolling model update: one host at a time, drained at the front door while
-its MMS unregisters the old archive and registers the new one.
+its MMS unregisters the old archive and registers the new one (under each of
+the host's registrations: batched, and batch 1 when adaptive batching is on).
 
 A host goes back into rotation only after all its workers are READY and it
 answers every input 0..1022 right. If a host fails that, it is put back on its
@@ -31,7 +32,7 @@ def switch_host(fleet, host, mar_name, timeout=120):
     fleet.drain(host)  # returns once nginx's old workers finished their requests
     host.unregister()
     host.register(mar_name, timeout)
-    wait_until(lambda: len(host.ready_workers()) >= host.workers, timeout, f"{host.name}'s workers to be READY")
+    wait_until(host.all_workers_ready, timeout, f"{host.name}'s workers (every registration) to be READY")
     wrong = host.wrong_answers()
     if wrong:
         raise RolloutError(f"{host.name} answers {len(wrong)} inputs wrongly with {mar_name}, e.g. {wrong[0]}")

@@ -21,7 +21,8 @@ from pathlib import Path
 import psutil
 
 import fizbuz_metrics
-from fizbuz.contract import INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, RUN_DIR
+from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, RUN_DIR, SINGLE_MODEL_NAME,
+                             SINGLE_PREDICT_PATH)
 from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
 from serving.metrics import control as metrics_control
@@ -39,6 +40,7 @@ DEFAULTS = {
     "batch_size": 16,
     "max_batch_delay": 1,
     "workers": 2,
+    "single_workers": 0,   # workers of the batch-1 registration (0: none)
     "max_workers": 16,
     "metrics_port": metrics_control.DEFAULT_PORT,
 }
@@ -102,7 +104,7 @@ def start(args):
         "pid": server.pid, "inference_address": args.inference_address,
         "inference_port": args.inference_port, "management_port": args.management_port,
         "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
-        "max_batch_delay": args.max_batch_delay, "workers": args.workers,
+        "max_batch_delay": args.max_batch_delay, "workers": args.workers, "single_workers": args.single_workers,
         "metrics_port": args.metrics_port if args.metrics else None})
     try:
         register_and_wait(args, run, server, cafile=tls[0] if tls else None)
@@ -156,6 +158,27 @@ def register_and_wait(args, run, server, cafile=None):
     if not answers_smoke_request(url, timeout=10, cafile=cafile):
         raise LifecycleError(f"the smoke prediction to {url} failed")
     log.info("model %s is serving with %d READY workers (pid %d)", MODEL_NAME, args.workers, server.pid)
+    if args.single_workers:
+        register_single(args, run, alive, cafile)
+
+
+def register_single(args, run, alive, cafile=None):
+    """The same archive once more under SINGLE_MODEL_NAME, batch 1 and no delay:
+    what a front door sends lone requests to (they are not held for company)."""
+    port = args.management_port
+    log.info("registering %s: batch_size=1, max_batch_delay=0 ms, workers=%d", SINGLE_MODEL_NAME,
+             args.single_workers)
+    try:
+        management.register(port, 1, 0, args.single_workers, args.timeout, model=SINGLE_MODEL_NAME)
+    except LifecycleError as error:
+        raise LifecycleError(f"{error}\nserver log:\n{tail(run.logs / 'mms_log.log', 30)}") from None
+    wait_until(lambda: len(management.ready_workers(management.describe_model(port, model=SINGLE_MODEL_NAME)))
+               >= args.single_workers, args.timeout, f"{args.single_workers} READY workers of {SINGLE_MODEL_NAME}",
+               alive=alive)
+    url = predict_url(args.inference_port, args.inference_address, tls=bool(cafile), path=SINGLE_PREDICT_PATH)
+    if not answers_smoke_request(url, timeout=10, cafile=cafile):
+        raise LifecycleError(f"the smoke prediction to {url} failed")
+    log.info("model %s is serving with %d READY workers", SINGLE_MODEL_NAME, args.single_workers)
 
 
 def print_usage_hint(inference_port, run, cafile=None, address="127.0.0.1", metrics_port=None):
@@ -208,21 +231,26 @@ def worker_table(description, run):
     return "\n".join(rows)
 
 
-def require_description(port):
-    description = management.describe_model(port)
+def require_description(port, model=MODEL_NAME):
+    description = management.describe_model(port, model=model)
     if description is None:
-        raise LifecycleError(f"no MMS with model {MODEL_NAME} answers on management port {port}: "
-                             f"start it with ./start_mms.sh")
+        hint = "start it with ./start_mms.sh" + (" and SINGLE_WORKERS=N" if model == SINGLE_MODEL_NAME else "")
+        raise LifecycleError(f"no MMS with model {model} answers on management port {port}: {hint}")
     return description
 
 
 def status(args):
     run = RunFolder(args.run_dir)
-    description = require_description(management_port_for(args, run))
-    print(f"model {description.get('modelName', MODEL_NAME)}: batch_size={description.get('batchSize')} "
-          f"max_batch_delay={description.get('maxBatchDelay')} ms "
-          f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}")
-    print(worker_table(description, run))
+    port = management_port_for(args, run)
+    descriptions = [require_description(port)]
+    single = management.describe_model(port, model=SINGLE_MODEL_NAME)
+    if single is not None:
+        descriptions.append(single)
+    for description in descriptions:
+        print(f"model {description.get('modelName', MODEL_NAME)}: batch_size={description.get('batchSize')} "
+              f"max_batch_delay={description.get('maxBatchDelay')} ms "
+              f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}")
+        print(worker_table(description, run))
     metrics_port = run.read_state().get("metrics_port")
     if metrics_port:
         print(f"metrics: {metrics_control.metrics_url(metrics_port)}")
@@ -235,13 +263,14 @@ def scale(args):
     if not 1 <= low <= high <= DEFAULTS["max_workers"]:
         raise LifecycleError(f"need 1 <= MIN <= MAX <= {DEFAULTS['max_workers']}, got MIN={low} MAX={high}")
     port = management_port_for(args, run)
-    require_description(port)
-    log.info("scaling %s to min_worker=%d max_worker=%d", MODEL_NAME, low, high)
-    management.set_workers(port, low, high, args.timeout)
+    model = SINGLE_MODEL_NAME if args.single else MODEL_NAME
+    require_description(port, model)
+    log.info("scaling %s to min_worker=%d max_worker=%d", model, low, high)
+    management.set_workers(port, low, high, args.timeout, model=model)
 
     def settled():
         # Every worker READY and their number within the new bounds.
-        description = management.describe_model(port)
+        description = management.describe_model(port, model=model)
         if description is None:
             return None
         count = len(description.get("workers", []))
@@ -251,7 +280,7 @@ def scale(args):
     description = wait_until(settled, args.timeout, f"{low}..{high} READY workers")
     state = run.read_state()
     if state:
-        state["workers"] = low
+        state["single_workers" if args.single else "workers"] = low
         run.write_state(state)
     print(worker_table(description, run))
     return 0
@@ -308,6 +337,11 @@ def build_parser():
     start_cmd.add_argument("--max-batch-delay", type=positive_int,
                            default=env_int("MAX_BATCH_DELAY", DEFAULTS["max_batch_delay"]))
     start_cmd.add_argument("--workers", type=positive_int, default=env_int("WORKERS", DEFAULTS["workers"]))
+    start_cmd.add_argument("--single-workers", type=positive_int,
+                           default=env_int("SINGLE_WORKERS", DEFAULTS["single_workers"]),
+                           help=f"also register the model as {SINGLE_MODEL_NAME} (batch 1, no delay) with this "
+                                f"many workers, for a front door that sends lone requests there (env "
+                                f"SINGLE_WORKERS, default 0: not registered)")
     start_cmd.add_argument("--access-log", action="store_true", default=env_flag("ACCESS_LOG"),
                            help="write the access log and per-request/per-batch log lines "
                                 "(costs throughput; env ACCESS_LOG=1)")
@@ -337,6 +371,8 @@ def build_parser():
         sub.add_argument("--management-port", type=positive_int, default=None,
                          help="default: env MANAGEMENT_PORT, else the port the run folder's server uses")
         if name == "scale":
+            sub.add_argument("--single", action="store_true", default=env_flag("SCALE_SINGLE"),
+                             help=f"scale {SINGLE_MODEL_NAME} (the batch-1 registration) instead (env SCALE_SINGLE=1)")
             sub.add_argument("min_workers", type=positive_int, metavar="MIN")
             sub.add_argument("max_workers", type=positive_int, metavar="MAX", nargs="?")
         sub.set_defaults(func=func)
@@ -352,6 +388,8 @@ def validate(args):
             raise LifecycleError(f"batch size must be 1..256, got {args.batch_size}")
         if not 1 <= args.workers <= DEFAULTS["max_workers"]:
             raise LifecycleError(f"workers must be 1..{DEFAULTS['max_workers']}, got {args.workers}")
+        if not 0 <= args.single_workers <= DEFAULTS["max_workers"]:
+            raise LifecycleError(f"single workers must be 0..{DEFAULTS['max_workers']}, got {args.single_workers}")
 
 
 def main(argv=None):

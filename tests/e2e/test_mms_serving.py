@@ -9,7 +9,10 @@ import psutil
 import pytest
 import requests
 
+from fizbuz.contract import SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
+from fizbuz.http_client import predict_url
 from fizbuz.lifecycle import wait_until
+from serving.mms import management
 from serving.metrics import control as metrics_control
 from serving.metrics.scrape import scrape
 from fizbuz_codec import MAX_INPUT, true_label
@@ -192,3 +195,35 @@ def test_stop_leaves_no_process_and_no_pid_file(fresh_mms):
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
     assert not server.run.pid_file.path.exists()
     assert "no MMS is running" in server.script("start_mms.sh", "stop").stdout
+
+
+def test_single_workers_registers_batch_1_beside_the_batched_model(fresh_mms):
+    """A host for the adaptive front door: SINGLE_WORKERS=N registers the archive
+    once more as fizbuz_package_single (batch 1, no delay); scale_workers.sh keeps
+    scaling the batched model, SCALE_SINGLE=1 the batch-1 one."""
+    server = fresh_mms(workers=2, single_workers=1)
+    single = management.describe_model(server.management_port, model=SINGLE_MODEL_NAME)
+    assert (single["batchSize"], single["maxBatchDelay"], len(management.ready_workers(single))) == (1, 0, 1)
+    single_url = predict_url(server.inference_port, path=SINGLE_PREDICT_PATH)
+
+    def post_single(payload):
+        return server.session.post(single_url, data=json.dumps(payload), timeout=30,
+                                   headers={"Content-Type": "application/json"})
+    assert wrong_answers_for_every_input(post_single, threads=8) == []
+    assert server.post({"input.1": 14}).json() == {"next_number": "FizzBuzz"}
+    status = server.script("start_mms.sh", "status")
+    assert status.returncode == 0, status.stderr
+    assert "model fizbuz_package: batch_size=16" in status.stdout
+    assert "model fizbuz_package_single: batch_size=1 max_batch_delay=0 ms" in status.stdout
+
+    server.env = dict(server.env, SCALE_SINGLE="1")
+    result = server.script("scale_workers.sh", "2")
+    assert result.returncode == 0, result.stderr
+    single = management.describe_model(server.management_port, model=SINGLE_MODEL_NAME)
+    assert len(management.ready_workers(single)) == 2 and len(server.ready_workers()) == 2
+    server.env = dict(server.env, SCALE_SINGLE="0")
+    result = server.script("scale_workers.sh", "1")
+    assert result.returncode == 0, result.stderr
+    assert len(server.ready_workers()) == 1
+    assert len(management.ready_workers(management.describe_model(server.management_port,
+                                                                   model=SINGLE_MODEL_NAME))) == 2

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from fizbuz.contract import ROOT
+from fizbuz.contract import PREDICT_PATH, ROOT, SINGLE_PREDICT_PATH
 from fizbuz.lifecycle import LifecycleError, free_port
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
@@ -34,7 +34,7 @@ def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path
     primaries = [line for line in group.splitlines() if "server" in line and "backup" not in line]
     assert primaries == ["        server 10.1.2.3:9000 max_fails=2 fail_timeout=2s;"]
     assert '"10.1.2.2:9000" fizbuz_not_1;' in text
-    assert "proxy_pass http://$fizbuz_retry_group;" in text
+    assert "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;" in text
     # One host in rotation: its 507 goes back to the whole group (that host again).
     two = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
     assert '"10.1.2.2:9000"' not in two.split("map $upstream_addr")[1].split("}")[0]
@@ -49,6 +49,35 @@ def test_hosts_in_rotation_are_also_backups_never_marked_failed(tmp_path):
     text = config.render(settings(drained={"10.1.2.2:9000"}), tmp_path)
     group = text.split("upstream fizbuz_hosts {")[1].split("}")[0]
     assert "server 10.1.2.3:9000 backup max_fails=0;" in group and "10.1.2.2:9000 backup" not in group
+
+
+def _target_map(text):
+    block = text.split("map $connections_active $fizbuz_target_path {")[1].split("}")[0]
+    return dict(line.strip().rstrip(";").split() for line in block.strip().splitlines())
+
+
+def test_adaptive_routing_sends_quiet_requests_to_batch_1_and_busy_ones_batched(tmp_path):
+    text = config.render(settings(adaptive_threshold=3), tmp_path)
+    targets = _target_map(text)
+    assert targets == {"default": PREDICT_PATH, "0": SINGLE_PREDICT_PATH, "1": SINGLE_PREDICT_PATH,
+                       "2": SINGLE_PREDICT_PATH, "3": SINGLE_PREDICT_PATH}
+    # Every way to a host follows the map: the first try, the 507 retry, readiness.
+    assert text.count("proxy_pass http://fizbuz_hosts$fizbuz_target_path;") == 2
+    assert text.count("proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;") == 1
+    assert "proxy_pass" not in text.replace("proxy_pass http://fizbuz_hosts$fizbuz_target_path;", "").replace(
+        "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;", "")
+
+
+@pytest.mark.parametrize("routing, default", [("batched", PREDICT_PATH), ("single", SINGLE_PREDICT_PATH)])
+def test_fixed_routings_send_everything_one_way(tmp_path, routing, default):
+    assert _target_map(config.render(settings(routing=routing), tmp_path)) == {"default": default}
+
+
+@pytest.mark.parametrize("changes, message", [({"routing": "fast"}, "routing must be"),
+                                              ({"adaptive_threshold": 0}, "threshold must be")])
+def test_bad_routing_settings_are_refused(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        config.render(settings(**changes), tmp_path)
 
 
 def test_every_host_drained_is_refused(tmp_path):

@@ -68,7 +68,11 @@ def test_start_env_curl_status_then_kill_9_everything_and_stop_cleans_up(fleet_d
     assert answer.stdout == '{"next_number": "FizzBuzz"}\n', answer.stderr
 
     status = fleet_sh(fleet_dir, "status")
-    assert status.returncode == 0 and status.stdout.count("READY") == 2 and "/ready 200" in status.stdout
+    # Per host: 1 batched worker and the batch-1 registration's workers (adaptive batching, the default).
+    from serving.front.fleet import Options
+    assert status.returncode == 0 and "/ready 200" in status.stdout, status.stdout
+    assert status.stdout.count("READY") == 2 * (1 + Options.single_workers), status.stdout
+    assert status.stdout.count("fizbuz_package_single (batch 1, delay 0 ms)") == 2
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     assert f"metrics {metrics_url}  exporter pid " in status.stdout
     assert f"export FIZBUZ_METRICS_URL={metrics_url}" in fleet_sh(fleet_dir, "env").stdout
@@ -128,3 +132,14 @@ def test_front_door_alone_over_given_hosts(fleet, fleet_dir):
     finally:
         door_only.stop()
     assert all(h.serving() for h in fleet.hosts)  # stopping the door left the hosts alone
+
+
+def test_adaptive_front_door_refuses_given_hosts_without_the_batch_1_registration(fleet_dir):
+    from serving.front.fleet import FleetError, Options
+    silent = f"127.0.0.1:{free_port()}"  # nothing listens there: no fizbuz_package_single either
+    door_only = Fleet(fleet_dir)
+    try:
+        with pytest.raises(FleetError, match="SINGLE_WORKERS=2 ./start_mms.sh"):
+            door_only.start(Options(external_hosts=[silent], front_port=free_port()))
+    finally:
+        door_only.stop()

@@ -30,7 +30,8 @@ def variant(mar, target, swap_labels=False, **model_fields):
 
 
 def registered(host):
-    return (host.describe() or {}).get("modelUrl")
+    """The archive each of the host's registrations serves: (batched, batch 1)."""
+    return tuple((host.describe(name) or {}).get("modelUrl") for name, *_ in host.registrations)
 
 
 def check(summary):
@@ -47,7 +48,8 @@ def test_rollout_then_rollback_under_load(fleet, mar_path, tmp_path):
         load.wait_for_answers(load.result.answered + 500)
     check(load.result.summary())
     hosts = fleet.hosts
-    assert {registered(h) for h in hosts} == {versioned_name(new)}
+    assert all(len(h.registrations) == 2 for h in hosts)  # adaptive batching: both were re-registered
+    assert {registered(h) for h in hosts} == {(versioned_name(new),) * 2}
     assert all(h.wrong_answers() == [] for h in hosts)
     assert fleet.fleet.require()["front"]["drained"] == []
     assert json.loads(fleet.predict(14)[2]) == {"next_number": "FizzBuzz"}
@@ -57,7 +59,7 @@ def test_rollout_then_rollback_under_load(fleet, mar_path, tmp_path):
         rollback(fleet.fleet)
         load.wait_for_answers(load.result.answered + 500)
     check(load.result.summary())
-    assert {registered(h) for h in fleet.hosts} == {versioned_name(mar_path)}
+    assert {registered(h) for h in fleet.hosts} == {(versioned_name(mar_path),) * 2}
 
 
 def test_an_archive_that_answers_wrongly_is_rolled_back(fleet, mar_path, tmp_path):
@@ -70,6 +72,8 @@ def test_an_archive_that_answers_wrongly_is_rolled_back(fleet, mar_path, tmp_pat
         load.wait_for_answers(load.result.answered + 500)
     check(load.result.summary())
     # Every host serves the archive it had before (under a name kept for rollbacks).
-    assert all((h.model_store / registered(h)).read_bytes() == mar_path.read_bytes() for h in fleet.hosts)
+    for host in fleet.hosts:
+        batched, single = registered(host)
+        assert batched == single and (host.model_store / batched).read_bytes() == mar_path.read_bytes()
     assert all(h.wrong_answers() == [] for h in fleet.hosts)
     assert fleet.fleet.require()["front"]["drained"] == []
