@@ -1,0 +1,51 @@
+# An MMS host: Java 17 headless, Python 3.11 with the pinned serving packages
+# (no torch: the archive is already converted to MXNet), the built .mar and the
+# project's own start/registration logic. Runs as the unprivileged user fizbuz.
+# Built by serving/containers/containers.sh from a context it prepares
+# (wheels/, app/, model_store/); see serving/containers/README.md.
+ARG BASE=debian:bookworm-slim
+
+# ---- build: a virtual environment from wheels downloaded on the build host
+FROM ${BASE} AS build
+LABEL fizbuz.stage=build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY wheels/ /wheels/
+COPY requirements-image.txt /wheels/
+RUN python3 -m venv /opt/fizbuz/venv \
+ && /opt/fizbuz/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
+        -r /wheels/requirements-image.txt \
+ && /opt/fizbuz/venv/bin/pip uninstall -y -q pip setuptools \
+ && find /opt/fizbuz/venv -name __pycache__ -prune -exec rm -rf {} +
+
+# ---- runtime
+FROM ${BASE}
+# tini reaps what MMS leaves (killed workers) and passes SIGTERM on; mxnet needs libgomp.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless python3 libgomp1 tini \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
+ && useradd --system --uid 10001 --create-home --home-dir /home/fizbuz --shell /usr/sbin/nologin fizbuz
+COPY --from=build /opt/fizbuz/venv /opt/fizbuz/venv
+COPY app/ /opt/fizbuz/app/
+COPY model_store/ /opt/fizbuz/model_store/
+ARG VERSION=dev
+ENV PATH=/opt/fizbuz/venv/bin:$PATH \
+    PYTHONPATH=/opt/fizbuz/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MODEL_STORE=/opt/fizbuz/model_store \
+    FIZBUZ_RUN_DIR=/home/fizbuz/run \
+    FIZBUZ_IMAGE_VERSION=${VERSION} \
+    INFERENCE_ADDRESS=0.0.0.0 \
+    INFERENCE_PORT=8080 \
+    MANAGEMENT_PORT=8081 \
+    METRICS_PORT=8082 \
+    WORKERS=1
+LABEL org.opencontainers.image.title="fizbuz-mms" org.opencontainers.image.version="${VERSION}"
+USER fizbuz
+WORKDIR /home/fizbuz
+EXPOSE 8080
+# A real prediction (MMS's /ping says 200 even when no worker can serve).
+HEALTHCHECK --interval=3s --timeout=5s --start-period=90s --retries=3 \
+    CMD ["python3", "-m", "serving.containers.health"]
+ENTRYPOINT ["tini", "--", "python3", "-m", "serving.containers.entrypoint"]
