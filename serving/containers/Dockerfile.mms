@@ -21,14 +21,18 @@ RUN python3 -m venv /opt/fizbuz/venv \
 
 # ---- runtime
 FROM ${BASE}
-# tini reaps what MMS leaves (killed workers) and passes SIGTERM on; mxnet needs libgomp.
+# tini reaps what MMS leaves (killed workers) and passes SIGTERM on; mxnet's
+# wheel needs libgomp and libquadmath from the system.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless python3 libgomp1 tini \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless python3 libgomp1 libquadmath0 tini \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
  && useradd --system --uid 10001 --create-home --home-dir /home/fizbuz --shell /usr/sbin/nologin fizbuz
 COPY --from=build /opt/fizbuz/venv /opt/fizbuz/venv
 COPY app/ /opt/fizbuz/app/
 COPY model_store/ /opt/fizbuz/model_store/
+# Fail the build, not the first start, when a library is missing.
+RUN /opt/fizbuz/venv/bin/python -c "import mxnet, mms, psutil, prometheus_client" \
+ && find /opt/fizbuz -name __pycache__ -prune -exec rm -rf {} +
 ARG VERSION=dev
 ENV PATH=/opt/fizbuz/venv/bin:$PATH \
     PYTHONPATH=/opt/fizbuz/app \

@@ -230,8 +230,12 @@ class Stack:
 
     def wait_converged(self, state, docker, timeout):
         options = Options(**state["options"])
-        wait_until(lambda: len(self.healthy_tasks(state, docker)) >= options.replicas, timeout,
-                   f"{options.replicas} healthy MMS tasks", interval=1)
+
+        def healthy():
+            self._fail_on_crash_loop(state, docker)
+            return len(self.healthy_tasks(state, docker)) >= options.replicas
+
+        wait_until(healthy, timeout, f"{options.replicas} healthy MMS tasks", interval=1)
         wait_until(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200",
                    interval=0.5)
 
@@ -264,6 +268,15 @@ class Stack:
         self.save(state)
         self.wait_converged(state, docker, timeout)
         return result
+
+    def _fail_on_crash_loop(self, state, docker, limit=4):
+        """Stop waiting when MMS tasks keep failing (a broken image): say why."""
+        service = f"{state['options']['stack']}_mms"
+        failed = docker.run("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}",
+                            "--filter", "status=exited").split()
+        if len(failed) >= limit + state["options"]["replicas"]:
+            logs = docker.run("logs", "--tail", "25", failed[0], check=False) or ""
+            raise LifecycleError(f"{len(failed)} MMS tasks exited; the last one's output ends with:\n{logs}")
 
     # ------------------------------------------------------------ reports
     def healthy_tasks(self, state, docker):
