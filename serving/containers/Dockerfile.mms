@@ -50,6 +50,6 @@ USER fizbuz
 WORKDIR /home/fizbuz
 EXPOSE 8080
 # A real prediction (MMS's /ping says 200 even when no worker can serve).
-HEALTHCHECK --interval=3s --timeout=5s --start-period=90s --retries=3 \
+HEALTHCHECK --interval=3s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python3", "-m", "serving.containers.health"]
 ENTRYPOINT ["tini", "--", "python3", "-m", "serving.containers.entrypoint"]

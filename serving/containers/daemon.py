@@ -116,9 +116,13 @@ class HostSnapshot:
                     chain = line[1:].split()[0]
                     subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
                     subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
-            policy = next((b.split()[1] for b in before if b.startswith(":FORWARD ")), None)
-            if table == "filter" and policy:
+            if table == "filter":  # dockerd sets FORWARD to DROP; no table before means ACCEPT
+                policy = next((b.split()[1] for b in before if b.startswith(":FORWARD ")), "ACCEPT")
                 subprocess.run(["iptables", "-P", "FORWARD", policy], capture_output=True)
+            if not before and shutil.which("nft") and not any(
+                    line.startswith("-A ") for line in _iptables_save(table)):
+                # iptables-nft made the table for dockerd: take it away again.
+                subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
         Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward + "\n")
 
 

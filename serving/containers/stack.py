@@ -45,6 +45,7 @@ class Options:
     burst: int = 10000
     body_cap: str = "4k"
     read_timeout: float = 3
+    engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
 
 
 class Stack:
@@ -109,6 +110,8 @@ class Stack:
         given = os.environ.get("DOCKER_HOST", "")
         candidates = [given[len("unix://"):]] if given.startswith("unix://") else []
         candidates.append(DEFAULT_SOCKET)
+        if state["options"].get("engine") == "own":
+            candidates = []
         for socket in candidates:
             if Path(socket).exists() and Docker(socket).answers():
                 log.info("using the Docker engine that already runs on %s (it stays running after stop)", socket)
