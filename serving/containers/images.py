@@ -42,6 +42,7 @@ def build_base(docker, tag, folder, mirror=DEBIAN_MIRROR):
     into `folder`, then docker import (about a minute)."""
     if shutil.which("debootstrap") is None:
         raise LifecycleError("debootstrap is missing (apt-get install debootstrap)")
+    Path(folder).mkdir(parents=True, exist_ok=True)
     rootfs = Path(folder) / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
     log.info("debootstrap --variant=minbase bookworm from %s (about a minute; log %s)", mirror,
@@ -52,17 +53,41 @@ def build_base(docker, tag, folder, mirror=DEBIAN_MIRROR):
                               stdout=output, stderr=subprocess.STDOUT, timeout=1200)
     if done.returncode != 0:
         raise LifecycleError(f"debootstrap failed; see {Path(folder) / 'debootstrap.log'}")
-    # apt lists and caches from the bootstrap are not needed in an image.
-    for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for item in (rootfs / leftover).glob("*"):
-            if item.is_file():
-                item.unlink()
+    slim(rootfs)
     log.info("debootstrap done in %.0f s; importing it as %s", time.monotonic() - started, tag)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     docker.run("import", "--change", "CMD [\"bash\"]", "-", tag, stdin=tar.stdout, timeout=600)
     tar.wait()
     shutil.rmtree(rootfs, ignore_errors=True)
     return tag
+
+
+# What Debian's own -slim images leave out: docs, man pages, translations.
+# The dpkg rule keeps later apt-get installs (in the Dockerfiles) from adding them.
+SLIM_RULES = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+"""
+
+
+def slim(rootfs):
+    """Drop the bootstrap's package cache, apt lists, docs and translations."""
+    (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/dpkg/dpkg.cfg.d/01-fizbuz-slim").write_text(SLIM_RULES)
+    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_Packages",
+                    "var/lib/apt/lists/*Release*", "usr/share/man/*", "usr/share/info/*", "usr/share/lintian/*"):
+        for item in rootfs.glob(pattern):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in (rootfs / "usr/share/doc").glob("*/*"):
+        if item.name != "copyright":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in (rootfs / "usr/share/locale").glob("*"):
+        if item.name != "locale.alias":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
 
 
 def wheels(folder):
