@@ -256,10 +256,17 @@ class Stack:
         service = f"{state['options']['stack']}_mms"
         log.info("rolling %s out to %s (one task at a time, start-first)", image, service)
         previous = state["mms_image"]
+
+        def update_status():
+            return docker.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
+
+        before = update_status().get("StartedAt")  # the last update's (still "completed") until this one starts
         docker.run("service", "update", "--detach", "--image", image, service, timeout=60)
 
         def finished():
-            status = docker.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
+            status = update_status()
+            if status.get("StartedAt") == before:
+                return None
             return status.get("State") if status.get("State") in ("completed", "rollback_completed",
                                                                   "paused", "rollback_paused") else None
 
