@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
-from fizbuz.lifecycle import LifecycleError, free_port, wait_until
+from fizbuz.lifecycle import LifecycleError, check_port_free, wait_until
 from serving.containers import images
 from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
 from serving.front import client, tokens
@@ -84,6 +84,8 @@ class Stack:
     def start(self, options):
         state = self.load()
         if state is None:
+            # Swarm publishes the port on every address of the node (mode host).
+            check_port_free(options.front_port, "the front door", "0.0.0.0", " (FRONT_PORT)")
             self.dir.mkdir(parents=True, exist_ok=True)
             state = {"id": secrets.token_hex(3), "options": dataclasses.asdict(options), "images": [],
                      "own_dockerd": False, "swarm_created": False, "deployed": False, "timings": {},
