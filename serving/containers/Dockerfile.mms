@@ -25,7 +25,7 @@ FROM ${BASE}
 # wheel needs libgomp and libquadmath from the system.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless python3 libgomp1 libquadmath0 tini \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && useradd --system --uid 10001 --create-home --home-dir /home/fizbuz --shell /usr/sbin/nologin fizbuz
 COPY --from=build /opt/fizbuz/venv /opt/fizbuz/venv
 COPY app/ /opt/fizbuz/app/

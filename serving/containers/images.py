@@ -88,6 +88,9 @@ def slim(rootfs):
     for item in (rootfs / "usr/share/locale").glob("*"):
         if item.name != "locale.alias":
             shutil.rmtree(item) if item.is_dir() else item.unlink()
+    # Empty man sections stay: some postinst scripts (openjdk's update-alternatives) link into them.
+    for section in range(1, 9):
+        (rootfs / f"usr/share/man/man{section}").mkdir(parents=True, exist_ok=True)
 
 
 def wheels(folder):
