@@ -23,7 +23,9 @@ RUN python3 -m venv /opt/fizbuz/venv \
 FROM ${BASE}
 # tini reaps what MMS leaves (killed workers) and passes SIGTERM on; mxnet's
 # wheel needs libgomp and libquadmath from the system.
-RUN apt-get update \
+# (man1 must exist: openjdk's postinst links its man page there; -slim bases drop it.)
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless python3 libgomp1 libquadmath0 tini \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && useradd --system --uid 10001 --create-home --home-dir /home/fizbuz --shell /usr/sbin/nologin fizbuz
