@@ -36,8 +36,10 @@ COPY model_store/ /opt/fizbuz/model_store/
 RUN /opt/fizbuz/venv/bin/python -c "import mxnet, mms, psutil, prometheus_client" \
  && find /opt/fizbuz -name __pycache__ -prune -exec rm -rf {} +
 ARG VERSION=dev
+# No PYTHONPATH: MMS's workers inherit the environment, and the app's copy of
+# the handler modules would shadow the archive's own (a model update must bring
+# its own handler). The app is found as the working folder of `python3 -m`.
 ENV PATH=/opt/fizbuz/venv/bin:$PATH \
-    PYTHONPATH=/opt/fizbuz/app \
     PYTHONDONTWRITEBYTECODE=1 \
     MODEL_STORE=/opt/fizbuz/model_store \
     FIZBUZ_RUN_DIR=/home/fizbuz/run \
@@ -49,7 +51,7 @@ ENV PATH=/opt/fizbuz/venv/bin:$PATH \
     WORKERS=1
 LABEL org.opencontainers.image.title="fizbuz-mms" org.opencontainers.image.version="${VERSION}"
 USER fizbuz
-WORKDIR /home/fizbuz
+WORKDIR /opt/fizbuz/app
 EXPOSE 8080
 # A real prediction (MMS's /ping says 200 even when no worker can serve).
 HEALTHCHECK --interval=3s --timeout=5s --start-period=60s --retries=3 \
