@@ -3,15 +3,18 @@ a killed container (Swarm replaces it), a rolling update to a new image tag,
 and a broken image (its health check fails) that Swarm rolls back. Not one
 request may fail."""
 
+import logging
+
 import pytest
 
 from fizbuz.lifecycle import wait_until
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
+log = logging.getLogger(__name__)
 
 
 def check(summary):
-    print(summary)
+    log.info("load through the front door: %s", summary)
     assert summary["sent"] > 0 and summary["failed"] == 0 and summary["wrong"] == 0, summary["failure_samples"]
 
 
