@@ -13,6 +13,7 @@ Takes about 8 minutes; everything it starts is stopped at the end."""
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -65,6 +66,7 @@ def main(argv=None):
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--output", default=str(HERE / "results" / "containers.md"))
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="==> %(message)s")
     if wrk_binary() is None:
         subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], env=dict(os.environ, WITH_WRK="1"), check=True)
     subprocess.run([str(ROOT / "serving/containers/setup_docker.sh")], check=True)
