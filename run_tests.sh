@@ -14,7 +14,11 @@ then runs pytest on tests/: unit tests against the real built archive, and end-t
 tests that start real servers on free ports in temporary folders and stop them again.
 Extra arguments go to pytest, e.g. ./run_tests.sh tests/unit -x
 
-Tiers: the default runs everything (what CI runs, about 5 minutes on 2 cores);
+Tiers: without arguments, everything (what CI runs): the default tier (about 10 minutes
+  on 2 cores), then the container tier as a second stage (tests/containers, -m containers:
+  docker.io and debootstrap installed with apt when missing, our own dockerd, a one-node
+  Swarm; about 8 minutes). With arguments, only pytest with them, e.g.
+  ./run_tests.sh -m containers tests/containers   the container tier alone
   ./run_tests.sh -m "not slow"   leaves out the C++ build, the browser, locust, Flask,
                                  the soak and fault runs (under 2 minutes)
 USAGE
@@ -29,4 +33,12 @@ ensure_venv --dev
 "$ROOT/serving/metrics/setup_prometheus.sh"
 "$ROOT/serving/redis/setup.sh"
 cd "$ROOT"
-exec "$PY" -m pytest "$@"
+if [ "$#" -gt 0 ]; then
+  exec "$PY" -m pytest "$@"
+fi
+"$PY" -m pytest
+# Second stage: the container tier (its own dockerd, a one-node Swarm, images built
+# from a debootstrapped Debian base); progress lines as it goes.
+say "second stage: the container tier (-m containers, about 8 minutes)"
+"$ROOT/serving/containers/setup_docker.sh"
+exec "$PY" -m pytest -m containers tests/containers -o log_cli=true --log-cli-level=INFO

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""FizBuzNet in containers: an MMS host image and a front door image, run as a
+Docker Swarm stack (N MMS replicas behind the front door).
+
+  start    install nothing itself (containers.sh does the apt part); start our
+           own dockerd when none runs, create a one-node Swarm when the engine
+           has none, build the base (debootstrap), the MMS and front images,
+           deploy the stack, wait until the front door answers a prediction
+  stop     remove all of it: the stack, the images it built, the Swarm it
+           created, its dockerd, bridges and iptables chains that dockerd left
+  status   engine, services, tasks, the front door's /ready
+  env      export lines for FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT:
+           eval "$(serving/containers/containers.sh env)"
+  update   roll a new archive out as a new MMS image tag (start-first,
+           health-gated; Swarm rolls back when new tasks fail their health check)
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from fizbuz.lifecycle import LifecycleError
+from serving.containers.stack import Options, Stack
+from serving.front.tokens import TokenError
+
+DEFAULT_DIR = os.environ.get("CONTAINERS_DIR") or str(
+    __import__("fizbuz.contract", fromlist=["RUN_DIR"]).RUN_DIR / "containers")
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise LifecycleError(f"{name} must be a whole number, got {value!r}")
+
+
+def port(text):
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="containers.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", default=DEFAULT_DIR,
+                        help="state folder: state file, our dockerd's data, front door files, build logs "
+                             "(env CONTAINERS_DIR, default run/containers)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="build and deploy the stack")
+    start.add_argument("--replicas", type=int, default=env_int("REPLICAS", 2), help="MMS tasks (env REPLICAS, 2)")
+    start.add_argument("--workers", type=int, default=env_int("WORKERS", 1),
+                       help="MMS workers per task (env WORKERS, 1)")
+    start.add_argument("--front-port", type=port, default=env_int("FRONT_PORT", 8443),
+                       help="the front door's HTTPS port (env FRONT_PORT, 8443)")
+    start.add_argument("--base", default=os.environ.get("BASE", "local"),
+                       help="base image: 'local' builds Debian 12 with debootstrap (no Docker Hub needed); "
+                            "or e.g. debian:bookworm-slim (env BASE)")
+    start.add_argument("--stack", default=os.environ.get("STACK", "fizbuz"), help="stack name (env STACK)")
+    start.add_argument("--mar", default=Options.mar, help="the model archive to ship (model_store/...)")
+    start.add_argument("--cpus", default=os.environ.get("MMS_CPUS", "1"), help="CPU limit per MMS task")
+    start.add_argument("--memory", default=os.environ.get("MMS_MEMORY", "768M"), help="memory limit per MMS task")
+    commands.add_parser("stop", help="remove everything start made")
+    commands.add_parser("status", help="engine, services, tasks, /ready")
+    commands.add_parser("env", help="export lines for the front door")
+    update = commands.add_parser("update", help="roll a new archive out as a new image tag")
+    update.add_argument("mar", help="the new .mar")
+    update.add_argument("--version", help="the image tag (default: from the content)")
+    return parser
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    args = build_parser().parse_args(argv)
+    stack = Stack(args.dir)
+    try:
+        if args.command == "start":
+            if args.replicas < 1 or args.workers < 1:
+                raise LifecycleError("--replicas and --workers must be at least 1")
+            if not os.path.isfile(args.mar):
+                raise LifecycleError(f"{args.mar} does not exist: run ./build_mar.sh")
+            stack.start(Options(replicas=args.replicas, mms_workers=args.workers, front_port=args.front_port,
+                                base=args.base, stack=args.stack, mar=os.path.abspath(args.mar),
+                                mms_cpus=args.cpus, mms_memory=args.memory))
+            print("\n".join(["", "Use it:", '  eval "$(serving/containers/containers.sh env)"',
+                             '  curl --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" '
+                             "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' "
+                             '"$FIZBUZ_URL/predictions/fizbuz_package"',
+                             "Stop:  serving/containers/containers.sh stop"]))
+        elif args.command == "stop":
+            stack.stop()
+        elif args.command == "status":
+            print(stack.status())
+        elif args.command == "env":
+            print("\n".join(stack.env_lines()))
+        elif args.command == "update":
+            if not os.path.isfile(args.mar):
+                raise LifecycleError(f"{args.mar} does not exist")
+            result = stack.update(os.path.abspath(args.mar), args.version)
+            if result != "completed":
+                print(f"containers.sh: the update was not applied (Swarm: {result}); the previous image serves",
+                      file=sys.stderr)
+                return 1
+        return 0
+    except (LifecycleError, TokenError, ValueError) as error:
+        print(f"containers.sh: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

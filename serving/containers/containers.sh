@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# FizBuzNet as container images on Docker Swarm: a thin entry to serving/containers/cli.py.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: serving/containers/containers.sh COMMAND [options]     (COMMAND -h for its options)
+
+  start     install docker.io and debootstrap (pinned, apt) when missing, start our own
+            dockerd when none runs, a one-node Swarm when the engine has none, build the
+            images, deploy the stack (N MMS replicas behind the front door), wait for an answer
+  stop      remove the stack, the images it built, the Swarm and the dockerd it started
+  status    engine, services, tasks, /ready
+  env       export lines: eval "\$(serving/containers/containers.sh env)"
+  update NEW.mar   roll a new archive out as a new MMS image tag (Swarm: start-first,
+            health-gated, rolled back when the new tasks fail their health check)
+
+Environment: CONTAINERS_DIR [run/containers], REPLICAS [2], WORKERS [1 per replica],
+FRONT_PORT [8443], BASE [local: debootstrap; or e.g. debian:bookworm-slim], STACK [fizbuz],
+MMS_CPUS [1], MMS_MEMORY [768M].
+USAGE
+}
+case "${1:-}" in
+  ""|-h|--help) usage; exit 0 ;;
+esac
+if [ "$1" = start ]; then
+  "$ROOT/serving/containers/setup_docker.sh"
+  ensure_venv
+  [ -f "$ROOT/model_store/$("$PY" -m fizbuz.contract MAR_FILE_NAME)" ] || "$ROOT/build_mar.sh"
+fi
+[ -x "$PY" ] || die "no virtual environment: run scripts/setup_env.sh"
+exec "$PY" -m serving.containers.cli "$@"

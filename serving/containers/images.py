@@ -1,0 +1,141 @@
+"""Build contexts and images: the debootstrapped local base, the MMS host image
+and the front door image.
+
+The MMS image's Python packages are downloaded on this machine (the project's
+pip, its constraints and whatever index or mirror the host's pip is set to use)
+into the context's wheels/ folder; the build installs only from there
+(--no-index), so a build needs no route to PyPI and no certificate of ours."""
+
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+import json
+from pathlib import Path
+
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, ROOT
+from fizbuz.lifecycle import LifecycleError
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
+
+# The project's own modules the MMS image runs (its start/registration logic,
+# the metrics exporter, the health check): nothing that imports torch.
+APP_FILES = (
+    "fizbuz_codec.py", "fizbuz_metrics.py",
+    "fizbuz/__init__.py", "fizbuz/contract.py", "fizbuz/http_client.py", "fizbuz/lifecycle.py",
+    "serving/__init__.py",
+    "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/management.py",
+    "serving/mms/process.py", "serving/mms/config.properties", "serving/mms/log4j.properties",
+    "serving/metrics/__init__.py", "serving/metrics/control.py", "serving/metrics/exporter.py",
+    "serving/metrics/multiproc.py", "serving/metrics/workers.py",
+    "serving/containers/__init__.py", "serving/containers/entrypoint.py", "serving/containers/health.py",
+)
+REQUIREMENTS = HERE / "requirements-image.txt"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+def build_base(docker, tag, folder, mirror=DEBIAN_MIRROR):
+    """A Debian 12 base image without Docker Hub: debootstrap --variant=minbase
+    into `folder`, then docker import (about a minute)."""
+    if shutil.which("debootstrap") is None:
+        raise LifecycleError("debootstrap is missing (apt-get install debootstrap)")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    rootfs = Path(folder) / "rootfs"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    log.info("debootstrap --variant=minbase bookworm from %s (about a minute; log %s)", mirror,
+             Path(folder) / "debootstrap.log")
+    started = time.monotonic()
+    with open(Path(folder) / "debootstrap.log", "wb") as output:
+        done = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
+                              stdout=output, stderr=subprocess.STDOUT, timeout=1200)
+    if done.returncode != 0:
+        raise LifecycleError(f"debootstrap failed; see {Path(folder) / 'debootstrap.log'}")
+    slim(rootfs)
+    log.info("debootstrap done in %.0f s; importing it as %s", time.monotonic() - started, tag)
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    docker.run("import", "--change", "CMD [\"bash\"]", "-", tag, stdin=tar.stdout, timeout=600)
+    tar.wait()
+    shutil.rmtree(rootfs, ignore_errors=True)
+    return tag
+
+
+# What Debian's own -slim images leave out: docs, man pages, translations.
+# The dpkg rule keeps later apt-get installs (in the Dockerfiles) from adding them.
+SLIM_RULES = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+"""
+
+
+def slim(rootfs):
+    """Drop the bootstrap's package cache, apt lists, docs and translations."""
+    (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/dpkg/dpkg.cfg.d/01-fizbuz-slim").write_text(SLIM_RULES)
+    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_Packages",
+                    "var/lib/apt/lists/*Release*", "usr/share/man/*", "usr/share/info/*", "usr/share/lintian/*"):
+        for item in rootfs.glob(pattern):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in (rootfs / "usr/share/doc").glob("*/*"):
+        if item.name != "copyright":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    for item in (rootfs / "usr/share/locale").glob("*"):
+        if item.name != "locale.alias":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    # Empty man sections stay: some postinst scripts (openjdk's update-alternatives) link into them.
+    for section in range(1, 9):
+        (rootfs / f"usr/share/man/man{section}").mkdir(parents=True, exist_ok=True)
+
+
+def wheels(folder):
+    """Download the MMS image's wheels into `folder` (a no-op when they are there)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("downloading the image's Python wheels into %s (pinned by constraints.txt)", folder)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                           "--only-binary", ":all:", "-d", str(folder), "-r", str(REQUIREMENTS),
+                           "-c", str(ROOT / "constraints.txt")], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise LifecycleError(f"pip download failed:\n{done.stderr[-2000:]}")
+
+
+def mms_context(folder, mar=None, wheel_cache=None):
+    """The MMS image's build context: Dockerfile, wheels/, app/, model_store/."""
+    folder = Path(folder)
+    mar = Path(mar or MODEL_STORE / MAR_FILE_NAME)
+    if not mar.is_file():
+        raise LifecycleError(f"{mar} does not exist: run ./build_mar.sh first")
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "app").mkdir(parents=True)
+    shutil.copy(HERE / "Dockerfile.mms", folder / "Dockerfile")
+    shutil.copy(REQUIREMENTS, folder / "requirements-image.txt")
+    cache = Path(wheel_cache or folder.parent / "wheels")
+    wheels(cache)
+    shutil.copytree(cache, folder / "wheels")
+    for name in APP_FILES:
+        target = folder / "app" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, target)
+    (folder / "model_store").mkdir()
+    shutil.copy(mar, folder / "model_store" / MAR_FILE_NAME)
+    return folder
+
+
+def front_context(folder):
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy(HERE / "Dockerfile.front", folder / "Dockerfile")
+    return folder
+
+
+def archive_version(mar):
+    """The modelVersion in an archive's manifest."""
+    with zipfile.ZipFile(mar) as archive:
+        return json.loads(archive.read("MAR-INF/MANIFEST.json"))["model"].get("modelVersion")

@@ -1,0 +1,388 @@
+"""The containers' control plane: engine, swarm, images, stack; one state file.
+
+The state file is written before anything is made and updated after every
+step, so `stop` finds and removes everything this code made (the stack, the
+images it built, the swarm it created, its own dockerd and what that left in
+the kernel), also after a crash half-way."""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
+from fizbuz.lifecycle import LifecycleError, check_port_free, wait_until
+from serving.containers import images
+from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
+from serving.front import client, tokens
+from serving.mms.config import tls_files
+
+HERE = Path(__file__).resolve().parent
+STACK_FILE = HERE / "stack.yml"
+FRONT_TEMPLATE = HERE / "front.conf.template"
+STATE_FILE = "state.json"
+LOCAL_BASE = "local"   # build the base with debootstrap (Docker Hub not needed)
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Options:
+    replicas: int = 2
+    mms_workers: int = 1
+    front_port: int = 8443
+    base: str = LOCAL_BASE
+    stack: str = "fizbuz"
+    mar: str = str(MODEL_STORE / MAR_FILE_NAME)
+    mms_cpus: str = "1"
+    mms_memory: str = "768M"
+    placement: str = "node.platform.os==linux"
+    front_placement: str = "node.role==manager"
+    rate: int = 50000
+    burst: int = 10000
+    body_cap: str = "4k"
+    read_timeout: float = 3
+    engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
+
+
+class Stack:
+    def __init__(self, directory):
+        self.dir = Path(directory).resolve()
+        self.state_file = self.dir / STATE_FILE
+        self.front_dir = self.dir / "front"
+        self.token_file = self.front_dir / "tokens.txt"
+        self.logs = self.dir / "logs"
+
+    # ------------------------------------------------------------ state
+    def load(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, state):
+        partial = self.state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(state, indent=2))
+        partial.replace(self.state_file)
+
+    def require(self):
+        state = self.load()
+        if state is None:
+            raise LifecycleError(f"no container stack in {self.dir}: start one first")
+        return state
+
+    def docker(self, state):
+        return Docker(state["socket"])
+
+    def dockerd(self, state):
+        return Dockerd(self.dir / "dockerd", state["exec_root"])
+
+    # ------------------------------------------------------------ start
+    def start(self, options):
+        state = self.load()
+        if state is None:
+            # Swarm publishes the port on every address of the node (mode host).
+            check_port_free(options.front_port, "the front door", "0.0.0.0", " (FRONT_PORT)")
+            self.dir.mkdir(parents=True, exist_ok=True)
+            state = {"id": secrets.token_hex(3), "options": dataclasses.asdict(options), "images": [],
+                     "own_dockerd": False, "swarm_created": False, "deployed": False, "timings": {},
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            state["exec_root"] = f"/run/fizbuz-docker-{state['id']}"
+            self.save(state)  # first: from here on, stop can find everything
+        else:
+            log.info("stack state found in %s: finishing or checking what it describes", self.dir)
+            options = Options(**state["options"])
+        docker = self._engine(state)
+        self._swarm(state, docker)
+        base = self._base(state, docker, options)
+        mms_image = self.build_mms(state, docker, base, options.mar)
+        front_image = self._build(state, docker, "fizbuz-front", images.front_context(self.dir / "build" / "front"),
+                                  base)
+        self._front_files(state, options)
+        self.deploy(state, docker, mms_image, front_image)
+        return state
+
+    def _engine(self, state):
+        """A dockerd that already runs (DOCKER_HOST or the default socket), or our own."""
+        if state.get("socket") and Docker(state["socket"]).answers():
+            return Docker(state["socket"])
+        given = os.environ.get("DOCKER_HOST", "")
+        candidates = [given[len("unix://"):]] if given.startswith("unix://") else []
+        candidates.append(DEFAULT_SOCKET)
+        if state["options"].get("engine") == "own":
+            candidates = []
+        for socket in candidates:
+            if Path(socket).exists() and Docker(socket).answers():
+                log.info("using the Docker engine that already runs on %s (it stays running after stop)", socket)
+                state.update(socket=socket, own_dockerd=False)
+                self.save(state)
+                return Docker(socket)
+        if "snapshot" not in state:
+            state["snapshot"] = dataclasses.asdict(HostSnapshot.take())
+        state.update(own_dockerd=True, socket=str(self.dir / "dockerd" / "docker.sock"))
+        self.save(state)
+        state["storage_driver"] = self.dockerd(state).start()
+        self.save(state)
+        log.info("our dockerd runs (storage driver %s, socket %s)", state["storage_driver"], state["socket"])
+        return Docker(state["socket"])
+
+    def _swarm(self, state, docker):
+        node = docker.run("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}").split()
+        if node[0] == "active":
+            if node[1] != "true":
+                raise LifecycleError("this engine is a Swarm worker: run start on a manager")
+            return
+        log.info("creating a one-node Swarm (docker swarm init)")
+        state["swarm_created"] = True
+        self.save(state)
+        docker.run("swarm", "init", "--advertise-addr", "127.0.0.1")
+
+    def _base(self, state, docker, options):
+        if options.base != LOCAL_BASE:
+            return options.base
+        tag = f"fizbuz-base:bookworm-{state['id']}"
+        if not docker.run("images", "-q", tag).strip():
+            self._remember_image(state, tag)
+            started = time.monotonic()
+            images.build_base(docker, tag, self.dir / "build")
+            state["timings"]["base_s"] = round(time.monotonic() - started, 1)
+            self.save(state)
+        return tag
+
+    def _remember_image(self, state, tag):
+        if tag not in state["images"]:
+            state["images"].append(tag)
+            self.save(state)
+
+    def _build(self, state, docker, name, context, base, version=None):
+        """docker build with a tag from the context's content: the same
+        inputs give the same tag (and a cached build)."""
+        digest = hashlib.sha256()
+        for path in sorted(p for p in Path(context).rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(context)).encode())
+            digest.update(path.read_bytes())
+        digest.update(base.encode())
+        tag = f"{name}:{version or digest.hexdigest()[:12]}"
+        self._remember_image(state, tag)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        build_log = self.logs / f"build-{name}.log"
+        log.info("building %s (log %s)", tag, build_log)
+        started = time.monotonic()
+        docker.run("build", "--network", "host", "--build-arg", f"BASE={base}",
+                   "--build-arg", f"VERSION={tag.split(':')[1]}", "-t", tag, context,
+                   timeout=1800, output=build_log)
+        seconds = round(time.monotonic() - started, 1)
+        state["timings"][f"build_{name}_s"] = seconds
+        self.save(state)
+        log.info("built %s in %.0f s", tag, seconds)
+        return tag
+
+    def build_mms(self, state, docker, base, mar, version=None):
+        context = images.mms_context(self.dir / "build" / "mms", mar, wheel_cache=self.dir / "build" / "wheels")
+        return self._build(state, docker, "fizbuz-mms", context, base, version)
+
+    def _front_files(self, state, options):
+        self.front_dir.mkdir(parents=True, exist_ok=True)
+        if not self.token_file.exists():
+            tokens.add(self.token_file, "default")
+            log.info("made a token named 'default' in %s", self.token_file)
+        (self.front_dir / "tokens.map").write_text(tokens.render_map(tokens.read(self.token_file)))
+        tls_files(self.front_dir, None, None, "127.0.0.1")  # cert.pem, key.pem, made once
+        values = {"RATE": str(options.rate), "BURST": str(options.burst), "BODY_CAP": options.body_cap,
+                  "READ_TIMEOUT": f"{options.read_timeout:g}", "MMS_DNS": f"tasks.{options.stack}_mms",
+                  "MMS_PORT": "8080", "PREDICT_PATH": PREDICT_PATH,
+                  "SMOKE_BODY": request_body(SMOKE_INPUT).decode()}
+        text = FRONT_TEMPLATE.read_text()
+        for name, value in values.items():
+            text = text.replace(f"@{name}@", value)
+        (self.front_dir / "nginx.conf").write_text(text)
+
+    # ------------------------------------------------------------ deploy / update
+    def _stack_env(self, state, mms_image, front_image):
+        options = Options(**state["options"])
+        digest = hashlib.sha256()
+        for name in ("nginx.conf", "tokens.map", "cert.pem", "key.pem"):
+            digest.update((self.front_dir / name).read_bytes())
+        return dict(MMS_IMAGE=mms_image, FRONT_IMAGE=front_image, REPLICAS=str(options.replicas),
+                    MMS_WORKERS=str(options.mms_workers), MMS_CPUS=options.mms_cpus,
+                    MMS_MEMORY=options.mms_memory, MMS_PLACEMENT=options.placement,
+                    FRONT_PLACEMENT=options.front_placement, FRONT_PORT=str(options.front_port),
+                    FRONT_DIR=str(self.front_dir),
+                    CONFIG_PREFIX=f"{options.stack}_{digest.hexdigest()[:10]}")
+
+    def deploy(self, state, docker, mms_image, front_image, timeout=300):
+        options = Options(**state["options"])
+        env = self._stack_env(state, mms_image, front_image)
+        state.update(deployed=True, mms_image=mms_image, front_image=front_image)
+        self.save(state)
+        log.info("deploying stack %s: %d x %s behind %s on port %d", options.stack, options.replicas,
+                 mms_image, front_image, options.front_port)
+        started = time.monotonic()
+        deploy_env = dict(docker.env, **env)
+        saved, docker.env = docker.env, deploy_env
+        try:
+            docker.run("stack", "deploy", "--prune", "-c", STACK_FILE, options.stack)
+        finally:
+            docker.env = saved
+        self.wait_converged(state, docker, timeout)
+        state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
+        self.save(state)
+        log.info("stack %s serves on https://127.0.0.1:%d (%.0f s after deploy)", options.stack,
+                 options.front_port, state["timings"]["deploy_to_first_answer_s"])
+
+    def wait_converged(self, state, docker, timeout):
+        options = Options(**state["options"])
+
+        def healthy():
+            self._fail_on_crash_loop(state, docker)
+            return len(self.healthy_tasks(state, docker)) >= options.replicas
+
+        wait_until(healthy, timeout, f"{options.replicas} healthy MMS tasks", interval=1)
+        wait_until(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200",
+                   interval=0.5)
+
+    def update(self, mar, version=None, timeout=600):
+        """A model update is a new MMS image (the given archive inside), rolled
+        out by Swarm: start-first, health-gated, rolled back when a new task
+        fails. Returns Swarm's final update state."""
+        state = self.require()
+        docker = self.docker(state)
+        base = self._base(state, docker, Options(**state["options"]))
+        image = self.build_mms(state, docker, base, mar, version)
+        if image == state.get("mms_image"):
+            log.info("%s already runs: nothing to update", image)
+            return "completed"
+        service = f"{state['options']['stack']}_mms"
+        log.info("rolling %s out to %s (one task at a time, start-first)", image, service)
+        previous = state["mms_image"]
+
+        def update_status():
+            return docker.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
+
+        before = update_status().get("StartedAt")  # the last update's (still "completed") until this one starts
+        docker.run("service", "update", "--detach", "--image", image, service, timeout=60)
+
+        def finished():
+            status = update_status()
+            if status.get("StartedAt") == before:
+                return None
+            return status.get("State") if status.get("State") in ("completed", "rollback_completed",
+                                                                  "paused", "rollback_paused") else None
+
+        result = wait_until(finished, timeout, f"the update of {service} to finish", interval=1)
+        if result == "completed":
+            state["mms_image"] = image
+        else:
+            log.warning("the update to %s ended in %s; %s still serves", image, result, previous)
+        self.save(state)
+        self.wait_converged(state, docker, timeout)
+        return result
+
+    def _fail_on_crash_loop(self, state, docker, limit=4):
+        """Stop waiting when MMS tasks keep failing (a broken image): say why."""
+        service = f"{state['options']['stack']}_mms"
+        failed = docker.run("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}",
+                            "--filter", "status=exited").split()
+        if len(failed) >= limit + state["options"]["replicas"]:
+            logs = docker.run("logs", "--tail", "25", failed[0], check=False) or ""
+            raise LifecycleError(f"{len(failed)} MMS tasks exited; the last one's output ends with:\n{logs}")
+
+    # ------------------------------------------------------------ reports
+    def healthy_tasks(self, state, docker):
+        """Ids of running MMS task containers whose health check passes."""
+        service = f"{state['options']['stack']}_mms"
+        found = docker.run("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
+                           "--filter", "health=healthy")
+        return found.split()
+
+    def task_containers(self, state, docker, service="mms"):
+        name = f"{state['options']['stack']}_{service}"
+        return docker.run("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}").split()
+
+    def ready(self, state=None):
+        state = state or self.require()
+        status, _, text = client.request("127.0.0.1", state["options"]["front_port"], "GET", "/ready",
+                                         self.front_dir / "cert.pem", timeout=10)
+        return status, text
+
+    def env_lines(self):
+        state = self.require()
+        names = tokens.read(self.token_file)
+        token = names.get("default") or next(iter(names.values()), "")
+        return [f"export FIZBUZ_URL=https://127.0.0.1:{state['options']['front_port']}",
+                f"export FIZBUZ_TOKEN={token}",
+                f"export FIZBUZ_CACERT={self.front_dir / 'cert.pem'}"]
+
+    def status(self):
+        state = self.require()
+        docker = self.docker(state)
+        lines = [f"container stack {state['options']['stack']} (state {self.state_file})",
+                 f"  engine: {'our own dockerd, storage driver ' + state.get('storage_driver', '?') if state['own_dockerd'] else 'an engine that was already running'}"
+                 f" on {state['socket']}{'  [not answering]' if not docker.answers() else ''}"]
+        if docker.answers():
+            lines.append(docker.run("service", "ls", "--filter", f"label=com.docker.stack.namespace={state['options']['stack']}",
+                                    check=False) or "")
+            lines.append(docker.run("stack", "ps", "--filter", "desired-state=running", "--format",
+                                    "{{.Name}}  {{.Image}}  {{.CurrentState}}", state["options"]["stack"],
+                                    check=False) or "")
+            ready, _ = self.ready(state)
+            lines.append(f"  front door https://127.0.0.1:{state['options']['front_port']}  /ready {ready}")
+        return "\n".join(line.rstrip() for line in lines)
+
+    # ------------------------------------------------------------ stop
+    def stop(self, timeout=120):
+        """Every step runs even when an earlier one failed; the state file stays
+        (for another try) only if something could not be removed."""
+        state = self.load()
+        if state is None:
+            log.info("no container stack in %s", self.dir)
+            return False
+        docker = self.docker(state) if state.get("socket") else None
+        up = docker is not None and docker.answers()
+        steps = []
+        if up and state.get("deployed"):
+            steps.append(("the stack", lambda: self._remove_stack(state, docker, timeout)))
+        if up and state["images"]:
+            steps.append(("the images", lambda: self._remove_images(state, docker)))
+        if up and state.get("swarm_created"):
+            steps.append(("the swarm", lambda: docker.run("swarm", "leave", "--force", timeout=60)))
+        if state.get("own_dockerd"):
+            steps.append(("our dockerd", lambda: self.dockerd(state).stop()))
+            if "snapshot" in state:
+                steps.append(("bridges and iptables chains",
+                              lambda: HostSnapshot(**state["snapshot"]).restore()))
+        failed = []
+        for what, step in steps:
+            try:
+                step()
+                log.info("removed %s", what)
+            except Exception as error:  # keep going: the other parts must still be removed
+                log.error("removing %s failed: %s", what, error)
+                failed.append(what)
+        if failed:
+            raise LifecycleError(f"could not remove {', '.join(failed)}; run stop again "
+                                 f"(state kept in {self.state_file})")
+        self.state_file.unlink()
+        log.info("container stack stopped: nothing it made is left")
+        return True
+
+    def _remove_stack(self, state, docker, timeout):
+        stack = state["options"]["stack"]
+        docker.run("stack", "rm", stack, check=False)
+        wait_until(lambda: not docker.run("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}"),
+                   timeout, f"the containers of stack {stack} to go", interval=0.5)
+        wait_until(lambda: not docker.run("network", "ls", "-q", "--filter",
+                                          f"label=com.docker.stack.namespace={stack}"),
+                   timeout, f"the networks of stack {stack} to go", interval=0.5)
+
+    def _remove_images(self, state, docker):
+        present = [tag for tag in state["images"] if docker.run("images", "-q", tag).strip()]
+        if present:
+            docker.run("rmi", "-f", *present)
+        # The multi-stage build's intermediate stage (labelled in Dockerfile.mms), nothing else.
+        docker.run("image", "prune", "-f", "--filter", "label=fizbuz.stage=build", check=False)
+        state["images"] = []
+        self.save(state)

@@ -1,0 +1,120 @@
+"""One container stack for the whole `containers` tier: our own dockerd (its own
+data-root, exec-root and socket in a temp folder), a one-node Swarm, a Debian
+base made with debootstrap, one build of each image, one stack on a free port.
+Everything is removed at the end by the stack's own `stop` (by the state file:
+stack, images, swarm, dockerd by PID, bridges, iptables chains), also after a
+failed test.
+
+The tier is opt-in: these tests run only when the -m expression names
+`containers` (./run_tests.sh runs them as its second stage)."""
+
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, ROOT, request_body
+from fizbuz.lifecycle import free_port
+from serving.front import client, tokens
+from serving.containers.stack import Options, Stack
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    if "containers" in (config.getoption("markexpr") or ""):
+        return
+    mine = [item for item in items if HERE in Path(str(item.fspath)).parents]
+    if mine:
+        config.hook.pytest_deselected(items=mine)
+        items[:] = [item for item in items if item not in mine]
+
+
+def archive_variant(mar, target, swap_labels=False, **model_fields):
+    """A copy of the archive with changed manifest fields (a new version);
+    swap_labels: its codec answers Fizz for Buzz (it serves, wrongly)."""
+    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "MAR-INF/MANIFEST.json":
+                manifest = json.loads(data)
+                manifest["model"].update(model_fields)
+                data = json.dumps(manifest, indent=2).encode()
+            if item.filename == "fizbuz_codec.py" and swap_labels:
+                swapped = data.replace(b'"Fizz", "Buzz"', b'"Buzz", "Fizz"')
+                assert swapped != data
+                data = swapped
+            copy.writestr(item, data)
+    return target
+
+
+class RunningStack:
+    """The stack plus what a test needs to talk to it."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.state = stack.require()
+        self.docker = stack.docker(self.state)
+        self.port = self.state["options"]["front_port"]
+        self.cafile = stack.front_dir / "cert.pem"
+        self.token = tokens.read(stack.token_file)["default"]
+
+    def refresh(self):
+        self.state = self.stack.require()
+        return self
+
+    def predict(self, number, token="default"):
+        token = self.token if token == "default" else token
+        return client.request("127.0.0.1", self.port, "POST", client.PREDICT_PATH, self.cafile, token,
+                              request_body(number), {"Content-Type": "application/json"})
+
+    def load(self, concurrency=32, **kwargs):
+        return client.Load("127.0.0.1", self.port, self.cafile, self.token, concurrency, **kwargs)
+
+    def mms_containers(self):
+        return self.stack.task_containers(self.refresh().state, self.docker)
+
+    def healthy(self):
+        return self.stack.healthy_tasks(self.state, self.docker)
+
+    def describe_model(self, container):
+        """The model as the task's own management API (on its loopback) describes it."""
+        text = self.docker.run("exec", container, "python3", "-c",
+                               "import json; from serving.mms import management; "
+                               "print(json.dumps(management.describe_model(8081)))")
+        return json.loads(text)
+
+    def image_of(self, container):
+        return self.docker.run("inspect", "--format", "{{.Config.Image}}", container).strip()
+
+
+@pytest.fixture(scope="session")
+def stack_dir():
+    with tempfile.TemporaryDirectory(prefix="fbzc-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="session")
+def running_stack(stack_dir):
+    stack = Stack(stack_dir / "stack")
+    options = Options(stack=f"fbzt{free_port() % 1000}", front_port=free_port(), engine="own",
+                      mar=str(MODEL_STORE / MAR_FILE_NAME))
+    try:
+        stack.start(options)
+        yield RunningStack(stack)
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def mar_path():
+    mar = MODEL_STORE / MAR_FILE_NAME
+    assert mar.is_file(), f"{mar} is missing: run ./build_mar.sh"
+    return mar
+
+
+@pytest.fixture(scope="session")
+def make_archive():
+    return archive_variant

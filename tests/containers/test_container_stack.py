@@ -1,0 +1,41 @@
+"""The stack through its front door: every input, the contract's errors, the
+images' promises (non-root, a health check that predicts)."""
+
+import json
+
+import pytest
+
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, expected_reply
+
+pytestmark = [pytest.mark.containers, pytest.mark.slow]
+
+
+def test_every_input_is_answered_right_through_the_front_door(running_stack):
+    wrong = []
+    for number in range(MIN_INPUT, MAX_INPUT + 1):
+        status, _, text = running_stack.predict(number)
+        if status != 200 or json.loads(text) != expected_reply(number):
+            wrong.append((number, status, text))
+    assert wrong == []
+    assert MAX_INPUT - MIN_INPUT + 1 == 1023
+
+
+def test_bad_input_and_missing_token_get_json_errors(running_stack):
+    status, headers, text = running_stack.predict(MAX_INPUT + 1)
+    assert status == 400 and "between 0 and 1022" in json.loads(text)["error"]
+    assert headers["content-type"] == "application/json"
+    status, headers, text = running_stack.predict(14, token=None)
+    assert status == 401 and "bearer" in headers["www-authenticate"].lower()
+
+
+def test_replicas_are_healthy_and_run_as_non_root(running_stack):
+    containers = running_stack.mms_containers()
+    assert len(containers) == running_stack.state["options"]["replicas"] == 2
+    assert sorted(running_stack.healthy()) == sorted(containers)
+    for container in containers:
+        assert running_stack.docker.run("exec", container, "id", "-u").strip() != "0"
+        # The image's HEALTHCHECK is a real prediction, not /ping.
+        check = running_stack.docker.run("inspect", "--format", "{{json .Config.Healthcheck.Test}}", container)
+        assert "serving.containers.health" in check
+        assert "healthy: 4 right answers" in running_stack.docker.run(
+            "exec", container, "python3", "-m", "serving.containers.health")
