@@ -66,6 +66,26 @@ def problems(mar_path):
     return found
 
 
+def variant(mar_path, target, swap_labels=False, **model_fields):
+    """A copy of the archive with changed manifest fields (e.g. modelVersion="2.0":
+    new bytes, a new version to roll out). swap_labels: its codec answers Fizz for
+    Buzz, an archive that serves but answers wrongly (what a rollout must catch)."""
+    with zipfile.ZipFile(mar_path) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "MAR-INF/MANIFEST.json":
+                manifest = json.loads(data)
+                manifest["model"].update(model_fields)
+                data = json.dumps(manifest, indent=2).encode()
+            if item.filename == "fizbuz_codec.py" and swap_labels:
+                swapped = data.replace(b'"Fizz", "Buzz"', b'"Buzz", "Fizz"')
+                if swapped == data:
+                    raise ValueError("the codec's label order was not found: cannot make the wrong archive")
+                data = swapped
+            copy.writestr(item, data)
+    return target
+
+
 def main(argv):
     if len(argv) != 2 or argv[1] in ("-h", "--help"):
         print(__doc__.strip())

@@ -10,11 +10,11 @@ The tier is opt-in: these tests run only when the -m expression names
 
 import json
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from fizbuz import archive
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, ROOT, request_body
 from fizbuz.lifecycle import free_port
 from serving.front import client, tokens
@@ -31,23 +31,6 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=mine)
         items[:] = [item for item in items if item not in mine]
 
-
-def archive_variant(mar, target, swap_labels=False, **model_fields):
-    """A copy of the archive with changed manifest fields (a new version);
-    swap_labels: its codec answers Fizz for Buzz (it serves, wrongly)."""
-    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "MAR-INF/MANIFEST.json":
-                manifest = json.loads(data)
-                manifest["model"].update(model_fields)
-                data = json.dumps(manifest, indent=2).encode()
-            if item.filename == "fizbuz_codec.py" and swap_labels:
-                swapped = data.replace(b'"Fizz", "Buzz"', b'"Buzz", "Fizz"')
-                assert swapped != data
-                data = swapped
-            copy.writestr(item, data)
-    return target
 
 
 class RunningStack:
@@ -117,4 +100,4 @@ def mar_path():
 
 @pytest.fixture(scope="session")
 def make_archive():
-    return archive_variant
+    return archive.variant

@@ -2,31 +2,14 @@
 and a rollback (asked for, or automatic when a new archive does not serve)."""
 
 import json
-import zipfile
 
 import pytest
 
+from fizbuz import archive
 from serving.front.rollout import RolloutError, rollback, rollout, versioned_name
 
 pytestmark = pytest.mark.e2e
 
-
-def variant(mar, target, swap_labels=False, **model_fields):
-    """A copy of the archive with changed manifest fields: new bytes, a new
-    version. swap_labels: its codec answers Fizz for Buzz (it serves, wrongly)."""
-    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "MAR-INF/MANIFEST.json":
-                manifest = json.loads(data)
-                manifest["model"].update(model_fields)
-                data = json.dumps(manifest, indent=2).encode()
-            if item.filename == "fizbuz_codec.py" and swap_labels:
-                swapped = data.replace(b'"Fizz", "Buzz"', b'"Buzz", "Fizz"')
-                assert swapped != data
-                data = swapped
-            copy.writestr(item, data)
-    return target
 
 
 def registered(host):
@@ -41,7 +24,7 @@ def check(summary):
 
 def test_rollout_then_rollback_under_load(fleet, mar_path, tmp_path):
     fleet.healthy()
-    new = variant(mar_path, tmp_path / "fizbuz_package.mar", modelVersion="2.0")
+    new = archive.variant(mar_path, tmp_path / "fizbuz_package.mar", modelVersion="2.0")
     with fleet.load(32) as load:
         load.wait_for_answers(500)
         rollout(fleet.fleet, new)
@@ -64,7 +47,7 @@ def test_rollout_then_rollback_under_load(fleet, mar_path, tmp_path):
 
 def test_an_archive_that_answers_wrongly_is_rolled_back(fleet, mar_path, tmp_path):
     fleet.healthy()
-    broken = variant(mar_path, tmp_path / "broken.mar", swap_labels=True)
+    broken = archive.variant(mar_path, tmp_path / "broken.mar", swap_labels=True)
     with fleet.load(32) as load:
         load.wait_for_answers(500)
         with pytest.raises(RolloutError, match="rolled back"):
