@@ -9,6 +9,7 @@ machine is never touched.
 
 import argparse
 import contextlib
+import json
 import logging
 import random
 import shutil
@@ -156,6 +157,32 @@ def end_processes(processes, grace=0.0):
     """end_family for each of `processes` (strays found by processes_under)."""
     for process in processes:
         end_family(process, grace=grace)
+
+
+class JsonState:
+    """load/save/require of a run folder's JSON state file (self.dir, self.state_file).
+    Written whole (a temp file renamed over it), so a reader after a crash finds the
+    old state or the new one, never half of one. `what` and `error` name it in messages."""
+
+    what = "server"
+    error = LifecycleError
+
+    def load(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, state):
+        partial = self.state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(state, indent=2))
+        partial.replace(self.state_file)
+
+    def require(self):
+        state = self.load()
+        if state is None:
+            raise self.error(f"no {self.what} in {self.dir}: start one first")
+        return state
 
 
 class PidFile:

@@ -7,7 +7,6 @@ the kernel), also after a crash half-way."""
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
-from fizbuz.lifecycle import LifecycleError, check_port_free, wait_until
+from fizbuz.lifecycle import JsonState, LifecycleError, check_port_free, wait_until
 from serving.containers import images
 from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
 from serving.front import client, tokens
@@ -48,31 +47,16 @@ class Options:
     engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
 
 
-class Stack:
+class Stack(JsonState):
+    what = "container stack"
+    error = LifecycleError
+
     def __init__(self, directory):
         self.dir = Path(directory).resolve()
         self.state_file = self.dir / STATE_FILE
         self.front_dir = self.dir / "front"
         self.token_file = self.front_dir / "tokens.txt"
         self.logs = self.dir / "logs"
-
-    # ------------------------------------------------------------ state
-    def load(self):
-        try:
-            return json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return None
-
-    def save(self, state):
-        partial = self.state_file.with_suffix(".partial")
-        partial.write_text(json.dumps(state, indent=2))
-        partial.replace(self.state_file)
-
-    def require(self):
-        state = self.load()
-        if state is None:
-            raise LifecycleError(f"no container stack in {self.dir}: start one first")
-        return state
 
     def docker(self, state):
         return Docker(state["socket"])

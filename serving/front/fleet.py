@@ -6,7 +6,6 @@ The state file is written before anything is made, so `stop` finds every part
 """
 
 import dataclasses
-import json
 import logging
 import secrets
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import answers_smoke_request
-from fizbuz.lifecycle import check_port_free, end_processes, free_port, processes_under, tail, wait_until
+from fizbuz.lifecycle import JsonState, check_port_free, end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
 from serving.front.config import FrontSettings, target_map
 from serving.front.hosts import Host
@@ -57,30 +56,15 @@ class Options:
     adaptive_threshold: int = FrontSettings.adaptive_threshold
 
 
-class Fleet:
+class Fleet(JsonState):
+    what = "fleet"
+    error = FleetError
+
     def __init__(self, directory):
         self.dir = Path(directory).resolve()
         self.state_file = self.dir / STATE_FILE
         self.door = FrontDoor(self.dir / "front")
         self.token_file = self.dir / "tokens.txt"
-
-    # ------------------------------------------------------------ state
-    def load(self):
-        try:
-            return json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return None
-
-    def save(self, state):
-        partial = self.state_file.with_suffix(".partial")
-        partial.write_text(json.dumps(state, indent=2))
-        partial.replace(self.state_file)
-
-    def require(self):
-        state = self.load()
-        if state is None:
-            raise FleetError(f"no fleet in {self.dir}: start one first")
-        return state
 
     @staticmethod
     def hosts(state):

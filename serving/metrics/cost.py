@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 
 from bench import load_generator
-from bench.machine import describe
+from bench.machine import write_report
 from fizbuz.http_client import call
 from fizbuz.lifecycle import LifecycleError
 from serving.mms.private import PrivateMms
@@ -141,13 +141,7 @@ def report(args, results):
         ratios = [on.good_per_second / them.good_per_second - 1 for on, them in zip(results["on"], results[other])]
         lines.append(f"| {other} | {statistics.median(ratios):+.1%} | "
                      + ", ".join(f"{ratio:+.1%}" for ratio in ratios) + " |")
-    machine = dict(describe())
-    lines += ["", f"Machine: {machine['CPU']}, {machine['memory']}; 1-minute load average "
-              f"{args.load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it.", ""]
-    text = "\n".join(lines)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
-    return text
+    return write_report(lines, args.output, args.load_before)
 
 
 def main(argv=None):

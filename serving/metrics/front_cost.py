@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench import load_generator
-from bench.machine import describe
+from bench.machine import write_report
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH
 from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import tokens
@@ -161,13 +161,7 @@ def report(args, rows):
         lines.append(f"| {r['round']} | {r['exporter_cpu_us']:.1f} | {r['counted']:,} / {r['requests']:,} | "
                      f"{r['lag_at_end_bytes'] / 1024:,.0f} KiB | {r['catch_up_s']:.1f} s | "
                      f"{r['log_bytes_per_request']:.0f} |")
-    machine = dict(describe())
-    lines += ["", f"Machine: {machine['CPU']}, {machine['memory']}; 1-minute load average "
-              f"{args.load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it.", ""]
-    text = "\n".join(lines)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
-    return text
+    return write_report(lines, args.output, args.load_before)
 
 
 def parse_args(argv):
