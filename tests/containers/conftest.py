@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fizbuz import archive
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, ROOT, request_body
+from fizbuz.contract import ROOT, request_body
 from fizbuz.lifecycle import free_port
 from serving.front import client, tokens
 from serving.containers.stack import Options, Stack
@@ -80,22 +80,16 @@ def stack_dir():
 
 
 @pytest.fixture(scope="session")
-def running_stack(stack_dir):
+def running_stack(stack_dir, mar_path):
     stack = Stack(stack_dir / "stack")
     options = Options(stack=f"fbzt{free_port() % 1000}", front_port=free_port(), engine="own",
-                      mar=str(MODEL_STORE / MAR_FILE_NAME))
+                      mar=str(mar_path))
     try:
         stack.start(options)
         yield RunningStack(stack)
     finally:
         stack.stop()
 
-
-@pytest.fixture(scope="session")
-def mar_path():
-    mar = MODEL_STORE / MAR_FILE_NAME
-    assert mar.is_file(), f"{mar} is missing: run ./build_mar.sh"
-    return mar
 
 
 @pytest.fixture(scope="session")

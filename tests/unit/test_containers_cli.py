@@ -5,7 +5,7 @@ door's rendered config."""
 import subprocess
 import sys
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT
+from fizbuz.contract import MAR_FILE_NAME, PREDICT_PATH, ROOT
 from serving.containers import images
 from serving.containers.stack import Options, Stack
 
@@ -41,9 +41,9 @@ def test_bad_arguments_get_clear_errors(tmp_path):
     assert not (tmp_path / "state.json").exists()
 
 
-def test_the_image_app_starts_without_torch(tmp_path):
+def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     """The MMS image has no torch: its modules must import without it."""
-    context = images.mms_context(tmp_path / "mms", MODEL_STORE / MAR_FILE_NAME, wheel_cache=tmp_path / "wheels")
+    context = images.mms_context(tmp_path / "mms", mar_path, wheel_cache=tmp_path / "wheels")
     assert (context / "model_store" / MAR_FILE_NAME).is_file()
     assert sorted(p.name for p in (context / "wheels").glob("mxnet-1.9.1-*.whl"))
     code = ("import sys; sys.modules['torch'] = None; "
