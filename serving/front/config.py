@@ -15,7 +15,7 @@ TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 # goes to the batch-1 one, anything busier to the batched one. The threshold
 # was found by bench/adaptive.py (bench/results/adaptive/): the largest
 # concurrency at which batch 1 beat batching through the front door.
-ADAPTIVE_THRESHOLD = 12
+ADAPTIVE_THRESHOLD = 8
 ROUTINGS = ("adaptive", "batched", "single")  # "single": batch 1 only, for the bench's comparison
 
 

@@ -51,7 +51,7 @@ class Options:
     metrics_port: int = front_control.DEFAULT_PORT  # the front door's exporter; 0: no metrics
     # Adaptive batching (issue 13): each host also registers the model with batch 1
     # and no delay on this many workers; the front door sends quiet-time requests there.
-    single_workers: int = 2
+    single_workers: int = 1
     routing: str = FrontSettings.routing   # "batched": off (single_workers is then 0)
     adaptive_threshold: int = FrontSettings.adaptive_threshold
 

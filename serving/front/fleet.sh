@@ -25,8 +25,8 @@ Environment: FLEET_DIR [run/fleet], HOSTS [2], WORKERS [2], FRONT_PORT [8443], R
 per token], BURST [10000], BODY_CAP [4k], READ_TIMEOUT [3 s], MAR [model_store/fizbuz_package.mar],
 TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto], FRONT_METRICS_PORT [9113: the
 front door's Prometheus metrics on http://127.0.0.1:PORT/metrics, started and stopped with it; 0: none].
-Adaptive batching (on by default): SINGLE_WORKERS [2 batch-1 workers per host beside the WORKERS
-batched ones], ADAPTIVE_THRESHOLD [12: at most this many open client connections -> batch 1],
+Adaptive batching (on by default): SINGLE_WORKERS [1 batch-1 worker per host beside the WORKERS
+batched ones], ADAPTIVE_THRESHOLD [8: at most this many open client connections -> batch 1],
 ADAPTIVE=0 (or start --batched-only) turns it off; limits --routing/--adaptive-threshold change it live.
 USAGE
 }
