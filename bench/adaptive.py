@@ -18,8 +18,9 @@ Flask + gunicorn sync (2 workers).
    predicted adaptive (batch 1 up to its threshold, batched above) has the most
    req/s summed over those levels.
 2. Comparison: --rounds rounds; in each, at every level of --levels, the three
-   routings one after another (order rotated per round), plus the baselines at
-   c=1. Medians and ranges over rounds; the issue's figures checked.
+   routings one after another (a different order each round, every order over
+   6 rounds), plus the baselines at c=1; each timed run follows --warmup
+   untimed seconds. Medians and ranges over rounds; the issue's figures checked.
 
 Every target's answers to all 1023 inputs are checked before timing (each
 routing through the front door, with several clients at once so batches form);
@@ -29,6 +30,7 @@ bench/results/adaptive/{adaptive.md, adaptive.json, requests_per_second.png}.
 
 import argparse
 import concurrent.futures
+import itertools
 import json
 import os
 import shutil
@@ -117,11 +119,16 @@ class Targets:
             raise SystemExit(f"{NAMES[name]}: {len(wrong)} of 1023 answers wrong, e.g. {wrong[0]}")
         return MAX_INPUT - MIN_INPUT + 1
 
-    def run(self, name, connections, seconds):
+    def run(self, name, connections, seconds, warmup=0):
+        """One timed wrk run, after `warmup` untimed seconds at the same
+        concurrency: the previous run's leftovers (queued jobs, the old nginx
+        workers of a reload, the JVM's garbage) are not charged to this one."""
         if name in ROUTINGS:
             self.route(name)
         url, headers = self.url_and_headers(name)
         try:
+            if warmup:
+                run_wrk(url, connections, warmup, threads=2, log_file=self.wrk_log, headers=headers)
             result = run_wrk(url, connections, seconds, threads=2, log_file=self.wrk_log, headers=headers)
         except LoadError as error:
             raise SystemExit(f"{NAMES[name]} c={connections}: {error}")
@@ -187,17 +194,24 @@ def derive(targets, args):
     return best, per_split[best]["threshold"], per_split
 
 
+# Every order of the three routings: over 6 rounds each routing runs first,
+# second and third equally often and follows each other one equally often. (A
+# rotation would always run adaptive right after batch 1, whose saturated runs
+# leave the most behind.)
+ORDERS = list(itertools.permutations(ROUTINGS))
+
+
 def compare(targets, args):
-    say(f"phase 2: {args.rounds} rounds, {args.duration} s per point, levels {args.levels}")
+    say(f"phase 2: {args.rounds} rounds, {args.warmup} s untimed + {args.duration} s per point, "
+        f"levels {args.levels}")
     rows = []
     for round_index in range(args.rounds):
         for c in args.levels:
-            shift = round_index % len(ROUTINGS)
-            order = list(ROUTINGS[shift:] + ROUTINGS[:shift])
+            order = list(ORDERS[round_index % len(ORDERS)])
             if c == 1:
                 order += ["mms", "flask"]
             for name in order:
-                row = dict(targets.run(name, c, args.duration), round=round_index)
+                row = dict(targets.run(name, c, args.duration, args.warmup), round=round_index)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
@@ -211,11 +225,13 @@ def verdicts(rows, levels):
     def ratio_text(ratio):
         return f"{ratio[0]:.2f}x (rounds {ratio[1]:.2f}–{ratio[2]:.2f})"
 
-    a_p50, b1_p50, fl_p50 = (median(rows, n, 1, "p50_ms") for n in ("adaptive", "mms", "flask"))
-    vs_b1, vs_flask = paired(rows, "adaptive", "mms", 1, "p50_ms"), paired(rows, "adaptive", "flask", 1, "p50_ms")
-    out.append((f"c=1 p50: adaptive {a_p50:.2f} ms vs MMS batch 1 straight {b1_p50:.2f} ms: "
-                f"{ratio_text(vs_b1)}; bar 1.3x", vs_b1[0] <= 1.3))
-    out.append((f"c=1 p50: adaptive vs Flask sync {fl_p50:.2f} ms: {ratio_text(vs_flask)}; bar 2x", vs_flask[0] <= 2))
+    if 1 in levels:  # the baselines run at c=1 only
+        a_p50, b1_p50, fl_p50 = (median(rows, n, 1, "p50_ms") for n in ("adaptive", "mms", "flask"))
+        vs_b1, vs_flask = paired(rows, "adaptive", "mms", 1, "p50_ms"), paired(rows, "adaptive", "flask", 1, "p50_ms")
+        out.append((f"c=1 p50: adaptive {a_p50:.2f} ms vs MMS batch 1 straight {b1_p50:.2f} ms: "
+                    f"{ratio_text(vs_b1)}; bar 1.3x", vs_b1[0] <= 1.3))
+        out.append((f"c=1 p50: adaptive vs Flask sync {fl_p50:.2f} ms: {ratio_text(vs_flask)}; bar 2x",
+                    vs_flask[0] <= 2))
     top = max(levels)
     a_rps, b_rps = median(rows, "adaptive", top, "req_per_s"), median(rows, "batched", top, "req_per_s")
     a_p99, b_p99 = median(rows, "adaptive", top, "p99_ms"), median(rows, "batched", top, "p99_ms")
@@ -259,7 +275,8 @@ def write(rows, derivation, split, threshold, args, output, settings_lines):
     lines += ["", f"Chosen: **{split} batch-1 worker(s)** beside the 2 batched ones, **threshold {threshold}** "
               f"(batch 1 while at most {threshold} client connections are open).", ""]
     lines += ["## Phase 2: side by side", "",
-              f"Median over {args.rounds} interleaved rounds of {args.duration} s per point (range in brackets); "
+              f"Median over {args.rounds} interleaved rounds (the routings in every order) of {args.duration} s "
+              f"per point, each after {args.warmup} s untimed at the same target and concurrency (range in brackets); "
               "every run's errors are counted (non-2xx or socket errors).", "",
               "| c | configuration | req/s (range) | p50 ms (range) | p99 ms (range) | errors |",
               "|---:|---|---:|---:|---:|---:|"]
@@ -292,8 +309,11 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", type=int_list, default=[1, 2, 4, 8, 16, 32, 64],
                         help="phase 2 concurrencies, the ramp (default 1,2,4,8,16,32,64)")
-    parser.add_argument("--rounds", type=int, default=3, help="phase 2 rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="phase 2 rounds (default 6: every order of the three routings once)")
     parser.add_argument("--duration", type=int, default=5, help="phase 2 seconds per point (default 5)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="phase 2 untimed seconds before each timed run, same target and concurrency (default 1)")
     parser.add_argument("--splits", type=int_list, default=[1, 2],
                         help="workers of the batch-1 registration to try in phase 1 (default 1,2)")
     parser.add_argument("--derive-levels", type=int_list, default=[1, 2, 3, 4, 6, 8, 12, 16],
