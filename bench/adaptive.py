@@ -36,15 +36,14 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench import machine, report
-from bench.load_generator import LoadError, run_wrk, wrk_binary
-from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_STORE, PREDICT_PATH, ROOT,
+from bench.load_generator import LoadError, ensure_tools, run_wrk, wrk_binary
+from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_STORE, PREDICT_PATH,
                              SINGLE_MODEL_NAME, expected_reply)
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import free_port
@@ -329,8 +328,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every server is stopped
-    if wrk_binary() is None or find_nginx() is None:
-        subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], env=dict(os.environ, WITH_WRK="1"), check=True)
+    ensure_tools()
     if not Path(args.mar).is_file():
         raise SystemExit(f"{args.mar} does not exist: run ./build_mar.sh")
     directory = Path(tempfile.mkdtemp(prefix="fbz-adapt-"))

@@ -23,7 +23,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.load_generator import LoadError, run_wrk, wrk_binary
+from bench.load_generator import LoadError, ensure_tools, run_wrk
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT
 from fizbuz.lifecycle import free_port
 from serving.containers.stack import Options, Stack
@@ -67,8 +67,7 @@ def main(argv=None):
     parser.add_argument("--output", default=str(HERE / "results" / "containers.md"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="==> %(message)s")
-    if wrk_binary() is None:
-        subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], env=dict(os.environ, WITH_WRK="1"), check=True)
+    ensure_tools()
     subprocess.run([str(ROOT / "serving/containers/setup_docker.sh")], check=True)
     folder = Path(tempfile.mkdtemp(prefix="fbz-cbench-"))
     wrk_log = folder / "wrk.log"

@@ -11,14 +11,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.load_generator import LoadError, run_wrk, wrk_binary
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT
+from bench.load_generator import LoadError, ensure_tools, run_wrk
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH
 from fizbuz.lifecycle import free_ports
 from serving.front import tokens
 from serving.front.fleet import Fleet, Options
@@ -53,8 +52,7 @@ def main(argv=None):
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
     args = parser.parse_args(argv)
-    if wrk_binary() is None:
-        subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], env=dict(os.environ, WITH_WRK="1"), check=True)
+    ensure_tools()
     directory = Path(tempfile.mkdtemp(prefix="fbz-bench-"))
     wrk_log = directory / "wrk.log"  # wrk's raw output; a failed run's message is in LoadError
     fleet = Fleet(directory)

@@ -6,6 +6,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from fizbuz.contract import ROOT
+from serving.front.nginx import find_nginx
+
 LUA_SCRIPT = Path(__file__).resolve().parent / "post_inputs.lua"
 SUMMARY_MARKER = "WRK_SUMMARY "
 
@@ -34,6 +37,30 @@ class LoadResult:
 
 def wrk_binary():
     return shutil.which("wrk")
+
+
+FINDERS = {"wrk": wrk_binary, "nginx": find_nginx}
+
+
+def ensure_tools(*names, allow_install=True, log_file=None):
+    """The benches' Debian tools (default: wrk and nginx). The missing ones are
+    installed at their pins by scripts/debian_packages.sh (apt-get, root), its
+    output in log_file when given; LoadError says what failed and how to fix it."""
+    missing = [name for name in names or FINDERS if FINDERS[name]() is None]
+    if not missing:
+        return
+    hint = f"scripts/debian_packages.sh {' '.join(missing)}"
+    if not allow_install:
+        raise LoadError(f"missing {', '.join(missing)}: run {hint}")
+    print(f"==> installing {', '.join(missing)} with apt-get (one time)", flush=True)
+    command = [str(ROOT / "scripts" / "debian_packages.sh"), *missing]
+    if log_file:
+        with open(log_file, "a") as log:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=900).returncode == 0
+    else:
+        done = subprocess.run(command, timeout=900).returncode == 0
+    if not done or any(FINDERS[name]() is None for name in missing):
+        raise LoadError(f"could not install {', '.join(missing)} ({hint})" + (f"; see {log_file}" if log_file else ""))
 
 
 def run_wrk(url, connections, seconds, threads, log_file, timeout_s=5, headers=()):

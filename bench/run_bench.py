@@ -89,21 +89,6 @@ def configurations(args):
     return chosen
 
 
-def ensure_tools(allow_install, log_file):
-    missing = [name for name, path in (("wrk", load_generator.wrk_binary()), ("nginx", find_nginx()))
-               if path is None]
-    if not missing:
-        return
-    if not allow_install:
-        die(f"missing {', '.join(missing)}: scripts/debian_packages.sh {' '.join(missing)} (or drop --no-install)")
-    say(f"installing {', '.join(missing)} with apt-get (log {log_file})")
-    with open(log_file, "a") as log:
-        installed = subprocess.run([str(ROOT / "scripts" / "debian_packages.sh"), *missing], stdout=log,
-                                   stderr=subprocess.STDOUT, timeout=900).returncode == 0
-    if not installed:
-        die(f"could not install {', '.join(missing)}; see {log_file}")
-
-
 def build_model_store(work, log_file):
     store = work / "model_store"
     say(f"building the .mar into {store} (log {log_file})")
@@ -214,7 +199,10 @@ def main():
     # A short path: MMS worker sockets live in each run folder (108-byte limit).
     work = Path(tempfile.mkdtemp(prefix="fbz-bench-"))
     say(f"work folder (server, wrk and build logs): {work}")
-    ensure_tools(not args.no_install, work / "apt.log")
+    try:
+        load_generator.ensure_tools(allow_install=not args.no_install, log_file=work / "apt.log")
+    except load_generator.LoadError as error:
+        die(str(error))
     started = time.monotonic()
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load_before = os.getloadavg()

@@ -7,18 +7,15 @@ usage() {
   cat <<USAGE
 Usage: serving/front/setup_nginx.sh [-h]
 
-Checks that nginx (and wrk with WITH_WRK=1, for bench/front_cost.py) is installed;
-installs what is missing at its pin (scripts/debian_packages.sh, apt-get, root). The
-fleet never uses the system nginx service: it runs its own nginx with its own prefix,
+Checks that nginx is installed; installs it when missing, at its pin
+(scripts/debian_packages.sh, apt-get, root). The fleet never uses the system nginx service: it runs its own nginx with its own prefix,
 pid, temp and log folders, so the package's default site is left as it is (and not
 started here).
 
 Environment:
-  WITH_WRK          1 also installs wrk (default: 0)
   APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg (default: 300)
 USAGE
 }
 help_or_no_arguments "$@"
 
 "$ROOT/scripts/debian_packages.sh" nginx
-[ "${WITH_WRK:-0}" != 1 ] || "$ROOT/scripts/debian_packages.sh" wrk

@@ -148,8 +148,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    if load_generator.wrk_binary() is None:
-        print("cost: wrk is missing (apt-get install -y wrk)", file=sys.stderr)
+    try:
+        load_generator.ensure_tools("wrk")
+    except load_generator.LoadError as error:
+        print(f"cost: {error}", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="fbz-cost-") as folder:
         try:

@@ -11,14 +11,13 @@ serving/mms/cli.py (serving.metrics.control); serving never waits on it.
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 import psutil
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from serving.metrics.multiproc import FilesCollector
+from serving.metrics.serve import serve_until_signalled
 from serving.metrics.workers import WorkerCollector, WorkerTracker
 from serving.mms.process import RunFolder
 
@@ -50,22 +49,17 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry, files, tracker = build_registry(args.multiproc_dir, args.run_dir, args.management_port)
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    server, _thread = start_http_server(args.port, addr=args.address, registry=registry)
-    log.info("serving metrics on http://%s:%d/metrics from %s", args.address, args.port, args.multiproc_dir)
-    try:
-        while not stopping.wait(args.poll_interval):
-            try:
-                tracker.poll()
-                files.fold_dead()
-            except (OSError, psutil.Error) as error:  # a worker or file vanished mid-look: next round
-                log.warning("worker check failed: %s", error)
-    finally:
-        server.shutdown()
-        server.server_close()
-        log.info("stopped")
+
+    def step():
+        try:
+            tracker.poll()
+            files.fold_dead()
+        except (OSError, psutil.Error) as error:  # a worker or file vanished mid-look: next round
+            log.warning("worker check failed: %s", error)
+        return False  # the worker check runs once per poll interval
+
+    serve_until_signalled(registry, args.address, args.port, step, args.poll_interval, log, args.multiproc_dir)
+    log.info("stopped")
     return 0
 
 

@@ -181,8 +181,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    if load_generator.wrk_binary() is None:
-        print("front_cost: wrk is missing (WITH_WRK=1 serving/front/setup_nginx.sh)", file=sys.stderr)
+    try:
+        load_generator.ensure_tools("wrk")
+    except load_generator.LoadError as error:
+        print(f"front_cost: {error}", file=sys.stderr)
         return 1
     folder = Path(tempfile.mkdtemp(prefix="fbz-fcost-"))
     try:

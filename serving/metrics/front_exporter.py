@@ -21,12 +21,13 @@ import signal
 import sys
 import threading
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from fizbuz.lifecycle import PidFile
 from serving.metrics.front_hosts import HostProbe
 from serving.metrics.front_log import FrontCounts, tail_families
 from serving.metrics.logtail import LogTail
+from serving.metrics.serve import serve_until_signalled
 
 log = logging.getLogger("front-metrics-exporter")
 
@@ -107,18 +108,9 @@ def main(argv=None):
     probe = HostProbe(args.state_file, timeout=args.probe_timeout) if args.state_file else None
     registry = CollectorRegistry()
     registry.register(FrontCollector(counts, follower.tail, follower.lock, probe))
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    server, _thread = start_http_server(args.port, addr=args.address, registry=registry)
-    log.info("serving metrics on http://%s:%d/metrics from %s", args.address, args.port, args.log)
     try:
-        while not stopping.is_set():
-            if not follower.step():
-                stopping.wait(args.poll_interval)
+        serve_until_signalled(registry, args.address, args.port, follower.step, args.poll_interval, log, args.log)
     finally:
-        server.shutdown()
-        server.server_close()
         if probe is not None:
             probe.close()
         follower.tail.close()

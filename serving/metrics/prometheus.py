@@ -66,7 +66,11 @@ class PrivatePrometheus:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a half-started server is stopped and its folder removed
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc):
         self.stop()

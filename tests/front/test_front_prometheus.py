@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from fizbuz.contract import MAX_INPUT, expected_reply
-from fizbuz.lifecycle import LifecycleError, wait_until
+from fizbuz.lifecycle import wait_until
 from serving.front.fleet import Options
 from serving.metrics import front_control, front_log
 from serving.metrics.logtail import flushed_and_read
@@ -36,19 +36,9 @@ def metrics_url(fleet):
 @pytest.fixture
 def prometheus(fleet):
     fleet.healthy()
-    server = PrivatePrometheus([f"127.0.0.1:{fleet.state['metrics_port']}"], interval="1s", job="fizbuz-front")
-    try:
-        server.start()
-    except LifecycleError as error:
-        server.stop()
-        server.remove()
-        pytest.fail(f"{error}\n(serving/metrics/setup_prometheus.sh installs it)")
-    try:
+    with PrivatePrometheus([f"127.0.0.1:{fleet.state['metrics_port']}"], interval="1s", job="fizbuz-front") as server:
         wait_until(server.targets_up, 60, "Prometheus to scrape the front door's exporter")
         yield server
-    finally:
-        server.stop()
-        server.remove()
 
 
 def value_now(prometheus, promql):

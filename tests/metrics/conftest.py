@@ -44,15 +44,6 @@ def metrics_mms(model_store):
 
 @pytest.fixture(scope="session")
 def prometheus(metrics_mms):
-    server = PrivatePrometheus([f"127.0.0.1:{metrics_mms.metrics_port}"], interval="1s")
-    try:
-        server.start()
-    except LifecycleError as error:
-        server.stop()
-        server.remove()
-        pytest.fail(f"{error}\n(serving/metrics/setup_prometheus.sh installs it)")
-    try:
+    # A missing binary fails with the set-up script's name in the error.
+    with PrivatePrometheus([f"127.0.0.1:{metrics_mms.metrics_port}"], interval="1s") as server:
         yield server
-    finally:
-        server.stop()
-        server.remove()

@@ -1,9 +1,12 @@
-"""scripts/debian_packages.sh: every package a set-up script asks for has a pin,
+"""scripts/debian_packages.sh: every package a set-up script or bench asks for has a pin,
 and an unknown one is refused before apt-get runs."""
 
 import re
 import subprocess
 
+import pytest
+
+from bench import load_generator
 from fizbuz.contract import ROOT
 
 SCRIPT = ROOT / "scripts" / "debian_packages.sh"
@@ -43,3 +46,14 @@ def test_a_package_without_a_pin_is_refused_before_apt_runs():
 def test_installed_packages_print_nothing():
     result = subprocess.run([str(SCRIPT), "nginx"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == ""
+
+
+def test_the_benches_tools_have_pins():
+    assert set(load_generator.FINDERS) <= set(pins())
+
+
+def test_a_missing_bench_tool_names_the_installer(monkeypatch):
+    monkeypatch.setitem(load_generator.FINDERS, "wrk", lambda: None)
+    with pytest.raises(load_generator.LoadError, match=r"missing wrk: run scripts/debian_packages\.sh wrk"):
+        load_generator.ensure_tools("wrk", "nginx", allow_install=False)
+    load_generator.ensure_tools("nginx", allow_install=False)  # present: nothing to do, nothing raised
