@@ -132,8 +132,10 @@ class MXNetModelService:
             [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)],
             dtype=np.float32)
         # Prometheus counters in this worker's own files (when the run folder has
-        # metrics on); MMS's per-batch metric log lines only when asked for.
-        self.metrics = fizbuz_metrics.for_worker(model_name)
+        # metrics on), labelled with the registered name: one archive registered
+        # twice (batched and batch 1) counts as two models. MMS's per-batch
+        # metric log lines only when asked for.
+        self.metrics = fizbuz_metrics.for_worker(context.model_name or model_name)
         self.log_lines = fizbuz_metrics.log_lines_wanted()
         self.initialized = True
         log.info("FizBuzNet loaded from %s: input %s, batch size %d",

@@ -1,7 +1,8 @@
 """Adaptive batching (issue 13): the front door sends a lone client's requests
 to each host's batch-1 registration and a burst to the batched one. Where each
 request went is read from the hosts' MMS metrics log (one PredictionTime line
-per batch, tagged with the registration's model name), never from timing."""
+per batch, tagged with the registration's model name), never from timing; the
+hosts' Prometheus exporters must tell the two registrations apart too."""
 
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from fizbuz.contract import MODEL_NAME, SINGLE_MODEL_NAME
 from fizbuz.lifecycle import LifecycleError, wait_until
 from serving.front.config import FrontSettings
 from serving.front.fleet import FleetError
+from serving.front.network import run_in
+from serving.metrics.scrape import scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +25,19 @@ def batches(fleet):
         log = Path(host.run_dir) / "logs" / "model_metrics.log"
         for line in log.read_text(errors="replace").splitlines():
             for name in counts:
-                if f"PredictionTime.Milliseconds:" in line and f"ModelName:{name}," in line:
+                if "PredictionTime.Milliseconds:" in line and f"ModelName:{name}," in line:
                     counts[name] += 1
+    return counts
+
+
+def answered(fleet):
+    """{model name: requests answered} from the hosts' metrics exporters (the
+    handler's counter, labelled with the name the model was registered under)."""
+    counts = {MODEL_NAME: 0, SINGLE_MODEL_NAME: 0}
+    for host in fleet.hosts:
+        samples = run_in(host.namespace, scrape, f"http://127.0.0.1:{host.metrics_port}/metrics")
+        for name in counts:
+            counts[name] += samples.total("fizbuz_requests_total", model=name, status="2xx")
     return counts
 
 
@@ -55,7 +69,7 @@ def routing(fleet):
 
 def test_a_lone_client_goes_to_batch_1_and_a_burst_is_batched(fleet, routing):
     routing(routing="adaptive", adaptive_threshold=2)
-    before = batches(fleet)
+    before, counted_before = batches(fleet), answered(fleet)
     with fleet.load(1) as load:
         load.wait_for_answers(40)
     lone = load.result.summary()
@@ -63,6 +77,8 @@ def test_a_lone_client_goes_to_batch_1_and_a_burst_is_batched(fleet, routing):
     delta = added(fleet, before, lone["sent"])
     # Every request of the lone client was its own batch on a batch-1 registration; none batched.
     assert delta == {MODEL_NAME: 0, SINGLE_MODEL_NAME: lone["sent"]}, (delta, lone)
+    counted = answered(fleet)
+    assert {name: counted[name] - counted_before[name] for name in counted} == delta
 
     before = batches(fleet)
     with fleet.load(32) as load:
