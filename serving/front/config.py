@@ -110,11 +110,12 @@ def static_upstream(settings):
     goes to a group of every host but the one that failed."""
     blocks = (upstream_groups(settings) + "\n\n    # The 507 retry's target: every host but the one that failed.\n"
               + retry_groups(settings))
+    tries = 2
     policy = ("            # Only a connection that never carried the request moves on again.\n"
               "            proxy_next_upstream error non_idempotent;\n"
-              "            proxy_next_upstream_tries 2;\n"
+              f"            proxy_next_upstream_tries {tries};\n"
               "            error_page 502 503 504 = @no_host;")
-    return Upstream(blocks=blocks, hosts="fizbuz_hosts", tries=2, retry_policy=policy)
+    return Upstream(blocks=blocks, hosts="fizbuz_hosts", tries=tries, retry_policy=policy)
 
 
 def dns_upstream(settings):
@@ -130,11 +131,11 @@ def dns_upstream(settings):
               "    resolver_timeout 2s;\n"
               f"    map $host $fizbuz_hosts {{ default {settings.dns_hosts}; }}\n"
               f"    map $host $fizbuz_retry_group {{ default {settings.dns_hosts}; }}")
-    # 3 tries: during a rolling update (start-first) the name lists a third task.
+    tries = 3  # during a rolling update (start-first) the name lists a third task
     policy = ("            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
-              "            proxy_next_upstream_tries 3;\n"
+              f"            proxy_next_upstream_tries {tries};\n"
               "            error_page 502 503 504 507 = @no_host;")
-    return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=3, retry_policy=policy)
+    return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy)
 
 
 def upstream(settings):
