@@ -13,16 +13,21 @@ import secrets
 import time
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
 from fizbuz.lifecycle import JsonState, LifecycleError, check_port_free, wait_until
 from serving.containers import images
 from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
-from serving.front import client, tokens
+from serving.front import client, config, tokens
 from serving.mms.config import tls_files
 
 HERE = Path(__file__).resolve().parent
 STACK_FILE = HERE / "stack.yml"
-FRONT_TEMPLATE = HERE / "front.conf.template"
+# Where the front image keeps nginx's own files (made by Dockerfile.front) and
+# gets the rest (stack.yml's configs and secrets).
+FRONT_PREFIX = "/tmp/nginx"
+FRONT_FILES = dict(tokens_map="/etc/fizbuz/tokens.map", certificate="/run/secrets/fizbuz_front_cert",
+                   key="/run/secrets/fizbuz_front_key", error_log="stderr")
+MMS_PORT = 8080  # Dockerfile.mms's INFERENCE_PORT
 STATE_FILE = "state.json"
 LOCAL_BASE = "local"   # build the base with debootstrap (Docker Hub not needed)
 log = logging.getLogger(__name__)
@@ -45,6 +50,15 @@ class Options:
     body_cap: str = "4k"
     read_timeout: float = 3
     engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
+
+
+def front_settings(options):
+    """The fleet's front door in DNS mode: the MMS tasks are Swarm's
+    tasks.<stack>_mms. Batched routing only: the tasks register no batch-1 model."""
+    return config.FrontSettings(
+        listen="8443", hosts=[], dns_hosts=f"tasks.{options.stack}_mms:{MMS_PORT}", workers="2",
+        rate=options.rate, burst=options.burst, body_cap=options.body_cap, read_timeout=options.read_timeout,
+        metrics_log=False, routing="batched", **FRONT_FILES)
 
 
 class Stack(JsonState):
@@ -175,14 +189,7 @@ class Stack(JsonState):
             log.info("made a token named 'default' in %s", self.token_file)
         (self.front_dir / "tokens.map").write_text(tokens.render_map(tokens.read(self.token_file)))
         tls_files(self.front_dir, None, None, "127.0.0.1")  # cert.pem, key.pem, made once
-        values = {"RATE": str(options.rate), "BURST": str(options.burst), "BODY_CAP": options.body_cap,
-                  "READ_TIMEOUT": f"{options.read_timeout:g}", "MMS_DNS": f"tasks.{options.stack}_mms",
-                  "MMS_PORT": "8080", "PREDICT_PATH": PREDICT_PATH,
-                  "SMOKE_BODY": request_body(SMOKE_INPUT).decode()}
-        text = FRONT_TEMPLATE.read_text()
-        for name, value in values.items():
-            text = text.replace(f"@{name}@", value)
-        (self.front_dir / "nginx.conf").write_text(text)
+        (self.front_dir / "nginx.conf").write_text(config.render(front_settings(options), FRONT_PREFIX))
 
     # ------------------------------------------------------------ deploy / update
     def _stack_env(self, state, mms_image, front_image):

@@ -1,4 +1,8 @@
-"""Render the front door's nginx.conf from nginx.conf.template and the settings."""
+"""Render the front door's nginx.conf from nginx.conf.template and the settings.
+
+One template for both front doors: the fleet's (static upstream groups of
+known hosts, files under its prefix) and the container stack's (hosts looked
+up in Swarm's DNS at request time, files where the image gets them)."""
 
 import re
 from dataclasses import dataclass, field
@@ -35,6 +39,13 @@ class FrontSettings:
     metrics_log: bool = True          # one line per request for the metrics exporter
     routing: str = "adaptive"         # one of ROUTINGS; "batched": the batch-1 registration is never used
     adaptive_threshold: int = ADAPTIVE_THRESHOLD
+    # Instead of `hosts`: one DNS name for every host ("tasks.fizbuz_mms:8080",
+    # Swarm's healthy tasks), looked up at request time, as tasks come and go.
+    dns_hosts: str = ""
+    resolver: str = "127.0.0.11"      # Docker's embedded DNS
+    # Files outside the prefix (a container gets them from Swarm); "": under the prefix.
+    tokens_map: str = ""
+    error_log: str = ""               # "stderr" in a container
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -47,7 +58,7 @@ def _server(host, settings):
     return f"        server {host} max_fails=2 fail_timeout=2s{flags};"
 
 
-def _group(name, primaries, settings, keepalive):
+def _group(name, primaries, settings, keepalive, extra=()):
     """An upstream group. Every host in rotation is also a backup that is never
     marked failed: when failures took all the primaries out for fail_timeout
     (two hosts each losing a worker within 2 s), nginx tries the backups
@@ -55,7 +66,8 @@ def _group(name, primaries, settings, keepalive):
     live = [host for host in settings.hosts if host not in settings.drained]
     lines = [_server(host, settings) for host in primaries]
     lines += [f"        server {host} backup max_fails=0;" for host in live]
-    return f"    upstream {name} {{\n" + "\n".join(lines) + f"\n        keepalive {keepalive};"
+    lines += [f"        keepalive {keepalive};", *extra]
+    return f"    upstream {name} {{\n" + "\n".join(lines) + "\n    }"
 
 
 def upstream_groups(settings):
@@ -63,7 +75,8 @@ def upstream_groups(settings):
         raise ValueError("the front door needs at least one host")
     if not [host for host in settings.hosts if host not in settings.drained]:
         raise ValueError("cannot drain every host")
-    return _group("fizbuz_hosts", settings.hosts, settings, keepalive=64)
+    return _group("fizbuz_hosts", settings.hosts, settings, keepalive=64,
+                  extra=("        keepalive_requests 100000;", "        keepalive_timeout 60s;"))
 
 
 def retry_groups(settings):
@@ -76,11 +89,57 @@ def retry_groups(settings):
         others = [h for h in settings.hosts if h != host and h not in settings.drained]
         if not others:
             continue
-        groups.append(_group(f"fizbuz_not_{index}", others, settings, keepalive=16) + "\n    }")
+        groups.append(_group(f"fizbuz_not_{index}", others, settings, keepalive=16))
         entries.append(f'        "{host}" fizbuz_not_{index};')
     mapping = "    map $upstream_addr $fizbuz_retry_group {\n        default fizbuz_hosts;\n"
     mapping += "".join(entry + "\n" for entry in entries) + "    }"
     return "\n".join(groups + [mapping])
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """How requests reach the hosts: the template's upstream fields."""
+    blocks: str          # http level: upstream groups, or the resolver
+    hosts: str           # proxy_pass's host part
+    tries: int           # proxy_next_upstream_tries, every location
+    retry_policy: str    # the 507 retry's own next-upstream rule and errors
+
+
+def static_upstream(settings):
+    """Known hosts (the fleet): upstream groups with keepalive; the 507 retry
+    goes to a group of every host but the one that failed."""
+    blocks = (upstream_groups(settings) + "\n\n    # The 507 retry's target: every host but the one that failed.\n"
+              + retry_groups(settings))
+    tries = 2
+    policy = ("            # Only a connection that never carried the request moves on again.\n"
+              "            proxy_next_upstream error non_idempotent;\n"
+              f"            proxy_next_upstream_tries {tries};\n"
+              "            error_page 502 503 504 = @no_host;")
+    return Upstream(blocks=blocks, hosts="fizbuz_hosts", tries=tries, retry_policy=policy)
+
+
+def dns_upstream(settings):
+    """One DNS name for every host (the container stack: Swarm's tasks come and
+    go), in variables: nginx resolves a name in a variable at request time, a
+    name written out only once, at start. Answers are kept 1 s, so a replaced
+    task is forgotten within a second and a try on it moves on to the next
+    address; the 507 retry asks the same name again."""
+    if settings.hosts:
+        raise ValueError("give the front door either hosts or one DNS name for them, not both")
+    blocks = ("    # The hosts: one DNS name, looked up at request time (answers kept 1 s).\n"
+              f"    resolver {settings.resolver} valid=1s ipv6=off;\n"
+              "    resolver_timeout 2s;\n"
+              f"    map $host $fizbuz_hosts {{ default {settings.dns_hosts}; }}\n"
+              f"    map $host $fizbuz_retry_group {{ default {settings.dns_hosts}; }}")
+    tries = 3  # during a rolling update (start-first) the name lists a third task
+    policy = ("            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
+              f"            proxy_next_upstream_tries {tries};\n"
+              "            error_page 502 503 504 507 = @no_host;")
+    return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy)
+
+
+def upstream(settings):
+    return dns_upstream(settings) if settings.dns_hosts else static_upstream(settings)
 
 
 def metrics_access_log(settings, prefix):
@@ -106,12 +165,15 @@ def target_map(settings):
 
 
 def render(settings, prefix):
+    way = upstream(settings)
     values = {
         "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
+        "ERROR_LOG": settings.error_log or f"{prefix}/logs/error.log",
+        "TOKENS_MAP": settings.tokens_map or f"{prefix}/tokens.map",
         "CERT": settings.certificate, "KEY": settings.key, "RATE": str(settings.rate),
         "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
-        "UPSTREAM_GROUP": upstream_groups(settings), "RETRY_GROUPS": retry_groups(settings),
+        "UPSTREAMS": way.blocks, "HOSTS": way.hosts, "TRIES": str(way.tries), "RETRY_POLICY": way.retry_policy,
         "TARGET_MAP": target_map(settings),
         "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
         "METRICS_LOG_FORMAT": front_log.nginx_log_format(),

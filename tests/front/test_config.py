@@ -1,5 +1,6 @@
 """Rendering and the tokens file, checked by the real nginx (no servers started)."""
 
+import dataclasses
 import socket
 import subprocess
 
@@ -7,6 +8,7 @@ import pytest
 
 from fizbuz.contract import PREDICT_PATH, ROOT, SINGLE_PREDICT_PATH
 from fizbuz.lifecycle import LifecycleError, free_port
+from serving.containers import stack
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
 from serving.front.nginx import FrontDoor, NginxError
@@ -105,17 +107,56 @@ def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
         tokens.read(path)
 
 
-def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed):
+@pytest.fixture
+def tls_pair(tmp_path):
     pair = tmp_path / "tls"
     pair.mkdir()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x",
                     "-keyout", str(pair / "k.pem"), "-out", str(pair / "c.pem")], check=True, capture_output=True)
-    token_file = tmp_path / "tokens.txt"
-    tokens.add(token_file, "default")
+    return pair
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    path = tmp_path / "tokens.txt"
+    tokens.add(path, "default")
+    return path
+
+
+def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed, tls_pair,
+                                                                    token_file):
+    pair = tls_pair
     door = FrontDoor(tmp_path / "front")
     door.write(settings(certificate=str(pair / "c.pem"), key=str(pair / "k.pem")), token_file)  # runs nginx -t
     with pytest.raises(NginxError, match="rejects"):
         door.write(settings(certificate=str(pair / "missing.pem"), key=str(pair / "k.pem")), token_file)
+
+
+def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(tmp_path, nginx_installed, tls_pair,
+                                                                         token_file):
+    """The stack's own settings, only its image's file paths moved to a temp
+    folder: nginx -t catches a template or settings change that breaks the
+    container's front door without building it."""
+    door = FrontDoor(tmp_path / "front")
+    settings = dataclasses.replace(stack.front_settings(stack.Options(stack="fbz")), tokens_map=str(door.tokens_map),
+                                   certificate=str(tls_pair / "c.pem"), key=str(tls_pair / "k.pem"))
+    door.write(settings, token_file)  # runs nginx -t
+    text = door.conf.read_text()
+    assert "resolver 127.0.0.11 valid=1s ipv6=off;" in text and "\n    upstream " not in text
+    assert "map $host $fizbuz_hosts { default tasks.fbz_mms:8080; }" in text
+    assert text.count("proxy_pass http://$fizbuz_hosts$fizbuz_target_path;") == 2
+    assert "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;" in text
+    assert _target_map(text) == {"default": PREDICT_PATH}  # the tasks register no batch-1 model
+    assert "error_log stderr warn;" in text and "metrics.log" not in text
+    # The fleet's rules hold in the container too (they once drifted apart).
+    for rule in ("error_page 414 /_errors/414;", "return 405 '{\"error\": \"use GET\"", "error_page 429 = @too_many;",
+                 "headers too large"):
+        assert rule in text
+
+
+def test_hosts_and_a_dns_name_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        config.render(settings(dns_hosts="tasks.x_mms:8080"), tmp_path)
 
 
 @pytest.mark.parametrize("script", ["serving/front/fleet.sh", "serving/front/setup_nginx.sh"])
