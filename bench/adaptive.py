@@ -393,9 +393,11 @@ def main(argv=None):
                 before = targets.answered()[1]
                 checked = targets.check(name, clients=1)
                 to_single = targets.answered()[1] - before
-                if to_single < checked:
+                # The first request or two may still find the 16-client check's
+                # connections closing (counted as open), and go batched.
+                if to_single < checked - 2:
                     raise SystemExit(f"adaptive sent only {to_single:.0f} of {checked} one-client requests to batch 1")
-                say(f"{NAMES[name]}: {checked} answers right (one client, all by the batch-1 registration)")
+                say(f"{NAMES[name]}: {checked} answers right (one client, {to_single:.0f} by the batch-1 registration)")
         if args.threshold:
             split, threshold, derivation = args.splits[0], args.threshold, {}
             targets.scale_single(split)
