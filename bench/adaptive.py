@@ -421,7 +421,8 @@ def main(argv=None):
     settings_lines = [
         f"one run, {minutes:.1f} min; one fleet host (network namespace) with MMS: `fizbuz_package` batch 16, "
         f"delay 1 ms, 2 workers and `fizbuz_package_single` batch 1, delay 0, {split} worker(s); nginx front "
-        f"door (HTTPS, bearer token, {state['front']['workers']} workers) switched between routings by a graceful reload",
+        f"door (HTTPS, bearer token, {state['front']['workers']} workers) switched between routings by a "
+        "graceful reload",
         "baselines at c=1: `mms-b1-w2 straight` = MMS batch 1, 2 workers, plain HTTP, no front door; "
         "`flask-sync` = Flask + gunicorn, 2 sync workers (serving/flask/private.py)",
         "wrk with bench/post_inputs.lua (POST, n cycling through 0..1022), 2 threads (1 at c=1); req/s counts 2xx only",

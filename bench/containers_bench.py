@@ -149,7 +149,8 @@ def write(figures, rows, output, args):
     if len(names) == 2:
         medians = [statistics.median(r["req_per_s"] for r in rows if r["target"] == n) for n in names]
         lines += ["", f"Ratio stack / fleet (medians): {medians[0] / medians[1]:.2f}."]
-    lines += ["", "Rounds:", "", "| round | through | req/s | p50 ms | p99 ms | load avg |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "Rounds:", "", "| round | through | req/s | p50 ms | p99 ms | load avg |",
+              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r['round']} | {r['target']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.1f} | "
               f"{r['load_avg_1m']} |" for r in rows]
     output.write_text("\n".join(lines) + "\n")

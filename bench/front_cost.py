@@ -103,7 +103,8 @@ def write(rows, output, args):
     loads = [r["load_avg_1m"] for r in rows]
     lines = [f"# Front door cost ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"wrk, {args.duration} s per point, mean of {args.repeats} interleaved runs, one host (namespace) with "
-             f"{args.workers} MMS workers, nginx with {args.nginx_workers} worker(s); nginx, wrk and MMS on the same 2 cores, which other jobs shared "
+             f"{args.workers} MMS workers, nginx with {args.nginx_workers} worker(s); nginx, wrk and MMS on the "
+             "same 2 cores, which other jobs shared "
              f"(1-minute load average {min(loads):.1f}..{max(loads):.1f}).", "",
              "| c | straight req/s | front req/s | req/s change | straight p50 ms | front p50 ms | p50 added ms | "
              "front p99 ms | nginx CPU µs/request | errors |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -113,7 +113,8 @@ def bench_configuration(name, kind, factory, folder, model_store, args):
             result = load_generator.run_wrk(server.url, connections, args.duration, args.wrk_threads, wrk_log)
             rows.append({"config": name, "kind": kind, "concurrency": connections,
                          "req_per_s": result.good_per_second, "p50_ms": result.p50_ms, "p90_ms": result.p90_ms,
-                         "p99_ms": result.p99_ms, "max_ms": result.max_ms, "errors": result.errors, "load_avg_1m": load})
+                         "p99_ms": result.p99_ms, "max_ms": result.max_ms, "errors": result.errors,
+                         "load_avg_1m": load})
             say(f"{name} c={connections}: {result.good_per_second:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
                 f"p99 {result.p99_ms:.2f} ms, errors {result.errors}")
     return rows
@@ -153,10 +154,12 @@ def build_parser():
                         help="wrk connections per point (default: 1,16,64)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per point (default: 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed seconds before the points (default: 3)")
-    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads, at most one per connection (default: 2)")
+    parser.add_argument("--wrk-threads", type=int, default=2,
+                        help="wrk threads, at most one per connection (default: 2)")
     parser.add_argument("--check-sample", type=int, default=200,
                         help="random inputs checked before timing (default: 200, plus both bounds)")
-    parser.add_argument("--mms-workers", type=int, default=CORES, help=f"workers for the batching sweep (default: {CORES})")
+    parser.add_argument("--mms-workers", type=int, default=CORES,
+                        help=f"workers for the batching sweep (default: {CORES})")
     parser.add_argument("--flask-workers", type=int, default=CORES, help=f"gunicorn workers (default: {CORES})")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: 4)")
     parser.add_argument("--handler-seconds", type=float, default=2.0,

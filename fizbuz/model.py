@@ -9,7 +9,7 @@ HIDDEN = 100
 
 
 class FizBuzNet(nn.Module):
-    def __init__(self, input_size=BITS, hidden_size=HIDDEN, output_size=len(CLASS_LABELS)):
+    def __init__(self, input_size=BITS, hidden_size=HIDDEN, output_size=len(CLASS_LABELS)):  # noqa: B008 (a constant)
         super().__init__()
         self.hidden = nn.Linear(input_size, hidden_size)
         self.out = nn.Linear(hidden_size, output_size)

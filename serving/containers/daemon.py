@@ -162,7 +162,7 @@ class Dockerd:
             docker = Docker(self.socket)
             try:
                 wait_until(docker.answers, timeout, "our dockerd to answer", interval=0.3,
-                           alive=lambda: process.poll() is None)
+                           alive=lambda: process.poll() is None)  # noqa: B023 (called in this iteration only)
                 return driver
             except LifecycleError as error:
                 log.warning("dockerd with %s did not come up (%s); log:\n%s", driver, error,

@@ -310,11 +310,14 @@ class Stack(JsonState):
     def status(self):
         state = self.require()
         docker = self.docker(state)
+        engine = ("our own dockerd, storage driver " + state.get("storage_driver", "?") if state["own_dockerd"]
+                  else "an engine that was already running")
         lines = [f"container stack {state['options']['stack']} (state {self.state_file})",
-                 f"  engine: {'our own dockerd, storage driver ' + state.get('storage_driver', '?') if state['own_dockerd'] else 'an engine that was already running'}"
+                 f"  engine: {engine}"
                  f" on {state['socket']}{'  [not answering]' if not docker.answers() else ''}"]
         if docker.answers():
-            lines.append(docker.run("service", "ls", "--filter", f"label=com.docker.stack.namespace={state['options']['stack']}",
+            lines.append(docker.run("service", "ls", "--filter",
+                                    f"label=com.docker.stack.namespace={state['options']['stack']}",
                                     check=False) or "")
             lines.append(docker.run("stack", "ps", "--filter", "desired-state=running", "--format",
                                     "{{.Name}}  {{.Image}}  {{.CurrentState}}", state["options"]["stack"],

@@ -78,7 +78,8 @@ def parse_args(argv):
                         help="a multiple of 3 gives each configuration each slot equally (default %(default)s)")
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=10,
-                        help="untimed seconds per server first: the Java frontend needs them to warm up (default %(default)s)")
+                        help="untimed seconds per server first: the Java frontend needs them to warm up "
+                             "(default %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--output", default=str(HERE / "results" / "cost.md"))
@@ -97,7 +98,7 @@ def measure(args, folder):
             stack.callback(server.stop)
             server.start()
             servers[name] = server
-        for name, server in servers.items():
+        for server in servers.values():
             load_generator.run_wrk(server.url, args.connections, args.warmup, args.wrk_threads, wrk_log)
         names = list(servers)
         for round_number in range(1, args.rounds + 1):

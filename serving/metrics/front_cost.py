@@ -166,9 +166,11 @@ def report(args, rows):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6, help="an even number gives each slot to each (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="an even number gives each slot to each (default %(default)s)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per run (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed seconds per configuration first (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="untimed seconds per configuration first (default %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default %(default)s)")

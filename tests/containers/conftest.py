@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fizbuz import archive
-from fizbuz.contract import ROOT, request_body
+from fizbuz.contract import request_body
 from fizbuz.lifecycle import free_port
 from serving.front import client, tokens
 from serving.containers.stack import Options, Stack

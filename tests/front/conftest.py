@@ -73,7 +73,8 @@ class RunningFleet:
 
         def read_all():
             samples = scrape(url)
-            read = samples.total("fizbuz_front_log_lines_total") + samples.total("fizbuz_front_log_malformed_lines_total")
+            read = (samples.total("fizbuz_front_log_lines_total")
+                    + samples.total("fizbuz_front_log_malformed_lines_total"))
             return read == len(path.read_bytes().splitlines())
         wait_until(flushed_and_read(path, read_all), 60, "the metrics log to be flushed and read", interval=0.2)
         return scrape(url)

@@ -55,7 +55,8 @@ def test_body_over_the_cap_gets_413_json(fleet):
                                          ("PUT", "/models/fizbuz_package?min_worker=5"),
                                          ("DELETE", "/models/fizbuz_package"), ("POST", "/models?url=x.mar"),
                                          ("GET", "/ping"), ("OPTIONS", "/"), ("GET", "/api-description"),
-                                         ("POST", "/predictions/other_model"), ("POST", "/predictions/fizbuz_package/1"),
+                                         ("POST", "/predictions/other_model"),
+                                         ("POST", "/predictions/fizbuz_package/1"),
                                          ("GET", "/_errors/400")])
 def test_everything_but_predictions_and_readiness_is_404_json(fleet, method, path):
     status, headers, text = fleet.request(method, path)

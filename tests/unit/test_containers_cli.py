@@ -47,7 +47,8 @@ def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     assert (context / "model_store" / MAR_FILE_NAME).is_file()
     assert sorted(p.name for p in (context / "wheels").glob("mxnet-1.9.1-*.whl"))
     code = ("import sys; sys.modules['torch'] = None; "
-            "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, serving.metrics.exporter; "
+            "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, "
+            "serving.metrics.exporter; "
             # Every project module came from the context, none from the checkout (the venv's editable install).
             f"app = {str(context / 'app')!r}; print([m.__file__ for n, m in list(sys.modules.items()) "
             "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics') "
