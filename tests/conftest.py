@@ -1,10 +1,46 @@
 """Fixtures shared by the test folders: the real built archive, and the eager
-model with its TorchScript trace (for the C++ runner and the Redis module)."""
+model with its TorchScript trace (for the C++ runner and the Redis module); the
+hypothesis profiles; and the rule that keeps `-m "not slow"` free of apt, builds and fleets."""
+
+import os
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from fizbuz import archive
 from fizbuz.contract import MAR_FILE_NAME
+
+# Hypothesis: "ci" replays the same examples every run (derandomize), so a CI failure
+# is reproducible and a green run is not luck; "dev" explores new examples each run.
+# HYPOTHESIS_PROFILE picks one; CI=true (set by the CI runner) means "ci". Registered
+# here, before the test modules are imported, so their @settings build on it. No
+# deadline in either: how long an example takes is not what these tests check.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+# What puts a test in the `slow` tier wherever it lives: a fixture it uses (directly or
+# through another fixture) that needs apt packages, a build, or a fleet of servers.
+# Marked here so that `-m "not slow"` never installs or builds anything, and a new
+# test using one of these is in the right tier without anyone remembering the mark.
+SLOW_FIXTURES = {
+    "nginx_installed": "apt nginx (serving/front/setup_nginx.sh)",
+    "fleet": "a fleet: MMS hosts in network namespaces behind nginx",
+    "prometheus": "apt prometheus (serving/metrics/setup_prometheus.sh)",
+    "module_path": "builds the Redis module (serving/redis/build.sh)",
+    "cli_binary": "builds the C++ runner (cpp/build.sh)",
+}
+# Folders whose every test is slow: each starts apt's redis-server with the built module.
+SLOW_FOLDERS = {Path(__file__).resolve().parent / "redis"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        if SLOW_FIXTURES.keys() & set(item.fixturenames) or SLOW_FOLDERS & set(path.parents):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

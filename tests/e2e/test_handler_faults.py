@@ -18,7 +18,7 @@ from fizbuz.contract import MAR_FILE_NAME
 from fizbuz.lifecycle import wait_until
 from serving.mms.private import PrivateMms
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # fault runs: kills under load
 
 POISON = 1000
 FAULTY_HANDLER = f'''

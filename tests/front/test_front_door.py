@@ -2,13 +2,13 @@
 
 import concurrent.futures
 import json
+import re
 import subprocess
-import time
 
 import pytest
 
 from fizbuz.contract import expected_reply
-from fizbuz.lifecycle import free_port
+from fizbuz.lifecycle import free_port, wait_until
 from serving.front import client, tokens
 from serving.front.config import FrontSettings
 from serving.front.nginx import FrontDoor
@@ -114,25 +114,50 @@ def test_access_log_has_upstream_address_status_and_time(fleet):
     line = lines[-1]
     upstream = line.split("upstream=")[1].split()[0]
     assert upstream in [h.upstream for h in fleet.hosts]
-    assert "urt=0." in line and "rt=" in line and "client=default" in line
+    # urt is the upstream's time as nginx logs it (seconds, 3 decimals); how fast it was is
+    # the benchmarks' business, not this test's.
+    assert re.search(r" rt=\d+\.\d{3} ", line) and re.search(r" urt=\d+\.\d{3}$", line), line
+    assert "client=default" in line
 
 
 def test_rate_limit_per_token_gives_429_json_and_the_default_does_not(fleet):
     other = tokens.add(fleet.fleet.token_file, "other")
     fleet.fleet.update_front(rate=2, burst=3)
+    after = fleet.access_log_size()
+    error_log = fleet.fleet.door.error_log
+    error_log_offset = error_log.stat().st_size
     try:
-        started = time.monotonic()
-        codes = [fleet.predict(n)[0] for n in range(30)]
-        status, headers, text = fleet.predict(1)
-        elapsed = time.monotonic() - started
-        assert status == 429 and json.loads(text)["code"] == 429
-        assert headers["content-type"] == "application/json"
-        # At most: the first, the burst, and what 2 req/s refilled meanwhile.
-        assert 429 in codes and codes.count(200) <= 1 + 3 + 2 * elapsed + 1, (codes, elapsed)
+        # Rounds of 16 requests at once (at most 5 rounds: bounded, and no stopwatch):
+        # 2 req/s with a burst of 3 cannot let a round through whole.
+        codes, refusal = [], None
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            for _ in range(5):
+                replies = list(pool.map(fleet.predict, range(16)))
+                codes += [status for status, _, _ in replies]
+                refusal = next((reply for reply in replies if reply[0] == 429), None)
+                if refusal:
+                    break
+        assert refusal is not None, codes
+        status, headers, text = refusal
+        assert json.loads(text)["code"] == 429 and headers["content-type"] == "application/json"
+        assert set(codes) <= {200, 429}, codes  # the rest were served
         assert fleet.predict(1, token=other)[0] == 200  # another token has its own budget
     finally:
         tokens.revoke(fleet.fleet.token_file, "other")
         fleet.fleet.update_front(rate=FrontSettings.rate, burst=FrontSettings.burst)
+    refused = codes.count(429)
+    # Every 429 is the limiter's: nginx logged each one against the per-token zone, and
+    # none of them reached a host.
+    with open(error_log, "rb") as log:
+        log.seek(error_log_offset)
+        limited = [line for line in log.read().decode(errors="replace").splitlines()
+                   if "limiting requests" in line and 'zone "per_token"' in line]
+    assert len(limited) == refused, limited
+    def refused_lines():  # nginx flushes each worker's access-log buffer every second
+        found = [line for line in fleet.fleet.door.access_log.read_text().splitlines()[after:] if '" 429 ' in line]
+        return found if len(found) >= refused else None
+    lines = wait_until(refused_lines, 30, "the 429 lines in the access log")
+    assert len(lines) == refused and all("upstream=- " in line for line in lines), lines
     # The default limit: 32 clients at full speed, nothing refused.
     with fleet.load(32) as load:
         load.wait_for_answers(3000)

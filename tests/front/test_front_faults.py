@@ -12,25 +12,43 @@ import pytest
 
 from fizbuz.lifecycle import wait_until
 from serving.front import network
+from serving.front.config import static_upstream
 
 pytestmark = pytest.mark.e2e
 
 
-def check(summary, bound_s, fleet=None):
+def upstream_statuses(line):
+    """Each try's status in an access-log line: "500, 200" (next upstream) or "507 : 200"
+    (the error_page retry) are two tries; "-" is none (refused by nginx itself)."""
+    statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
+    return [status.strip() for status in statuses if status.strip() != "-"]
+
+
+def check(summary, fleet, after):
+    """0 failed, 0 wrong, and latency bounded by construction rather than by a stopwatch:
+    no request of the load took more tries than the front door allows (its own tries,
+    then the one 507 retry), each try being bounded by the connect and read timeouts."""
     print(summary)  # the figures, for the report (pytest -s)
     assert summary["sent"] > 0
-    failed_lines = fleet.access_log_lines(predicate=lambda l: '" 200 ' not in l)[-20:] if fleet else []
-    assert summary["failed"] == 0, (summary["failure_samples"], failed_lines)
+    if summary["failed"]:
+        failed_lines = fleet.access_log_lines(predicate=lambda l: '" 200 ' not in l)[-20:]
+        pytest.fail(f"{summary['failed']} failed: {summary['failure_samples']}\n" + "\n".join(failed_lines))
     assert summary["wrong"] == 0
-    assert summary["max_ms"] <= bound_s * 1000, f"a reply took {summary['max_ms']} ms"
+
+    def load_lines():  # every request of the load is in the (buffered) access log
+        found = [l for l in fleet.fleet.door.access_log.read_text().splitlines()[after:] if "POST /predictions" in l]
+        return found if len(found) >= summary["sent"] else None
+    lines = wait_until(load_lines, 30, "the load's lines in the access log")
+    most = static_upstream(fleet.settings).tries + 1
+    assert [l for l in lines if len(upstream_statuses(l)) > most] == []
 
 
 def retried_lines(fleet, after=0):
     """Access log lines of requests whose first try failed with a 50x and were
     tried again: "500, 200" (next upstream) or "507 : 200" (the error_page retry)."""
     def retried(line):
-        statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
-        return len(statuses) > 1 and statuses[0].strip().startswith("50")
+        statuses = upstream_statuses(line)
+        return len(statuses) > 1 and statuses[0].startswith("50")
     return fleet.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
 
 
@@ -61,7 +79,7 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
                 break
         load.wait_for_answers(load.result.answered + 1000)
     metrics_after = fleet.front_metrics()  # also: every line of this load is in the logs now
-    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    check(load.result.summary(), fleet, after)
     lines = retried_lines(fleet, after)
     assert lines, "no kill hit a batch: nothing was retried"
     print(f"{len(lines)} requests retried, e.g. {lines[0]}")
@@ -93,7 +111,7 @@ def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
             load.wait_for_answers(load.result.answered + 500)
     finally:
         fleet.fleet.drain(drained, drained=False)
-    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    check(load.result.summary(), fleet, after)
     lines = retried_lines(fleet, after)
     assert lines, "no kill hit a batch: nothing was retried"
     assert not any(drained.upstream in l for l in lines)
@@ -103,6 +121,7 @@ def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
 def test_kill_9_of_a_whole_hosts_mms_under_load(fleet):
     fleet.healthy()
     host = fleet.hosts[0]
+    after = fleet.access_log_size()
     with fleet.load(32) as load:
         load.wait_for_answers(1000)
         family = [host.frontend()] + list(host.worker_processes().values())
@@ -111,7 +130,9 @@ def test_kill_9_of_a_whole_hosts_mms_under_load(fleet):
         psutil.wait_procs(family, timeout=10)
         answered = load.result.answered
         load.wait_for_answers(answered + 3000)  # served by the other host alone
-    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    check(load.result.summary(), fleet, after)
+    # The kill met requests in flight on that host, and the other host answered them.
+    assert retried_lines(fleet, after), "the kill met no request in flight: nothing was retried"
     assert not host.serving()
     fleet.healthy()  # fleet start restarts the dead host's MMS in its namespace
     assert host.serving() and host.wrong_answers() == []
@@ -123,6 +144,7 @@ def test_a_hosts_link_taken_down_under_load(fleet):
         pytest.skip("needs network namespaces (root)")
     layout = fleet.fleet.layout(fleet.state)
     host = fleet.hosts[1]
+    after = fleet.access_log_size()
     with fleet.load(32) as load:
         load.wait_for_answers(1000)
         network.set_link(layout, host.index, up=False)
@@ -133,7 +155,9 @@ def test_a_hosts_link_taken_down_under_load(fleet):
             network.set_link(layout, host.index, up=True)
         answered = load.result.answered
         load.wait_for_answers(answered + 500)
-    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+    check(load.result.summary(), fleet, after)
+    # Tries that met the dead link (timed out or refused) went on to the other host.
+    assert retried_lines(fleet, after), "no request met the dead link: nothing was retried"
     wait_until(host.serving, 30, "the host to answer again over its link")
 
 
@@ -143,11 +167,15 @@ def test_a_worker_killed_every_few_seconds_on_alternate_hosts(fleet):
     Kills are spaced by more than two read timeouts: the front door retries once,
     so one request's two tries must not both meet a kill."""
     fleet.healthy()
+    after = fleet.access_log_size()
     spacing = 2 * fleet.settings.read_timeout + 1
     with fleet.load(32) as load:
         load.wait_for_answers(1000)
         for kill in range(10):
-            killed = time.monotonic()
+            next_kill = time.monotonic() + spacing
             kill_a_worker(fleet.hosts[kill % 2])
-            wait_until(lambda: time.monotonic() - killed > spacing, 60, "the next kill's time")
-    check(load.result.summary(), fleet.settings.attempt_bound(), fleet)
+            # Pacing, not readiness (kill_a_worker waited for the new worker): the
+            # kills' spacing is what this test is about.
+            time.sleep(max(0.0, next_kill - time.monotonic()))
+    check(load.result.summary(), fleet, after)
+    assert retried_lines(fleet, after), "no kill of ten hit a batch: nothing was retried"

@@ -11,7 +11,7 @@ from fizbuz.lifecycle import wait_until
 from serving.metrics import control
 from serving.metrics.load import BackgroundLoad
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # fault runs: kills under load
 
 REQUESTS = "fizbuz_requests_total"
 
