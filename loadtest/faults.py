@@ -19,33 +19,69 @@ from serving.mms.cli import DEFAULTS
 from serving.mms.private import PrivateMms
 
 
-async def kill_worker_under_load(server, concurrency, duration=6.0, kill_after=2.0, recovery_timeout=60.0):
+async def kill_worker_under_load(server, concurrency, warm_answers=200, answers_after=500, recovery_timeout=60.0,
+                                 hold=False):
+    """One kill -9 of a worker while `concurrency` clients ask; the load runs by counts:
+    `warm_answers` before the kill (a steady state), `answers_after` once the model has
+    all its workers back. Failures whose body says "Worker died" are the requests the
+    killed worker held in flight (MMS fails the job of a worker that disconnects).
+
+    A worker spends most of its time between batches, so a plain kill often meets
+    none. With `hold`, the worker is stopped (SIGSTOP) first: MMS hands it the next
+    batch, which it cannot answer, while the other workers serve `warm_answers` more;
+    the kill then always meets that batch in flight."""
     result = loadgen.LoadResult()
-    load = asyncio.create_task(
-        loadgen.run_load(server.inference_port, concurrency, duration=duration, result=result))
-    await asyncio.sleep(kill_after)  # let the load reach a steady state first
-    before = server.workers()
-    victim = before[sorted(before)[0]]
-    os.kill(victim.pid, signal.SIGKILL)
-    killed = time.monotonic()
-    recovered_after = None
-    while time.monotonic() - killed < recovery_timeout:
-        ready = server.ready_workers()
-        pids = {p.pid for p in server.workers().values()}
-        if len(ready) == len(before) and len(pids) == len(before) and victim.pid not in pids:
-            recovered_after = time.monotonic() - killed
-            break
-        await asyncio.sleep(0.05)  # poll interval
-    await load
+    stop = asyncio.Event()
+    load = asyncio.create_task(loadgen.run_load(server.inference_port, concurrency, result=result, stop=stop))
+    try:
+        if not await wait_for(lambda: result.answered >= warm_answers, recovery_timeout, load):
+            raise RuntimeError(f"the load did not reach {warm_answers} answers before the kill")
+        before = server.workers()
+        victim = before[sorted(before)[0]]
+        if hold:
+            os.kill(victim.pid, signal.SIGSTOP)
+            answered = result.answered
+            if not await wait_for(lambda: result.answered >= answered + warm_answers, recovery_timeout, load):
+                raise RuntimeError("the other workers did not serve while one was stopped")
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = time.monotonic()
+
+        def recovered():
+            pids = {p.pid for p in server.workers().values()}
+            return (len(server.ready_workers()) == len(before) and len(pids) == len(before)
+                    and victim.pid not in pids)
+        recovered_after = None
+        if await wait_for(recovered, recovery_timeout, load):
+            recovered_after = time.monotonic() - killed  # a figure for the report, never asserted on
+            answered = result.answered
+            await wait_for(lambda: result.answered >= answered + answers_after, recovery_timeout, load)
+    finally:
+        stop.set()
+        await load
     return {
         "concurrency": concurrency, "requests": result.sent, "answered": result.answered,
         "failed": len(result.failures), "wrong": len(result.wrong),
         "transport_errors": sum(result.transport_errors.values()),
         "failure_statuses": sorted({status for _, status, _ in result.failures}),
         "failure_bodies": sorted({body.decode("utf-8", "replace").strip() for _, _, body in result.failures}),
+        "worker_died": sum(b"Worker died" in body for _, _, body in result.failures),
         "recovered_after_s": None if recovered_after is None else round(recovered_after, 2),
         "max_latency_ms": result.summary()["max_ms"],
     }
+
+
+async def wait_for(condition, timeout, load, interval=0.05):
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False); a
+    load that ended early (it raised) raises here."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if load.done():
+            load.result()  # raises the load's error
+            return condition()
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)  # poll interval
+    return True
 
 
 def parse_args(argv):

@@ -109,16 +109,19 @@ async def connection_loop(session, url, start, deadline, budget, result):
 
 
 async def run_load(port=8080, concurrency=16, duration=None, total=None, timeout=30.0, result=None,
-                   url=None, cafile=None):
+                   url=None, cafile=None, stop=None):
     """Run the load against `url` (default: the predictions URL on 127.0.0.1:`port`);
-    stops after `duration` seconds or once `result` holds `total` requests.
+    stops after `duration` seconds, once `result` holds `total` requests, or once the
+    asyncio.Event `stop` is set (each client finishes the request it is in).
     Returns the LoadResult (`result`, when given, is filled as the load runs)."""
-    if duration is None and total is None:
-        raise ValueError("give a duration or a total")
+    if duration is None and total is None and stop is None:
+        raise ValueError("give a duration or a total (or a stop event)")
     url = url or predict_url(port)
     result = result or LoadResult()
     deadline = time.monotonic() + (duration if duration is not None else 24 * 3600)
     budget = (lambda: True) if total is None else (lambda: result.sent < total)
+    if stop is not None:
+        budget = (lambda within=budget: within() and not stop.is_set())
     spread = (MAX_INPUT - MIN_INPUT + 1) // max(concurrency, 1)
     tls = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     # limit=concurrency: the pool holds exactly one keep-alive connection per client loop.
