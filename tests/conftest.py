@@ -18,7 +18,12 @@ from fizbuz.contract import MAR_FILE_NAME
 # deadline in either: how long an example takes is not what these tests check.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config):
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} (derandomize={settings.default.derandomize})"
 
 # What puts a test in the `slow` tier wherever it lives: a fixture it uses (directly or
 # through another fixture) that needs apt packages, a build, or a fleet of servers.
@@ -33,6 +38,11 @@ SLOW_FIXTURES = {
 }
 # Folders whose every test is slow: each starts apt's redis-server with the built module.
 SLOW_FOLDERS = {Path(__file__).resolve().parent / "redis"}
+# Fixtures that build from scratch on a fresh machine (minutes on 2 cores): the first
+# test to use one pays for the build, so these tests get a longer per-test timeout
+# than pyproject's default.
+BUILD_FIXTURES = {"module_path", "cli_binary", "running_stack"}
+BUILD_TIMEOUT = 1800
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -41,6 +51,8 @@ def pytest_collection_modifyitems(config, items):
         path = Path(str(item.fspath)).resolve()
         if SLOW_FIXTURES.keys() & set(item.fixturenames) or SLOW_FOLDERS & set(path.parents):
             item.add_marker(pytest.mark.slow)
+        if BUILD_FIXTURES & set(item.fixturenames) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -114,6 +114,7 @@ def test_metrics_log_keeps_mms_prediction_time_line_per_batch(mms):
     assert set(written) == {"PredictionTime"}
 
 
+@pytest.mark.slow  # a server of its own, with workers: the not-slow tier has the shared one
 def test_without_prometheus_the_handler_stages_are_in_the_metrics_log(fresh_mms):
     # METRICS=0: no exporter, no multiprocess files, and the handler's per-batch
     # lines in model_metrics.log as before the exporter existed.
@@ -145,6 +146,7 @@ def test_both_apis_listen_on_loopback_only(mms):
     assert listening == {("127.0.0.1", mms.inference_port), ("127.0.0.1", mms.management_port)}
 
 
+@pytest.mark.slow  # a server of its own, with workers: the not-slow tier has the shared one
 def test_scale_one_three_one(fresh_mms):
     server = fresh_mms(workers=1)
     for count in (1, 3, 1):
@@ -186,6 +188,7 @@ def test_start_refuses_a_taken_port(fresh_mms):
     assert not server.run.pid_file.path.exists()
 
 
+@pytest.mark.slow  # a server of its own, with workers: the not-slow tier has the shared one
 def test_stop_leaves_no_process_and_no_pid_file(fresh_mms):
     server = fresh_mms(workers=2)
     family = [psutil.Process(server.pid)] + psutil.Process(server.pid).children(recursive=True)
@@ -197,6 +200,7 @@ def test_stop_leaves_no_process_and_no_pid_file(fresh_mms):
     assert "no MMS is running" in server.script("start_mms.sh", "stop").stdout
 
 
+@pytest.mark.slow  # a server of its own, with workers: the not-slow tier has the shared one
 def test_single_workers_registers_batch_1_beside_the_batched_model(fresh_mms):
     """A host for the adaptive front door: SINGLE_WORKERS=N registers the archive
     once more as fizbuz_package_single (batch 1, no delay); scale_workers.sh keeps
