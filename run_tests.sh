@@ -1,41 +1,53 @@
 #!/usr/bin/env bash
-# Set up the test environment and run every test (unit + end to end).
+# Run the tests: without arguments, provision the machine and run every tier (what CI
+# runs); with arguments, only pytest with them (nothing installed with apt, nothing built).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 usage() {
   cat <<USAGE
-Usage: ./run_tests.sh [pytest arguments]
+Usage: ./run_tests.sh                    provision, then every tier (what CI runs)
+       ./run_tests.sh [pytest arguments] only pytest (after a venv refresh): no apt, no build
+       ./run_tests.sh --provision-only   only the provisioning (scripts/provision.sh)
 
-Creates or refreshes .venv with the runtime and test packages (scripts/setup_env.sh --dev),
-installs Chromium for the browser test when it is missing (scripts/setup_browser.sh, apt, root)
-and Prometheus for the metrics test (serving/metrics/setup_prometheus.sh, apt, root),
-then runs pytest on tests/: unit tests against the real built archive, and end-to-end
-tests that start real servers on free ports in temporary folders and stop them again.
-Extra arguments go to pytest, e.g. ./run_tests.sh tests/unit -x
+Provisioning (scripts/provision.sh): .venv with the runtime and test packages
+(scripts/setup_env.sh --dev); Chromium, nginx, Prometheus, redis-server, cmake and g++
+with apt when missing (root); the Redis module and the C++ runner built. Each step is
+a no-op when already done. Tests start real servers on free ports in temporary
+folders and stop them again by PID.
 
-Tiers: without arguments, everything (what CI runs): the default tier (about 10 minutes
-  on 2 cores), then the container tier as a second stage (tests/containers, -m containers:
-  docker.io and debootstrap installed with apt when missing, our own dockerd, a one-node
-  Swarm; about 8 minutes). With arguments, only pytest with them, e.g.
+Without arguments: provisioning, then the default tier (every test but the container
+  tier; about 10 minutes on 2 cores), then the container tier as a second stage
+  (tests/containers, -m containers: docker.io and debootstrap installed with apt when
+  missing, our own dockerd, a one-node Swarm; about 8 minutes).
+With arguments: only pytest with them; the venv is refreshed (a no-op when current),
+  nothing is installed with apt and nothing is built. Provision first for the slow
+  tier on a fresh machine (./run_tests.sh --provision-only), e.g.
+  ./run_tests.sh -m "not slow"    the quick tier: @NOT_SLOW_TIME@ after set-up on 2 cores;
+                                  unit tests, the lint, one shared MMS end to end. Left
+                                  out as slow: whatever needs apt or a build (browser,
+                                  nginx fleet, Prometheus, Redis, C++), fault and soak
+                                  runs, servers of a test's own (tests/conftest.py)
+  ./run_tests.sh -m slow          the rest of the default tier
   ./run_tests.sh -m containers tests/containers   the container tier alone
-  ./run_tests.sh -m "not slow"   leaves out the C++ build, the browser, locust, Flask,
-                                 the soak and fault runs (under 2 minutes)
+  ./run_tests.sh tests/unit -x    any pytest arguments
+Every test has a timeout (pytest-timeout, pyproject.toml). Hypothesis replays fixed
+examples when CI is set (profile "ci"; HYPOTHESIS_PROFILE=dev|ci chooses).
 USAGE
 }
 case "${1:-}" in
   -h|--help) usage; exit 0 ;;
+  --provision-only)
+    [ "$#" -eq 1 ] || die "--provision-only takes no other argument"
+    exec "$ROOT/scripts/provision.sh" ;;
 esac
 
-ensure_venv --dev
-"$ROOT/scripts/setup_browser.sh"
-"$ROOT/serving/front/setup_nginx.sh"  # the front door's nginx (apt, root) for tests/front
-"$ROOT/serving/metrics/setup_prometheus.sh"
-"$ROOT/serving/redis/setup.sh"
 cd "$ROOT"
 if [ "$#" -gt 0 ]; then
+  ensure_venv --dev
   exec "$PY" -m pytest "$@"
 fi
+"$ROOT/scripts/provision.sh"
 "$PY" -m pytest
 # Second stage: the container tier (its own dockerd, a one-node Swarm, images built
 # from a debootstrapped Debian base); progress lines as it goes.
