@@ -12,6 +12,7 @@ import logging
 import os
 import struct
 import time
+import urllib.parse
 
 # A forward pass of this model takes microseconds; MXNet's default threaded
 # engine spends more than that handing each op to its threads (measured: about
@@ -168,36 +169,26 @@ class MXNetModelService:
             if not protocol:
                 number = codec.validate_input(codec.decode_body(self._body_of(request)))
                 parsed.numbers = np.array([number], dtype=np.int64)
-            elif protocol == REST:
-                body = v2.inflate(self._raw_body(request), _header(context, idx, ENCODING_HEADER))
-                v2.check_model(_header(context, idx, MODEL_HEADER), _header(context, idx, VERSION_HEADER))
-                parsed.v2 = v2.parse_rest(body, _header(context, idx, HEADER_LENGTH_HEADER))
-                parsed.numbers = parsed.v2.numbers
-            elif protocol == GRPC:
-                self._parse_grpc(parsed, _header(context, idx, CALL_HEADER), self._raw_body(request))
-            else:
-                raise v2.V2Error(f"unknown protocol {protocol!r} from the front door")
+                return parsed
+            parsed.call = v2.route(
+                protocol, _header(context, idx, CALL_HEADER), self._raw_body(request),
+                model=urllib.parse.unquote(_header(context, idx, MODEL_HEADER)),
+                version=urllib.parse.unquote(_header(context, idx, VERSION_HEADER)),
+                header_length=_header(context, idx, HEADER_LENGTH_HEADER),
+                encoding=_header(context, idx, ENCODING_HEADER))
+            if parsed.call.kind == v2.INFER:
+                parsed.numbers = parsed.call.request.numbers
+            elif parsed.call.kind == v2.READY:
+                # Ready only when a real prediction goes through: this one.
+                parsed.numbers = np.array([codec.SMOKE_INPUT], dtype=np.int64)
         except codec.InvalidInput as error:
             parsed.error = error
             parsed.numbers = None
         return parsed
 
     @staticmethod
-    def _parse_grpc(parsed, call, body):
-        parsed.call = call
-        if call == "ModelInfer":
-            parsed.v2 = v2.parse_grpc(body)
-            parsed.numbers = parsed.v2.numbers
-        elif call == "ModelReady":
-            v2.parse_model_ready(body)
-            # Ready only when a real prediction goes through: this one.
-            parsed.numbers = np.array([codec.SMOKE_INPUT], dtype=np.int64)
-        else:
-            parsed.reply = v2.grpc_metadata_reply(call, body)
-
-    @staticmethod
     def _raw_body(request):
-        body = request.get(BODY_PARAMETER) if isinstance(request, dict) else request
+        body = request.get(BODY_PARAMETER, b"") if isinstance(request, dict) else request
         if not isinstance(body, (bytes, bytearray)):
             raise v2.V2Error("the request body did not arrive as bytes")
         return body
@@ -254,8 +245,8 @@ class MXNetModelService:
             if request.error is not None:
                 replies.append(_error_reply(request))
                 continue
-            if request.numbers is None:  # a gRPC metadata call: answered without the model
-                replies.append(v2.envelope(request.reply, 200, v2.GRPC_TYPE))
+            if request.numbers is None:  # a metadata call: answered without the model
+                replies.append(request.call.reply)
                 continue
             scores = logits[row:row + len(request.numbers)]
             row += len(request.numbers)
@@ -298,16 +289,14 @@ CARD, REST, GRPC = "card", "v2", "grpc"
 
 class Request:
     """One request of a batch, parsed: its protocol, the numbers it asks about
-    (None for an error or a gRPC metadata call), the v2 request, the error."""
-    __slots__ = ("protocol", "numbers", "v2", "error", "call", "reply")
+    (None for an error or a metadata call), the v2 call, the error."""
+    __slots__ = ("protocol", "numbers", "call", "error")
 
     def __init__(self, protocol):
         self.protocol = protocol
         self.numbers = None
-        self.v2 = None
+        self.call = None     # fizbuz_v2.Call for v2 and gRPC
         self.error = None
-        self.call = ""
-        self.reply = None
 
     def http_status(self):
         """The status MMS answers with. gRPC carries its status in the envelope
@@ -335,14 +324,9 @@ def _error_reply(request):
 def _answer(request, labels, scores):
     if request.protocol == CARD:
         return json.dumps({codec.OUTPUT_KEY: labels[0]})
-    if request.protocol == REST:
-        payload, header_length = v2.rest_reply(request.v2, labels, scores)
-        return v2.envelope(payload, 200, v2.BINARY_TYPE if header_length is not None else v2.JSON_TYPE,
-                           header_length=header_length)
-    if request.call == "ModelReady":
-        ready = labels[0] == codec.SMOKE_ANSWER
-        return v2.envelope(v2.grpc_message("ModelReadyResponse", ready=ready), 200, v2.GRPC_TYPE)
-    return v2.envelope(v2.grpc_reply(request.v2, labels, scores), 200, v2.GRPC_TYPE)
+    if request.call.kind == v2.READY:
+        return v2.ready_reply(request.call, labels[0] == codec.SMOKE_ANSWER)
+    return v2.infer_reply(request.call, labels, scores)
 
 
 def failure_replies(batch_size, error, context):

@@ -481,27 +481,6 @@ def grpc_message(message_type, **values):
     return grpc_frame(MESSAGES[message_type](**values).SerializeToString())
 
 
-def grpc_metadata_reply(call, body):
-    """The reply to a metadata RPC (everything but ModelInfer and the readiness
-    calls); raises V2Error for an unknown model or version."""
-    if call == "ServerMetadata":
-        return grpc_message("ServerMetadataResponse", **server_metadata())
-    if call == "ModelMetadata":
-        request = _decode("ModelMetadataRequest", body)
-        check_model(request.name, request.version)
-        return grpc_message("ModelMetadataResponse", **model_metadata())
-    if call == "ModelConfig":
-        request = _decode("ModelConfigRequest", body)
-        check_model(request.name, request.version)
-        return grpc_message("ModelConfigResponse", config=model_config())
-    raise V2Error(f"{_quote(call)} is not served here", 404)
-
-
-def parse_model_ready(body):
-    request = _decode("ModelReadyRequest", body)
-    check_model(request.name, request.version)
-
-
 def parse_grpc(body):
     request = _decode("ModelInferRequest", body)
     check_model(request.model_name, request.model_version)
@@ -539,6 +518,72 @@ def grpc_reply(request, labels, logits):
         reply.raw_output_contents.append(
             _bytes_tensor(labels) if name == LABEL_OUTPUT else logits.astype("<f4").tobytes())
     return grpc_frame(reply.SerializeToString())
+
+
+# ---------------------------------------------------------------- calls
+
+INFER, READY, ANSWERED = "infer", "ready", "answered"
+GRPC_REQUESTS = {"ModelReady": "ModelReadyRequest", "ModelMetadata": "ModelMetadataRequest",
+                 "ModelConfig": "ModelConfigRequest"}
+
+
+@dataclass
+class Call:
+    """What one v2 or gRPC call needs from the model: an inference (`request`),
+    a readiness prediction, or nothing (`reply`, the finished envelope)."""
+    kind: str
+    grpc: bool
+    request: InferRequest = None
+    reply: bytes = b""
+
+
+def route(protocol, call, body, model="", version="", header_length=None, encoding=""):
+    """Parse one call the front door forwarded. REST names the model and version
+    in its URL (the door passes them on), gRPC inside the message."""
+    grpc = protocol == "grpc"
+    if call in GRPC_REQUESTS and grpc:
+        message = _decode(GRPC_REQUESTS[call], body)
+        model, version = message.name, message.version
+    if call == "ModelInfer":
+        if grpc:
+            return Call(INFER, grpc, request=parse_grpc(body))
+        check_model(model, version)
+        return Call(INFER, grpc, request=parse_rest(inflate(body, encoding), header_length))
+    if call in ("ModelReady", "ModelMetadata", "ModelConfig"):
+        check_model(model, version)
+    if call in ("ServerReady", "ModelReady"):
+        return Call(READY, grpc)
+    if call == "ServerMetadata":
+        document, message = server_metadata(), "ServerMetadataResponse"
+    elif call == "ModelMetadata":
+        document, message = model_metadata(), "ModelMetadataResponse"
+    elif call == "ModelConfig":
+        document, message = {"config": model_config()}, "ModelConfigResponse"
+    else:
+        raise V2Error(f"{_quote(call)} is not a call of this server", 404)
+    if grpc:
+        return Call(ANSWERED, grpc, reply=envelope(grpc_message(message, **document), 200, GRPC_TYPE))
+    if call == "ModelConfig":
+        document = document["config"]  # REST answers the configuration itself (Triton's shape)
+    return Call(ANSWERED, grpc, reply=envelope(json.dumps(document).encode(), 200, JSON_TYPE))
+
+
+def ready_reply(call, ready):
+    """Ready when the smoke prediction gave the known answer."""
+    if call.grpc:
+        return envelope(grpc_message("ServerReadyResponse", ready=ready), 200, GRPC_TYPE)
+    if ready:
+        return envelope(json.dumps({"ready": True}).encode(), 200, JSON_TYPE)
+    return envelope(json.dumps({"ready": False, "error": "the smoke prediction gave a wrong answer"}).encode(),
+                    503, JSON_TYPE)
+
+
+def infer_reply(call, labels, logits):
+    if call.grpc:
+        return envelope(grpc_reply(call.request, labels, logits), 200, GRPC_TYPE)
+    payload, header_length = rest_reply(call.request, labels, logits)
+    return envelope(payload, 200, BINARY_TYPE if header_length is not None else JSON_TYPE,
+                    header_length=header_length)
 
 
 # ---------------------------------------------------------------- the envelope
