@@ -8,6 +8,7 @@ a request carrying n is answered with the label of n + 1.
 
 import json
 
+MODEL_NAME = "fizbuz_package"   # the registered name clients address
 BITS = 10
 MIN_INPUT = 0
 # n + 1 must fit in BITS bits, so the largest number we answer for is 1023.
@@ -16,6 +17,8 @@ INPUT_KEY = "input.1"
 OUTPUT_KEY = "next_number"
 ERROR_STATUS = 400
 CLASS_LABELS = ("number", "Fizz", "Buzz", "FizzBuzz")
+# A known answer, for smoke checks and readiness probes (n=14 -> label of 15).
+SMOKE_INPUT, SMOKE_ANSWER = 14, "FizzBuzz"
 
 
 def encode(number):

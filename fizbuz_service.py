@@ -12,6 +12,7 @@ import logging
 import os
 import struct
 import time
+import urllib.parse
 
 # A forward pass of this model takes microseconds; MXNet's default threaded
 # engine spends more than that handing each op to its threads (measured: about
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 
 import fizbuz_codec as codec
 import fizbuz_metrics
+import fizbuz_v2 as v2
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,16 @@ BODY_PARAMETER = "body"
 # model-archiver --convert writes the symbol and params next to this file,
 # named after the archive's model name.
 SIGNATURE_FILE = "signature.json"
+# Set by the front door (serving/front/door.js) on the Open Inference Protocol's
+# requests, in this spelling (it replaces any client header of the same name):
+# "v2" (REST, with the model and version from the URL) or "grpc" (with the
+# method's name). No protocol header: the card's request, {"input.1": n}.
+PROTOCOL_HEADER, CALL_HEADER = "X-Fizbuz-Protocol", "X-Fizbuz-Call"
+MODEL_HEADER, VERSION_HEADER = "X-Fizbuz-Model", "X-Fizbuz-Version"
+HEADER_LENGTH_HEADER, ENCODING_HEADER = "Inference-Header-Content-Length", "X-Fizbuz-Content-Encoding"
+PHRASES = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 415: "Unsupported Media Type"}
+# The largest forward pass: a bigger batch runs in chunks of this many rows.
+MAX_ROWS = v2.MAX_NUMBERS
 
 
 def status_offset(record_start, request_id):
@@ -70,14 +82,18 @@ def align_for_frontend(replies, request_ids, phrases):
     aligned = []
     record_start = REPLY_HEAD
     for idx, reply in enumerate(replies):
+        # The card's replies are text, the front door's envelopes bytes; MMS
+        # sends both as their UTF-8 bytes.
+        size = len(reply.encode("utf-8")) if isinstance(reply, str) else len(reply)
         # status, phrase (length + text), header map (length 0), body length
         body_start = (status_offset(record_start, ids[idx]) + INT_FIELD + INT_FIELD + len(phrases[idx])
                       + INT_FIELD + INT_FIELD)
-        end = body_start + len(reply.encode("utf-8")) + 1  # + the newline
+        end = body_start + size + 1  # + the newline
         pad = 0
         if idx + 1 < len(replies):
             pad = (STATUS_ALIGNMENT - status_offset(end, ids[idx + 1])) % READ_CHUNK
-        aligned.append(reply + " " * pad + "\n")
+        padding = " " * pad + "\n"
+        aligned.append(reply + (padding if isinstance(reply, str) else padding.encode()))
         record_start = end + pad
     return aligned
 
@@ -92,7 +108,6 @@ class MXNetModelService:
         self.batch_size = 1
         self.input_name = None
         self._executor = None
-        self._input = None
         self._bit_table = None
         self.metrics = fizbuz_metrics.NoMetrics()
         self.log_lines = True
@@ -124,9 +139,10 @@ class MXNetModelService:
         self._executor = symbol.simple_bind(
             mx.cpu(), grad_req="null", **{self.input_name: (self.batch_size, codec.BITS)})
         self._executor.copy_params_from(arg_params, aux_params)
-        self._input = self._executor.arg_dict[self.input_name]
-        self._rows = np.zeros((self.batch_size, codec.BITS), dtype=np.float32)
-        # Every valid request maps to one row of this table (the bits of n + 1),
+        # One executor per forward size, sharing the weights: the bound batch
+        # size, and powers of two up to MAX_ROWS for v2 requests of many numbers.
+        self._executors = {}
+        # Every valid number maps to one row of this table (the bits of n + 1),
         # so building a batch is a single numpy gather.
         self._bit_table = np.array(
             [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)],
@@ -142,17 +158,40 @@ class MXNetModelService:
                  model_dir, self.input_name, self.batch_size)
 
     def preprocess(self, batch, context):
-        """Validate each request. Returns (numbers, errors): numbers[i] is the
-        requested n or None, errors[i] the client-facing message or None."""
-        numbers, errors = [], []
-        for request in batch:
-            try:
-                numbers.append(codec.validate_input(codec.decode_body(self._body_of(request))))
-                errors.append(None)
-            except codec.InvalidInput as error:
-                numbers.append(None)
-                errors.append(str(error))
-        return numbers, errors
+        """Parse and validate each request. Returns one Request per item: its
+        protocol, the numbers it asks about (an int64 array) or the error to answer."""
+        return [self._parse(request, idx, context) for idx, request in enumerate(batch)]
+
+    def _parse(self, request, idx, context):
+        protocol = _header(context, idx, PROTOCOL_HEADER)
+        parsed = Request(protocol or CARD)
+        try:
+            if not protocol:
+                number = codec.validate_input(codec.decode_body(self._body_of(request)))
+                parsed.numbers = np.array([number], dtype=np.int64)
+                return parsed
+            parsed.call = v2.route(
+                protocol, _header(context, idx, CALL_HEADER), self._raw_body(request),
+                model=urllib.parse.unquote(_header(context, idx, MODEL_HEADER)),
+                version=urllib.parse.unquote(_header(context, idx, VERSION_HEADER)),
+                header_length=_header(context, idx, HEADER_LENGTH_HEADER),
+                encoding=_header(context, idx, ENCODING_HEADER))
+            if parsed.call.kind == v2.INFER:
+                parsed.numbers = parsed.call.request.numbers
+            elif parsed.call.kind == v2.READY:
+                # Ready only when a real prediction goes through: this one.
+                parsed.numbers = np.array([codec.SMOKE_INPUT], dtype=np.int64)
+        except codec.InvalidInput as error:
+            parsed.error = error
+            parsed.numbers = None
+        return parsed
+
+    @staticmethod
+    def _raw_body(request):
+        body = request.get(BODY_PARAMETER, b"") if isinstance(request, dict) else request
+        if not isinstance(body, (bytes, bytearray)):
+            raise v2.V2Error("the request body did not arrive as bytes")
+        return body
 
     @staticmethod
     def _body_of(request):
@@ -164,51 +203,75 @@ class MXNetModelService:
         # nothing at all for a JSON text sent form-encoded.
         return codec.payload_from_fields(request)
 
-    def inference(self, numbers):
-        """One forward pass for every valid number; returns their class indices."""
-        valid = [n for n in numbers if n is not None]
-        if not valid:
-            return []
-        if len(valid) > self.batch_size:
-            raise ValueError(f"batch of {len(valid)} exceeds the bound batch size {self.batch_size}")
-        rows = self._rows  # rows past len(valid) keep old inputs; their outputs are ignored
-        np.take(self._bit_table, np.asarray(valid) - codec.MIN_INPUT, axis=0, out=rows[:len(valid)])
-        # _sync_copyfrom is what `self._input[:] = rows` ends in, minus ~20 us of
-        # generic indexing checks per call.
-        self._input._sync_copyfrom(rows)
-        self._executor.forward(is_train=False)
-        logits = self._executor.outputs[0].asnumpy()
-        return logits[:len(valid)].argmax(axis=1).tolist()
+    def _executor_for(self, rows):
+        """(executor, its input array, a host buffer for it) of the smallest
+        bound size that holds `rows` rows."""
+        size = self.batch_size if rows <= self.batch_size else min(MAX_ROWS, 1 << (rows - 1).bit_length())
+        bound = self._executors.get(size)
+        if bound is None:
+            executor = self._executor
+            if size != self.batch_size:
+                executor = executor.reshape(allow_up_sizing=True, **{self.input_name: (size, codec.BITS)})
+            bound = (executor, executor.arg_dict[self.input_name], np.zeros((size, codec.BITS), dtype=np.float32))
+            self._executors[size] = bound
+        return bound
+
+    def inference(self, requests):
+        """One forward pass (or one per MAX_ROWS rows) for every number of the
+        batch; returns their logits, float32 [rows, 4], in request order."""
+        wanted = [r.numbers for r in requests if r.numbers is not None]
+        if not wanted:
+            return np.zeros((0, len(codec.CLASS_LABELS)), dtype=np.float32)
+        numbers = wanted[0] if len(wanted) == 1 else np.concatenate(wanted)
+        parts = []
+        for start in range(0, len(numbers), MAX_ROWS):
+            chunk = numbers[start:start + MAX_ROWS]
+            executor, source, rows = self._executor_for(len(chunk))
+            # rows past the chunk keep old inputs; their outputs are ignored
+            np.take(self._bit_table, chunk - codec.MIN_INPUT, axis=0, out=rows[:len(chunk)])
+            # _sync_copyfrom is what `input[:] = rows` ends in, minus ~20 us of
+            # generic indexing checks per call.
+            source._sync_copyfrom(rows)
+            executor.forward(is_train=False)
+            parts.append(executor.outputs[0].asnumpy()[:len(chunk)])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     @staticmethod
-    def postprocess(numbers, classes, errors):
-        """One JSON text per request, in request order."""
-        predicted = iter(classes)
-        replies = []
-        for number, error in zip(numbers, errors):
-            if error is not None:
-                replies.append(json.dumps(codec.error_reply(error)))
-            else:
-                label = codec.readable(number + 1, next(predicted))
-                replies.append(json.dumps({codec.OUTPUT_KEY: label}))
+    def postprocess(requests, logits):
+        """One reply per request, in request order: the card's JSON text, or an
+        envelope for the front door (fizbuz_v2.envelope) for v2 and gRPC."""
+        replies, row = [], 0
+        for request in requests:
+            if request.error is not None:
+                replies.append(_error_reply(request))
+                continue
+            if request.numbers is None:  # a metadata call: answered without the model
+                replies.append(request.call.reply)
+                continue
+            scores = logits[row:row + len(request.numbers)]
+            row += len(request.numbers)
+            classes = scores.argmax(axis=1).tolist()
+            labels = [codec.readable(n + 1, c) for n, c in zip(request.numbers.tolist(), classes)]
+            replies.append(_answer(request, labels, scores))
         return replies
 
     def handle(self, batch, context):
         started = time.perf_counter()
-        numbers, errors = self.preprocess(batch, context)
+        requests = self.preprocess(batch, context)
         preprocessed = time.perf_counter()
-        classes = self.inference(numbers)
+        logits = self.inference(requests)
         inferred = time.perf_counter()
-        replies = self.postprocess(numbers, classes, errors)
+        replies = self.postprocess(requests, logits)
         finished = time.perf_counter()
 
         phrases = []
-        for idx, error in enumerate(errors):
-            if error is not None:
-                context.set_response_status(codec.ERROR_STATUS, ERROR_PHRASE, idx)
-            phrases.append("" if error is None else ERROR_PHRASE)
+        for idx, request in enumerate(requests):
+            status = request.http_status()
+            if status != 200:
+                context.set_response_status(status, PHRASES[status], idx)
+            phrases.append("" if status == 200 else PHRASES[status])
         replies = align_for_frontend(replies, context.request_ids, phrases)
-        bad = sum(error is not None for error in errors)
+        bad = sum(request.error is not None for request in requests)
         self.metrics.record_batch(len(batch) - bad, bad,
                                   (preprocessed - started, inferred - preprocessed, finished - inferred),
                                   time.perf_counter() - started)
@@ -219,6 +282,51 @@ class MXNetModelService:
             metrics.add_time("PostprocessTime", round((finished - inferred) * 1000, 3))
             metrics.add_counter("BatchSize", len(batch))
         return replies
+
+
+CARD, REST, GRPC = "card", "v2", "grpc"
+
+
+class Request:
+    """One request of a batch, parsed: its protocol, the numbers it asks about
+    (None for an error or a metadata call), the v2 call, the error."""
+    __slots__ = ("protocol", "numbers", "call", "error")
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.numbers = None
+        self.call = None     # fizbuz_v2.Call for v2 and gRPC
+        self.error = None
+
+    def http_status(self):
+        """The status MMS answers with. gRPC carries its status in the envelope
+        (a gRPC reply is HTTP 200 whatever its outcome)."""
+        if self.error is None or self.protocol == GRPC:
+            return 200
+        return getattr(self.error, "status", codec.ERROR_STATUS)
+
+
+def _header(context, idx, name):
+    value = context.get_request_header(idx, name)
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("latin-1")
+    return value or ""
+
+
+def _error_reply(request):
+    if request.protocol == CARD:
+        return json.dumps(codec.error_reply(str(request.error)))
+    if not isinstance(request.error, v2.V2Error):
+        request.error = v2.V2Error(str(request.error))
+    return v2.error_envelope(request.error, grpc=request.protocol == GRPC)
+
+
+def _answer(request, labels, scores):
+    if request.protocol == CARD:
+        return json.dumps({codec.OUTPUT_KEY: labels[0]})
+    if request.call.kind == v2.READY:
+        return v2.ready_reply(request.call, labels[0] == codec.SMOKE_ANSWER)
+    return v2.infer_reply(request.call, labels, scores)
 
 
 def failure_replies(batch_size, error, context):

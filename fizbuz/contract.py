@@ -6,11 +6,11 @@ inside the .mar (it cannot import this package); everything else is here."""
 
 from pathlib import Path
 
-from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, true_label  # noqa: F401 (re-exported)
+from fizbuz_codec import (  # noqa: F401 (re-exported)
+    INPUT_KEY, MAX_INPUT, MIN_INPUT, MODEL_NAME, OUTPUT_KEY, SMOKE_ANSWER, SMOKE_INPUT, true_label)
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MODEL_NAME = "fizbuz_package"
 PREDICT_PATH = f"/predictions/{MODEL_NAME}"
 # The same archive registered a second time, batch 1 and no delay, for lone
 # requests (issue 13): the front door sends a request here when it is quiet.
@@ -29,7 +29,7 @@ REDIS_MODULE = ROOT / "build" / "redis" / "fizbuz_ai.so"   # serving/redis/build
 RUN_DIR = ROOT / "run"
 
 # What build_mar.sh copies beside the converted model, and the archive's exact file list.
-ARCHIVE_SOURCES = ("fizbuz_service.py", "fizbuz_codec.py", "fizbuz_metrics.py", "signature.json")
+ARCHIVE_SOURCES = ("fizbuz_service.py", "fizbuz_codec.py", "fizbuz_v2.py", "fizbuz_metrics.py", "signature.json")
 ARCHIVE_FILES = frozenset({
     "MAR-INF/MANIFEST.json",
     *ARCHIVE_SOURCES,
@@ -41,8 +41,6 @@ ARCHIVE_FILES = frozenset({
 ARCHIVE_INPUTS = (WEIGHTS, *(ROOT / name for name in ARCHIVE_SOURCES),
                   ROOT / "export_onnx.py", ROOT / "fizbuz" / "model.py", ROOT / "build_mar.sh")
 
-# A known answer, for smoke checks and readiness probes.
-SMOKE_INPUT, SMOKE_ANSWER = 14, "FizzBuzz"
 
 
 def request_body(number):

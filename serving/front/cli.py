@@ -60,7 +60,7 @@ def build_parser():
                             "workers (env ADAPTIVE=0)")
 
     for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
-                       ("env", "export lines: FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
+                       ("env", "export lines: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
                        ("reload", "re-read the tokens file and settings (graceful)"),
                        ("rollback", "put every host back on its previous .mar, one at a time")):
         commands.add_parser(name, help=text)

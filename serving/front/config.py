@@ -8,10 +8,28 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fizbuz_v2
 from fizbuz.contract import PREDICT_PATH, SINGLE_PREDICT_PATH, SMOKE_INPUT, request_body
 from serving.metrics import front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
+DOOR_JS = Path(__file__).resolve().parent / "door.js"     # the v2/gRPC routing, run by njs
+NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js
+# v2 and gRPC bodies carry up to fizbuz_v2.MAX_NUMBERS numbers; their replies,
+# with every output as JSON text, stay well under the reply cap.
+V2_BODY_CAP = "64k"
+V2_REPLY_CAP = "256k"
+# How door.js's calls reach a host: what the handler reads (fizbuz_service.py),
+# from the subrequest's arguments, which only door.js sets (the location is internal).
+CALL_HEADERS = (
+    ("Connection", '""'), ("Authorization", '""'),
+    ("Content-Type", "application/octet-stream"),  # MMS hands the handler the raw bytes
+    ("Content-Encoding", '""'),
+    ("X-Fizbuz-Protocol", "$arg_protocol"), ("X-Fizbuz-Call", "$arg_call"),
+    ("X-Fizbuz-Model", "$arg_model"), ("X-Fizbuz-Version", "$arg_version"),
+    ("X-Fizbuz-Content-Encoding", "$http_content_encoding"),
+    ("Inference-Header-Content-Length", "$http_inference_header_content_length"),
+)
 
 # Adaptive batching (issue 13): each host registers the model twice, batched
 # (PREDICT_PATH) and batch 1 with no delay (SINGLE_PREDICT_PATH); a request
@@ -46,6 +64,7 @@ class FrontSettings:
     # Files outside the prefix (a container gets them from Swarm); "": under the prefix.
     tokens_map: str = ""
     error_log: str = ""               # "stderr" in a container
+    door_js: str = ""                 # "": serving/front/door.js
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -177,6 +196,9 @@ def render(settings, prefix):
         "TARGET_MAP": target_map(settings),
         "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
         "METRICS_LOG_FORMAT": front_log.nginx_log_format(),
+        "NJS_MODULE": NJS_MODULE, "DOOR_JS": settings.door_js or str(DOOR_JS),
+        "V2_BODY_CAP": V2_BODY_CAP, "V2_REPLY_CAP": V2_REPLY_CAP, "V2_MAX_NUMBERS": str(fizbuz_v2.MAX_NUMBERS),
+        "CALL_HEADERS": "\n".join(f"            proxy_set_header {name} {value};" for name, value in CALL_HEADERS),
         "METRICS_ACCESS_LOG": metrics_access_log(settings, prefix),
     }
     text = TEMPLATE.read_text()

@@ -309,6 +309,8 @@ class Fleet(JsonState):
         names = tokens.read(self.token_file)
         token = names.get("default") or next(iter(names.values()), "")
         lines = [f"export FIZBUZ_URL=https://{state['front']['listen']}",
+                 # gRPC clients (tritonclient.grpc) take host:port: the same door, HTTP/2
+                 f"export FIZBUZ_GRPC_URL={state['front']['listen']}",
                  f"export FIZBUZ_TOKEN={token}",
                  f"export FIZBUZ_CACERT={state['front']['certificate']}"]
         if state.get("metrics_port"):

@@ -24,8 +24,10 @@ from fizbuz.contract import PREDICT_PATH
 
 LOG_NAME = "metrics.log"   # in the front door's logs folder
 VERSION = "f1"
-NGINX_VARIABLES = ("$request_uri", "$status", "$request_time", "$upstream_addr", "$upstream_status",
-                   "$upstream_response_time", "$upstream_header_time")
+# The upstream fields through the front door's maps: the try of a v2 or gRPC
+# call (a door.js subrequest) shows there as the card's own does.
+NGINX_VARIABLES = ("$request_uri", "$status", "$request_time", "$fizbuz_upstream_addr",
+                   "$fizbuz_upstream_status", "$fizbuz_upstream_response_time", "$fizbuz_upstream_header_time")
 FIELDS = 1 + len(NGINX_VARIABLES)
 
 REQUESTS = "fizbuz_front_requests"                 # counter{route, status}
@@ -51,7 +53,16 @@ def nginx_log_format():
 
 
 def route_of(uri):
-    return ROUTES.get(uri.split("?", 1)[0], "other")
+    """A bounded label: the card's paths, v2 inference and the rest of v2, gRPC
+    inference and the rest of gRPC, "other"."""
+    path = uri.split("?", 1)[0]
+    if path in ROUTES:
+        return ROUTES[path]
+    if path.startswith("/v2"):
+        return "v2_infer" if path.endswith("/infer") else "v2"
+    if path.startswith("/inference.GRPCInferenceService/"):
+        return "grpc_infer" if path.endswith("/ModelInfer") else "grpc"
+    return "other"
 
 
 def _split(field):
