@@ -9,7 +9,8 @@ import zipfile
 from fizbuz.contract import ROOT
 
 EXPECTED = {
-    "MAR-INF/MANIFEST.json", "fizbuz_service.py", "fizbuz_codec.py", "fizbuz_v2.py", "fizbuz_metrics.py", "signature.json",
+    "MAR-INF/MANIFEST.json", "fizbuz_service.py", "fizbuz_codec.py", "fizbuz_v2.py", "fizbuz_metrics.py",
+    "signature.json",
     "fizbuz_package-symbol.json", "fizbuz_package-0000.params",
 }
 
