@@ -19,9 +19,9 @@ pytestmark = pytest.mark.e2e
 
 def upstream_statuses(line):
     """Each try's status in an access-log line: "500, 200" (next upstream) or "507 : 200"
-    (the error_page retry) are two tries; "-" is none (refused by nginx itself)."""
+    (the error_page retry) are two tries; "-" or nothing is none (refused by nginx itself)."""
     statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
-    return [status.strip() for status in statuses if status.strip() != "-"]
+    return [status.strip() for status in statuses if status.strip() not in ("", "-")]
 
 
 def check(summary, fleet, after):
