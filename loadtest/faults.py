@@ -38,13 +38,19 @@ async def kill_worker_under_load(server, concurrency, warm_answers=200, answers_
             raise RuntimeError(f"the load did not reach {warm_answers} answers before the kill")
         before = server.workers()
         victim = before[sorted(before)[0]]
+        served = True
         if hold:
             os.kill(victim.pid, signal.SIGSTOP)
             answered = result.answered
-            if not await wait_for(lambda: result.answered >= answered + warm_answers, recovery_timeout, load):
-                raise RuntimeError("the other workers did not serve while one was stopped")
-        os.kill(victim.pid, signal.SIGKILL)
+            try:
+                served = await wait_for(lambda: result.answered >= answered + warm_answers, recovery_timeout, load)
+            finally:
+                os.kill(victim.pid, signal.SIGKILL)  # whatever happened: no worker is left stopped
+        else:
+            os.kill(victim.pid, signal.SIGKILL)
         killed = time.monotonic()
+        if not served:
+            raise RuntimeError("the other workers did not serve while one was stopped")
 
         def recovered():
             pids = {p.pid for p in server.workers().values()}

@@ -25,6 +25,7 @@ settings.load_profile(HYPOTHESIS_PROFILE)
 def pytest_report_header(config):
     return f"hypothesis profile: {HYPOTHESIS_PROFILE} (derandomize={settings.default.derandomize})"
 
+
 # What puts a test in the `slow` tier wherever it lives: a fixture it uses (directly or
 # through another fixture) that needs apt packages, a build, or a fleet of servers.
 # Marked here so that `-m "not slow"` never installs or builds anything, and a new
