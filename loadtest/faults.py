@@ -97,6 +97,8 @@ def parse_args(argv):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="default: %(default)s")
     parser.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="default: %(default)s")
+    parser.add_argument("--hold", action="store_true",
+                        help="stop the worker before its kill, so that the kill meets a batch in flight")
     return parser.parse_args(argv)
 
 
@@ -107,7 +109,7 @@ def main(argv=None):
     with PrivateMms(batch_size=args.batch_size, workers=args.workers) as server:
         for concurrency in args.concurrency:
             for trial in range(1, args.trials + 1):
-                row = asyncio.run(kill_worker_under_load(server, concurrency))
+                row = asyncio.run(kill_worker_under_load(server, concurrency, hold=args.hold))
                 print(f"{concurrency:>4} {trial:>5} {row['requests']:>9} {row['failed']:>6} {row['wrong']:>5} "
                       f"{row['recovered_after_s']!s:>11} {row['max_latency_ms']:>8}  {row['failure_statuses']}",
                       flush=True)
