@@ -102,10 +102,11 @@ def json_body(numbers):
 
 def binary_body(numbers):
     """(body, JSON header length): the JSON header, then the numbers as
-    little-endian int64; the labels asked back binary."""
+    little-endian int64; the labels asked back binary (the output's
+    `binary_data`, as tritonclient asks)."""
     header = json.dumps({"inputs": [{"name": INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1],
                                      "parameters": {"binary_data_size": 8 * len(numbers)}}],
-                         "outputs": [{"name": LABEL_OUTPUT, "parameters": {"binary_data_output": True}}]},
+                         "outputs": [{"name": LABEL_OUTPUT, "parameters": {"binary_data": True}}]},
                         separators=(",", ":")).encode()
     return header + struct.pack(f"<{len(numbers)}q", *numbers), len(header)
 
@@ -234,9 +235,12 @@ def bytes_tensor(raw):
 
 
 def labels_from_rest(protocol, body, header_length=None):
-    """The labels of a REST reply (card: one label; v2 JSON or binary)."""
+    """The labels of a REST reply (card: one label; v2 JSON; v2 binary, whose
+    labels must come back binary)."""
     if protocol == "card":
         return [json.loads(body)[LABEL_OUTPUT]]
+    if protocol == "binary" and header_length is None:
+        raise ValueError("a binary request's reply came without Inference-Header-Content-Length")
     if header_length is None:
         reply = json.loads(body)
         (output,) = [o for o in reply["outputs"] if o["name"] == LABEL_OUTPUT]
@@ -247,7 +251,7 @@ def labels_from_rest(protocol, body, header_length=None):
         size = output.get("parameters", {}).get("binary_data_size")
         if size is None:
             if output["name"] == LABEL_OUTPUT:
-                return list(output["data"])
+                raise ValueError("next_number came back as JSON, not binary")
             continue
         if output["name"] == LABEL_OUTPUT:
             return bytes_tensor(body[at:at + size])
@@ -782,7 +786,7 @@ def main(argv=None):
         "REST: wrk, 2 threads (1 at c=1), a Lua script of the target's bodies in turn (N=1: the 1023 inputs; "
         "N>1: consecutive chunks of the inputs); gRPC: h2load, 2 threads (1 at c=1), -m 1 (one stream per "
         "connection: c concurrent requests, as wrk), TLS with ALPN h2, one fixed framed request per target",
-        "v2 requests ask for `next_number` only; binary requests get it back binary (`binary_data_output`)",
+        "v2 requests ask for `next_number` only; binary requests get it back binary (the output's `binary_data`, as tritonclient asks)",
         f"CPU: {info['CPU']}; memory {info['memory']}; {info['OS']}; {info['wrk']}; {h2load_version}; {info['nginx']}",
         f"load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, after: "
         f"{'/'.join(f'{v:.2f}' for v in load_after)}; median of the 1-minute figure at the end of each point: "
