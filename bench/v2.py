@@ -662,7 +662,9 @@ def write(rows, args, output, settings_lines, checked_lines, command):
                      "when h2load ended a run (000/499; at most one per connection); handler 4xx/5xx during gRPC runs: "
                      f"{sum(r['handler_errors'] for r in grpc_rows):.0f}. The access log has no grpc-status field: "
                      "an error the door itself decides (token, rate, size) shows as a line without client or host "
-                     "status, one the handler decides as a handler 4xx/5xx.")
+                     "status, one the handler decides as a handler 4xx/5xx. What would settle each call in one "
+                     "place: the door's `$fizbuz_grpc_status` (a js_var it already sets for the trailer) in the "
+                     "access log's format.")
     lines += ["", "![req/s by protocol and concurrency; predictions/s by numbers per request](v2.png)", ""]
     (output / "v2.md").write_text("\n".join(lines))
     try:
@@ -733,8 +735,9 @@ def main(argv=None):
     bad = [p for p in args.size_protocols if p not in PROTOCOLS or p == "card"]
     if bad:
         raise SystemExit(f"--size-protocols: {', '.join(bad)} cannot carry N numbers (binary, grpc or json)")
-    command = "python -m bench.v2" + ("" if argv is None and len(sys.argv) < 2 else
-                                      " " + " ".join(sys.argv[1:] if argv is None else argv))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(([f"FIZBUZ_CLIENTS_VENV={os.environ['FIZBUZ_CLIENTS_VENV']}"]
+                        if os.environ.get("FIZBUZ_CLIENTS_VENV") else []) + ["python -m bench.v2", *arguments])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the fleet is stopped
     from bench import load_generator, machine
     from fizbuz.lifecycle import free_port
