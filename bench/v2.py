@@ -11,7 +11,8 @@ Targets (every request through the front door, TLS, `Authorization: Bearer`):
   card     POST /predictions/fizbuz_package {"input.1": n}               wrk + Lua
   json     POST /v2/models/fizbuz_package/infer, JSON data, N numbers    wrk + Lua
   binary   the same with the binary tensor extension both ways          wrk + Lua
-  grpc     inference.GRPCInferenceService/ModelInfer over HTTP/2 (h2load, nghttp2-client)
+  grpc     inference.GRPCInferenceService/ModelInfer over HTTP/2 (h2load, nghttp2-client,
+           in count mode: the warm-up's rate x --duration requests, about --duration s)
 v2 requests ask for the `next_number` output only (what the card's path answers).
 
 1. Answers: before any load, every target's bodies (the very ones its load tool
@@ -292,6 +293,13 @@ H2_REQUESTS = re.compile(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\
 H2_STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 
 
+def h2load_count(rate, seconds, connections):
+    """Requests for an h2load run of about `seconds` at `rate` req/s (None: not
+    measured yet), at least 20 per connection, a whole number per connection."""
+    per_connection = max(20, math.ceil((rate or 0) * seconds / connections))
+    return per_connection * connections
+
+
 def percentile(sorted_values, q):
     """Nearest rank (as wrk's histogram reports it) of an ascending list."""
     if not sorted_values:
@@ -455,6 +463,7 @@ class Bench:
         self.tool_log = directory / "tools.log"
         self.grpc_files = {}
         self.scripts = {}
+        self.rates = {}   # (target, c) -> the last req/s h2load measured
 
     # answers
     def _connection(self, local):
@@ -553,25 +562,38 @@ class Bench:
         return parse_wrk(self._tool(command, seconds))
 
     def h2load(self, target, c, seconds):
+        """h2load in count mode (-n): its timed mode (-D) now and then never
+        exits after stopping its clients (2 in about 60 runs at c=64 here). The
+        count is the last rate measured for this target and concurrency times
+        `seconds` (at least 20 requests per connection); a first warm-up with
+        no rate yet sends 20 per connection."""
         data = self.grpc_files.get(target.name)
         if data is None:
             import fizbuz_v2
             data = self.grpc_files[target.name] = self.dir / f"{target.name}.grpc"
             data.write_bytes(fizbuz_v2.grpc_frame(target.bodies()[0][0]))
+        rate = self.rates.get((target.name, c))
+        count = h2load_count(rate, seconds, c)
         log_file = self.dir / "h2load-requests.log"
         log_file.unlink(missing_ok=True)  # h2load appends
-        command = [h2load_binary() or "h2load", "-t", str(min(2, c)), "-c", str(c), "-m", "1", "-D", str(seconds),
+        command = [h2load_binary() or "h2load", "-t", str(min(2, c)), "-c", str(c), "-m", "1", "-n", str(count),
                    "-d", str(data), "-H", "content-type: application/grpc", "-H", "te: trailers",
                    "-H", f"authorization: Bearer {self.token}", f"--log-file={log_file}",
                    f"https://{self.address}{target.path}"]
-        stdout = self._tool(command, seconds)
-        return parse_h2load(stdout, log_file.read_text())
+        # A run is cut at 60 s past its expected length (then the whole bench stops: the fleet is stopped).
+        stdout = self._tool(command, seconds if rate else 10)
+        figures = parse_h2load(stdout, log_file.read_text())
+        if figures["req_per_s"] > 0:
+            self.rates[(target.name, c)] = figures["req_per_s"]
+        return figures
 
     def run(self, target, c, seconds, warmup):
         tool = self.h2load if target.protocol == "grpc" else self.wrk
         log_at = self.access_log.stat().st_size if self.access_log.exists() else 0
         errors_before = self.handler_errors()
         warm = tool(target, c, warmup) if warmup else None
+        if target.protocol == "grpc" and not warm:  # no warm-up to size h2load's count on: an untimed run does
+            warm = tool(target, c, seconds)
         figures = tool(target, c, seconds)
         row = {"target": target.name, "protocol": target.protocol, "n": target.n, "concurrency": c,
                "req_per_s": round(figures["req_per_s"], 1), "pred_per_s": round(figures["req_per_s"] * target.n, 1),
@@ -788,7 +810,8 @@ def main(argv=None):
         f"front door (HTTPS, bearer token, {state['front']['workers']} workers) in the root namespace",
         "REST: wrk, 2 threads (1 at c=1), a Lua script of the target's bodies in turn (N=1: the 1023 inputs; "
         "N>1: consecutive chunks of the inputs); gRPC: h2load, 2 threads (1 at c=1), -m 1 (one stream per "
-        "connection: c concurrent requests, as wrk), TLS with ALPN h2, one fixed framed request per target",
+        "connection: c concurrent requests, as wrk), TLS with ALPN h2, one fixed framed request per target; "
+        "in count mode (-n: the warm-up's rate x the duration; its -D mode now and then never exits)",
         "v2 requests ask for `next_number` only; binary requests get it back binary (the output's `binary_data`, as tritonclient asks)",
         f"CPU: {info['CPU']}; memory {info['memory']}; {info['OS']}; {info['wrk']}; {h2load_version}; {info['nginx']}",
         f"load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, after: "

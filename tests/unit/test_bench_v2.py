@@ -230,3 +230,9 @@ def test_help_describes_the_run():
     for option in ("--rounds", "--duration", "--warmup", "--levels", "--sizes", "--batch-concurrency"):
         assert option in result.stdout
     assert "h2load" in result.stdout and "1023 inputs" in result.stdout
+
+
+def test_h2load_count_lasts_about_the_duration_and_fills_every_connection():
+    assert v2.h2load_count(None, 5, 64) == 20 * 64
+    assert v2.h2load_count(1000.0, 5, 64) == 79 * 64   # 5000 requests, rounded up per connection
+    assert v2.h2load_count(10.0, 5, 16) == 20 * 16
