@@ -336,6 +336,9 @@ ACCESS_LINE = re.compile(r'client=(\S*) \[[^\]]*\] "POST ' + re.escape(GRPC_PATH
                          r' HTTP/2\.0" (\d{3}) .*? ustatus=(.*?) urt=')
 
 
+GRPC_OK_FIELD = " grpc=0"  # the door's gRPC status, the access log's last field
+
+
 def grpc_log_outcomes(text):
     """(ModelInfer lines, of them answered by a host for a known token, of them
     abandoned by the client). The door's refusals (token, rate, size) have no
@@ -352,7 +355,7 @@ def grpc_log_outcomes(text):
         last_try = re.split(r", | : ", upstream.strip())[-1] if upstream.strip() else ""
         if status in ("000", "499"):
             abandoned += 1
-        elif client and status == "200" and last_try == "200":
+        elif client and status == "200" and last_try == "200" and GRPC_OK_FIELD in line:
             good += 1
     return total, good, abandoned
 
@@ -682,11 +685,8 @@ def write(rows, args, output, settings_lines, checked_lines, command):
                      f"access log, {sum(r['grpc_log_ok'] for r in grpc_rows):,} of them with the token's client "
                      f"name and a host's 200, {sum(r['grpc_log_abandoned'] for r in grpc_rows):,} abandoned "
                      "when h2load ended a run (000/499; at most one per connection); handler 4xx/5xx during gRPC runs: "
-                     f"{sum(r['handler_errors'] for r in grpc_rows):.0f}. The access log has no grpc-status field: "
-                     "an error the door itself decides (token, rate, size) shows as a line without client or host "
-                     "status, one the handler decides as a handler 4xx/5xx. What would settle each call in one "
-                     "place: the door's `$fizbuz_grpc_status` (a js_var it already sets for the trailer) in the "
-                     "access log's format.")
+                     f"{sum(r['handler_errors'] for r in grpc_rows):.0f}. A line counts as answered only with the "
+                     "door's gRPC status 0 (the access log's `grpc=` field).")
     lines += ["", "![req/s by protocol and concurrency; predictions/s by numbers per request](v2.png)", ""]
     (output / "v2.md").write_text("\n".join(lines))
     try:

@@ -167,9 +167,9 @@ def test_percentile_is_nearest_rank():
     assert v2.percentile([], 50) is None
 
 
-def access(client, status, ustatus, path="/inference.GRPCInferenceService/ModelInfer"):
+def access(client, status, ustatus, path="/inference.GRPCInferenceService/ModelInfer", grpc="0"):
     return (f'127.0.0.1 client={client} [2026-12-03T18:35:43+00:00] "POST {path} HTTP/2.0" {status} '
-            f'rt=0.010 upstream=10.1.1.2:3 ustatus={ustatus} urt=0.009')
+            f'rt=0.010 upstream=10.1.1.2:3 ustatus={ustatus} urt=0.009 grpc={grpc}')
 
 
 def test_grpc_outcomes_from_the_access_log():
@@ -179,8 +179,9 @@ def test_grpc_outcomes_from_the_access_log():
              access("default", 200, "502"),               # the host failed
              access("default", "000", ""),                # abandoned at the run's end
              access("default", 499, ""),
-             access("default", 200, "200", path="/predictions/fizbuz_package")]  # not gRPC
-    assert v2.grpc_log_outcomes("\n".join(lines)) == (6, 2, 2)
+             access("default", 200, "200", path="/predictions/fizbuz_package"),  # not gRPC
+             access("default", 200, "200", grpc="3")]     # the handler refused it (INVALID_ARGUMENT)
+    assert v2.grpc_log_outcomes("\n".join(lines)) == (7, 2, 2)
 
 
 def test_each_round_plans_every_point_once_in_its_own_order():
