@@ -59,9 +59,9 @@ SIGNATURE_FILE = "signature.json"
 # requests, in this spelling (it replaces any client header of the same name):
 # "v2" (REST, with the model and version from the URL) or "grpc" (with the
 # method's name). No protocol header: the card's request, {"input.1": n}.
-PROTOCOL_HEADER, CALL_HEADER = "X-Fizbuz-Protocol", "X-Fizbuz-Call"
-MODEL_HEADER, VERSION_HEADER = "X-Fizbuz-Model", "X-Fizbuz-Version"
-HEADER_LENGTH_HEADER, ENCODING_HEADER = "Inference-Header-Content-Length", "X-Fizbuz-Content-Encoding"
+PROTOCOL_HEADER, CALL_HEADER = v2.PROTOCOL_HEADER, v2.CALL_HEADER
+MODEL_HEADER, VERSION_HEADER = v2.MODEL_HEADER, v2.VERSION_HEADER
+HEADER_LENGTH_HEADER, ENCODING_HEADER = v2.HEADER_LENGTH_HEADER, v2.ENCODING_HEADER
 PHRASES = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 415: "Unsupported Media Type"}
 # The largest forward pass: a bigger batch runs in chunks of this many rows.
 MAX_ROWS = v2.MAX_NUMBERS
@@ -170,6 +170,8 @@ class MXNetModelService:
                 number = codec.validate_input(codec.decode_body(self._body_of(request)))
                 parsed.numbers = np.array([number], dtype=np.int64)
                 return parsed
+            if protocol not in (REST, GRPC):
+                raise v2.V2Error(f"unknown protocol {protocol[:20]!r} from the front door")
             parsed.call = v2.route(
                 protocol, _header(context, idx, CALL_HEADER), self._raw_body(request),
                 model=urllib.parse.unquote(_header(context, idx, MODEL_HEADER)),

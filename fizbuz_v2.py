@@ -63,6 +63,12 @@ GRPC_OK, GRPC_INVALID_ARGUMENT, GRPC_NOT_FOUND = 0, 3, 5
 GRPC_RESOURCE_EXHAUSTED, GRPC_UNIMPLEMENTED, GRPC_INTERNAL = 8, 12, 13
 GRPC_FOR_HTTP = {400: GRPC_INVALID_ARGUMENT, 404: GRPC_NOT_FOUND, 413: GRPC_RESOURCE_EXHAUSTED}
 
+# The headers the front door's calls carry to the handler (door.js sets them
+# through serving/front/config.py's CALL_HEADERS; fizbuz_service.py reads them).
+PROTOCOL_HEADER, CALL_HEADER = "X-Fizbuz-Protocol", "X-Fizbuz-Call"
+MODEL_HEADER, VERSION_HEADER = "X-Fizbuz-Model", "X-Fizbuz-Version"
+HEADER_LENGTH_HEADER, ENCODING_HEADER = "Inference-Header-Content-Length", "X-Fizbuz-Content-Encoding"
+
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 GRPC_TYPE = "application/grpc"
@@ -233,7 +239,13 @@ def parse_rest(body, header_length=None):
                           f"length of the JSON header, at most the body's {len(body)} bytes")
         split = int(header_length)
         body, binary = body[:split], body[split:]
-    document = codec.decode_body(body)
+    if not body.strip():
+        raise V2Error(f"empty body: send an inference request like {{\"inputs\": [{{\"name\": \"{INPUT_NAME}\", "
+                      f"\"datatype\": \"INT64\", \"shape\": [1, 1], \"data\": [14]}}]}}")
+    try:
+        document = codec.decode_body(body)
+    except codec.InvalidInput as error:  # the codec's JSON errors, as v2 errors
+        raise V2Error(str(error))
     if not isinstance(document, dict):
         raise V2Error(f"body must be a JSON object with \"inputs\", got {type(document).__name__}")
     request_id = document.get("id", "")
@@ -606,3 +618,38 @@ def error_envelope(error, grpc):
     if grpc:
         return envelope(b"", 200, GRPC_TYPE, grpc_status=error.grpc_code, grpc_message=str(error))
     return envelope(error_json(str(error)), error.status, JSON_TYPE)
+
+
+def open_envelope(body):
+    """(status, content type, v2 header length or None, payload, grpc-status,
+    grpc-message) of a handler's envelope: what door.js reads, for checks that
+    talk to a host directly (rollouts, health checks)."""
+    body = bytes(body)
+    head, _, rest = body.partition(b"\n")
+    fields = head.decode("ascii", "replace").split(" ")
+    if len(fields) != 7 or fields[0] != ENVELOPE_MAGIC:
+        raise ValueError(f"not a handler envelope: {body[:60]!r}")
+    length = int(fields[4])
+    message = "" if fields[6] == "-" else urllib.parse.unquote(fields[6])
+    return (int(fields[1]), fields[2], None if fields[3] == "-" else int(fields[3]), rest[:length],
+            int(fields[5]), message)
+
+
+def host_call(numbers, call="ModelInfer"):
+    """(headers, body) of a v2 REST call as the front door sends it to a host:
+    every number in one JSON request, asking for the labels only."""
+    headers = {PROTOCOL_HEADER: "v2", CALL_HEADER: call, MODEL_HEADER: MODEL_NAME,
+               "Content-Type": BINARY_TYPE}
+    body = {"inputs": [{"name": INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1],
+                        "data": [int(n) for n in numbers]}],
+            "outputs": [{"name": LABEL_OUTPUT}]}
+    return headers, json.dumps(body).encode()
+
+
+def labels_of_reply(body):
+    """The labels of a host's answer to host_call, or ValueError naming what was wrong."""
+    status, _, _, payload, _, _ = open_envelope(body)
+    if status != 200:
+        raise ValueError(f"status {status}: {payload[:100]!r}")
+    outputs = json.loads(payload)["outputs"]
+    return [label for output in outputs if output["name"] == LABEL_OUTPUT for label in output["data"]]

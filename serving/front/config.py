@@ -25,10 +25,10 @@ CALL_HEADERS = (
     ("Connection", '""'), ("Authorization", '""'),
     ("Content-Type", "application/octet-stream"),  # MMS hands the handler the raw bytes
     ("Content-Encoding", '""'),
-    ("X-Fizbuz-Protocol", "$arg_protocol"), ("X-Fizbuz-Call", "$arg_call"),
-    ("X-Fizbuz-Model", "$arg_model"), ("X-Fizbuz-Version", "$arg_version"),
-    ("X-Fizbuz-Content-Encoding", "$http_content_encoding"),
-    ("Inference-Header-Content-Length", "$http_inference_header_content_length"),
+    (fizbuz_v2.PROTOCOL_HEADER, "$arg_protocol"), (fizbuz_v2.CALL_HEADER, "$arg_call"),
+    (fizbuz_v2.MODEL_HEADER, "$arg_model"), (fizbuz_v2.VERSION_HEADER, "$arg_version"),
+    (fizbuz_v2.ENCODING_HEADER, "$http_content_encoding"),
+    (fizbuz_v2.HEADER_LENGTH_HEADER, "$http_inference_header_content_length"),
 )
 
 # Adaptive batching (issue 13): each host registers the model twice, batched

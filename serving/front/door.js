@@ -54,11 +54,14 @@ function envelope(reply) {
             payload: body.slice(end + 1, end + 1 + length), grpcStatus: f[5], grpcMessage: f[6] === '-' ? '' : f[6]};
 }
 
-// One call to a model host: the handler's envelope, or {failed: reply}.
-async function call(r, protocol, name, model, version, body) {
+// One call to a model host: the handler's envelope, or {failed: reply}. The
+// subrequest carries the client's own body, held by nginx: a body handed over
+// from JavaScript is not kept for a second try (nginx's retry on another host
+// re-sends freed memory: "writev() failed (14: Bad address)").
+async function call(r, protocol, name, model, version) {
     const args = 'protocol=' + protocol + '&call=' + name + '&model=' + encodeURIComponent(model || '')
         + '&version=' + encodeURIComponent(version || '');
-    const reply = await r.subrequest('/_fizbuz/call', {args: args, method: 'POST', body: body || ''});
+    const reply = await r.subrequest('/_fizbuz/call', {args: args, method: 'POST'});
     // The try's upstream, status and time, for the access and metrics logs.
     r.variables.fizbuz_sub_upstream = reply.variables.upstream_addr || '';
     r.variables.fizbuz_sub_ustatus = reply.variables.upstream_status || '';
@@ -81,7 +84,7 @@ function hostFailure(reply) {
 
 // ------------------------------------------------------------------ REST
 
-async function v2(r) {
+async function v2Call(r) {
     const uri = r.uri.length > 4 && r.uri.endsWith('/') ? r.uri.slice(0, -1) : r.uri;
     let name, model = '', version = '';
     if (uri === '/v2') {
@@ -110,10 +113,7 @@ async function v2(r) {
     if (name === 'ServerLive') {
         return json(r, 200, {live: true});
     }
-    if (method === 'POST' && r.requestBuffer === undefined && r.variables.request_body_file) {
-        return restError(r, 413, 'request body too large');
-    }
-    const answer = await call(r, 'v2', name, model, version, method === 'POST' ? r.requestBuffer : '');
+    const answer = await call(r, 'v2', name, model, version);
     if (answer.failed) {
         const failure = hostFailure(answer.failed);
         if (name === 'ServerReady' || name === 'ModelReady') {
@@ -153,7 +153,7 @@ function grpcCodeFor(status) {
     return GRPC.INTERNAL;
 }
 
-async function grpc(r) {
+async function grpcCall(r) {
     const name = r.uri.slice(GRPC_PREFIX.length);
     if (!GRPC_CALLS[name]) {
         return grpcStatus(r, GRPC.UNIMPLEMENTED, 'inference.GRPCInferenceService/' + name + ' is not served here');
@@ -164,10 +164,7 @@ async function grpc(r) {
     if (name === 'ServerLive') {
         return grpcReply(r, LIVE);
     }
-    if (r.requestBuffer === undefined && r.variables.request_body_file) {
-        return grpcStatus(r, GRPC.RESOURCE_EXHAUSTED, 'request message too large');
-    }
-    const answer = await call(r, 'grpc', name, '', '', r.requestBuffer || '');
+    const answer = await call(r, 'grpc', name, '', '');
     if (answer.failed) {
         if (name === 'ServerReady' || name === 'ModelReady') {
             return grpcReply(r, NOT_READY);
@@ -191,6 +188,15 @@ function grpcRefusal(r) {
     const status = parseInt(r.variables.fizbuz_refusal, 10);
     const messages = {413: 'request message too large', 429: 'rate limit for this token exceeded'};
     grpcStatus(r, grpcCodeFor(status), messages[status] || 'refused by the front door (HTTP ' + status + ')');
+}
+
+// A client that left before its answer makes r.return throw: nothing to answer then.
+function v2(r) {
+    return v2Call(r).catch((e) => r.log('v2 request ended early: ' + e.message));
+}
+
+function grpc(r) {
+    return grpcCall(r).catch((e) => r.log('gRPC request ended early: ' + e.message));
 }
 
 export default {v2, grpc, grpcRefusal};

@@ -12,9 +12,10 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import fizbuz_v2
 from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, PREDICT_PATH, ROOT,
-                             SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH, SMOKE_INPUT, expected_reply)
-from fizbuz.http_client import predict, predict_url
+                             SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH, SMOKE_INPUT, expected_reply, true_label)
+from fizbuz.http_client import exchange, predict, predict_url
 from serving.front.network import run_in
 from serving.mms import management
 from serving.mms.process import RunFolder, worker_processes
@@ -136,7 +137,24 @@ class Host:
             return None if good else (number, path, status, text[:100])
         cases = [(number, path) for *_, path in self.registrations for number in numbers]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            return [row for row in pool.map(ask, cases) if row]
+            wrong = [row for row in pool.map(ask, cases) if row]
+        return wrong + [row for *_, path in self.registrations for row in self.wrong_v2_answers(numbers, path)]
+
+    def wrong_v2_answers(self, numbers, path):
+        """The same numbers as one Open Inference Protocol request, as the front
+        door's call sends it (fizbuz_v2.host_call): [] when every label is right."""
+        numbers = list(numbers)
+        headers, body = fizbuz_v2.host_call(numbers)
+        status, _, text = exchange("POST", predict_url(self.inference_port, self.address, path=path), 30, body, headers)
+        try:
+            labels = fizbuz_v2.labels_of_reply(text.encode("latin-1", "replace")) if status == 200 else None
+        except ValueError as error:
+            return [("v2", path, status, str(error)[:100])]
+        if labels is None:
+            return [("v2", path, status, text[:100])]
+        return [(n, f"v2 {path}", status, label) for n, label in zip(numbers, labels)
+                if label != true_label(n + 1)] + ([("v2", path, status, "labels missing")]
+                                                 if len(labels) != len(numbers) else [])
 
     def serving(self):
         return self.frontend() is not None and not self.wrong_answers([SMOKE_INPUT])
