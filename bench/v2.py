@@ -812,7 +812,8 @@ def main(argv=None):
         "N>1: consecutive chunks of the inputs); gRPC: h2load, 2 threads (1 at c=1), -m 1 (one stream per "
         "connection: c concurrent requests, as wrk), TLS with ALPN h2, one fixed framed request per target; "
         "in count mode (-n: the warm-up's rate x the duration; its -D mode now and then never exits)",
-        "v2 requests ask for `next_number` only; binary requests get it back binary (the output's `binary_data`, as tritonclient asks)",
+        "v2 requests ask for `next_number` only; binary requests get it back binary (the output's `binary_data`, "
+        "as tritonclient asks)",
         f"CPU: {info['CPU']}; memory {info['memory']}; {info['OS']}; {info['wrk']}; {h2load_version}; {info['nginx']}",
         f"load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, after: "
         f"{'/'.join(f'{v:.2f}' for v in load_after)}; median of the 1-minute figure at the end of each point: "
