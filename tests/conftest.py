@@ -36,6 +36,7 @@ SLOW_FIXTURES = {
     "prometheus": "apt prometheus (serving/metrics/setup_prometheus.sh)",
     "module_path": "builds the Redis module (serving/redis/build.sh)",
     "cli_binary": "builds the C++ runner (cpp/build.sh)",
+    "clients_python": "the standard v2 clients' own venv (clients/setup.sh)",
 }
 # Folders whose every test is slow: each starts apt's redis-server with the built module.
 SLOW_FOLDERS = {Path(__file__).resolve().parent / "redis"}
