@@ -150,6 +150,8 @@ def _quote(text):
 def _numbers_from(values, datatype, where):
     """Validate decoded values (ints from JSON or an integer array): every one
     an integer in MIN_INPUT..MAX_INPUT; errors name the first bad element."""
+    if isinstance(values, np.ndarray) and len(values) <= 32:
+        values = values.tolist()  # a few numbers: Python's checks cost less than numpy's calls
     if isinstance(values, np.ndarray):
         bad = np.flatnonzero((values < codec.MIN_INPUT) | (values > codec.MAX_INPUT))
         if bad.size:
