@@ -27,10 +27,12 @@ Environment:
 Then: .venv/bin/python serving/redis/client.py --port \$FIZBUZ_REDIS_PORT --store 14
 USAGE
 }
-case "${1:-start}" in
+# No argument means start, as the README shows it.
+command=${1:-start}
+case "$command" in
   -h|--help) usage ;;
   start|stop|status)
     [ -x "$PY" ] || die "no virtual environment at $VENV: run scripts/setup_env.sh --dev"
-    exec "$PY" -m serving.redis.cli "$1" ;;
-  *) echo "start_redis.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;
+    exec "$PY" -m serving.redis.cli "$command" ;;
+  *) echo "start_redis.sh: unknown command '$command'" >&2; usage >&2; exit 2 ;;
 esac

@@ -36,7 +36,7 @@ def test_start_status_client_stop(tmp_path):
     env = {"FIZBUZ_REDIS_PORT": str(free_port()), "FIZBUZ_REDIS_RUN_DIR": str(tmp_path / "run")}
     port = env["FIZBUZ_REDIS_PORT"]
     script = ROOM / "start_redis.sh"
-    started = run([script, "start"], env)
+    started = run([script], env)  # no argument means start, as the README shows it
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         pid = int((tmp_path / "run" / "redis.pid").read_text())
