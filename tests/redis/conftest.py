@@ -10,6 +10,7 @@ import torch
 
 from fizbuz.contract import ROOT
 from fizbuz.model import encode_batch
+from redis_holds import Holder
 from redis_inputs import NUMBERS
 from redis_servers import SANITIZE, RedisProcess
 
@@ -26,6 +27,12 @@ def module_path():
     result = subprocess.run([str(REDIS_ROOM / "build.sh")], capture_output=True, text=True, timeout=1800, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def holder(tmp_path_factory):
+    """The model that holds the run thread until released (redis_holds.py)."""
+    return Holder(tmp_path_factory.mktemp("hold"))
 
 
 @pytest.fixture(scope="session")

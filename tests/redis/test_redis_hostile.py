@@ -1,0 +1,221 @@
+"""What a hostile client (or a damaged file) can send the module, each an
+error reply or harmless, the server alive and its memory flat (issue 22,
+item 2): models changing their inputs in place or with stride tricks, RESTORE
+payloads with bad dims or cut short, AI.TENSORSET with huge dims and a tiny
+BLOB, and one model waiting for MINBATCHSIZE while others must still run.
+Memory is asserted in bytes: Redis's used_memory and the process's peak RSS
+(VmHWM, reset through /proc/PID/clear_refs before each measured step)."""
+
+import io
+import struct
+import warnings
+
+import numpy as np
+import psutil
+import pytest
+import redis
+import torch
+
+from fizbuz_codec import true_class
+from redis_holds import blocked_clients, start_run, worker_held
+from redis_inputs import encoder
+from redis_payloads import check_encoder, payload, tensor_body, uint, rdb_len, OPCODE_EOF
+from redis_servers import wait_until
+
+GOOD = encoder(15)  # a (1, 10) float32 input: 15 -> FizzBuzz
+MiB = 1 << 20
+
+
+def script(module):
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        torch.jit.save(torch.jit.script(module), buffer)
+    return buffer.getvalue()
+
+
+class ZeroesItsInput(torch.nn.Module):
+    def forward(self, x):
+        x.mul_(0)
+        return x + 1
+
+
+class StrideZero(torch.nn.Module):
+    """as_strided_ with stride 0 passes LibTorch's bounds check but makes the
+    tensor claim 2**16 elements of a 10-element storage: nbytes() > storage."""
+
+    def forward(self, x):
+        y = x * 2
+        x.as_strided_([1 << 16], [0])
+        return y
+
+
+class Grows(torch.nn.Module):
+    """resize_ reallocates the storage (uninitialised heap) under the key."""
+
+    def forward(self, x):
+        y = x * 2
+        x.resize_([1 << 20])
+        return y
+
+
+class ReturnsItsInput(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def peak_rss_reset(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def peak_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def assert_good_run(r):
+    assert r.ping()
+    r.execute_command('AI.TENSORSET', 'good_in', 'FLOAT', 1, 10, 'BLOB', GOOD.tobytes())
+    assert r.execute_command('AI.MODELEXECUTE', 'model', 'INPUTS', 1, 'good_in', 'OUTPUTS', 1, 'good_out') == b'OK'
+    _, _, buf = r.execute_command('AI.TENSORGET', 'good_out', 'BLOB')
+    assert np.frombuffer(buf, np.float32).argmax() == true_class(15)
+
+
+@pytest.fixture
+def r(server, model_blob):
+    client = server.client()
+    client.execute_command('AI.MODELSTORE', 'model', 'TORCH', 'CPU', 'BLOB', model_blob)
+    return client
+
+
+@pytest.mark.parametrize("model", [ZeroesItsInput, StrideZero, Grows, ReturnsItsInput])
+def test_a_model_changing_its_input_in_place_leaves_the_stored_key_alone(server, r, model):
+    r.execute_command('AI.MODELSTORE', 'hostile', 'TORCH', 'CPU', 'BLOB', script(model()))
+    r.execute_command('AI.TENSORSET', 'x', 'FLOAT', 1, 10, 'BLOB', GOOD.tobytes())
+    used = r.info("memory")["used_memory"]
+    for _ in range(20):
+        r.execute_command('AI.MODELEXECUTE', 'hostile', 'INPUTS', 1, 'x', 'OUTPUTS', 1, 'y')
+        # The key still holds its 40 bytes, no more (no heap memory goes out), unchanged.
+        assert r.execute_command('AI.TENSORGET', 'x', 'BLOB') == [b'FLOAT', [1, 10], GOOD.tobytes()]
+    assert r.execute_command('AI.TENSORGET', 'x', 'META') == [b'FLOAT', [1, 10]]
+    assert r.execute_command('DUMP', 'x') is not None  # RDB/AOF/replication read the same value
+    assert r.info("memory")["used_memory"] - used < MiB
+    assert_good_run(r)
+
+
+def test_tensorset_with_huge_dims_and_a_tiny_blob_allocates_nothing(server, r):
+    pid = server.process.pid
+    assert_good_run(r)
+    peak_rss_reset(pid)
+    before = peak_rss(pid), r.info("memory")["used_memory"]
+    for command in (['AI.TENSORSET', 't', 'FLOAT', 1 << 27, 'BLOB', b'x' * 50],  # 512 MiB, the limit
+                    ['AI.TENSORSET', 't', 'INT8', 1 << 14, 1 << 15, 'BLOB', b''],
+                    ['AI.TENSORSET', 't', 'DOUBLE', 1 << 26, 'VALUES', 1, 2, 3]):
+        with pytest.raises(redis.ResponseError, match="data length does not match|wrong number of values"):
+            r.execute_command(*command)
+    assert r.ping()
+    after = peak_rss(pid), r.info("memory")["used_memory"]
+    assert after[0] - before[0] < 32 * MiB, (before, after)  # main touched 512 MiB here
+    assert after[1] - before[1] < MiB, (before, after)
+    assert r.exists('t') == 0
+    assert_good_run(r)
+
+
+# --- RESTORE of bad tensor payloads ---
+
+DATA = bytes(range(40))  # incompressible: Redis stores it as is (no LZF), so the encoder can match DUMP
+
+
+@pytest.fixture
+def envelope(r):
+    r.execute_command('AI.TENSORSET', 'real', 'FLOAT', 2, 5, 'BLOB', DATA)
+    return check_encoder(r.dump('real'), 0, [2, 5], DATA)
+
+
+def bad_tensor_payloads(env):
+    neg = (1 << 64) - 1  # -1 as the unsigned number rdb_load reads
+    yield "negative dim", payload(tensor_body(env.header, 0, [neg, 10], DATA), env.version)
+    yield "negative dims that multiply to 10", payload(tensor_body(env.header, 0, [neg, neg - 9], DATA), env.version)
+    yield "huge dims", payload(tensor_body(env.header, 0, [1 << 40, 1 << 40], DATA), env.version)
+    yield "512 MiB of dims, 40 bytes", payload(tensor_body(env.header, 0, [1 << 27], DATA), env.version)
+    yield "a 0-dim tensor", payload(tensor_body(env.header, 0, [], DATA[:4]), env.version)
+    yield "a dim of size 0", payload(tensor_body(env.header, 0, [0, 10], b''), env.version)
+    yield "33 dims", payload(tensor_body(env.header, 0, [1] * 33, DATA[:4]), env.version)
+    yield "unknown dtype", payload(tensor_body(env.header, 99, [2, 5], DATA), env.version)
+    yield "data shorter than the shape", payload(tensor_body(env.header, 0, [2, 5], DATA[:39]), env.version)
+    yield "more dims claimed than given", payload(
+        env.header + uint(0) + uint(4) + uint(2) + uint(5) + rdb_len(OPCODE_EOF), env.version)
+    for keep in (HEADER_CUTS := (11, 14, 17, 20, 30, len(env.body) - 1)):
+        yield f"cut after {keep} bytes", env.truncated(keep)
+
+
+def test_restore_of_bad_tensor_payloads_is_an_error_and_breaks_nothing(server, r, envelope):
+    cases = list(bad_tensor_payloads(envelope))
+    r.execute_command('RESTORE', 'copy', 0, r.dump('real'))  # the encoder's frame is accepted
+    assert r.execute_command('AI.TENSORGET', 'copy', 'BLOB') == [b'FLOAT', [2, 5], DATA]
+    pid = server.process.pid
+    assert_good_run(r)
+    peak_rss_reset(pid)
+    used = r.info("memory")["used_memory"]
+    for _ in range(3):
+        for name, data in cases:
+            with pytest.raises(redis.ResponseError, match="Bad data format"):
+                r.execute_command('RESTORE', 'bad', 0, data, 'REPLACE')
+            assert r.ping(), name
+            assert r.exists('bad') == 0, name
+    assert r.info("memory")["used_memory"] - used < MiB
+    assert peak_rss(pid) - psutil.Process(pid).memory_info().rss < 32 * MiB
+    assert 'refused a tensor' in server.log.read_text()
+    assert_good_run(r)
+
+
+def test_restore_of_a_cut_model_payload_is_an_error(server, r, model_blob):
+    dump = r.dump('model')
+    version = dump[-10:-8]
+    for keep in (12, 20, len(dump) // 2, len(dump) - 11):
+        with pytest.raises(redis.ResponseError, match="Bad data format"):
+            r.execute_command('RESTORE', 'bad', 0, payload(dump[:keep], version), 'REPLACE')
+        assert r.ping()
+    r.execute_command('RESTORE', 'copy', 0, dump)
+    assert r.execute_command('AI.MODELGET', 'copy', 'BLOB') == [b'blob', model_blob]
+    assert_good_run(r)
+
+
+# --- the run queue and TIMEOUT ---
+
+def test_a_run_waiting_for_minbatchsize_does_not_block_other_models(server, r, model_blob):
+    r.execute_command('AI.MODELSTORE', 'waits', 'TORCH', 'CPU', 'BATCHSIZE', 8, 'MINBATCHSIZE', 8, 'BLOB', model_blob)
+    r.execute_command('AI.TENSORSET', 'one', 'FLOAT', 1, 10, 'BLOB', GOOD.tobytes())
+    before = blocked_clients(r)
+    waiting = []
+    thread = start_run(server, 'waits', 'one', 'waited', waiting)
+    wait_until(lambda: blocked_clients(r) == before + 1, "the run to wait for 7 more rows")
+    # Another model's runs go past it (TIMEOUT: on a blocked queue they would time out).
+    for _ in range(3):
+        assert r.execute_command('AI.MODELEXECUTE', 'model', 'INPUTS', 1, 'one', 'OUTPUTS', 1, 'o',
+                                 'TIMEOUT', 10000) == b'OK'
+    assert blocked_clients(r) == before + 1 and waiting == []  # still waiting for its rows
+    r.execute_command('AI.TENSORSET', 'seven', 'FLOAT', 7, 10)
+    assert r.execute_command('AI.MODELEXECUTE', 'waits', 'INPUTS', 1, 'seven', 'OUTPUTS', 1, 'o3') == b'OK'
+    thread.join(60)
+    assert waiting == [b'OK']
+    info = dict(zip(*[iter(r.execute_command('AI.INFO', 'waits'))] * 2))
+    assert (info[b'calls'], info[b'forwards'], info[b'errors']) == (2, 1, 0)  # the 1 + 7 rows joined
+
+
+def test_timeout_bounds_the_wait_not_a_run_that_started(server, r, holder):
+    """As the README says: TIMEOUT is how long a run may wait to start; a run
+    that started is never cut short (the holding run outlives its TIMEOUT)."""
+    with worker_held(server, holder, extra=('TIMEOUT', 3000)):
+        # Queued after the holding run, with the same TIMEOUT: when it times
+        # out, the holding run's TIMEOUT has passed too, mid-forward.
+        with pytest.raises(redis.ResponseError, match="TIMEDOUT"):
+            r.execute_command('AI.MODELEXECUTE', 'model', 'INPUTS', 1, 'hold:in', 'OUTPUTS', 1, 'late',
+                              'TIMEOUT', 3000)
+    # worker_held checked that the holding run answered OK.
+    assert r.exists('late') == 0 and r.exists('hold:out') == 1
+    assert_good_run(r)
