@@ -10,6 +10,7 @@ import torch
 
 from fizbuz.contract import ROOT
 from fizbuz.model import encode_batch
+from serving.redis.acl import Secrets
 from redis_holds import Holder
 from redis_inputs import NUMBERS
 from redis_servers import SANITIZE, RedisProcess
@@ -27,6 +28,13 @@ def module_path():
     result = subprocess.run([str(REDIS_ROOM / "build.sh")], capture_output=True, text=True, timeout=1800, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def redis_secrets(tmp_path_factory):
+    """The ACL users' passwords every test server shares (as a replica set or
+    cluster would), made as start_redis.sh makes them."""
+    return Secrets(tmp_path_factory.mktemp("redis-secrets") / "secrets").ensure()
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +56,14 @@ def eager_logits(eager_model):
 
 
 @pytest.fixture
-def start_redis(tmp_path, module_path):
+def start_redis(tmp_path, module_path, redis_secrets):
     """start_redis(name, args=..., module=True) -> a started RedisProcess; every
     one is stopped when the test ends, whatever happened."""
     started = []
 
     def start(name="redis", args=(), module=True, taken=(), **kwargs):
         taken = {p.port for p in started} | set(taken)
+        kwargs.setdefault("secrets", redis_secrets)
         proc = RedisProcess(tmp_path / name, module_path if module else None, args, taken=taken, **kwargs)
         started.append(proc)
         return proc.start()

@@ -1,7 +1,8 @@
 """Real redis-server / redis-sentinel processes for the Redis module's tests:
 each on a free port in its own folder with its own log, started through
 fizbuz.lifecycle (own session, pid file, ready when PING is answered) and
-stopped by PID."""
+stopped by PID. Servers run with the ACL users of serving/redis/acl.py (the
+default user off); secrets go in 0600 files, never on a command line."""
 
 import os
 import subprocess
@@ -11,6 +12,7 @@ import redis
 
 from fizbuz import lifecycle
 from fizbuz.lifecycle import PidFile, end_family, free_port, is_alive, start_server, tail
+from serving.redis.acl import ADMIN, REPLICA, write_private
 from serving.redis.ready import NOT_YET, answers_ping
 
 READY_SECONDS = 30
@@ -37,15 +39,20 @@ def wait_until(condition, what, seconds=READY_SECONDS):
 
 
 class RedisProcess:
-    """One redis-server (or redis-sentinel with `sentinel_conf`) run by a test."""
+    """One redis-server (or redis-sentinel with `sentinel_conf`) run by a test.
+    A server gets the users of `secrets` (an acl.Secrets) and, as any node
+    may become a replica, the replica user's credentials for its master."""
 
-    def __init__(self, folder, module=None, args=(), port=None, sentinel_conf=None, taken=()):
+    def __init__(self, folder, module=None, args=(), port=None, sentinel_conf=None, taken=(), secrets=None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port(taken)
         self.module = module
         self.args = list(args)
         self.sentinel_conf = sentinel_conf
+        self.secrets = secrets
+        if sentinel_conf is None and secrets is None:
+            raise ValueError("a redis-server in the tests always has ACL users: pass secrets")
         self.log = self.folder / "redis.log"
         # Redis rewrites its command line to "redis-server 127.0.0.1:PORT", so
         # the port is what both the started and the running command line hold.
@@ -55,11 +62,15 @@ class RedisProcess:
     def command(self):
         if self.sentinel_conf is not None:
             conf = self.folder / "sentinel.conf"
-            conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nlogfile {self.log}\n"
-                            + self.sentinel_conf)
+            # Sentinel rewrites its file (as does Redis a config's): a private one, it holds passwords.
+            write_private(conf, f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nlogfile {self.log}\n"
+                          + self.sentinel_conf)
             # --port as well: it puts the marker in the command line before Redis retitles it.
             return ["redis-sentinel", str(conf), "--port", str(self.port)]
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        acl = self.secrets.write_acl(self.folder / "users.acl")
+        conf = write_private(self.folder / "redis.conf", f"aclfile {acl}\nmasteruser {REPLICA}\n"
+                             f"masterauth {self.secrets.password(REPLICA)}\n")
+        cmd = ["redis-server", str(conf), "--port", str(self.port), "--bind", "127.0.0.1",
                "--dir", str(self.folder), "--logfile", str(self.log), "--daemonize", "no",
                "--save", "", "--appendonly", "no"]
         if self.module:
@@ -73,7 +84,10 @@ class RedisProcess:
                                     timeout=READY_SECONDS, env=server_env(), cwd=self.folder)
         return self
 
-    def client(self, **kwargs):
+    def client(self, user=ADMIN, **kwargs):
+        """A client as `user` (None: no credentials, as a sentinel's own clients are)."""
+        if self.sentinel_conf is None and user is not None:
+            kwargs.update(self.secrets.credentials(user))
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=60, **kwargs)
 
     def alive(self):
