@@ -90,3 +90,14 @@ def check_encoder(dump, dtype_index, dims, data):
     env = Envelope(dump)
     assert payload(tensor_body(env.header, dtype_index, dims, data), env.version) == dump
     return env
+
+
+def rdb_string(data):
+    return rdb_len(len(data)) + data
+
+
+def rdb_file(key, body):
+    """A whole RDB file (version 10, Redis 7.0) holding one module value, whose
+    DUMP-style `body` starts with the type byte: the key goes after that byte."""
+    content = b"REDIS0010" + b"\xfe\x00" + body[:1] + rdb_string(key) + body[1:] + b"\xff"
+    return content + struct.pack("<Q", crc64(content))

@@ -7,7 +7,7 @@ Memory is asserted in bytes: Redis's used_memory and the process's peak RSS
 (VmHWM, reset through /proc/PID/clear_refs before each measured step)."""
 
 import io
-import struct
+import subprocess
 import warnings
 
 import numpy as np
@@ -19,8 +19,8 @@ import torch
 from fizbuz_codec import true_class
 from redis_holds import blocked_clients, start_run, worker_held
 from redis_inputs import encoder
-from redis_payloads import check_encoder, payload, tensor_body, uint, rdb_len, OPCODE_EOF
-from redis_servers import wait_until
+from redis_payloads import OPCODE_EOF, check_encoder, payload, rdb_file, rdb_len, tensor_body, uint
+from redis_servers import RedisProcess, server_env, wait_until
 
 GOOD = encoder(15)  # a (1, 10) float32 input: 15 -> FizzBuzz
 MiB = 1 << 20
@@ -166,6 +166,31 @@ def test_restore_of_bad_tensor_payloads_is_an_error_and_breaks_nothing(server, r
     assert peak_rss(pid) - psutil.Process(pid).memory_info().rss < 32 * MiB
     assert 'refused a tensor' in server.log.read_text()
     assert_good_run(r)
+
+
+@pytest.mark.parametrize("case", ["negative dim", "huge dims", "a 0-dim tensor", "cut after 20 bytes"])
+def test_an_rdb_file_with_a_bad_tensor_is_refused_cleanly(tmp_path, module_path, redis_secrets, envelope, case):
+    """At start-up a bad value in the RDB file makes Redis refuse to load it and
+    exit with the module's reason in the log, not die of a signal (an abort).
+    (Redis then runs its RDB checker, which cannot read module values and
+    exits with its own status: the exit code is not the point.)"""
+    body = dict(bad_tensor_payloads(envelope))[case][:-10]  # the value, without the DUMP footer
+    folder = tmp_path / "rdb"
+    folder.mkdir()
+    (folder / "dump.rdb").write_bytes(rdb_file(b"bad", body))
+    proc = RedisProcess(folder, module_path, secrets=redis_secrets)
+    with open(folder / "stderr.log", "wb") as output:
+        process = subprocess.Popen(proc.command(), stdout=output, stderr=subprocess.STDOUT, env=server_env(),
+                                   cwd=folder, start_new_session=True)
+    try:
+        # Waiting for its exit (bounded): loading fails at once, there is nothing to be ready for.
+        assert process.wait(60) >= 0, (folder / "stderr.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    log = proc.log.read_text()
+    assert "refused a tensor" in log and "Ready to accept connections" not in log, proc.log_tail()
 
 
 def test_restore_of_a_cut_model_payload_is_an_error(server, r, model_blob):
