@@ -20,12 +20,12 @@ STOP_SECONDS = 30
 SANITIZE = os.environ.get("FIZBUZ_REDIS_SANITIZE") == "ON"
 
 
-def server_env():
-    """With FIZBUZ_REDIS_SANITIZE=ON the tests load the AddressSanitizer build,
-    so redis-server must start with the ASan runtime preloaded; any report
-    stops the server, which fails the test."""
+def server_env(sanitized=SANITIZE):
+    """With FIZBUZ_REDIS_SANITIZE=ON (or `sanitized`) the tests load the
+    AddressSanitizer build, so redis-server must start with the ASan runtime
+    preloaded; any report stops the server, which fails the test."""
     env = dict(os.environ)
-    if SANITIZE:
+    if sanitized:
         env["LD_PRELOAD"] = subprocess.check_output(["g++", "-print-file-name=libasan.so"], text=True).strip()
         # Redis and LibTorch keep globals alive at exit: leaks are the soak test's job.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
@@ -43,7 +43,8 @@ class RedisProcess:
     A server gets the users of `secrets` (an acl.Secrets) and, as any node
     may become a replica, the replica user's credentials for its master."""
 
-    def __init__(self, folder, module=None, args=(), port=None, sentinel_conf=None, taken=(), secrets=None):
+    def __init__(self, folder, module=None, args=(), port=None, sentinel_conf=None, taken=(), secrets=None,
+                 sanitized=SANITIZE):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port(taken)
@@ -51,6 +52,7 @@ class RedisProcess:
         self.args = list(args)
         self.sentinel_conf = sentinel_conf
         self.secrets = secrets
+        self.sanitized = sanitized
         if sentinel_conf is None and secrets is None:
             raise ValueError("a redis-server in the tests always has ACL users: pass secrets")
         self.log = self.folder / "redis.log"
@@ -81,7 +83,7 @@ class RedisProcess:
         # stdout/stderr (sanitizer reports) go to stderr.log, beside Redis's own log.
         self.process = start_server(self.command(), self.pid_file, self.folder / "stderr.log",
                                     ready=lambda: answers_ping(self.client()), what=f"PING on port {self.port} (log: {self.log})",
-                                    timeout=READY_SECONDS, env=server_env(), cwd=self.folder)
+                                    timeout=READY_SECONDS, env=server_env(self.sanitized), cwd=self.folder)
         return self
 
     def client(self, user=ADMIN, **kwargs):
