@@ -51,36 +51,47 @@ class Settings:
         self.log_file = self.run_dir / "redis.log"
 
     def server_user(self):
-        """(name, uid, gid) redis-server runs as: None when not started by root
-        (it runs as its caller); never root."""
-        if os.geteuid() != 0:
-            return None
-        names = [self.run_as] if self.run_as else ["redis", "nobody"]
-        for name in names:
-            try:
-                entry = pwd.getpwnam(name)
-            except KeyError:
-                continue
-            if entry.pw_uid == 0:
-                raise LifecycleError(f"FIZBUZ_REDIS_RUN_AS={name} is root: redis-server runs model code, never as root")
-            return name, entry.pw_uid, entry.pw_gid
-        raise LifecycleError(f"no user {' or '.join(names)} to run redis-server as (set FIZBUZ_REDIS_RUN_AS)")
+        """(name, uid, gid) redis-server runs as: None when not started by root."""
+        return unprivileged_user(self.run_as)
 
     def command(self, user=None):
         # No --logfile: Redis logs to stdout, which lifecycle.spawn writes to redis.log.
         command = ["redis-server", "--port", self.port, "--bind", self.bind, "--dir", self.data_dir,
                    "--aclfile", self.acl_file, "--daemonize", "no", "--appendonly", self.appendonly,
                    "--save", "3600 1 300 100 60 10000", "--loadmodule", self.module, "THREADS", self.threads]
-        if user is None:
-            return command
-        name, uid, gid = user
-        # setpriv execs (no parent process left between us and redis-server), so
-        # the pid file holds redis-server's own pid.
-        return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--"] + command
+        return as_user(command, user)
 
     def client(self, user=ADMIN):
         return redis.Redis(host=self.bind, port=self.port, socket_timeout=10, decode_responses=True,
                            **self.secrets.credentials(user))
+
+
+def unprivileged_user(name=""):
+    """(name, uid, gid) of the user redis-server runs as when started by root
+    (`name`, else redis, else nobody); None when we are not root (it then
+    runs as its caller). Never root: it runs model code."""
+    if os.geteuid() != 0:
+        return None
+    names = [name] if name else ["redis", "nobody"]
+    for candidate in names:
+        try:
+            entry = pwd.getpwnam(candidate)
+        except KeyError:
+            continue
+        if entry.pw_uid == 0:
+            raise LifecycleError(f"FIZBUZ_REDIS_RUN_AS={candidate} is root: redis-server runs model code, never as root")
+        return candidate, entry.pw_uid, entry.pw_gid
+    raise LifecycleError(f"no user {' or '.join(names)} to run redis-server as (set FIZBUZ_REDIS_RUN_AS)")
+
+
+def as_user(command, user):
+    """`command` run as `user` (from unprivileged_user; None: as we are).
+    setpriv execs (no parent process left between us and redis-server), so a
+    pid file holds redis-server's own pid."""
+    if user is None:
+        return command
+    _, uid, gid = user
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--", *command]
 
 
 def unreachable_folder(path, uid, gids):

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from redis_servers import wait_until
+from redis_servers import give, wait_until
 
 STARTED, RELEASE = 0, 1
 
@@ -45,8 +45,10 @@ class Holder:
     """One holding model (its blob and its flag file) for a test session."""
 
     def __init__(self, folder):
+        give(folder)
         self.flag = folder / "hold.flag"
         self.flag.write_bytes(b"\0\0")
+        give(self.flag)  # the model maps it read-write inside redis-server
         self.blob = hold_model(self.flag)
 
     def reset(self):

@@ -2,10 +2,14 @@
 each on a free port in its own folder with its own log, started through
 fizbuz.lifecycle (own session, pid file, ready when PING is answered) and
 stopped by PID. Servers run with the ACL users of serving/redis/acl.py (the
-default user off); secrets go in 0600 files, never on a command line."""
+default user off); secrets go in 0600 files, never on a command line. When
+the tests run as root, servers run as the unprivileged user start_redis.sh
+uses (setpriv), in folders that user owns under `server_home()`."""
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import redis
@@ -13,11 +17,34 @@ import redis
 from fizbuz import lifecycle
 from fizbuz.lifecycle import PidFile, end_family, free_port, is_alive, start_server, tail
 from serving.redis.acl import ADMIN, REPLICA, write_private
+from serving.redis.cli import as_user, unprivileged_user
 from serving.redis.ready import NOT_YET, answers_ping
 
 READY_SECONDS = 30
 STOP_SECONDS = 30
 SANITIZE = os.environ.get("FIZBUZ_REDIS_SANITIZE") == "ON"
+# Who the servers run as (None: the caller, when the tests do not run as root).
+SERVER_USER = unprivileged_user(os.environ.get("FIZBUZ_REDIS_RUN_AS") or "")
+OWNER = None if SERVER_USER is None else SERVER_USER[1:]
+
+
+def server_home():
+    """A fresh folder for servers' folders that their user can enter (pytest's
+    tmp_path sits under a 0700 folder of root's); the caller removes it."""
+    folder = Path(tempfile.mkdtemp(prefix="fizbuz-redis-tests-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def remove_home(folder):
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def give(path):
+    """Hand `path` to the servers' user (a no-op when we are not root)."""
+    if OWNER is not None:
+        os.chown(path, *OWNER)
+    return path
 
 
 def server_env(sanitized=SANITIZE):
@@ -47,6 +74,7 @@ class RedisProcess:
                  sanitized=SANITIZE):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        give(self.folder)  # RDB, AOF, nodes.conf, a sentinel's rewritten config
         self.port = port or free_port(taken)
         self.module = module
         self.args = list(args)
@@ -66,18 +94,18 @@ class RedisProcess:
             conf = self.folder / "sentinel.conf"
             # Sentinel rewrites its file (as does Redis a config's): a private one, it holds passwords.
             write_private(conf, f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nlogfile {self.log}\n"
-                          + self.sentinel_conf)
+                          + self.sentinel_conf, OWNER)
             # --port as well: it puts the marker in the command line before Redis retitles it.
-            return ["redis-sentinel", str(conf), "--port", str(self.port)]
-        acl = self.secrets.write_acl(self.folder / "users.acl")
+            return as_user(["redis-sentinel", str(conf), "--port", str(self.port)], SERVER_USER)
+        acl = self.secrets.write_acl(self.folder / "users.acl", OWNER)
         conf = write_private(self.folder / "redis.conf", f"aclfile {acl}\nmasteruser {REPLICA}\n"
-                             f"masterauth {self.secrets.password(REPLICA)}\n")
+                             f"masterauth {self.secrets.password(REPLICA)}\n", OWNER)
         cmd = ["redis-server", str(conf), "--port", str(self.port), "--bind", "127.0.0.1",
                "--dir", str(self.folder), "--logfile", str(self.log), "--daemonize", "no",
                "--save", "", "--appendonly", "no"]
         if self.module:
             cmd += ["--loadmodule", str(self.module)]
-        return cmd + self.args
+        return as_user(cmd + self.args, SERVER_USER)
 
     def start(self):
         # stdout/stderr (sanitizer reports) go to stderr.log, beside Redis's own log.

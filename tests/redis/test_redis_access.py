@@ -156,3 +156,9 @@ def test_secret_files_are_0600_from_creation_and_never_chmod_ed(tmp_path, monkey
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     text = (tmp_path / "users.acl").read_text()
     assert "user default off" in text and s.password(ADMIN) not in text
+
+
+def test_the_tests_own_servers_are_not_root_either(server):
+    process = psutil.Process(server.process.pid)
+    assert process.name() == "redis-server"
+    assert process.uids().real != 0 and process.uids().effective != 0

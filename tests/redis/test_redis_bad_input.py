@@ -20,8 +20,8 @@ HUGE = 2 ** 63 - 1
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, module_path, redis_secrets):
-    proc = RedisProcess(tmp_path_factory.mktemp("bad-input"), module_path, secrets=redis_secrets)
+def server(servers_home, module_path, redis_secrets):
+    proc = RedisProcess(servers_home / "bad-input", module_path, secrets=redis_secrets)
     try:
         yield proc.start()
     finally:

@@ -87,16 +87,15 @@ def test_restore_of_bad_tensor_payloads_is_an_error_and_breaks_nothing(server, r
 
 
 @pytest.mark.parametrize("case", ["negative dim", "huge dims", "a 0-dim tensor", "cut after 20 bytes"])
-def test_an_rdb_file_with_a_bad_tensor_is_refused_cleanly(tmp_path, module_path, redis_secrets, envelope, case):
+def test_an_rdb_file_with_a_bad_tensor_is_refused_cleanly(server_folder, module_path, redis_secrets, envelope, case):
     """At start-up a bad value in the RDB file makes Redis refuse to load it and
     exit with the module's reason in the log, not die of a signal (an abort).
     (Redis then runs its RDB checker, which cannot read module values and
     exits with its own status: the exit code is not the point.)"""
     body = dict(bad_tensor_payloads(envelope))[case][:-10]  # the value, without the DUMP footer
-    folder = tmp_path / "rdb"
-    folder.mkdir()
+    proc = RedisProcess(server_folder / "rdb", module_path, secrets=redis_secrets)
+    folder = proc.folder
     (folder / "dump.rdb").write_bytes(rdb_file(b"bad", body))
-    proc = RedisProcess(folder, module_path, secrets=redis_secrets)
     with open(folder / "stderr.log", "wb") as output:
         process = subprocess.Popen(proc.command(), stdout=output, stderr=subprocess.STDOUT, env=server_env(),
                                    cwd=folder, start_new_session=True)

@@ -60,7 +60,7 @@ def sentinel_conf(master_port, secrets, quorum=2):
             f"sentinel auth-pass fizbuz {secrets.password(SENTINEL)}\n")
 
 
-def test_sentinel_failover_promotes_the_replica_and_predictions_go_on(pair, tmp_path, model_blob, redis_secrets):
+def test_sentinel_failover_promotes_the_replica_and_predictions_go_on(pair, server_folder, model_blob, redis_secrets):
     master, replica = pair
     m = master.client()
     m.execute_command('AI.MODELSET', 'model', 'TORCH', 'CPU', model_blob)
@@ -70,7 +70,7 @@ def test_sentinel_failover_promotes_the_replica_and_predictions_go_on(pair, tmp_
     sentinels = []
     try:
         for i in range(3):
-            s = RedisProcess(tmp_path / f"sentinel{i}", sentinel_conf=sentinel_conf(master.port, redis_secrets),
+            s = RedisProcess(server_folder / f"sentinel{i}", sentinel_conf=sentinel_conf(master.port, redis_secrets),
                              taken=taken)
             taken.add(s.port)
             sentinels.append(s.start())

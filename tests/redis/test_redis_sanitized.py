@@ -37,8 +37,8 @@ def asan_module():
 
 
 @pytest.fixture
-def asan_server(tmp_path, asan_module, redis_secrets):
-    proc = RedisProcess(tmp_path / "asan", asan_module, secrets=redis_secrets, sanitized=True)
+def asan_server(server_folder, asan_module, redis_secrets):
+    proc = RedisProcess(server_folder / "asan", asan_module, secrets=redis_secrets, sanitized=True)
     try:
         yield proc.start()
     finally:
