@@ -12,6 +12,7 @@ every Redis test against this build instead."""
 import os
 import subprocess
 
+import psutil
 import pytest
 import redis
 
@@ -51,6 +52,9 @@ def reports(server):
 
 
 def test_hostile_input_under_address_and_ub_sanitizers(asan_server, model_blob):
+    # The server really runs with the ASan runtime (preloaded: Redis itself is not instrumented).
+    maps = psutil.Process(asan_server.process.pid).memory_maps()
+    assert any("libasan" in m.path for m in maps) and any("redis-asan" in m.path for m in maps)
     r = asan_server.client()
     r.execute_command('AI.MODELSTORE', 'model', 'TORCH', 'CPU', 'BATCHSIZE', 4, 'BLOB', model_blob)
     assert_good_run(r)
