@@ -176,7 +176,7 @@ def status(settings):
 def main(argv=None):
     return server_cli(argv, "serving/redis/start_redis.sh", __doc__,
                       {"start": start, "stop": stop, "status": status}, Settings,
-                      errors=(redis.RedisError, subprocess.CalledProcessError))
+                      errors=(redis.RedisError, subprocess.CalledProcessError, OSError))  # OSError: e.g. secrets not ours to read
 
 
 if __name__ == "__main__":
