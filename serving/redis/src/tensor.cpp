@@ -43,9 +43,12 @@ at::Tensor wrap_redis_memory(void* data, const std::vector<int64_t>& dims, at::S
 }
 
 // A tensor of `bytes` (already checked against kMaxTensorBytes) in Redis's
-// memory; undefined when Redis has no memory for it.
+// memory; undefined when Redis has no memory for it (TryAlloc). Zeros come
+// from Calloc, whose fresh pages cost no RSS until written; Redis has no
+// TryCalloc in 7.0, so there, as for its own allocations, an allocator
+// failure stops the server (bounded by the 512 MiB cap and by maxmemory,
+// which counts this memory; the command is deny-oom).
 at::Tensor redis_tensor(const std::vector<int64_t>& dims, at::ScalarType type, std::size_t bytes, bool zeroed) {
-  // Calloc: fresh pages stay untouched until written, so zeros cost no RSS.
   void* data = zeroed ? rm::api.Calloc(1, bytes) : rm::api.TryAlloc(bytes);
   if (!data) return at::Tensor();
   return wrap_redis_memory(data, dims, type);
