@@ -163,7 +163,8 @@ def _numbers_from(values, datatype, where):
         if isinstance(value, bool) or not isinstance(value, int):
             raise V2Error(f"{where} element {index}: expected an integer ({datatype}), got {codec._describe(value)}")
         if not codec.MIN_INPUT <= value <= codec.MAX_INPUT:
-            raise V2Error(f"{where} element {index}: {codec._describe(value)} is out of range "
+            raise V2Error(f"{where} element {index}: {value if abs(value) < 10 ** 30 else 'a huge number'} "
+                          f"is out of range "
                           f"{codec.MIN_INPUT}..{codec.MAX_INPUT}")
     return np.asarray(values, dtype=np.int64)
 
