@@ -163,7 +163,8 @@ class MXNetModelService:
         return [self._parse(request, idx, context) for idx, request in enumerate(batch)]
 
     def _parse(self, request, idx, context):
-        protocol = _header(context, idx, PROTOCOL_HEADER)
+        headers = context.get_all_request_header(idx) or {}  # one dict per request: read it once
+        protocol = _text(headers.get(PROTOCOL_HEADER))
         parsed = Request(protocol or CARD)
         try:
             if not protocol:
@@ -173,11 +174,11 @@ class MXNetModelService:
             if protocol not in (REST, GRPC):
                 raise v2.V2Error(f"unknown protocol {protocol[:20]!r} from the front door")
             parsed.call = v2.route(
-                protocol, _header(context, idx, CALL_HEADER), self._raw_body(request),
-                model=urllib.parse.unquote(_header(context, idx, MODEL_HEADER)),
-                version=urllib.parse.unquote(_header(context, idx, VERSION_HEADER)),
-                header_length=_header(context, idx, HEADER_LENGTH_HEADER),
-                encoding=_header(context, idx, ENCODING_HEADER))
+                protocol, _text(headers.get(CALL_HEADER)), self._raw_body(request),
+                model=urllib.parse.unquote(_text(headers.get(MODEL_HEADER))),
+                version=urllib.parse.unquote(_text(headers.get(VERSION_HEADER))),
+                header_length=_text(headers.get(HEADER_LENGTH_HEADER)),
+                encoding=_text(headers.get(ENCODING_HEADER)))
             if parsed.call.kind == v2.INFER:
                 parsed.numbers = parsed.call.request.numbers
             elif parsed.call.kind == v2.READY:
@@ -308,8 +309,8 @@ class Request:
         return getattr(self.error, "status", codec.ERROR_STATUS)
 
 
-def _header(context, idx, name):
-    value = context.get_request_header(idx, name)
+def _text(value):
+    """A request header's value as MMS hands it (str, bytes or None), as text."""
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("latin-1")
     return value or ""

@@ -150,6 +150,8 @@ def _quote(text):
 def _numbers_from(values, datatype, where):
     """Validate decoded values (ints from JSON or an integer array): every one
     an integer in MIN_INPUT..MAX_INPUT; errors name the first bad element."""
+    if isinstance(values, np.ndarray) and len(values) <= 32:
+        values = values.tolist()  # a few numbers: Python's checks cost less than numpy's calls
     if isinstance(values, np.ndarray):
         bad = np.flatnonzero((values < codec.MIN_INPUT) | (values > codec.MAX_INPUT))
         if bad.size:
@@ -161,7 +163,8 @@ def _numbers_from(values, datatype, where):
         if isinstance(value, bool) or not isinstance(value, int):
             raise V2Error(f"{where} element {index}: expected an integer ({datatype}), got {codec._describe(value)}")
         if not codec.MIN_INPUT <= value <= codec.MAX_INPUT:
-            raise V2Error(f"{where} element {index}: {codec._describe(value)} is out of range "
+            raise V2Error(f"{where} element {index}: {value if abs(value) < 10 ** 30 else 'a huge number'} "
+                          f"is out of range "
                           f"{codec.MIN_INPUT}..{codec.MAX_INPUT}")
     return np.asarray(values, dtype=np.int64)
 

@@ -8,7 +8,10 @@ on a free port and stops again. Every answer is checked against FizzBuzz.
 
 The load generator is Python (raw sockets, requests encoded in advance, one
 process per core), so it shares the 2 cores with Redis: the figures are a
-floor for the module, not a ceiling.
+floor for the module, not a ceiling. The server has the ACL users of
+serving/redis/acl.py (passwords in its temporary folder): the model is
+stored as admin, the load runs as runner; started by root, it runs as the
+unprivileged user start_redis.sh uses.
 """
 
 import argparse
@@ -27,6 +30,8 @@ import redis
 from fizbuz.contract import REDIS_MODULE, TORCHSCRIPT_PATH
 from fizbuz.lifecycle import PidFile, free_port, running_server
 from fizbuz_codec import MAX_INPUT, encode, true_class
+from serving.redis.acl import ADMIN, RUNNER, Secrets
+from serving.redis.cli import as_user, unprivileged_user
 from serving.redis.ready import answers_ping
 
 HEADER = b"*3\r\n+FLOAT\r\n*2\r\n:1\r\n:4\r\n$16\r\n"
@@ -55,13 +60,28 @@ def answer(reply):
     return max(range(4), key=logits.__getitem__)
 
 
-def load(port, first_id, clients, start_at, stop_at, results):
+def authenticated(port, password):
+    """A raw connection, logged in as the runner before the load starts."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(resp("AUTH", RUNNER, password))
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        chunk = sock.recv(256)
+        if not chunk:
+            raise ConnectionError("the server closed the connection during AUTH")
+        reply += chunk
+    if reply != b"+OK\r\n":
+        raise ConnectionError(f"AUTH as {RUNNER} failed: {reply!r}")
+    return sock
+
+
+def load(port, password, first_id, clients, start_at, stop_at, results):
     """One process: `clients` connections, each with one flow in flight."""
     sel = selectors.DefaultSelector()
     state = {}
     for cid in range(first_id, first_id + clients):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = authenticated(port, password)
         requests = [flow(cid, n) for n in range(MAX_INPUT + 1)]
         state[sock] = {"requests": requests, "n": cid % (MAX_INPUT + 1), "buf": b""}
         sel.register(sock, selectors.EVENT_READ)
@@ -85,7 +105,7 @@ def load(port, first_id, clients, start_at, stop_at, results):
     results.put((done, wrong))
 
 
-def measure(port, clients, seconds):
+def measure(port, password, clients, seconds):
     procs = min(clients, os.cpu_count() or 1)
     results = multiprocessing.Queue()
     start_at = time.time() + 1.0 + clients * 0.01  # after every connection is made
@@ -93,7 +113,7 @@ def measure(port, clients, seconds):
     for p in range(procs):
         share = clients // procs + (1 if p < clients % procs else 0)
         first = sum(clients // procs + (1 if q < clients % procs else 0) for q in range(p))
-        workers.append(multiprocessing.Process(target=load, args=(port, first, share, start_at,
+        workers.append(multiprocessing.Process(target=load, args=(port, password, first, share, start_at,
                                                                   start_at + seconds, results)))
     for w in workers:
         w.start()
@@ -119,29 +139,43 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     port = free_port()
-    r = redis.Redis(port=port)
-    command = ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--maxclients", "1000", "--loadmodule", args.module]
-    with tempfile.TemporaryDirectory(prefix="fizbuz-redis-bench-") as folder, \
-            running_server(command + ["--dir", folder, "--logfile", f"{folder}/redis.log"],
-                           PidFile(f"{folder}/redis.pid", marker=str(port)), f"{folder}/stderr.log",
-                           ready=lambda: answers_ping(r), what=f"redis-server on port {port}", timeout=30):
-        r.execute_command("AI.MODELSTORE", "model", "TORCH", "CPU", "BATCHSIZE", args.batchsize,
-                          "BLOB", Path(args.model).read_bytes())
-        # Redis's CPU time per prediction (all its threads) does not depend on
-        # how busy the shared box is, unlike predictions per second.
-        print("| clients | predictions/s | wrong | runs per forward | redis CPU µs per prediction |\n"
-              "|---:|---:|---:|---:|---:|")
-        for clients in args.clients:
-            r.execute_command("AI.INFO", "model", "RESETSTAT")
-            cpu_before = cpu_seconds(r)
-            rate, wrong = measure(port, clients, args.seconds)
-            cpu = cpu_seconds(r) - cpu_before
-            info = dict(zip(*[iter(r.execute_command("AI.INFO", "model"))] * 2))
-            per_forward = info[b"calls"] / max(info[b"forwards"], 1)
-            per_prediction = 1e6 * cpu / max(info[b"calls"], 1)
-            print(f"| {clients} | {rate:,.0f} | {wrong} | {per_forward:.1f} | {per_prediction:.0f} |", flush=True)
+    user = unprivileged_user(os.environ.get("FIZBUZ_REDIS_RUN_AS") or "")
+    owner = None if user is None else user[1:]
+    with tempfile.TemporaryDirectory(prefix="fizbuz-redis-bench-") as folder:
+        secrets = Secrets(Path(folder) / "secrets").ensure()
+        data = Path(folder) / "data"
+        data.mkdir(mode=0o700)
+        if owner is not None:
+            os.chmod(folder, 0o711)  # the server's user passes through to data/
+            os.chown(data, *owner)
+        acl = secrets.write_acl(data / "users.acl", owner)
+        command = as_user(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                           "--maxclients", "1000", "--aclfile", acl, "--dir", data, "--logfile", data / "redis.log",
+                           "--loadmodule", args.module], user)
+        r = redis.Redis(port=port, **secrets.credentials(ADMIN))
+        with running_server(command, PidFile(f"{folder}/redis.pid", marker=str(port)), f"{folder}/stderr.log",
+                            ready=lambda: answers_ping(r), what=f"redis-server on port {port}", timeout=30):
+            run_points(args, port, r, secrets.password(RUNNER))
     return 0
+
+
+def run_points(args, port, r, password):
+    """Store the model as admin, then one table row per client count."""
+    r.execute_command("AI.MODELSTORE", "model", "TORCH", "CPU", "BATCHSIZE", args.batchsize,
+                      "BLOB", Path(args.model).read_bytes())
+    # Redis's CPU time per prediction (all its threads) does not depend on
+    # how busy the shared box is, unlike predictions per second.
+    print("| clients | predictions/s | wrong | runs per forward | redis CPU µs per prediction |\n"
+          "|---:|---:|---:|---:|---:|")
+    for clients in args.clients:
+        r.execute_command("AI.INFO", "model", "RESETSTAT")
+        cpu_before = cpu_seconds(r)
+        rate, wrong = measure(port, password, clients, args.seconds)
+        cpu = cpu_seconds(r) - cpu_before
+        info = dict(zip(*[iter(r.execute_command("AI.INFO", "model"))] * 2))
+        per_forward = info[b"calls"] / max(info[b"forwards"], 1)
+        per_prediction = 1e6 * cpu / max(info[b"calls"], 1)
+        print(f"| {clients} | {rate:,.0f} | {wrong} | {per_forward:.1f} | {per_prediction:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,20 @@
 run through serving/redis/start_redis.sh (-h there lists the settings).
 
 The server runs in the foreground of its own session (fizbuz.lifecycle), its
-pid in $FIZBUZ_REDIS_RUN_DIR/redis.pid, its log in redis.log there; start
-returns once it answers PING, stop ends it by that pid (SIGTERM: Redis saves
-and exits)."""
+pid in $FIZBUZ_REDIS_RUN_DIR/redis.pid, its log in redis.log there, its RDB,
+AOF and ACL file in data/ there; start returns once it answers PING, stop ends
+it by that pid (SIGTERM: Redis saves and exits).
+
+Nobody reaches it without a password (serving/redis/acl.py): start creates
+the users' passwords in secrets/ (0700, files 0600) when missing, writes the
+ACL file from them, and logs how to connect. Started by root, redis-server
+runs as an unprivileged user (FIZBUZ_REDIS_RUN_AS, default redis, else
+nobody) that owns data/; root keeps the secrets."""
 
 import logging
 import os
+import pwd
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +23,8 @@ from pathlib import Path
 import redis
 
 from fizbuz.contract import REDIS_MODULE, RUN_DIR
-from fizbuz.lifecycle import PidFile, check_port_free, server_cli, start_server, stop_server
+from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
+from serving.redis.acl import ADMIN, RUNNER, Secrets, private_dir
 from serving.redis.ready import answers_ping
 
 HERE = Path(__file__).resolve().parent
@@ -33,18 +42,94 @@ class Settings:
         self.appendonly = env.get("FIZBUZ_REDIS_APPENDONLY") or "yes"
         self.module = env.get("FIZBUZ_REDIS_MODULE") or REDIS_MODULE
         self.timeout = float(env.get("FIZBUZ_REDIS_WAIT") or 30)
+        self.data_dir = self.run_dir / "data"
+        self.acl_file = self.data_dir / "users.acl"
+        self.secrets = Secrets(env.get("FIZBUZ_REDIS_SECRETS") or self.run_dir / "secrets")
+        self.run_as = env.get("FIZBUZ_REDIS_RUN_AS") or ""
         # Redis retitles itself "redis-server BIND:PORT": the port is in both command lines.
         self.pid_file = PidFile(self.run_dir / "redis.pid", str(self.port))
         self.log_file = self.run_dir / "redis.log"
 
-    def command(self):
-        # No --logfile: Redis logs to stdout, which lifecycle.spawn writes to redis.log.
-        return ["redis-server", "--port", self.port, "--bind", self.bind, "--dir", self.run_dir,
-                "--daemonize", "no", "--appendonly", self.appendonly, "--save", "3600 1 300 100 60 10000",
-                "--loadmodule", self.module, "THREADS", self.threads]
+    def server_user(self):
+        """(name, uid, gid) redis-server runs as: None when not started by root."""
+        return unprivileged_user(self.run_as)
 
-    def client(self):
-        return redis.Redis(host=self.bind, port=self.port, socket_timeout=10, decode_responses=True)
+    def command(self, user=None):
+        # No --logfile: Redis logs to stdout, which lifecycle.spawn writes to redis.log.
+        command = ["redis-server", "--port", self.port, "--bind", self.bind, "--dir", self.data_dir,
+                   "--aclfile", self.acl_file, "--daemonize", "no", "--appendonly", self.appendonly,
+                   "--save", "3600 1 300 100 60 10000", "--loadmodule", self.module, "THREADS", self.threads]
+        return as_user(command, user)
+
+    def client(self, user=ADMIN):
+        return redis.Redis(host=self.bind, port=self.port, socket_timeout=10, decode_responses=True,
+                           **self.secrets.credentials(user))
+
+
+def unprivileged_user(name=""):
+    """(name, uid, gid) of the user redis-server runs as when started by root
+    (`name`, else redis, else nobody); None when we are not root (it then
+    runs as its caller). Never root: it runs model code."""
+    if os.geteuid() != 0:
+        return None
+    names = [name] if name else ["redis", "nobody"]
+    for candidate in names:
+        try:
+            entry = pwd.getpwnam(candidate)
+        except KeyError:
+            continue
+        if entry.pw_uid == 0:
+            raise LifecycleError(f"FIZBUZ_REDIS_RUN_AS={candidate} is root: redis-server runs model code, never as root")
+        return candidate, entry.pw_uid, entry.pw_gid
+    raise LifecycleError(f"no user {' or '.join(names)} to run redis-server as (set FIZBUZ_REDIS_RUN_AS)")
+
+
+def as_user(command, user):
+    """`command` run as `user` (from unprivileged_user; None: as we are).
+    setpriv execs (no parent process left between us and redis-server), so a
+    pid file holds redis-server's own pid."""
+    if user is None:
+        return command
+    _, uid, gid = user
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--", *command]
+
+
+def unreachable_folder(path, uid, gids):
+    """The first folder on the way to `path` that user `uid` cannot enter, or None."""
+    for folder in reversed([Path(path), *Path(path).parents]):
+        st = folder.stat()
+        bits = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids else stat.S_IXOTH
+        if not st.st_mode & bits:
+            return folder
+    return None
+
+
+def prepare_folders(settings, user):
+    """The run folder (log, pid), secrets/ (ours, 0700) and data/ (the server
+    user's, 0700), and the ACL file redis-server reads."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.secrets.ensure()
+    owner = None if user is None else (user[1], user[2])
+    private_dir(settings.data_dir, owner)
+    if user is not None:
+        gids = {user[2], *os.getgrouplist(user[0], user[2])}
+        for needed in (settings.data_dir.parent, Path(settings.module).parent):
+            blocked = unreachable_folder(needed, user[1], gids)
+            if blocked is not None:
+                raise LifecycleError(f"redis-server runs as {user[0]}, who cannot enter {blocked}: "
+                                 f"open it (chmod o+x) or choose another FIZBUZ_REDIS_RUN_DIR")
+    # Rewritten at every start from the password files: they are the source of truth.
+    settings.secrets.write_acl(settings.acl_file, owner)
+
+
+def how_to_connect(settings):
+    folder = settings.secrets.folder
+    log.info("users: %s (store/delete models, config) and %s (tensors and runs); passwords in %s "
+             "(%s.pass, %s.pass, 0600)", ADMIN, RUNNER, folder, ADMIN, RUNNER)
+    log.info("connect: REDISCLI_AUTH=\"$(cat %s)\" redis-cli -h %s -p %d --user %s",
+             settings.secrets.path(RUNNER), settings.bind, settings.port, RUNNER)
+    log.info("book client: .venv/bin/python serving/redis/client.py --port %d --secrets %s --store 14",
+             settings.port, folder)
 
 
 def start(settings):
@@ -55,11 +140,14 @@ def start(settings):
     check_port_free(settings.port, "redis-server", settings.bind, hint=" with FIZBUZ_REDIS_PORT")
     # Installs redis and builds the module when needed; a no-op otherwise.
     subprocess.run([HERE / "setup.sh"], check=True)
-    process = start_server(settings.command(), settings.pid_file, settings.log_file,
-                           ready=lambda: answers_ping(settings.client()),
+    user = settings.server_user()
+    prepare_folders(settings, user)
+    process = start_server(settings.command(user), settings.pid_file, settings.log_file,
+                           ready=lambda: answers_ping(settings.client(RUNNER)),
                            what=f"PING on {settings.bind}:{settings.port}", timeout=settings.timeout)
-    log.info("redis-server with the module on %s:%d (pid %d, folder %s)",
-             settings.bind, settings.port, process.pid, settings.run_dir)
+    log.info("redis-server with the module on %s:%d (pid %d as %s, folder %s)", settings.bind, settings.port,
+             process.pid, user[0] if user else "you", settings.run_dir)
+    how_to_connect(settings)
     return 0
 
 
@@ -88,7 +176,7 @@ def status(settings):
 def main(argv=None):
     return server_cli(argv, "serving/redis/start_redis.sh", __doc__,
                       {"start": start, "stop": stop, "status": status}, Settings,
-                      errors=(redis.RedisError, subprocess.CalledProcessError))
+                      errors=(redis.RedisError, subprocess.CalledProcessError, OSError))  # OSError: e.g. secrets not ours to read
 
 
 if __name__ == "__main__":

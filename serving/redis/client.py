@@ -8,9 +8,15 @@ module, then answer numbers with AI.TENSORSET / AI.MODELRUN / AI.TENSORGET.
 
 --dialect 1.x sends AI.MODELSTORE ... BLOB and AI.MODELEXECUTE with counts,
 as the redisai 1.x client does; the default (0.x) is the book's own code.
+
+Credentials come from the password files start_redis.sh writes (--secrets,
+default $FIZBUZ_REDIS_SECRETS or <run folder>/secrets): the model is stored
+as the admin user, numbers are answered as the runner user. --no-auth
+connects without credentials (a server without ACLs).
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import redis
 
 from fizbuz.contract import TORCHSCRIPT_PATH
 from fizbuz_codec import MAX_INPUT, MIN_INPUT, encode, readable
+from serving.redis.acl import ADMIN, RUNNER, Secrets
 
 
 def store(r, model_path, key, dialect):
@@ -42,6 +49,14 @@ def answer(r, n, key, dialect):
     return readable(number, int(np.frombuffer(buf, dtype=np.float32).argmax()))
 
 
+def secrets_for(args):
+    if args.secrets is not None:
+        return Secrets(args.secrets)
+    # The folder start_redis.sh uses for this port (FIZBUZ_REDIS_RUN_DIR, FIZBUZ_REDIS_SECRETS honoured).
+    from serving.redis.cli import Settings
+    return Settings(dict(os.environ, FIZBUZ_REDIS_PORT=str(args.port))).secrets
+
+
 def number(text):
     value = int(text)
     if not MIN_INPUT <= value <= MAX_INPUT:
@@ -58,11 +73,18 @@ def main(argv=None):
     parser.add_argument("--store", action="store_true", help="store the model first")
     parser.add_argument("--model", default=TORCHSCRIPT_PATH, help="TorchScript file (default: %(default)s)")
     parser.add_argument("--dialect", choices=["0.x", "1.x"], default="0.x")
+    parser.add_argument("--secrets", type=Path, help="folder of admin.pass and runner.pass "
+                        "(default: $FIZBUZ_REDIS_SECRETS, else the run folder's secrets/ for --port)")
+    parser.add_argument("--no-auth", action="store_true", help="connect without credentials")
     args = parser.parse_args(argv)
-    r = redis.Redis(host=args.host, port=args.port)
     try:
+        def connect(user):
+            if args.no_auth:
+                return redis.Redis(host=args.host, port=args.port)
+            return redis.Redis(host=args.host, port=args.port, **secrets_for(args).credentials(user))
         if args.store:
-            store(r, args.model, args.key, args.dialect)
+            store(connect(ADMIN), args.model, args.key, args.dialect)
+        r = connect(RUNNER)
         for n in args.numbers:
             print(f"{n} -> {answer(r, n, args.key, args.dialect)}")
     except (redis.ConnectionError, redis.ResponseError, OSError) as error:

@@ -183,3 +183,16 @@ def test_kill_9_of_a_worker_under_32_tritonclient_callers(fleet, clients_python,
     for line in lines:  # always on the other host
         first, second = line.split("upstream=")[1].split(" ustatus=")[0].replace(" : ", ", ").split(", ")[:2]
         assert first != second, line
+
+
+def test_the_readmes_tritonclient_lines_work_as_shown(fleet, clients_python):
+    """The README's "Standard clients" snippet, run as written, prints what it says."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Standard clients", 1)[1]
+    script = section.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    promised = [line[2:] for line in section.split("\nEOF\n", 1)[1].split("```", 1)[0].splitlines()
+                if line.startswith("# ")]
+    result = subprocess.run([clients_python, "-"], input=script, capture_output=True, text=True, timeout=120,
+                            env=client_env(fleet.healthy()))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == promised

@@ -4,14 +4,18 @@ eager model's answers, and real Redis servers that are always stopped."""
 
 import os
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 from fizbuz.contract import ROOT
 from fizbuz.model import encode_batch
+from serving.redis.acl import Secrets
+from redis_holds import Holder
 from redis_inputs import NUMBERS
-from redis_servers import SANITIZE, RedisProcess
+from redis_servers import SANITIZE, RedisProcess, remove_home, server_home
 
 REDIS_ROOM = ROOT / "serving" / "redis"
 
@@ -29,6 +33,37 @@ def module_path():
 
 
 @pytest.fixture(scope="session")
+def redis_secrets(tmp_path_factory):
+    """The ACL users' passwords every test server shares (as a replica set or
+    cluster would), made as start_redis.sh makes them."""
+    return Secrets(tmp_path_factory.mktemp("redis-secrets") / "secrets").ensure()
+
+
+@pytest.fixture(scope="session")
+def servers_home():
+    """Where the servers' folders go: a folder their (unprivileged) user can enter."""
+    home = server_home()
+    try:
+        yield home
+    finally:
+        remove_home(home)
+
+
+@pytest.fixture
+def server_folder(servers_home, request):
+    """This test's own folder under servers_home (open for the servers' user to enter)."""
+    folder = Path(tempfile.mkdtemp(prefix=request.node.name[:40].replace("/", "_") + "-", dir=servers_home))
+    folder.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def holder(servers_home):
+    """The model that holds the run thread until released (redis_holds.py)."""
+    return Holder(Path(tempfile.mkdtemp(prefix="hold-", dir=servers_home)))  # Holder gives it to that user
+
+
+@pytest.fixture(scope="session")
 def model_blob(torchscript_model):
     return torchscript_model.read_bytes()
 
@@ -41,14 +76,15 @@ def eager_logits(eager_model):
 
 
 @pytest.fixture
-def start_redis(tmp_path, module_path):
+def start_redis(server_folder, module_path, redis_secrets):
     """start_redis(name, args=..., module=True) -> a started RedisProcess; every
     one is stopped when the test ends, whatever happened."""
     started = []
 
     def start(name="redis", args=(), module=True, taken=(), **kwargs):
         taken = {p.port for p in started} | set(taken)
-        proc = RedisProcess(tmp_path / name, module_path if module else None, args, taken=taken, **kwargs)
+        kwargs.setdefault("secrets", redis_secrets)
+        proc = RedisProcess(server_folder / name, module_path if module else None, args, taken=taken, **kwargs)
         started.append(proc)
         return proc.start()
 

@@ -20,8 +20,8 @@ HUGE = 2 ** 63 - 1
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, module_path):
-    proc = RedisProcess(tmp_path_factory.mktemp("bad-input"), module_path)
+def server(servers_home, module_path, redis_secrets):
+    proc = RedisProcess(servers_home / "bad-input", module_path, secrets=redis_secrets)
     try:
         yield proc.start()
     finally:
@@ -131,8 +131,8 @@ def test_runs_are_refused_inside_multi(r):
     assert_good_run(r)
 
 
-def test_a_run_queued_past_its_timeout_gets_timedout(server, r, model_blob):
-    with worker_held(server, model_blob):
+def test_a_run_queued_past_its_timeout_gets_timedout(server, r, holder):
+    with worker_held(server, holder):
         before = blocked_clients(r)
         with pytest.raises(redis.ResponseError, match="TIMEDOUT"):
             r.execute_command('AI.MODELEXECUTE', 'model', 'INPUTS', 1, 'a', 'OUTPUTS', 1, 'late', 'TIMEOUT', 50)

@@ -55,13 +55,13 @@ def test_minbatchsize_joins_eight_clients_into_one_forward(server, model_blob, e
     assert (stats['calls'], stats['samples'], stats['forwards']) == (8, 8, 1)
 
 
-def test_runs_queued_under_load_share_forwards(server, model_blob, eager_logits):
+def test_runs_queued_under_load_share_forwards(server, model_blob, holder, eager_logits):
     """16 clients queue runs (of 1..3 rows) while the run thread is busy; when it
     is free they go through in one forward of up to BATCHSIZE rows."""
     r = server.client()
     r.execute_command('AI.MODELSTORE', 'm', 'TORCH', 'CPU', 'BATCHSIZE', 64, 'BLOB', model_blob)
     numbers = [list(range(i * 7, i * 7 + 1 + i % 3)) for i in range(16)]
-    with worker_held(server, model_blob):
+    with worker_held(server, holder):
         before = blocked_clients(r)
         threads, results = start_runs(server, 'm', numbers)
         wait_until(lambda: blocked_clients(r) == before + 16, "16 runs to queue")
@@ -73,12 +73,12 @@ def test_runs_queued_under_load_share_forwards(server, model_blob, eager_logits)
     assert stats['forwards'] == 1, stats
 
 
-def test_batches_stop_at_batchsize_and_never_mix_shapes(server, model_blob, eager_logits):
+def test_batches_stop_at_batchsize_and_never_mix_shapes(server, model_blob, holder, eager_logits):
     r = server.client()
     r.execute_command('AI.MODELSTORE', 'm', 'TORCH', 'CPU', 'BATCHSIZE', 4, 'BLOB', model_blob)
     r.execute_command('AI.TENSORSET', 'wide', 'FLOAT', 1, 5)
     numbers = [[n] for n in range(10)]
-    with worker_held(server, model_blob):
+    with worker_held(server, holder):
         before = blocked_clients(r)
         threads, results = start_runs(server, 'm', numbers)
         wait_until(lambda: blocked_clients(r) == before + 10, "10 runs to queue")

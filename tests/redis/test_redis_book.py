@@ -1,17 +1,19 @@
-"""The book's client code, unchanged but for the connection, against the
-module in a real redis-server: every input 0..1022 through AI.MODELRUN (0.x
-dialect) equals the eager PyTorch model and the FizzBuzz truth of n + 1."""
+"""The book's client code, unchanged but for the connections (the admin user
+stores the model, the runner user answers), against the module in a real
+redis-server: every input 0..1022 through AI.MODELRUN (0.x dialect) equals
+the eager PyTorch model and the FizzBuzz truth of n + 1."""
 
 import numpy as np
 
 from redis_inputs import NUMBERS, encoder
 from fizbuz_codec import true_class
+from serving.redis.acl import RUNNER
 
 
-def book_client(r, model_pt, numbers):
+def book_client(admin, r, model_pt, numbers):
     """The book's snippet (input() replaced by a loop over `numbers`)."""
     answers = {}
-    r.execute_command('AI.MODELSET', 'model', 'TORCH', 'CPU', model_pt)
+    admin.execute_command('AI.MODELSET', 'model', 'TORCH', 'CPU', model_pt)
     for n in numbers:
         number = n + 1
         inputs = encoder(number)
@@ -23,8 +25,8 @@ def book_client(r, model_pt, numbers):
     return answers
 
 
-def test_book_snippet_answers_every_input_like_eager_pytorch(r, model_blob, eager_logits):
-    answers = book_client(r, model_blob, NUMBERS)
+def test_book_snippet_answers_every_input_like_eager_pytorch(server, r, model_blob, eager_logits):
+    answers = book_client(r, server.client(RUNNER), model_blob, NUMBERS)
     for n in NUMBERS:
         typ, shape, logits, prediction = answers[n]
         assert typ == b'FLOAT' and shape == [1, 4]
@@ -32,8 +34,9 @@ def test_book_snippet_answers_every_input_like_eager_pytorch(r, model_blob, eage
         assert prediction == eager_logits[n].argmax() == true_class(n + 1), n
 
 
-def test_modelexecute_1x_dialect_answers_every_input(r, model_blob, eager_logits):
+def test_modelexecute_1x_dialect_answers_every_input(server, r, model_blob, eager_logits):
     r.execute_command('AI.MODELSTORE', 'm', 'TORCH', 'CPU', 'TAG', 'v1', 'BLOB', model_blob)
+    r = server.client(RUNNER)
     batch = np.stack([encoder(n + 1)[0] for n in NUMBERS])
     # One run of all 1023 rows, and one run per row (pipelined).
     r.execute_command('AI.TENSORSET', 'all', 'FLOAT', *batch.shape, 'BLOB', batch.tobytes())

@@ -3,6 +3,7 @@ keys share a hash tag are answered by the node that owns the slot; runs whose
 keys do not are refused with CROSSSLOT (Redis learns a run's keys from the
 module's getkeys callback)."""
 
+import os
 import subprocess
 
 import numpy as np
@@ -13,10 +14,11 @@ from fizbuz_codec import true_class
 from fizbuz.lifecycle import free_port
 from redis_inputs import encoder
 from redis_servers import wait_until
+from serving.redis.acl import ADMIN, RUNNER
 
 
 @pytest.fixture
-def cluster(start_redis):
+def cluster(start_redis, redis_secrets):
     nodes, taken = [], set()
     for i in range(3):
         # The bus port is port + 10000 unless set: pick a free one of our own.
@@ -27,8 +29,11 @@ def cluster(start_redis):
                            taken=taken)
         taken.add(node.port)
         nodes.append(node)
-    create = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
-                             "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=120)
+    # As admin; the password in the environment redis-cli reads, not on its command line.
+    create = subprocess.run(["redis-cli", "--user", ADMIN, "--cluster", "create",
+                             *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-replicas", "0", "--cluster-yes"],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, REDISCLI_AUTH=redis_secrets.password(ADMIN)))
     assert create.returncode == 0, create.stdout + create.stderr
     for n in nodes:
         wait_until(lambda n=n: n.client().cluster("info")["cluster_state"] == "ok", "CLUSTER INFO to say ok")
@@ -72,10 +77,13 @@ def test_a_key_on_another_node_is_moved(cluster):
         elsewhere.client().execute_command('AI.TENSORSET', '{a}t', 'FLOAT', 1)
 
 
-def test_cluster_client_routes_by_hash_tag(cluster, model_blob):
-    rc = redis.RedisCluster(host="127.0.0.1", port=cluster[0].port)
+def test_cluster_client_routes_by_hash_tag(cluster, model_blob, redis_secrets):
+    admin = redis.RedisCluster(host="127.0.0.1", port=cluster[0].port, **redis_secrets.credentials(ADMIN))
+    admin.execute_command('AI.MODELSET', '{fb}model', 'TORCH', 'CPU', model_blob)
+    admin.close()
+    # The runner's rules cover what a cluster client needs (slot map, COMMAND).
+    rc = redis.RedisCluster(host="127.0.0.1", port=cluster[0].port, **redis_secrets.credentials(RUNNER))
     try:
-        rc.execute_command('AI.MODELSET', '{fb}model', 'TORCH', 'CPU', model_blob)
         rc.execute_command('AI.TENSORSET', '{fb}a', 'FLOAT', 1, 10, 'BLOB', encoder(15).tobytes())
         rc.execute_command('AI.MODELRUN', '{fb}model', 'INPUTS', '{fb}a', 'OUTPUTS', '{fb}out')
         _, _, buf = rc.execute_command('AI.TENSORGET', '{fb}out', 'BLOB')

@@ -17,14 +17,15 @@ CLIENT_PYTHON = ROOT / ".venv-redisai" / "bin" / "python"
 CHECK = Path(__file__).with_name("redisai_client_check.py")
 
 
-def test_redisai_client_answers_every_input(server, model_blob, eager_logits, tmp_path):
+def test_redisai_client_answers_every_input(server, model_blob, eager_logits, tmp_path, redis_secrets):
     if not CLIENT_PYTHON.exists():
         pytest.fail("no .venv-redisai: run serving/redis/setup.sh (run_tests.sh does)")
     model = tmp_path / "fizbuz.pt"
     model.write_bytes(model_blob)
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps([encode(n + 1) for n in NUMBERS]))
-    result = subprocess.run([str(CLIENT_PYTHON), str(CHECK), str(server.port), str(model), str(inputs)],
+    result = subprocess.run([str(CLIENT_PYTHON), str(CHECK), str(server.port), str(model), str(inputs),
+                             str(redis_secrets.folder)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)

@@ -2,8 +2,11 @@
 start_redis.sh start/status/stop around the book-style client.py."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -32,11 +35,24 @@ def test_setup_is_idempotent():
     assert "is up to date" in result.stdout
 
 
-def test_start_status_client_stop(tmp_path):
+@pytest.fixture
+def run_home():
+    """A folder the unprivileged user redis-server runs as can enter (pytest's
+    own tmp_path sits under a 0700 folder of root's); removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="fizbuz-redis-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_start_status_client_stop(run_home):
+    tmp_path = run_home
     env = {"FIZBUZ_REDIS_PORT": str(free_port()), "FIZBUZ_REDIS_RUN_DIR": str(tmp_path / "run")}
     port = env["FIZBUZ_REDIS_PORT"]
     script = ROOM / "start_redis.sh"
-    started = run([script, "start"], env)
+    started = run([script], env)  # no argument means start, as the README shows it
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         pid = int((tmp_path / "run" / "redis.pid").read_text())
@@ -56,4 +72,4 @@ def test_start_status_client_stop(tmp_path):
         stopped = run([script, "stop"], env)
     assert stopped.returncode == 0 and "stopped pid" in stopped.stdout
     assert run([script, "status"], env).returncode == 3
-    assert (tmp_path / "run" / "appendonlydir").is_dir() and (tmp_path / "run" / "redis.log").is_file()
+    assert (tmp_path / "run" / "data" / "appendonlydir").is_dir() and (tmp_path / "run" / "redis.log").is_file()

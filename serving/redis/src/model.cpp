@@ -1,8 +1,10 @@
 #include "model.hpp"
 
+#include <limits>
 #include <sstream>
 #include <string_view>
 
+#include "guard.hpp"
 #include "keys.hpp"
 
 namespace fzai {
@@ -46,29 +48,50 @@ namespace {
 
 void save_string(RedisModuleIO* io, const std::string& s) { rm::api.SaveStringBuffer(io, s.data(), s.size()); }
 
-std::string load_string(RedisModuleIO* io) {
+// Names in a model's settings: more than this in an RDB or RESTORE payload is bad data.
+constexpr uint64_t kMaxNames = 1024;
+
+// false on a short read (HANDLE_IO_ERRORS: Redis flags it and returns NULL).
+bool load_string(RedisModuleIO* io, std::string& out) {
   std::size_t len = 0;
   char* data = rm::api.LoadStringBuffer(io, &len);
-  std::string s(data, len);
+  if (rm::api.IsIOError(io) || data == nullptr) {
+    if (data) rm::api.Free(data);
+    return false;
+  }
+  out.assign(data, len);
   rm::api.Free(data);
-  return s;
+  return true;
 }
 
-void* rdb_load(RedisModuleIO* rdb, int encver) {
+bool load_setting(RedisModuleIO* io, long long& out) {
+  const uint64_t v = rm::api.LoadUnsigned(io);
+  if (rm::api.IsIOError(io) || v > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) return false;
+  out = static_cast<long long>(v);
+  return true;
+}
+
+// Every field is checked as it is read, as for the tensor type: a bad or
+// short payload answers NULL (Redis reports bad data), never an exception.
+void* load_model_value(RedisModuleIO* rdb, int encver) {
   if (encver != 0) return nullptr;
   ModelSettings s;
-  s.backend = load_string(rdb);
-  s.device = load_string(rdb);
-  s.tag = load_string(rdb);
-  s.batchsize = static_cast<long long>(rm::api.LoadUnsigned(rdb));
-  s.minbatchsize = static_cast<long long>(rm::api.LoadUnsigned(rdb));
-  s.minbatchtimeout = static_cast<long long>(rm::api.LoadUnsigned(rdb));
+  std::string blob;
+  if (!load_string(rdb, s.backend) || !load_string(rdb, s.device) || !load_string(rdb, s.tag)) return nullptr;
+  if (!load_setting(rdb, s.batchsize) || !load_setting(rdb, s.minbatchsize) || !load_setting(rdb, s.minbatchtimeout)) {
+    return nullptr;
+  }
+  if (s.minbatchsize > s.batchsize || s.backend != "TORCH" || s.device != "CPU") return nullptr;
   for (auto* names : {&s.inputs, &s.outputs}) {
     const uint64_t n = rm::api.LoadUnsigned(rdb);
-    for (uint64_t i = 0; i < n; ++i) names->push_back(load_string(rdb));
+    if (rm::api.IsIOError(rdb) || n > kMaxNames) return nullptr;
+    for (uint64_t i = 0; i < n; ++i) {
+      if (!load_string(rdb, names->emplace_back())) return nullptr;
+    }
   }
+  if (!load_string(rdb, blob)) return nullptr;
   std::string error;
-  auto model = load_model(std::move(s), load_string(rdb), error);
+  auto model = load_model(std::move(s), std::move(blob), error);
   if (!model) {
     rm::api.Log(nullptr, "warning", "fizbuz-ai: cannot load a model from the RDB: %s", error.c_str());
     return nullptr;
@@ -76,7 +99,13 @@ void* rdb_load(RedisModuleIO* rdb, int encver) {
   return new ModelRef{std::move(model)};
 }
 
-void rdb_save(RedisModuleIO* rdb, void* value) {
+void* rdb_load(RedisModuleIO* rdb, int encver) {
+  void* value = or_on_exception<void*>(nullptr, "loading a model", [&] { return load_model_value(rdb, encver); });
+  if (!value) rm::api.Log(nullptr, "warning", "fizbuz-ai: refused a model from an RDB or RESTORE payload: bad or short data");
+  return value;
+}
+
+void save_model(RedisModuleIO* rdb, void* value) {
   const Model& m = *static_cast<ModelRef*>(value)->model;
   const ModelSettings& s = m.settings;
   save_string(rdb, s.backend);
@@ -92,9 +121,13 @@ void rdb_save(RedisModuleIO* rdb, void* value) {
   save_string(rdb, m.blob);
 }
 
+void rdb_save(RedisModuleIO* rdb, void* value) {
+  or_on_exception(0, "saving a model", [&] { save_model(rdb, value); return 0; });
+}
+
 // AI.MODELSTORE key backend device TAG t BATCHSIZE n MINBATCHSIZE m MINBATCHTIMEOUT ms
 //   [INPUTS n names...] [OUTPUTS n names...] BLOB data
-void aof_rewrite(RedisModuleIO* aof, RedisModuleString* key, void* value) {
+void emit_model(RedisModuleIO* aof, RedisModuleString* key, void* value) {
   const Model& m = *static_cast<ModelRef*>(value)->model;
   const ModelSettings& s = m.settings;
   std::vector<std::string> words = {s.backend, s.device, "TAG", s.tag,
@@ -112,6 +145,10 @@ void aof_rewrite(RedisModuleIO* aof, RedisModuleString* key, void* value) {
   rm::api.EmitAOF(aof, "AI.MODELSTORE", "svcb", key, args.data(), args.size(), "BLOB", m.blob.data(),
                   m.blob.size());
   for (auto* s2 : args) rm::api.FreeString(nullptr, s2);
+}
+
+void aof_rewrite(RedisModuleIO* aof, RedisModuleString* key, void* value) {
+  or_on_exception(0, "rewriting a model to the AOF", [&] { emit_model(aof, key, value); return 0; });
 }
 
 size_t mem_usage(const void* value) {

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include "commands.hpp"
+#include "guard.hpp"
 #include "keys.hpp"
 #include "model.hpp"
 #include "runner.hpp"
@@ -17,18 +18,19 @@ struct CommandSpec {
   int first_key, last_key, step;
 };
 
+// Every handler is guarded: an exception becomes an error reply (guard.hpp).
 const CommandSpec kCommands[] = {
-    {"AI.TENSORSET", fzai::TensorSet, "write deny-oom", 1, 1, 1},
-    {"AI.TENSORGET", fzai::TensorGet, "readonly", 1, 1, 1},
-    {"AI.MODELSET", fzai::ModelSet, "write deny-oom", 1, 1, 1},
-    {"AI.MODELSTORE", fzai::ModelStore, "write deny-oom", 1, 1, 1},
-    {"AI.MODELGET", fzai::ModelGet, "readonly", 1, 1, 1},
-    {"AI.MODELDEL", fzai::ModelDel, "write", 1, 1, 1},
+    {"AI.TENSORSET", fzai::guarded<fzai::TensorSet>, "write deny-oom", 1, 1, 1},
+    {"AI.TENSORGET", fzai::guarded<fzai::TensorGet>, "readonly", 1, 1, 1},
+    {"AI.MODELSET", fzai::guarded<fzai::ModelSet>, "write deny-oom", 1, 1, 1},
+    {"AI.MODELSTORE", fzai::guarded<fzai::ModelStore>, "write deny-oom", 1, 1, 1},
+    {"AI.MODELGET", fzai::guarded<fzai::ModelGet>, "readonly", 1, 1, 1},
+    {"AI.MODELDEL", fzai::guarded<fzai::ModelDel>, "write", 1, 1, 1},
     // Inputs and outputs sit at positions only the parser knows: getkeys-api.
-    {"AI.MODELRUN", fzai::ModelRun, "write deny-oom getkeys-api", 1, 1, 1},
-    {"AI.MODELEXECUTE", fzai::ModelExecute, "write deny-oom getkeys-api", 1, 1, 1},
-    {"AI.INFO", fzai::Info, "readonly", 1, 1, 1},
-    {"AI.CONFIG", fzai::Config, "admin", 0, 0, 0},
+    {"AI.MODELRUN", fzai::guarded<fzai::ModelRun>, "write deny-oom getkeys-api", 1, 1, 1},
+    {"AI.MODELEXECUTE", fzai::guarded<fzai::ModelExecute>, "write deny-oom getkeys-api", 1, 1, 1},
+    {"AI.INFO", fzai::guarded<fzai::Info>, "readonly", 1, 1, 1},
+    {"AI.CONFIG", fzai::guarded<fzai::Config>, "admin", 0, 0, 0},
 };
 
 }  // namespace
@@ -42,6 +44,9 @@ extern "C" __attribute__((visibility("default"))) int RedisModule_OnLoad(RedisMo
     rm::api.Log(ctx, "warning", "unknown or invalid module argument; the only one is THREADS n (1..64)");
     return rm::ERR;
   }
+  // A short or bad RDB/RESTORE payload is the type's rdb_load's to refuse
+  // (it answers NULL), not a reason for Redis to stop the server.
+  rm::api.SetModuleOptions(ctx, rm::OPTIONS_HANDLE_IO_ERRORS);
   // One intra-op thread: small models gain nothing from more, and the host is shared.
   at::set_num_threads(1);
   if (!fzai::register_tensor_type(ctx) || !fzai::register_model_type(ctx)) return rm::ERR;

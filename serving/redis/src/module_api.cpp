@@ -24,6 +24,7 @@ int init(RedisModuleCtx* ctx, const char* name, int version) {
   bool ok = true;
 #define RM_LOAD(fn) ok = load(#fn, api.fn) && ok
   RM_LOAD(SetModuleAttribs);
+  RM_LOAD(SetModuleOptions);
   RM_LOAD(IsModuleNameBusy);
   RM_LOAD(CreateCommand);
   RM_LOAD(CreateDataType);
@@ -54,6 +55,9 @@ int init(RedisModuleCtx* ctx, const char* name, int version) {
   RM_LOAD(LoadUnsigned);
   RM_LOAD(SaveStringBuffer);
   RM_LOAD(LoadStringBuffer);
+  RM_LOAD(IsIOError);
+  RM_LOAD(TryAlloc);
+  RM_LOAD(Calloc);
   RM_LOAD(Free);
   RM_LOAD(Log);
   RM_LOAD(BlockClient);

@@ -51,10 +51,16 @@ constexpr int CTX_FLAGS_MULTI = 1 << 1;
 
 constexpr long POSTPONED_ARRAY_LEN = -1;
 
+// SetModuleOptions flag: loads from an RDB or a RESTORE payload that run short
+// set an error flag (read with IsIOError) and return 0/NULL, instead of Redis
+// stopping the server; the type's rdb_load must then return NULL.
+constexpr int OPTIONS_HANDLE_IO_ERRORS = 1 << 0;
+
 // The API table, filled by init(). One pointer per function, named as in Redis.
 struct Api {
   int (*GetApi)(const char*, void*);
   void (*SetModuleAttribs)(RedisModuleCtx*, const char*, int, int);
+  void (*SetModuleOptions)(RedisModuleCtx*, int);
   int (*IsModuleNameBusy)(const char*);
   int (*CreateCommand)(RedisModuleCtx*, const char*, RedisModuleCmdFunc, const char*, int, int, int);
   RedisModuleType* (*CreateDataType)(RedisModuleCtx*, const char*, int, RedisModuleTypeMethods*);
@@ -89,6 +95,10 @@ struct Api {
   uint64_t (*LoadUnsigned)(RedisModuleIO*);
   void (*SaveStringBuffer)(RedisModuleIO*, const char*, size_t);
   char* (*LoadStringBuffer)(RedisModuleIO*, size_t*);
+  int (*IsIOError)(RedisModuleIO*);
+  // Redis's allocator: memory taken here counts in used_memory and maxmemory.
+  void* (*TryAlloc)(size_t);  // NULL when out of memory (Redis 7.0+)
+  void* (*Calloc)(size_t, size_t);
   void (*Free)(void*);
   void (*Log)(RedisModuleCtx*, const char*, const char*, ...);
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "commands.hpp"
+#include "guard.hpp"
 #include "keys.hpp"
 #include "model.hpp"
 #include "runner.hpp"
@@ -132,7 +133,8 @@ int run(RedisModuleCtx* ctx, RedisModuleString** argv, int argc, bool execute) {
   for (int p : a.inputs) {
     auto* t = static_cast<Tensor*>(open_value(ctx, argv[p], tensor_type, rm::READ, "ERR tensor key is empty", &key));
     if (!t) return rm::OK;
-    job->inputs.push_back(t->value);  // tensors are never changed in place: sharing is safe
+    // Shared until the run: the run thread copies it before the model sees it.
+    job->inputs.push_back(t->value);
     rm::api.CloseKey(key);
   }
   for (int p : a.outputs) {
@@ -148,7 +150,7 @@ int run(RedisModuleCtx* ctx, RedisModuleString** argv, int argc, bool execute) {
     job->deadline = Clock::now() + std::chrono::milliseconds(a.timeout_ms);
   }
   // No Redis-side timeout: the runner keeps TIMEOUT (see runner.cpp's timekeeper).
-  job->client = rm::api.BlockClient(ctx, reply_done, nullptr, free_job, 0);
+  job->client = rm::api.BlockClient(ctx, guarded<reply_done>, nullptr, free_job, 0);
   submit(job.release());
   return rm::OK;
 }

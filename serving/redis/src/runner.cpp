@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "guard.hpp"
 #include "tensor.hpp"
 
 namespace fzai {
@@ -41,45 +42,55 @@ bool joinable(const Job* a, const Job* b) {
   return true;
 }
 
-// Take the next batch off the queue (blocks). The head job decides the model;
-// later jobs join while the rows fit in BATCHSIZE. With MINBATCHSIZE, wait for
-// enough rows until MINBATCHTIMEOUT passes.
+// Take the next batch off the queue (blocks). Jobs are looked at oldest first;
+// each job that could not join an older one heads a batch of its model: later
+// jobs join while the rows fit in BATCHSIZE. A batch short of MINBATCHSIZE
+// waits (until MINBATCHTIMEOUT or its head's TIMEOUT) without holding up the
+// batches behind it: those of other models, or of other input shapes, run.
 std::vector<Job*> next_batch() {
   std::unique_lock<std::mutex> lock(queue_mutex);
   for (;;) {
     queue_ready.wait(lock, [] { return !queue.empty(); });
-    Job* head = queue.front();
-    const ModelSettings& s = head->model->settings;
-    std::vector<std::size_t> picked = {0};
-    int64_t total = rows(head);
-    if (s.batchsize > 0 && head->inputs.size() > 0) {
-      for (std::size_t i = 1; i < queue.size() && total < s.batchsize; ++i) {
-        if (joinable(head, queue[i]) && total + rows(queue[i]) <= s.batchsize) {
-          picked.push_back(i);
-          total += rows(queue[i]);
+    auto wake = Clock::time_point::max();
+    const auto now = Clock::now();
+    for (std::size_t h = 0; h < queue.size(); ++h) {
+      Job* head = queue[h];
+      bool joins_older = false;
+      for (std::size_t e = 0; e < h && !joins_older; ++e) joins_older = joinable(queue[e], head);
+      if (joins_older) continue;  // it was looked at with that older job's batch
+      const ModelSettings& s = head->model->settings;
+      std::vector<std::size_t> picked = {h};
+      int64_t total = rows(head);
+      if (s.batchsize > 0 && !head->inputs.empty()) {
+        for (std::size_t i = h + 1; i < queue.size() && total < s.batchsize; ++i) {
+          if (joinable(head, queue[i]) && total + rows(queue[i]) <= s.batchsize) {
+            picked.push_back(i);
+            total += rows(queue[i]);
+          }
+        }
+        if (s.minbatchsize > 0 && total < s.minbatchsize) {
+          auto until = Clock::time_point::max();
+          if (s.minbatchtimeout > 0) until = head->queued_at + std::chrono::milliseconds(s.minbatchtimeout);
+          if (head->has_deadline) until = std::min(until, head->deadline);
+          if (now < until) {
+            wake = std::min(wake, until);
+            continue;  // this batch waits for rows; look at the next one
+          }
         }
       }
-      if (s.minbatchsize > 0 && total < s.minbatchsize) {
-        // Wait for more rows, but never past the head's own TIMEOUT.
-        auto until = Clock::time_point::max();
-        if (s.minbatchtimeout > 0) until = head->queued_at + std::chrono::milliseconds(s.minbatchtimeout);
-        if (head->has_deadline) until = std::min(until, head->deadline);
-        if (until == Clock::time_point::max()) {
-          queue_ready.wait(lock);
-          continue;
-        }
-        if (Clock::now() < until) {
-          queue_ready.wait_until(lock, until);
-          continue;
-        }
+      std::vector<Job*> batch;
+      for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
+        batch.insert(batch.begin(), queue[*it]);
+        queue.erase(queue.begin() + static_cast<long>(*it));
       }
+      return batch;
     }
-    std::vector<Job*> batch;
-    for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
-      batch.insert(batch.begin(), queue[*it]);
-      queue.erase(queue.begin() + static_cast<long>(*it));
+    // Every queued batch waits for rows: sleep until a new job or the first wait's end.
+    if (wake == Clock::time_point::max()) {
+      queue_ready.wait(lock);
+    } else {
+      queue_ready.wait_until(lock, wake);
     }
-    return batch;
   }
 }
 
@@ -108,8 +119,11 @@ void run_batch(const std::vector<Job*>& batch) {
     std::vector<c10::IValue> args;
     for (std::size_t i = 0; i < batch[0]->inputs.size(); ++i) {
       if (batch.size() == 1) {
-        args.emplace_back(batch[0]->inputs[i]);
-      } else {
+        // A copy: the stored key's tensor is read by the main thread (TENSORGET,
+        // AOF, replication) while the model runs, and a model may change its
+        // inputs in place (mul_, resize_, as_strided_ with stride 0 ...).
+        args.emplace_back(batch[0]->inputs[i].clone());
+      } else {  // at::cat makes a new tensor
         std::vector<at::Tensor> parts;
         for (const Job* job : batch) parts.push_back(job->inputs[i]);
         args.emplace_back(at::cat(parts, 0));
@@ -135,8 +149,9 @@ void run_batch(const std::vector<Job*>& batch) {
           throw std::runtime_error("a batched run's output does not have the batch's rows in dimension 0");
         }
         at::Tensor part = batch.size() > 1 ? out.narrow(0, offset, rows(job)) : out;
-        // An owned, contiguous CPU copy: it outlives the batch and is stored in a key.
-        job->outputs.push_back(part.detach().to(at::kCPU).contiguous().clone());
+        // An owned, contiguous copy in Redis's memory: it outlives the batch and is
+        // stored in a key (an output may alias an input or use stride tricks).
+        job->outputs.push_back(to_redis_memory(part));
       }
       offset += rows(job);
     }
@@ -163,7 +178,7 @@ void run_batch(const std::vector<Job*>& batch) {
 // client whose run is unblocked just as that timeout fires gets no reply at all.
 // This thread takes queued jobs off the queue when their deadline passes and
 // unblocks them with TIMEDOUT; a run already started is left to finish.
-void timekeeper() {
+void expire_jobs() {
   std::unique_lock<std::mutex> lock(queue_mutex);
   for (;;) {
     auto next = Clock::time_point::max();
@@ -198,28 +213,36 @@ void timekeeper() {
   }
 }
 
+void timekeeper() {
+  // An exception escaping a thread's function would end the whole server.
+  for (;;) or_on_exception(0, "the TIMEOUT thread", [] { expire_jobs(); return 0; });
+}
+
+void serve_one_batch() {
+  std::vector<Job*> batch = next_batch();
+  std::vector<Job*> ready;
+  const auto now = Clock::now();
+  for (Job* job : batch) {
+    if (job->has_deadline && now > job->deadline) {
+      job->error = kTimedOut;
+      job->model->stats.errors++;
+      rm::api.UnblockClient(job->client, job);
+    } else {
+      ready.push_back(job);
+    }
+  }
+  if (!ready.empty()) run_batch(ready);  // catches everything: each job gets outputs or an error
+  for (Job* job : ready) rm::api.UnblockClient(job->client, job);
+}
+
 void worker() {
   // OpenMP's thread count is per thread: without this, batched forwards in this
   // thread start a parallel region whose spinning threads compete with Redis's
   // main thread for the cores (10x the CPU per prediction on 2 cores).
   at::init_num_threads();
   at::set_num_threads(1);
-  for (;;) {
-    std::vector<Job*> batch = next_batch();
-    std::vector<Job*> ready;
-    const auto now = Clock::now();
-    for (Job* job : batch) {
-      if (job->has_deadline && now > job->deadline) {
-        job->error = kTimedOut;
-        job->model->stats.errors++;
-        rm::api.UnblockClient(job->client, job);
-      } else {
-        ready.push_back(job);
-      }
-    }
-    if (!ready.empty()) run_batch(ready);
-    for (Job* job : ready) rm::api.UnblockClient(job->client, job);
-  }
+  // An exception escaping a thread's function would end the whole server.
+  for (;;) or_on_exception(0, "a run thread", [] { serve_one_batch(); return 0; });
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ const DType* dtype_of(at::ScalarType type);         // nullptr if RedisAI has no
 constexpr std::size_t kMaxTensorBytes = 512ull << 20;
 constexpr int kMaxDims = 32;
 
-// The value stored in a key of the tensor type: always a contiguous CPU tensor.
+// The value stored in a key of the tensor type: always a contiguous CPU tensor
+// in Redis's memory, never shared with a model run (runs get copies).
 struct Tensor {
   at::Tensor value;
 };
@@ -43,6 +44,14 @@ void reply_tensor(RedisModuleCtx* ctx, const at::Tensor& t, bool keyvalue, bool 
 // known dtype, 1..kMaxDims positive dims, at most kMaxTensorBytes); if not,
 // returns false with `error` set.
 bool storable(const at::Tensor& t, std::string& error);
+
+// Multiply `bytes` by the dim `d`; false when d is not in 1..INT64_MAX or the
+// product passes kMaxTensorBytes (checked without overflowing).
+bool add_dim(uint64_t d, std::size_t& bytes);
+
+// A contiguous copy of a (storable) model output in Redis's memory, ready to
+// be stored; throws std::bad_alloc when Redis has no memory for it.
+at::Tensor to_redis_memory(const at::Tensor& t);
 
 // Store `t` at `key` (opened for writing), replacing a tensor already there.
 void set_tensor(RedisModuleKey* key, at::Tensor t);
