@@ -36,7 +36,7 @@ def post(stack, body, headers):
 def test_env_prints_the_grpc_address_beside_the_url(running_stack):
     result = subprocess.run([str(ROOT / "serving/containers/containers.sh"), "--dir", str(running_stack.stack.dir),
                              "env"], capture_output=True, text=True, timeout=60, check=True)
-    lines = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.split())
+    lines = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
     assert lines["FIZBUZ_GRPC_URL"] == f"127.0.0.1:{running_stack.port}"
     assert lines["FIZBUZ_URL"] == f"https://{lines['FIZBUZ_GRPC_URL']}"
 
