@@ -1,5 +1,6 @@
 # An MMS host: Java 17 headless, Python 3.11 with the pinned serving packages
-# (no torch: the archive is already converted to MXNet), the built .mar and the
+# (no torch: the archive is already converted to MXNet; protobuf for the
+# handler's v2 gRPC messages), the built .mar and the
 # project's own start/registration logic. Runs as the unprivileged user fizbuz.
 # Built by serving/containers/containers.sh from a context it prepares
 # (wheels/, app/, model_store/); see serving/containers/README.md.
@@ -33,7 +34,8 @@ COPY --from=build /opt/fizbuz/venv /opt/fizbuz/venv
 COPY app/ /opt/fizbuz/app/
 COPY model_store/ /opt/fizbuz/model_store/
 # Fail the build, not the first start, when a library is missing.
-RUN /opt/fizbuz/venv/bin/python -c "import mxnet, mms, psutil, prometheus_client" \
+RUN /opt/fizbuz/venv/bin/python -c "import mxnet, mms, psutil, prometheus_client, google.protobuf" \
+ && cd /opt/fizbuz/app && /opt/fizbuz/venv/bin/python -c "import fizbuz_v2, serving.containers.health" \
  && find /opt/fizbuz -name __pycache__ -prune -exec rm -rf {} +
 ARG VERSION=dev
 # No PYTHONPATH: MMS's workers inherit the environment, and the app's copy of
@@ -53,7 +55,8 @@ LABEL org.opencontainers.image.title="fizbuz-mms" org.opencontainers.image.versi
 USER fizbuz
 WORKDIR /opt/fizbuz/app
 EXPOSE 8080
-# A real prediction (MMS's /ping says 200 even when no worker can serve).
+# Real predictions, the card's and a v2 one (MMS's /ping says 200 even when no
+# worker can serve).
 HEALTHCHECK --interval=3s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python3", "-m", "serving.containers.health"]
 ENTRYPOINT ["tini", "--", "python3", "-m", "serving.containers.entrypoint"]

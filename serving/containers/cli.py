@@ -9,7 +9,8 @@ Docker Swarm stack (N MMS replicas behind the front door).
   stop     remove all of it: the stack, the images it built, the Swarm it
            created, its dockerd, bridges and iptables chains that dockerd left
   status   engine, services, tasks, the front door's /ready
-  env      export lines for FIZBUZ_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT:
+  env      export lines for FIZBUZ_URL, FIZBUZ_GRPC_URL (host:port for gRPC
+           clients), FIZBUZ_TOKEN, FIZBUZ_CACERT:
            eval "$(serving/containers/containers.sh env)"
   update   roll a new archive out as a new MMS image tag (start-first,
            health-gated; Swarm rolls back when new tasks fail their health check)
@@ -65,7 +66,8 @@ def build_parser():
     start.add_argument("--memory", default=os.environ.get("MMS_MEMORY", "768M"), help="memory limit per MMS task")
     commands.add_parser("stop", help="remove everything start made")
     commands.add_parser("status", help="engine, services, tasks, /ready")
-    commands.add_parser("env", help="export lines for the front door")
+    commands.add_parser("env", help="export lines for the front door: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, "
+                                    "FIZBUZ_CACERT")
     update = commands.add_parser("update", help="roll a new archive out as a new image tag")
     update.add_argument("mar", help="the new .mar")
     update.add_argument("--version", help="the image tag (default: from the content)")

@@ -12,7 +12,7 @@ Usage: serving/containers/containers.sh COMMAND [options]     (COMMAND -h for it
             images, deploy the stack (N MMS replicas behind the front door), wait for an answer
   stop      remove the stack, the images it built, the Swarm and the dockerd it started
   status    engine, services, tasks, /ready
-  env       export lines: eval "\$(serving/containers/containers.sh env)"
+  env       export lines: eval "\$(serving/containers/containers.sh env)" (FIZBUZ_URL, _GRPC_URL, _TOKEN, _CACERT)
   update NEW.mar   roll a new archive out as a new MMS image tag (Swarm: start-first,
             health-gated, rolled back when the new tasks fail their health check)
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # The project's own modules the MMS image runs (its start/registration logic,
 # the metrics exporter, the health check): nothing that imports torch.
 APP_FILES = (
-    "fizbuz_codec.py", "fizbuz_metrics.py",
+    "fizbuz_codec.py", "fizbuz_metrics.py", "fizbuz_v2.py",
     "fizbuz/__init__.py", "fizbuz/contract.py", "fizbuz/http_client.py", "fizbuz/lifecycle.py",
     "serving/__init__.py",
     "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/management.py",
@@ -34,6 +34,14 @@ APP_FILES = (
     "serving/containers/__init__.py", "serving/containers/entrypoint.py", "serving/containers/health.py",
 )
 REQUIREMENTS = HERE / "requirements-image.txt"
+# The front door's routing of the Open Inference Protocol (run by njs): baked
+# into the front image at FRONT_DOOR_JS, the path its nginx.conf names.
+DOOR_JS = ROOT / "serving/front/door.js"
+FRONT_DOOR_JS = "/opt/fizbuz/front/door.js"
+# The front image's Debian packages held at the project's pins
+# (scripts/debian-packages.txt): njs must match nginx's module ABI.
+DEBIAN_PINS = ROOT / "scripts/debian-packages.txt"
+FRONT_PINNED = ("nginx", "libnginx-mod-http-js")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -127,11 +135,29 @@ def mms_context(folder, mar=None, wheel_cache=None):
     return folder
 
 
+def debian_pins(names, pins_file=DEBIAN_PINS):
+    """apt-get arguments "name=pin" for `names`, from scripts/debian-packages.txt."""
+    pins = {}
+    for line in Path(pins_file).read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#") and len(fields) >= 2:
+            pins[fields[0]] = fields[1]
+    missing = [name for name in names if name not in pins]
+    if missing:
+        raise LifecycleError(f"{', '.join(missing)} have no pin in {pins_file}")
+    return [f"{name}={pins[name]}" for name in names]
+
+
 def front_context(folder):
+    """The front image's build context: Dockerfile, the pinned packages'
+    apt-get arguments (packages.txt) and door.js."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     shutil.copy(HERE / "Dockerfile.front", folder / "Dockerfile")
+    (folder / "packages.txt").write_text("\n".join(debian_pins(FRONT_PINNED)) + "\n")
+    shutil.copy(DOOR_JS, folder / "door.js")
+    (folder / "door.js").chmod(0o644)  # read by the image's unprivileged nginx
     return folder
 
 

@@ -26,7 +26,7 @@ STACK_FILE = HERE / "stack.yml"
 # gets the rest (stack.yml's configs and secrets).
 FRONT_PREFIX = "/tmp/nginx"
 FRONT_FILES = dict(tokens_map="/etc/fizbuz/tokens.map", certificate="/run/secrets/fizbuz_front_cert",
-                   key="/run/secrets/fizbuz_front_key", error_log="stderr")
+                   key="/run/secrets/fizbuz_front_key", error_log="stderr", door_js=images.FRONT_DOOR_JS)
 MMS_PORT = 8080  # Dockerfile.mms's INFERENCE_PORT
 STATE_FILE = "state.json"
 LOCAL_BASE = "local"   # build the base with debootstrap (Docker Hub not needed)
@@ -303,7 +303,10 @@ class Stack(JsonState):
         state = self.require()
         names = tokens.read(self.token_file)
         token = names.get("default") or next(iter(names.values()), "")
-        return [f"export FIZBUZ_URL=https://127.0.0.1:{state['options']['front_port']}",
+        address = f"127.0.0.1:{state['options']['front_port']}"
+        return [f"export FIZBUZ_URL=https://{address}",
+                # gRPC clients (tritonclient.grpc) take host:port: the same door, HTTP/2
+                f"export FIZBUZ_GRPC_URL={address}",
                 f"export FIZBUZ_TOKEN={token}",
                 f"export FIZBUZ_CACERT={self.front_dir / 'cert.pem'}"]
 

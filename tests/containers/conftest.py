@@ -69,6 +69,19 @@ class RunningStack:
                                "print(json.dumps(management.describe_model(8081)))")
         return json.loads(text)
 
+    def task_report(self):
+        """Swarm's view of the MMS tasks and each task container's last health
+        checks: logged when a wait for the tasks times out."""
+        service = f"{self.state['options']['stack']}_mms"
+        lines = [self.docker.run("service", "ps", "--no-trunc", "--format",
+                                 "{{.Name}} {{.CurrentState}} {{.Error}}", service, check=False) or ""]
+        for container in self.docker.run("ps", "-aq", "--filter",
+                                         f"label=com.docker.swarm.service.name={service}").split():
+            health = self.docker.run("inspect", "--format", "{{.State.Status}} {{json .State.Health}}", container,
+                                     check=False) or ""
+            lines.append(f"{container}: {health.strip()[-1500:]}")
+        return "\n".join(lines)
+
     def image_of(self, container):
         return self.docker.run("inspect", "--format", "{{.Config.Image}}", container).strip()
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from fizbuz.lifecycle import wait_until
+from fizbuz.lifecycle import LifecycleError, wait_until
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -26,8 +26,12 @@ def test_a_killed_container_is_replaced_by_swarm_and_no_request_fails(running_st
         load.wait_for_answers(500)
         running_stack.docker.run("kill", victim)  # SIGKILL to the whole container
         # Swarm starts a new task; it counts once its health check passes.
-        wait_until(lambda: victim not in running_stack.mms_containers()
-                   and len(running_stack.healthy()) == 2, 180, "Swarm to replace the killed task", interval=1)
+        try:
+            wait_until(lambda: victim not in running_stack.mms_containers()
+                       and len(running_stack.healthy()) == 2, 180, "Swarm to replace the killed task", interval=1)
+        except LifecycleError:
+            log.error("the MMS tasks when the wait ended:\n%s", running_stack.task_report())
+            raise
         load.wait_for_answers(load.result.answered + 500)
     check(load.result.summary())
     after = running_stack.mms_containers()

@@ -43,8 +43,8 @@ def test_replicas_are_healthy_and_run_as_non_root(running_stack):
     assert sorted(running_stack.healthy()) == sorted(containers)
     for container in containers:
         assert running_stack.docker.run("exec", container, "id", "-u").strip() != "0"
-        # The image's HEALTHCHECK is a real prediction, not /ping.
+        # The image's HEALTHCHECK is real predictions (the card's and a v2 call), not /ping.
         check = running_stack.docker.run("inspect", "--format", "{{json .Config.Healthcheck.Test}}", container)
         assert "serving.containers.health" in check
-        assert "healthy: 4 right answers" in running_stack.docker.run(
-            "exec", container, "python3", "-m", "serving.containers.health")
+        said = running_stack.docker.run("exec", container, "python3", "-m", "serving.containers.health")
+        assert "healthy: 4 right answers" in said and "4 through v2 (ModelInfer, JSON)" in said

@@ -9,7 +9,7 @@ import pytest
 
 from fizbuz.contract import PREDICT_PATH, ROOT, SINGLE_PREDICT_PATH
 from fizbuz.lifecycle import LifecycleError, free_port
-from serving.containers import stack
+from serving.containers import images, stack
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
 from serving.front.nginx import FrontDoor, NginxError
@@ -139,10 +139,13 @@ def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(tmp_pa
     folder: nginx -t catches a template or settings change that breaks the
     container's front door without building it."""
     door = FrontDoor(tmp_path / "front")
-    settings = dataclasses.replace(stack.front_settings(stack.Options(stack="fbz")), tokens_map=str(door.tokens_map),
+    in_image = stack.front_settings(stack.Options(stack="fbz"))
+    assert in_image.door_js == images.FRONT_DOOR_JS  # baked into the front image from serving/front/door.js
+    settings = dataclasses.replace(in_image, tokens_map=str(door.tokens_map), door_js=str(images.DOOR_JS),
                                    certificate=str(tls_pair / "c.pem"), key=str(tls_pair / "k.pem"))
-    door.write(settings, token_file)  # runs nginx -t
+    door.write(settings, token_file)  # runs nginx -t (njs loads door.js)
     text = door.conf.read_text()
+    assert f"js_import fizbuz_door from {images.DOOR_JS};" in text
     assert "resolver 127.0.0.11 valid=1s ipv6=off;" in text and "\n    upstream " not in text
     assert "map $host $fizbuz_hosts { default tasks.fbz_mms:8080; }" in text
     assert text.count("proxy_pass http://$fizbuz_hosts$fizbuz_target_path;") == 3

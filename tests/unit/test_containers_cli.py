@@ -2,12 +2,17 @@
 errors, the MMS image's build context (the app runs without torch), the front
 door's rendered config."""
 
+import re
 import subprocess
 import sys
 
-from fizbuz.contract import MAR_FILE_NAME, PREDICT_PATH, ROOT
-from serving.containers import images
-from serving.containers.stack import Options, Stack
+import pytest
+
+from fizbuz.contract import MAR_FILE_NAME, PREDICT_PATH, ROOT, expected_reply
+from fizbuz.handler_harness import batch_context, load_service, raw_request
+from serving.containers import health, images
+from serving.containers.stack import Options, Stack, front_settings
+from serving.front import config
 
 SCRIPT = ROOT / "serving/containers/containers.sh"
 
@@ -48,22 +53,84 @@ def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     assert sorted(p.name for p in (context / "wheels").glob("mxnet-1.9.1-*.whl"))
     code = ("import sys; sys.modules['torch'] = None; "
             "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, "
-            "serving.metrics.exporter; "
+            "serving.metrics.exporter, fizbuz_v2; "
             # Every project module came from the context, none from the checkout (the venv's editable install).
             f"app = {str(context / 'app')!r}; print([m.__file__ for n, m in list(sys.modules.items()) "
-            "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics') "
+            "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics', 'fizbuz_v2') "
             "and getattr(m, '__file__', None) and not m.__file__.startswith(app)])")
     result = subprocess.run([sys.executable, "-c", code], cwd=context / "app", capture_output=True, text=True,
                             env={"PYTHONPATH": str(context / "app"), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+    # The image's venv gets the handler's protobuf at the project's pin.
+    image_pins = [line for line in images.REQUIREMENTS.read_text().splitlines() if line and line[0] != "#"]
+    assert "protobuf==7.36.2" in image_pins
+    constraints = (ROOT / "constraints.txt").read_text().splitlines()
+    assert set(image_pins) <= set(constraints)
+    assert sorted(p.name for p in (context / "wheels").glob("protobuf-7.36.2-*.whl"))
+    # MMS in the image renders its config from the repo's own config.properties.
+    assert (context / "app/serving/mms/config.properties").read_bytes() == \
+        (ROOT / "serving/mms/config.properties").read_bytes()
 
 
 def test_front_door_config_is_fully_rendered(tmp_path):
     stack = Stack(tmp_path)
     stack._front_files({}, Options(stack="demo"))
     text = (tmp_path / "front" / "nginx.conf").read_text()
-    assert "@" not in text.replace("@retry", "").replace("@too_large", "").replace("@too_many", "") \
-        .replace("@no_host", "").replace("@not_ready", "")
+    assert re.findall(r"@[A-Z_0-9]+@", text) == []  # named locations (@retry, ...) are lower case
     assert "tasks.demo_mms" in text and PREDICT_PATH in text
     assert '"Bearer ' in (tmp_path / "front" / "tokens.map").read_text()
+
+
+def test_front_door_image_gets_door_js_and_the_pinned_njs_module(tmp_path):
+    """door.js has one source (serving/front/door.js), baked in where the
+    stack's nginx.conf looks for it; nginx and njs at the project's pins."""
+    context = images.front_context(tmp_path / "front")
+    assert (context / "door.js").read_bytes() == (ROOT / "serving/front/door.js").read_bytes()
+    assert (context / "packages.txt").read_text().split() == ["nginx=1.22.*", "libnginx-mod-http-js=0.7.9*"]
+    dockerfile = (context / "Dockerfile").read_text()
+    assert f"COPY door.js {images.FRONT_DOOR_JS}" in dockerfile
+    assert front_settings(Options()).door_js == images.FRONT_DOOR_JS
+    stack = Stack(tmp_path / "stack")
+    stack._front_files({}, Options(stack="demo"))
+    text = (stack.front_dir / "nginx.conf").read_text()
+    assert f"js_import fizbuz_door from {images.FRONT_DOOR_JS};" in text
+    assert f"load_module {config.NJS_MODULE};" in text
+    assert "ssl http2;" in text and "/inference.GRPCInferenceService/" in text
+
+
+def test_env_prints_the_grpc_address_of_the_front_door(tmp_path):
+    stack = Stack(tmp_path)
+    stack.save({"options": {"front_port": 18443}})
+    stack.front_dir.mkdir(parents=True)
+    stack.token_file.write_text("")
+    lines = dict(line.removeprefix("export ").split("=", 1) for line in stack.env_lines())
+    assert lines["FIZBUZ_URL"] == "https://127.0.0.1:18443"
+    assert lines["FIZBUZ_GRPC_URL"] == "127.0.0.1:18443"
+
+
+@pytest.fixture(scope="module")
+def batched_service(unpacked_model):
+    return load_service(unpacked_model, 8)
+
+
+def test_the_health_checks_v2_call_is_answered_right_by_the_handler(batched_service, unpacked_model):
+    """The health check's v2 ModelInfer, as the handler gets it through MMS
+    (headers by exact name, raw bytes), comes back in an envelope the check reads."""
+    import fizbuz_service
+    from fizbuz.handler_harness import load_context
+    from mms.context import RequestProcessor
+    assert {fizbuz_service.PROTOCOL_HEADER, fizbuz_service.CALL_HEADER, fizbuz_service.MODEL_HEADER} \
+        <= set(health.V2_HEADERS)
+    assert health.V2_HEADERS[fizbuz_service.PROTOCOL_HEADER] == fizbuz_service.REST
+    assert dict(config.CALL_HEADERS)["Content-Type"] == health.V2_HEADERS["Content-Type"]
+    numbers = list(range(0, 1023, 7))
+    body, headers = health.v2_request(numbers)
+    context = batch_context(load_context(unpacked_model, 8), 1)
+    context.request_processor = [RequestProcessor(headers)]
+    reply = batched_service.handle([raw_request(body)], context)[0]
+    status, content_type, payload = health.open_envelope(bytes(reply))
+    assert (status, content_type) == (200, "application/json")
+    assert health.v2_labels(payload) == [expected_reply(n)["next_number"] for n in numbers]
+    with pytest.raises(ValueError):
+        health.open_envelope(b'{"next_number": "Fizz"}')
