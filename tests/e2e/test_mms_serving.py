@@ -47,7 +47,7 @@ def test_bad_input_gets_400_and_the_workers_survive(mms, name, body, content_typ
 
 def test_body_over_max_request_size_is_refused_without_harm(mms):
     pids_before = mms.worker_pids()
-    response = mms.post(b'{"input.1": 14, "pad": "' + b"x" * 100_000 + b'"}')
+    response = mms.post(b'{"input.1": 14, "pad": "' + b"x" * 200_000 + b'"}')
     assert response.status_code == 413
     assert mms.worker_pids() == pids_before
     assert mms.post({"input.1": 4}).json() == {"next_number": "Buzz"}
