@@ -3,9 +3,12 @@ for this run (names carry a random id), nginx on a free port, all in a short
 temp folder; stopped and removed (processes, namespaces, veths, bridge) at the end.
 """
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,23 @@ class RunningFleet:
 
     def load(self, concurrency=32, token=None, **kwargs):
         return client.Load(self.address, self.port, self.cafile, token or self.token, concurrency, **kwargs)
+
+    @staticmethod
+    def kill_a_batched_worker(host):
+        """SIGKILL a worker of the batched registration (the one loaded clients
+        reach), aimed at a busy moment: running (state R in /proc) it is most
+        likely inside a batch; the spin for that moment is bounded. Waits until
+        MMS has replaced the worker."""
+        before = host.worker_processes()
+        batched = {str(w["id"]) for w in host.ready_workers()}
+        victim = before[sorted(batched & set(before))[0]]
+        deadline = time.monotonic() + 2.0
+        stat = Path(f"/proc/{victim.pid}/stat")
+        while time.monotonic() < deadline and stat.read_text().split(")")[-1].split()[0] != "R":
+            pass
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_until(lambda: victim.pid not in {p.pid for p in host.worker_processes().values()}
+                   and host.all_workers_ready(), 60, "a new worker")
 
     def healthy(self, timeout=120):
         """Every host serving and in rotation, the front door ready: what each test starts from."""

@@ -3,8 +3,6 @@
 Each test starts from a healthy fleet and leaves it healthy (restarting what it broke).
 """
 
-import os
-import signal
 import time
 
 import psutil
@@ -52,18 +50,6 @@ def retried_lines(fleet, after=0):
     return fleet.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
 
 
-def kill_a_worker(host):
-    """A worker of the batched registration: the one loaded clients reach (the
-    batch-1 registration gets only a quiet front door's requests)."""
-    before = host.worker_processes()
-    batched = {str(w["id"]) for w in host.ready_workers()}
-    victim = before[sorted(batched & set(before))[0]]
-    os.kill(victim.pid, signal.SIGKILL)
-    # MMS replaces the worker; keep the load on until it has.
-    wait_until(lambda: victim.pid not in {p.pid for p in host.worker_processes().values()}
-               and host.all_workers_ready(), 60, "a new worker")
-
-
 def test_kill_9_of_a_worker_under_32_clients(fleet):
     fleet.healthy()
     metrics_before = fleet.front_metrics()
@@ -73,7 +59,7 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
         # A worker between batches loses nothing: kill (at most 3 times) until
         # one kill hit a batch and the access log shows the front door retried.
         for _ in range(3):
-            kill_a_worker(fleet.hosts[0])
+            fleet.kill_a_batched_worker(fleet.hosts[0])
             load.wait_for_answers(load.result.answered + 500)
             if retried_lines(fleet, after):
                 break
@@ -104,7 +90,7 @@ def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
         with fleet.load(32) as load:
             load.wait_for_answers(1000)
             for _ in range(3):
-                kill_a_worker(alone)
+                fleet.kill_a_batched_worker(alone)
                 load.wait_for_answers(load.result.answered + 500)
                 if retried_lines(fleet, after):
                     break
@@ -173,8 +159,8 @@ def test_a_worker_killed_every_few_seconds_on_alternate_hosts(fleet):
         load.wait_for_answers(1000)
         for kill in range(10):
             next_kill = time.monotonic() + spacing
-            kill_a_worker(fleet.hosts[kill % 2])
-            # Pacing, not readiness (kill_a_worker waited for the new worker): the
+            fleet.kill_a_batched_worker(fleet.hosts[kill % 2])
+            # Pacing, not readiness (kill_a_batched_worker waited for the new worker): the
             # kills' spacing is what this test is about.
             time.sleep(max(0.0, next_kill - time.monotonic()))
     check(load.result.summary(), fleet, after)

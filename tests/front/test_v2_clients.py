@@ -9,7 +9,6 @@ import os
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -137,22 +136,6 @@ class V2Load:
         return self.summary
 
 
-def kill_a_batched_worker(host):
-    """SIGKILL one worker of the batched registration (the one loaded clients
-    reach); wait until MMS has replaced it."""
-    before = host.worker_processes()
-    batched = {str(w["id"]) for w in host.ready_workers()}
-    victim = before[sorted(batched & set(before))[0]]
-    # Aim at a busy moment: the worker running (state R in /proc) is most
-    # likely inside a batch; give up waiting for one after a bounded spin.
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and Path(f"/proc/{victim.pid}/stat").read_text().split(")")[-1].split()[0] != "R":
-        pass
-    os.kill(victim.pid, 9)
-    wait_until(lambda: victim.pid not in {p.pid for p in host.worker_processes().values()}
-               and host.all_workers_ready(), 60, "a new worker")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_kill_9_of_a_worker_under_32_tritonclient_callers(fleet, clients_python, protocol):
@@ -165,7 +148,7 @@ def test_kill_9_of_a_worker_under_32_tritonclient_callers(fleet, clients_python,
         # workers idle most of the time: kill (at most 12 times) until one kill
         # hit a batch and the access log shows a v2 request retried.
         for _ in range(12):
-            kill_a_batched_worker(fleet.hosts[0])
+            fleet.kill_a_batched_worker(fleet.hosts[0])
             load.wait_for_answers(load.answered + 100)
             if retried_lines(fleet, after):
                 break
