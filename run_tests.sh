@@ -17,7 +17,7 @@ a no-op when already done. Tests start real servers on free ports in temporary
 folders and stop them again by PID.
 
 Without arguments: provisioning, then the default tier (every test but the container
-  tier; about 10 minutes on 2 cores), then the container tier as a second stage
+  tier; about 20 minutes on 2 shared cores), then the container tier as a second stage
   (tests/containers, -m containers: docker.io and debootstrap installed with apt when
   missing, our own dockerd, a one-node Swarm; about 8 minutes).
 With arguments: only pytest with them; the venv is refreshed (a no-op when current),

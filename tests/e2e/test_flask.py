@@ -66,7 +66,7 @@ def test_form_field_and_size_limit_as_in_mms(flask_server, mms):
     for server in (flask_server, mms):
         response = requests.post(server.url, files={"input.1": (None, "29")}, timeout=10)
         assert response.json() == {"next_number": "FizzBuzz"}
-    too_big = b'{"input.1": 14, "pad": "' + b"x" * 100_000 + b'"}'
+    too_big = b'{"input.1": 14, "pad": "' + b"x" * 200_000 + b'"}'  # past max_request_size (128 KiB)
     assert flask_server.post(too_big).status_code == mms.post(too_big).status_code == 413
     assert flask_server.post({"input.1": 4}).json() == {"next_number": "Buzz"}
 

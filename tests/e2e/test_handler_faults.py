@@ -30,11 +30,12 @@ from fizbuz_service import handle  # noqa: F401  (MMS calls faulty_service:handl
 _forward = fizbuz_service.MXNetModelService.inference
 
 
-def failing_forward(self, numbers):
+def failing_forward(self, requests):
+    numbers = [n for r in requests if r.numbers is not None for n in r.numbers.tolist()]
     if {POISON} in numbers:
-        logging.getLogger("faulty").warning("injecting a fault into a batch of %d", len(numbers))
+        logging.getLogger("faulty").warning("injecting a fault into a batch of %d", len(requests))
         raise RuntimeError("injected fault")
-    return _forward(self, numbers)
+    return _forward(self, requests)
 
 
 fizbuz_service.MXNetModelService.inference = failing_forward
