@@ -633,6 +633,8 @@ def open_envelope(body):
     if len(fields) != 7 or fields[0] != ENVELOPE_MAGIC:
         raise ValueError(f"not a handler envelope: {body[:60]!r}")
     length = int(fields[4])
+    if len(rest) < length:
+        raise ValueError(f"the envelope says {length} bytes of payload, {len(rest)} came")
     message = "" if fields[6] == "-" else urllib.parse.unquote(fields[6])
     return (int(fields[1]), fields[2], None if fields[3] == "-" else int(fields[3]), rest[:length],
             int(fields[5]), message)
