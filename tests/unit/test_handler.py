@@ -10,19 +10,7 @@ import fizbuz_service
 from fizbuz_codec import MAX_INPUT, true_label
 from fizbuz.handler_harness import batch_context, load_context, raw_request, statuses
 
-BATCH_SIZE = 8
-
-
-@pytest.fixture(scope="module")
-def service(unpacked_model):
-    service = fizbuz_service.MXNetModelService()
-    service.initialize(load_context(unpacked_model, BATCH_SIZE))
-    return service
-
-
-@pytest.fixture
-def context(unpacked_model):
-    return load_context(unpacked_model, BATCH_SIZE)
+BATCH_SIZE = 8  # the handler's registered batch size (tests/unit/conftest.py builds it)
 
 
 def answer(service, context, bodies):

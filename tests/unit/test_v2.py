@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mms.context import RequestProcessor
 
-import fizbuz_service
 import fizbuz_v2 as v2
-from fizbuz.handler_harness import batch_context, load_context, raw_request, statuses
+from fizbuz.handler_harness import batch_context, raw_request, statuses
 from fizbuz_codec import MAX_INPUT, true_label
 
 ALL = list(range(0, MAX_INPUT + 1))
@@ -168,19 +167,7 @@ def test_envelope_round_trip():
 
 # ------------------------------------------------------------------ the handler
 
-BATCH_SIZE = 8
-
-
-@pytest.fixture(scope="module")
-def service(unpacked_model):
-    service = fizbuz_service.MXNetModelService()
-    service.initialize(load_context(unpacked_model, BATCH_SIZE))
-    return service
-
-
-@pytest.fixture
-def context(unpacked_model):
-    return load_context(unpacked_model, BATCH_SIZE)
+BATCH_SIZE = 8  # the handler's registered batch size (tests/unit/conftest.py builds it)
 
 
 def handle(service, context, requests):
