@@ -63,6 +63,21 @@ class RunningFleet:
         return client.Load(self.address, self.port, self.cafile, token or self.token, concurrency, **kwargs)
 
     @staticmethod
+    def upstream_statuses(line):
+        """Each try's status in an access-log line: "500, 200" (next upstream) or "507 : 200"
+        (the error_page retry) are two tries; "-" or nothing is none (refused by nginx itself)."""
+        statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
+        return [status.strip() for status in statuses if status.strip() not in ("", "-")]
+
+    def retried_lines(self, after=0, where=lambda line: True):
+        """Access-log lines (past the first `after`, and `where` says so) of requests whose
+        first try failed with a 50x and were tried again: a fault that hit."""
+        def retried(line):
+            statuses = self.upstream_statuses(line)
+            return where(line) and len(statuses) > 1 and statuses[0].startswith("50")
+        return self.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
+
+    @staticmethod
     def kill_a_batched_worker(host):
         """SIGKILL a worker of the batched registration (the one loaded clients
         reach), aimed at a busy moment: running (state R in /proc) it is most

@@ -15,13 +15,6 @@ from serving.front.config import static_upstream
 pytestmark = pytest.mark.e2e
 
 
-def upstream_statuses(line):
-    """Each try's status in an access-log line: "500, 200" (next upstream) or "507 : 200"
-    (the error_page retry) are two tries; "-" or nothing is none (refused by nginx itself)."""
-    statuses = line.split("ustatus=")[1].split(" urt=")[0].replace(":", ",").split(",")
-    return [status.strip() for status in statuses if status.strip() not in ("", "-")]
-
-
 def check(summary, fleet, after):
     """0 failed, 0 wrong, and latency bounded by construction rather than by a stopwatch:
     no request of the load took more tries than the front door allows (its own tries,
@@ -38,16 +31,7 @@ def check(summary, fleet, after):
         return found if len(found) >= summary["sent"] else None
     lines = wait_until(load_lines, 30, "the load's lines in the access log")
     most = static_upstream(fleet.settings).tries + 1
-    assert [l for l in lines if len(upstream_statuses(l)) > most] == []
-
-
-def retried_lines(fleet, after=0):
-    """Access log lines of requests whose first try failed with a 50x and were
-    tried again: "500, 200" (next upstream) or "507 : 200" (the error_page retry)."""
-    def retried(line):
-        statuses = upstream_statuses(line)
-        return len(statuses) > 1 and statuses[0].startswith("50")
-    return fleet.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
+    assert [l for l in lines if len(fleet.upstream_statuses(l)) > most] == []
 
 
 def test_kill_9_of_a_worker_under_32_clients(fleet):
@@ -61,12 +45,12 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
         for _ in range(3):
             fleet.kill_a_batched_worker(fleet.hosts[0])
             load.wait_for_answers(load.result.answered + 500)
-            if retried_lines(fleet, after):
+            if fleet.retried_lines(after):
                 break
         load.wait_for_answers(load.result.answered + 1000)
     metrics_after = fleet.front_metrics()  # also: every line of this load is in the logs now
     check(load.result.summary(), fleet, after)
-    lines = retried_lines(fleet, after)
+    lines = fleet.retried_lines(after)
     assert lines, "no kill hit a batch: nothing was retried"
     print(f"{len(lines)} requests retried, e.g. {lines[0]}")
     for line in lines:  # always on the other host
@@ -92,13 +76,13 @@ def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):
             for _ in range(3):
                 fleet.kill_a_batched_worker(alone)
                 load.wait_for_answers(load.result.answered + 500)
-                if retried_lines(fleet, after):
+                if fleet.retried_lines(after):
                     break
             load.wait_for_answers(load.result.answered + 500)
     finally:
         fleet.fleet.drain(drained, drained=False)
     check(load.result.summary(), fleet, after)
-    lines = retried_lines(fleet, after)
+    lines = fleet.retried_lines(after)
     assert lines, "no kill hit a batch: nothing was retried"
     assert not any(drained.upstream in l for l in lines)
     print(f"{len(lines)} requests retried on the lone host, e.g. {lines[-1]}")
@@ -118,7 +102,7 @@ def test_kill_9_of_a_whole_hosts_mms_under_load(fleet):
         load.wait_for_answers(answered + 3000)  # served by the other host alone
     check(load.result.summary(), fleet, after)
     # The kill met requests in flight on that host, and the other host answered them.
-    assert retried_lines(fleet, after), "the kill met no request in flight: nothing was retried"
+    assert fleet.retried_lines(after), "the kill met no request in flight: nothing was retried"
     assert not host.serving()
     fleet.healthy()  # fleet start restarts the dead host's MMS in its namespace
     assert host.serving() and host.wrong_answers() == []
@@ -143,7 +127,7 @@ def test_a_hosts_link_taken_down_under_load(fleet):
         load.wait_for_answers(answered + 500)
     check(load.result.summary(), fleet, after)
     # Tries that met the dead link (timed out or refused) went on to the other host.
-    assert retried_lines(fleet, after), "no request met the dead link: nothing was retried"
+    assert fleet.retried_lines(after), "no request met the dead link: nothing was retried"
     wait_until(host.serving, 30, "the host to answer again over its link")
 
 
@@ -164,4 +148,4 @@ def test_a_worker_killed_every_few_seconds_on_alternate_hosts(fleet):
             # kills' spacing is what this test is about.
             time.sleep(max(0.0, next_kill - time.monotonic()))
     check(load.result.summary(), fleet, after)
-    assert retried_lines(fleet, after), "no kill of ten hit a batch: nothing was retried"
+    assert fleet.retried_lines(after), "no kill of ten hit a batch: nothing was retried"
