@@ -10,7 +10,7 @@ from pathlib import Path
 
 import fizbuz_v2
 from fizbuz.contract import PREDICT_PATH, SINGLE_PREDICT_PATH, SMOKE_INPUT, request_body
-from serving.metrics import front_log
+from serving.front.metrics import log as front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 DOOR_JS = Path(__file__).resolve().parent / "door.js"     # the v2/gRPC routing, run by njs

@@ -20,8 +20,8 @@ from serving.front import client, network, tokens
 from serving.front.config import FrontSettings, target_map
 from serving.front.hosts import Host
 from serving.front.nginx import FrontDoor
-from serving.metrics import front_control
-from serving.metrics.control import metrics_url
+from serving.front.metrics import control as front_control
+from serving.mms.metrics.control import metrics_url
 from serving.mms.config import tls_files
 
 log = logging.getLogger(__name__)

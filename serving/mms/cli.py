@@ -25,8 +25,8 @@ from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, 
                              SINGLE_PREDICT_PATH)
 from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
-from serving.metrics import control as metrics_control
-from serving.metrics import multiproc
+from serving.mms.metrics import control as metrics_control
+from serving.mms.metrics import multiproc
 from serving.mms import config, management, process
 from serving.mms.process import RunFolder
 

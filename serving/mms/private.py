@@ -10,7 +10,7 @@ from pathlib import Path
 from fizbuz.contract import MODEL_STORE, ROOT
 from fizbuz.http_client import predict_url
 from fizbuz.lifecycle import ScriptedServer, free_ports
-from serving.metrics import control as metrics_control
+from serving.mms.metrics import control as metrics_control
 from serving.mms import management
 from serving.mms.process import RunFolder, worker_processes
 

@@ -16,7 +16,7 @@ from fizbuz.contract import PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
 from fizbuz.lifecycle import free_port, free_ports, wait_until
 from serving.front import network
 from serving.front.fleet import Fleet
-from serving.metrics import front_control
+from serving.front.metrics import control as front_control
 from serving.metrics.scrape import scrape
 
 pytestmark = pytest.mark.e2e

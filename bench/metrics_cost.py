@@ -11,10 +11,10 @@ jobs on the machine spreads over all three:
 
 All three run shipped batching (batch 16, delay 1 ms, 2 workers) and are started
 up front, so only the loaded one works. Prints a table and writes
-serving/metrics/results/cost.md.
+bench/results/metrics/cost.md.
 
-    .venv/bin/python -m serving.metrics.cost                 # 6 rounds of 8 s (about 5 min)
-    .venv/bin/python -m serving.metrics.cost --rounds 1 --duration 3   # a smoke run
+    .venv/bin/python -m bench.metrics_cost                 # 6 rounds of 8 s (about 5 min)
+    .venv/bin/python -m bench.metrics_cost --rounds 1 --duration 3   # a smoke run
 """
 
 import argparse
@@ -123,7 +123,7 @@ def report(args, results):
     medians = {name: statistics.median(r.good_per_second for r in runs) for name, runs in results.items()}
     lines = [
         "# What metrics cost (wrk, c=%d)" % args.connections, "",
-        f"One run of `python -m serving.metrics.cost`: {args.rounds} alternating rounds of {args.duration} s "
+        f"One run of `python -m bench.metrics_cost`: {args.rounds} alternating rounds of {args.duration} s "
         f"per configuration, wrk with {args.wrk_threads} threads, shipped batching (batch 16, delay 1 ms, "
         "2 workers). The machine was shared with other jobs: compare the columns of one run, not "
         "figures across runs.", "",

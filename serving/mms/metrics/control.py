@@ -12,7 +12,7 @@ from fizbuz.lifecycle import PidFile, start_server
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8082  # TorchServe's metrics port; MMS takes 8080/8081
-EXPORTER_MODULE = "serving.metrics.exporter"
+EXPORTER_MODULE = "serving.mms.metrics.exporter"
 PID_FILE_NAME = "metrics_exporter.pid"
 LOG_FILE_NAME = "metrics_exporter.log"
 MULTIPROC_DIR_NAME = "prometheus"
