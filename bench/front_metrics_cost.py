@@ -41,6 +41,7 @@ from serving.mms.metrics.control import metrics_url
 from bench.metrics_cost import Scraper
 from serving.metrics.logtail import flushed_and_read
 from serving.metrics.scrape import scrape
+from fizbuz import logs
 
 log = logging.getLogger("front-metrics-cost")
 HERE = Path(__file__).resolve().parent
@@ -181,7 +182,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
     try:

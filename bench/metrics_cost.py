@@ -32,6 +32,7 @@ from bench.machine import write_report
 from fizbuz.http_client import call
 from fizbuz.lifecycle import LifecycleError
 from serving.mms.private import PrivateMms
+from fizbuz import logs
 
 log = logging.getLogger("metrics-cost")
 
@@ -146,7 +147,7 @@ def report(args, results):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
     try:

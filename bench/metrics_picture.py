@@ -27,6 +27,7 @@ from fizbuz.lifecycle import LifecycleError, wait_until  # noqa: E402
 from loadtest.background import BackgroundLoad  # noqa: E402
 from serving.metrics.prometheus import PrivatePrometheus  # noqa: E402
 from serving.mms.private import PrivateMms  # noqa: E402
+from fizbuz import logs
 
 log = logging.getLogger("picture")
 
@@ -129,7 +130,7 @@ def run(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     try:
         summary = run(args)

@@ -12,9 +12,10 @@ import zipfile
 from pathlib import Path
 
 from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, ROOT
+from fizbuz.errors import FizbuzError
 
 
-class BuildError(Exception):
+class BuildError(FizbuzError):
     pass
 
 

@@ -33,9 +33,11 @@ from pathlib import Path
 
 import psutil
 
-from fizbuz.contract import ONNX_PATH, RUN_DIR
+from fizbuz import settings
+from fizbuz.contract import ONNX_PATH
 from fizbuz.http_client import call
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, end_family, start_server
+from fizbuz import logs
 
 PROG = "inspect_model.sh"
 MODES = ("serve", "start", "stop", "status")
@@ -54,13 +56,13 @@ class Interrupted(KeyboardInterrupt):
 
 class Settings:
     def __init__(self, env=os.environ):
-        self.host = env.get("NETRON_HOST") or "127.0.0.1"
-        self.port_text = env.get("NETRON_PORT") or "8090"
-        self.timeout = float(env.get("NETRON_TIMEOUT") or 30)
-        self.browse = env.get("NETRON_BROWSE", "0") == "1"
+        self.host = settings.value("netron_host", env)
+        self.port_text = settings.value("netron_port", env)
+        self.timeout = settings.value("netron_timeout", env)
+        self.browse = settings.value("netron_browse", env)
         self.display = bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
-        self.mms_ports = (env.get("INFERENCE_PORT") or "8080", env.get("MANAGEMENT_PORT") or "8081")
-        self.run_dir = Path(env.get("FIZBUZ_RUN_DIR") or RUN_DIR)
+        self.mms_ports = (str(settings.value("inference_port", env)), str(settings.value("management_port", env)))
+        self.run_dir = settings.value("run_dir", env)
         self.pid_file = PidFile(self.run_dir / "netron.pid", "netron")
         self.log_file = self.run_dir / "netron.log"
 
@@ -212,7 +214,7 @@ def main(argv=None):
         signal.signal(signum, raise_interrupted)
     try:
         mode, model = parse_args(argv)
-        logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+        logs.setup("progress")
         return {"serve": serve, "start": start, "stop": stop, "status": status}[mode](Settings(), model)
     except (LifecycleError, ValueError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)

@@ -27,7 +27,8 @@ import os
 import sys
 from pathlib import Path
 
-from fizbuz.contract import ROOT, RUN_DIR
+from fizbuz import settings
+from fizbuz.contract import ROOT
 from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
 
@@ -39,14 +40,14 @@ log = logging.getLogger("flask")
 
 class Settings:
     def __init__(self, env=os.environ):
-        self.port = int(env.get("PORT") or 8000)
-        self.workers = int(env.get("WORKERS") or 2)
-        self.worker_class = env.get("WORKER_CLASS") or "sync"
-        self.threads = int(env.get("THREADS") or 4)
-        self.keep_alive = int(env.get("KEEP_ALIVE") or 75)
-        self.access_log = env.get("ACCESS_LOG", "0") == "1"
-        self.run_dir = Path(env.get("FLASK_RUN_DIR") or RUN_DIR / "flask")
-        self.timeout = float(env.get("START_TIMEOUT") or 120)
+        self.port = settings.value("flask_port", env)
+        self.workers = settings.value("flask_workers", env)
+        self.worker_class = settings.value("flask_worker_class", env)
+        self.threads = settings.value("flask_threads", env)
+        self.keep_alive = settings.value("flask_keep_alive", env)
+        self.access_log = settings.value("flask_access_log", env)
+        self.run_dir = settings.value("flask_run_dir", env)
+        self.timeout = settings.value("flask_start_timeout", env)
         self.pid_file = PidFile(self.run_dir / "gunicorn.pid", "gunicorn")
         self.log_file = self.run_dir / "gunicorn.log"
 

@@ -23,12 +23,13 @@ from serving.front.nginx import FrontDoor
 from serving.front.metrics import control as front_control
 from serving.mms.metrics.control import metrics_url
 from serving.mms.config import tls_files
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 STATE_FILE = "fleet.json"
 
 
-class FleetError(Exception):
+class FleetError(FizbuzError):
     pass
 
 

@@ -36,6 +36,6 @@ esac
 [ -x "$PY" ] || die "no virtual environment: run scripts/setup_env.sh"
 if [ "$1" = start ]; then
   "$ROOT/serving/front/setup_nginx.sh"
-  [ -f "${MAR:-$ROOT/model_store/$("$PY" -m fizbuz.contract MAR_FILE_NAME)}" ] || "$ROOT/build_mar.sh"
+  [ -f "$("$PY" -m fizbuz.settings get mar)" ] || "$ROOT/build_mar.sh"
 fi
 exec "$PY" -m serving.front.cli "$@"

@@ -28,6 +28,7 @@ from serving.front.metrics.hosts import HostProbe
 from serving.front.metrics.log import FrontCounts, tail_families
 from serving.metrics.logtail import LogTail
 from serving.metrics.serve import serve_until_signalled
+from fizbuz import logs
 
 log = logging.getLogger("front-metrics-exporter")
 
@@ -100,7 +101,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("server")
     if args.nice:
         os.nice(args.nice)  # serving first: this process may lag, never the requests
     counts = FrontCounts()

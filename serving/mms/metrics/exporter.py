@@ -20,6 +20,7 @@ from serving.mms.metrics.multiproc import FilesCollector
 from serving.metrics.serve import serve_until_signalled
 from serving.mms.metrics.workers import WorkerCollector, WorkerTracker
 from serving.mms.process import RunFolder
+from fizbuz import logs
 
 log = logging.getLogger("metrics-exporter")
 
@@ -47,7 +48,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("server")
     registry, files, tracker = build_registry(args.multiproc_dir, args.run_dir, args.management_port)
 
     def step():
