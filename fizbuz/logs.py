@@ -33,12 +33,12 @@ class _ProgressFormatter(logging.Formatter):
 
 def setup(style: Literal["plain", "progress", "server"] = "progress", level: int = logging.INFO,
           stream: TextIO | None = None) -> None:
-    """Install the root handler once: plain or progress lines on stdout (or
-    `stream`), or timestamped server lines on stderr (or `stream`)."""
+    """Install the root handler once: progress lines on stdout, plain and
+    server lines on stderr (as logging's own default), or on `stream`."""
     root = logging.getLogger()
     if root.handlers:
         return
-    handler = logging.StreamHandler(stream or (sys.stderr if style == "server" else sys.stdout))
+    handler = logging.StreamHandler(stream or (sys.stdout if style == "progress" else sys.stderr))
     formatter_class = _ProgressFormatter if style == "progress" else logging.Formatter
     handler.setFormatter(formatter_class(FORMATS[style]))
     root.addHandler(handler)
