@@ -14,8 +14,8 @@ Usage: ./build_mar.sh [-h]
 Safe to re-run: it rebuilds the archive from the committed weights each time.
 
 Environment:
-  MODEL_STORE   where the .mar goes (default: $ROOT/model_store)
-  STAGING_DIR   where the archive's folder is staged (default: $ROOT/fizbuz_package)
+  FIZBUZ_MODEL_STORE   where the .mar goes (default: $ROOT/model_store)
+  FIZBUZ_STAGING_DIR   where the archive's folder is staged (default: $ROOT/fizbuz_package)
   FIZBUZ_WEIGHTS  the trained weights to export (default: $ROOT/assets/fizbuz_model.pth)
   FIZBUZ_VENV   the virtual environment to use (default: $ROOT/.venv)
 USAGE

@@ -177,7 +177,7 @@ def parse_args(argv):
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default %(default)s)")
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
-    parser.add_argument("--output", default=str(HERE / "results" / "front_cost.md"))
+    parser.add_argument("--output", default=str(HERE / "results" / "metrics" / "front_cost.md"))
     return parser.parse_args(argv)
 
 

@@ -4,9 +4,9 @@ jobs on the machine spreads over all three:
 
   on         the new default: handler counters in multiprocess files, the
              exporter running and scraped every second (Prometheus-like)
-  log-lines  before the exporter (METRICS=0): the handler's four per-batch
+  log-lines  before the exporter (FIZBUZ_METRICS=0): the handler's four per-batch
              lines in model_metrics.log
-  off        METRICS=0 MODEL_METRICS_LOG=0: neither (MMS's own PredictionTime
+  off        FIZBUZ_METRICS=0 FIZBUZ_MODEL_METRICS_LOG=0: neither (MMS's own PredictionTime
              line per batch stays in every configuration; it is MMS's code)
 
 All three run shipped batching (batch 16, delay 1 ms, 2 workers) and are started
@@ -44,8 +44,8 @@ CONFIGS = {
 }
 LABELS = {
     "on": "metrics on (new default; exporter scraped every 1 s)",
-    "log-lines": "metrics by log lines (before; METRICS=0)",
-    "off": "metrics off (METRICS=0 MODEL_METRICS_LOG=0)",
+    "log-lines": "metrics by log lines (before; FIZBUZ_METRICS=0)",
+    "off": "metrics off (FIZBUZ_METRICS=0 FIZBUZ_MODEL_METRICS_LOG=0)",
 }
 
 
@@ -83,7 +83,7 @@ def parse_args(argv):
                              "(default %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
-    parser.add_argument("--output", default=str(HERE / "results" / "cost.md"))
+    parser.add_argument("--output", default=str(HERE / "results" / "metrics" / "cost.md"))
     return parser.parse_args(argv)
 
 

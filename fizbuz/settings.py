@@ -216,10 +216,23 @@ def value(key: str, environ=None):
 
 
 def helptext(key: str, what: str = "") -> str:
-    """`what` plus "(env FIZBUZ_X, default D)" for a flag's help."""
+    """`what` plus "(env FIZBUZ_<NAME>, default D)" for a flag's help."""
     setting = BY_KEY[key]
     default = "unset" if setting.default is None else _shown(setting.default)
     return f"{what or setting.help} (env {setting.env}, default {default})"
+
+
+def add_flag(parser, key: str, *flags: str, what: str = "", **options):
+    """`parser.add_argument(flag)` whose default is the setting's value (so a flag
+    wins over the environment) and whose help names its FIZBUZ_ variable; the
+    type comes from the table unless given."""
+    kind = BY_KEY[key].kind
+    if kind in (int, float) and "action" not in options:
+        options.setdefault("type", kind)
+    current = value(key)
+    if isinstance(current, Path):
+        current = str(current)
+    return parser.add_argument(*flags, default=current, help=helptext(key, what), **options)
 
 
 def _shown(default) -> str:

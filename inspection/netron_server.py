@@ -11,13 +11,13 @@ waits until its page and the model answer over HTTP, and prints the URL to open.
 own default port is 8080, MMS's inference port, so this never uses it. No browser is
 needed: open the URL from anywhere that reaches it (e.g. ssh -L 8090:127.0.0.1:8090).
 
-Environment (defaults in brackets):
-  NETRON_HOST      [127.0.0.1]  address to listen on
-  NETRON_PORT      [8090]       port; must be free and not INFERENCE_PORT/MANAGEMENT_PORT
-  NETRON_TIMEOUT   [30]         seconds to wait for netron to answer
-  NETRON_BROWSE    [0]          1 also opens a browser, when a display (DISPLAY/WAYLAND_DISPLAY) exists
-  FIZBUZ_RUN_DIR   [run]        where netron.pid and netron.log go
-  INFERENCE_PORT   [8080], MANAGEMENT_PORT [8081]  MMS's ports, refused as NETRON_PORT
+Environment (defaults in brackets; the old names without FIZBUZ_ still work):
+  FIZBUZ_NETRON_HOST      [127.0.0.1]  address to listen on
+  FIZBUZ_NETRON_PORT      [8090]       port; must be free and not MMS's (FIZBUZ_INFERENCE_PORT/_MANAGEMENT_PORT)
+  FIZBUZ_NETRON_TIMEOUT   [30]         seconds to wait for netron to answer
+  FIZBUZ_NETRON_BROWSE    [0]          1 also opens a browser, when a display (DISPLAY/WAYLAND_DISPLAY) exists
+  FIZBUZ_RUN_DIR          [run]        where netron.pid and netron.log go
+  FIZBUZ_INFERENCE_PORT   [8080], FIZBUZ_MANAGEMENT_PORT [8081]  MMS's ports, refused as netron's
 """
 
 import argparse

@@ -37,23 +37,18 @@ def port(text):
 def build_parser():
     parser = argparse.ArgumentParser(prog="containers.sh", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", default=str(settings.value("containers_dir")),
-                        help=settings.helptext("containers_dir"))
+    settings.add_flag(parser, "containers_dir", "--dir")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="build and deploy the stack")
-    start.add_argument("--replicas", type=int, default=settings.value("replicas"),
-                       help=settings.helptext("replicas"))
-    start.add_argument("--workers", type=int, default=settings.value("stack_workers"),
-                       help=settings.helptext("stack_workers"))
-    start.add_argument("--front-port", type=port, default=settings.value("front_port"),
-                       help=settings.helptext("front_port"))
-    start.add_argument("--base", default=settings.value("base"),
-                       help=settings.helptext("base", "base image: 'local' builds Debian 12 with debootstrap (no "
-                                              "Docker Hub needed); or e.g. debian:bookworm-slim"))
-    start.add_argument("--stack", default=settings.value("stack"), help=settings.helptext("stack"))
+    settings.add_flag(start, "replicas", "--replicas")
+    settings.add_flag(start, "stack_workers", "--workers")
+    settings.add_flag(start, "front_port", "--front-port", type=port)
+    settings.add_flag(start, "base", "--base", what="base image: 'local' builds Debian 12 with debootstrap (no "
+                                              "Docker Hub needed); or e.g. debian:bookworm-slim")
+    settings.add_flag(start, "stack", "--stack")
     start.add_argument("--mar", default=Options.mar, help="the model archive to ship (model_store/...)")
-    start.add_argument("--cpus", default=settings.value("mms_cpus"), help=settings.helptext("mms_cpus"))
-    start.add_argument("--memory", default=settings.value("mms_memory"), help=settings.helptext("mms_memory"))
+    settings.add_flag(start, "mms_cpus", "--cpus")
+    settings.add_flag(start, "mms_memory", "--memory")
     commands.add_parser("stop", help="remove everything start made")
     commands.add_parser("status", help="engine, services, tasks, /ready")
     commands.add_parser("env", help="export lines for the front door: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, "

@@ -16,41 +16,30 @@ from fizbuz.errors import FizbuzError
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fleet.sh", description=__doc__)
-    parser.add_argument("--dir", default=str(settings.value("fleet_dir")),
-                        help=settings.helptext("fleet_dir"))
+    settings.add_flag(parser, "fleet_dir", "--dir")
     commands = parser.add_subparsers(dest="command", required=True)
 
     start = commands.add_parser("start", help="start the hosts and the front door (or restart what died)")
-    start.add_argument("-n", "--hosts", type=int, default=settings.value("hosts"),
-                       help=settings.helptext("hosts"))
-    start.add_argument("--workers", type=int, default=settings.value("workers"),
-                       help=settings.helptext("workers"))
-    start.add_argument("--port", type=int, default=settings.value("front_port"),
-                       help=settings.helptext("front_port"))
-    start.add_argument("--listen-address", default=settings.value("front_address"),
-                       help=settings.helptext("front_address"))
+    settings.add_flag(start, "hosts", "-n", "--hosts")
+    settings.add_flag(start, "workers", "--workers")
+    settings.add_flag(start, "front_port", "--port")
+    settings.add_flag(start, "front_address", "--listen-address")
     start.add_argument("--loopback", action="store_true", help="127.x addresses instead of namespaces, even as root")
     start.add_argument("--external-hosts", metavar="ADDR:PORT,...",
                        help="real hosts already running start_mms.sh: start only the front door over them")
-    start.add_argument("--mar", default=str(settings.value("mar")), help=settings.helptext("mar"))
-    start.add_argument("--cert", default=settings.value("tls_cert"), help=settings.helptext("tls_cert"))
-    start.add_argument("--key", default=settings.value("tls_key"), help=settings.helptext("tls_key"))
-    start.add_argument("--rate", type=int, default=settings.value("rate"), help=settings.helptext("rate"))
-    start.add_argument("--burst", type=int, default=settings.value("burst"), help=settings.helptext("burst"))
-    start.add_argument("--body-cap", default=settings.value("body_cap"),
-                       help=settings.helptext("body_cap"))
-    start.add_argument("--nginx-workers", default=settings.value("nginx_workers"),
-                       help=settings.helptext("nginx_workers", "nginx worker processes (auto: one per core)"))
-    start.add_argument("--metrics-port", type=int, default=settings.value("front_metrics_port"),
-                       help=settings.helptext("front_metrics_port"))
-    start.add_argument("--read-timeout", type=float, default=settings.value("read_timeout"),
-                       help=settings.helptext("read_timeout"))
-    start.add_argument("--single-workers", type=int, default=settings.value("fleet_single_workers"),
-                       help=settings.helptext("fleet_single_workers"))
-    start.add_argument("--adaptive-threshold", type=int,
-                       default=settings.value("adaptive_threshold"),
-                       help=settings.helptext("adaptive_threshold", "requests arriving while at most this many client "
-                                              "connections are open go to batch 1 (measured by bench/adaptive.py)"))
+    settings.add_flag(start, "mar", "--mar")
+    settings.add_flag(start, "tls_cert", "--cert")
+    settings.add_flag(start, "tls_key", "--key")
+    settings.add_flag(start, "rate", "--rate")
+    settings.add_flag(start, "burst", "--burst")
+    settings.add_flag(start, "body_cap", "--body-cap")
+    settings.add_flag(start, "nginx_workers", "--nginx-workers", what="nginx worker processes (auto: one per core)")
+    settings.add_flag(start, "front_metrics_port", "--metrics-port")
+    settings.add_flag(start, "read_timeout", "--read-timeout")
+    settings.add_flag(start, "fleet_single_workers", "--single-workers")
+    settings.add_flag(start, "adaptive_threshold", "--adaptive-threshold",
+                      what="requests arriving while at most this many client connections are open go to batch 1 "
+                           "(measured by bench/adaptive.py)")
     start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
                             "workers (env FIZBUZ_ADAPTIVE=0)")

@@ -199,7 +199,7 @@ class Fleet(JsonState):
                    if not answers_smoke_request(f"http://{upstream}{SINGLE_PREDICT_PATH}", timeout=10)]
         if missing:
             raise FleetError(f"{', '.join(missing)} do not answer on {SINGLE_PREDICT_PATH}: start them with "
-                             f"SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
+                             f"FIZBUZ_SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
                              f"with --batched-only")
 
     def _start_door(self, state, timeout=60):

@@ -230,7 +230,7 @@ def worker_table(description, run):
 def require_description(port, model=MODEL_NAME):
     description = management.describe_model(port, model=model)
     if description is None:
-        hint = "start it with ./start_mms.sh" + (" and SINGLE_WORKERS=N" if model == SINGLE_MODEL_NAME else "")
+        hint = "start it with ./start_mms.sh" + (" and FIZBUZ_SINGLE_WORKERS=N" if model == SINGLE_MODEL_NAME else "")
         raise LifecycleError(f"no MMS with model {model} answers on management port {port}: {hint}")
     return description
 
@@ -297,43 +297,29 @@ def positive_int(text):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", default=str(settings.value("run_dir")),
-                        help=settings.helptext("run_dir"))
-    parser.add_argument("--timeout", type=float, default=settings.value("mms_timeout"),
-                        help=settings.helptext("mms_timeout"))
+    settings.add_flag(parser, "run_dir", "--run-dir")
+    settings.add_flag(parser, "mms_timeout", "--timeout")
     commands = parser.add_subparsers(dest="command", required=True)
 
     start_cmd = commands.add_parser("start", help="start MMS and register the model")
-    start_cmd.add_argument("--inference-address",
-                           default=settings.value("inference_address"), help=settings.helptext("inference_address"))
-    start_cmd.add_argument("--inference-port", type=positive_int,
-                           default=settings.value("inference_port"), help=settings.helptext("inference_port"))
-    start_cmd.add_argument("--management-port", type=positive_int,
-                           default=settings.value("management_port"), help=settings.helptext("management_port"))
-    start_cmd.add_argument("--model-store", default=str(settings.value("model_store")),
-                           help=settings.helptext("model_store"))
-    start_cmd.add_argument("--batch-size", type=positive_int,
-                           default=settings.value("batch_size"), help=settings.helptext("batch_size"))
-    start_cmd.add_argument("--max-batch-delay", type=positive_int,
-                           default=settings.value("max_batch_delay"), help=settings.helptext("max_batch_delay"))
-    start_cmd.add_argument("--workers", type=positive_int, default=settings.value("workers"),
-                           help=settings.helptext("workers"))
-    start_cmd.add_argument("--single-workers", type=positive_int,
-                           default=settings.value("single_workers"),
-                           help=settings.helptext("single_workers", f"also register the model as {SINGLE_MODEL_NAME} "
-                                                  "(batch 1, no delay) with this many workers, for a front door "
-                                                  "that sends lone requests there"))
-    start_cmd.add_argument("--access-log", action="store_true", default=settings.value("access_log"),
-                           help=settings.helptext("access_log"))
-    start_cmd.add_argument("--metrics-port", type=positive_int,
-                           default=settings.value("metrics_port"), help=settings.helptext("metrics_port"))
-    start_cmd.add_argument("--no-metrics", dest="metrics", action="store_false", default=settings.value("metrics"),
-                           help=settings.helptext("metrics", "no exporter and no Prometheus counters in the handler"))
-    start_cmd.add_argument("--model-metrics-log", type=int, choices=(0, 1),
-                           default=settings.value("model_metrics_log"), help=settings.helptext("model_metrics_log"))
-    start_cmd.add_argument("--tls", action="store_true", default=settings.value("tls"), help=settings.helptext("tls"))
-    start_cmd.add_argument("--tls-cert", default=settings.value("tls_cert"), help=settings.helptext("tls_cert"))
-    start_cmd.add_argument("--tls-key", default=settings.value("tls_key"), help=settings.helptext("tls_key"))
+    settings.add_flag(start_cmd, "inference_address", "--inference-address")
+    settings.add_flag(start_cmd, "inference_port", "--inference-port", type=positive_int)
+    settings.add_flag(start_cmd, "management_port", "--management-port", type=positive_int)
+    settings.add_flag(start_cmd, "model_store", "--model-store")
+    settings.add_flag(start_cmd, "batch_size", "--batch-size", type=positive_int)
+    settings.add_flag(start_cmd, "max_batch_delay", "--max-batch-delay", type=positive_int)
+    settings.add_flag(start_cmd, "workers", "--workers", type=positive_int)
+    settings.add_flag(start_cmd, "single_workers", "--single-workers", type=positive_int,
+                      what=f"also register the model as {SINGLE_MODEL_NAME} (batch 1, no delay) with this many "
+                           "workers, for a front door that sends lone requests there")
+    settings.add_flag(start_cmd, "access_log", "--access-log", action="store_true")
+    settings.add_flag(start_cmd, "metrics_port", "--metrics-port", type=positive_int)
+    settings.add_flag(start_cmd, "metrics", "--no-metrics", dest="metrics", action="store_false",
+                      what="no exporter and no Prometheus counters in the handler")
+    settings.add_flag(start_cmd, "model_metrics_log", "--model-metrics-log", choices=(0, 1))
+    settings.add_flag(start_cmd, "tls", "--tls", action="store_true")
+    settings.add_flag(start_cmd, "tls_cert", "--tls-cert")
+    settings.add_flag(start_cmd, "tls_key", "--tls-key")
     start_cmd.set_defaults(func=start)
 
     stop_cmd = commands.add_parser("stop", help="stop the server of this run folder")
@@ -343,11 +329,10 @@ def build_parser():
                                  ("scale", scale, "set min/max workers and wait for them")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--management-port", type=positive_int, default=None,
-                         help="default: env MANAGEMENT_PORT, else the port the run folder's server uses")
+                         help="default: env FIZBUZ_MANAGEMENT_PORT, else the port the run folder's server uses")
         if name == "scale":
-            sub.add_argument("--single", action="store_true", default=settings.value("scale_single"),
-                             help=settings.helptext("scale_single", f"scale {SINGLE_MODEL_NAME} (the batch-1 "
-                                                    "registration) instead"))
+            settings.add_flag(sub, "scale_single", "--single", action="store_true",
+                              what=f"scale {SINGLE_MODEL_NAME} (the batch-1 registration) instead")
             sub.add_argument("min_workers", type=positive_int, metavar="MIN")
             sub.add_argument("max_workers", type=positive_int, metavar="MAX", nargs="?")
         sub.set_defaults(func=func)

@@ -139,7 +139,7 @@ def test_adaptive_front_door_refuses_given_hosts_without_the_batch_1_registratio
     silent = f"127.0.0.1:{free_port()}"  # nothing listens there: no fizbuz_package_single either
     door_only = Fleet(fleet_dir)
     try:
-        with pytest.raises(FleetError, match="SINGLE_WORKERS=2 ./start_mms.sh"):
+        with pytest.raises(FleetError, match="FIZBUZ_SINGLE_WORKERS=2 ./start_mms.sh"):
             door_only.start(Options(external_hosts=[silent], front_port=free_port()))
     finally:
         door_only.stop()
