@@ -42,6 +42,7 @@ def write(path, tokens):
     text += "".join(f"{name} {token}\n" for name, token in tokens.items())
     # 0600 from its creation, then renamed over the old one: never readable by
     # others, and a reload never reads half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, text)
 
 
