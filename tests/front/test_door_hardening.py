@@ -6,10 +6,12 @@ import concurrent.futures
 import http.client
 import http.server
 import json
+import os
 import socket
 import ssl
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -338,3 +340,34 @@ def test_idle_connections_are_dropped_while_a_token_holder_is_served(door):
         for sock in idle + slow:
             sock.close()
     assert "worker_connections are not enough" not in door.fleet.door.error_log.read_text()
+
+
+def test_no_token_in_any_log_or_command_line(door):
+    """Item 5: after requests with the token, wrong tokens and a token added and
+    revoked, no log of the fleet (front door, hosts, exporters) and no running
+    process's command line holds a token."""
+    wrong = "Wrong-" + tokens.new_token()
+    added = tokens.add(door.fleet.token_file, "passing")
+    try:
+        door.fleet.reload()
+        assert door.predict(15, token=added)[0] == 200
+        assert door.predict(15, token=wrong)[0] == 401
+        assert send(door, "GET", "/v2/models/fizbuz_package", token=wrong)[0] == 401
+    finally:
+        tokens.revoke(door.fleet.token_file, "passing")
+        door.fleet.reload()
+    secrets = [door.token, added, wrong]
+    logs = [path for path in door.fleet.dir.rglob("*") if path.is_file() and
+            (path.suffix == ".log" or "logs" in path.parts)]
+    assert any(path.name == "access.log" for path in logs), logs  # the logs the requests went to
+    door.access_log_lines(predicate=lambda l: "client=passing" in l)  # flushed (bounded wait)
+    for path in logs:
+        text = path.read_bytes()
+        assert not any(secret.encode() in text for secret in secrets), path
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            assert not any(secret.encode() in cmdline for secret in secrets), pid
