@@ -7,6 +7,7 @@ import http.client
 import http.server
 import json
 import os
+import resource
 import socket
 import ssl
 import subprocess
@@ -305,6 +306,9 @@ def test_idle_connections_are_dropped_while_a_token_holder_is_served(door):
     every one of the holder's requests is answered right, and the door drops
     the idle ones after its header timeout. (The p99 comparison with an idle
     door is bench/idle_flood.py's.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:  # 2,000 sockets of our own (a shell's default is 1,024)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
     context = client.tls_context(door.cafile)
     idle = [socket.create_connection((door.address, door.port), timeout=10) for _ in range(1950)]
     slow = []
