@@ -55,6 +55,13 @@ def build_parser():
                        default=env_int("ADAPTIVE_THRESHOLD", Options.adaptive_threshold),
                        help="requests arriving while at most this many client connections are open go to batch 1 "
                             f"(env ADAPTIVE_THRESHOLD, {Options.adaptive_threshold}, measured by bench/adaptive.py)")
+    start.add_argument("--admission", type=int, default=env_int("ADMISSION", Options.admission),
+                       help="requests in flight per host entry before the front door answers 503 + Retry-After "
+                            f"(env ADMISSION, {Options.admission}; 0: no admission control); docs/overload.md")
+    start.add_argument("--retry-budget", type=int, default=env_int("RETRY_BUDGET", Options.retry_budget),
+                       help=f"retries in flight per host entry (env RETRY_BUDGET, {Options.retry_budget}; 0: unbounded)")
+    start.add_argument("--batch-size", type=int, default=env_int("BATCH_SIZE", Options.batch_size),
+                       help=f"each host's largest batch (env BATCH_SIZE, {Options.batch_size})")
     start.add_argument("--batched-only", action="store_true", default=os.environ.get("ADAPTIVE", "1") == "0",
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
                             "workers (env ADAPTIVE=0)")
@@ -72,6 +79,8 @@ def build_parser():
     limits.add_argument("--routing", choices=["adaptive", "batched", "single"],
                         help="adaptive (default), batched (off) or single (batch 1 only; needs batch-1 workers)")
     limits.add_argument("--adaptive-threshold", type=int)
+    limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
+    limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
 
     token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)")
     token.add_argument("action", choices=["add", "revoke", "list"])
@@ -106,7 +115,8 @@ def run(args):
                           body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers,
                           metrics_port=args.metrics_port,
                           single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
-                          routing="batched" if args.batched_only else "adaptive")
+                          routing="batched" if args.batched_only else "adaptive",
+                          admission=args.admission, retry_budget=args.retry_budget, batch_size=args.batch_size)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)
@@ -125,7 +135,8 @@ def run(args):
         logging.info("front door reloaded")
     elif args.command == "limits":
         changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap),
-                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold))
+                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold),
+                                     ("admission", args.admission), ("retry_budget", args.retry_budget))
                    if v is not None}
         if changes.get("routing", "batched") != "batched" and not all(
                 h.single_workers for h in fleet.hosts(fleet.require())):
