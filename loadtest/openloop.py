@@ -49,9 +49,10 @@ V2_INFER_PATH = f"/v2/models/{fizbuz_v2.MODEL_NAME}/infer"
 REJECTIONS = (429, 503)
 # The generator is "behind schedule" when more than this share of its sends left
 # later than LATE_SEND after their scheduled time.
+WARM_PATH = "/openloop-warm-up"   # a path no fizbuz server serves: a 404 from its front
 LATE_SEND = 0.010
 LATE_SHARE = 0.01
-TIMEOUT_HEADER = "Timeout-Ms"   # the per-request deadline the front door and handler honour
+TIMEOUT_HEADER = fizbuz_v2.TIMEOUT_HEADER   # the per-request deadline the front door and handler honour
 
 
 def schedule(rate, duration, arrival, seed=0):
@@ -207,7 +208,20 @@ async def _one(session, target, number, due, outcomes):
     outcomes.add(kind, time.monotonic() - due, body)
 
 
-async def run(target, rate, duration, arrival="constant", seed=0, max_outstanding=10000):
+async def _warm(session, target, connections):
+    """Open `connections` keep-alive connections before the clock starts (a GET
+    of a path nothing serves: answered by the server's front, costs no model
+    work), so TLS handshakes do not make the first sends late."""
+    async def touch():
+        try:
+            async with session.get(target.base_url + WARM_PATH) as response:
+                await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass  # the run itself will count what goes wrong
+    await asyncio.gather(*(touch() for _ in range(connections)))
+
+
+async def run(target, rate, duration, arrival="constant", seed=0, max_outstanding=10000, warm=32):
     """Send on schedule; returns Outcomes once every sent request has ended."""
     if target.protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}")
@@ -220,6 +234,7 @@ async def run(target, rate, duration, arrival="constant", seed=0, max_outstandin
     numbers = range(MIN_INPUT, MAX_INPUT + 1)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=target.timeout),
                                      skip_auto_headers=AUTO_HEADERS, auto_decompress=False) as session:
+        await _warm(session, target, min(warm, max_outstanding))
         start = time.monotonic()
         for index, offset in enumerate(offsets):
             due = start + offset
@@ -260,11 +275,14 @@ def parse_args(argv):
                         help="seconds the generator waits for one answer (default: %(default)s)")
     parser.add_argument("--deadline-ms", type=int, default=0,
                         help=f"send a {TIMEOUT_HEADER} header (the server skips work past it); 0: none")
+    parser.add_argument("--warm", type=int, default=32,
+                        help="keep-alive connections opened before the clock starts (default: %(default)s)")
     parser.add_argument("--max-outstanding", type=int, default=10000,
                         help="requests out at once before a send is skipped and counted (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0 or args.max_outstanding < 1 or args.deadline_ms < 0:
-        parser.error("--rate, --duration and --max-outstanding must be positive, --deadline-ms not negative")
+    if args.rate <= 0 or args.duration <= 0 or args.max_outstanding < 1 or args.deadline_ms < 0 or args.warm < 0:
+        parser.error("--rate, --duration and --max-outstanding must be positive, --deadline-ms and --warm "
+                     "not negative")
     return args
 
 
@@ -272,7 +290,7 @@ def main(argv=None):
     args = parse_args(argv)
     target = Target(args.url.rstrip("/"), args.protocol, args.token, args.cafile, args.timeout, args.deadline_ms)
     outcomes = run_sync(target, args.rate, args.duration, arrival=args.arrival, seed=args.seed,
-                        max_outstanding=args.max_outstanding)
+                        max_outstanding=args.max_outstanding, warm=args.warm)
     print(json.dumps(outcomes.summary(), indent=2))
     if outcomes.behind_schedule:
         print("openloop: the generator could not keep its schedule (late sends): the offered rate was "
