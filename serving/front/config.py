@@ -89,6 +89,7 @@ class FrontSettings:
     admission: int = ADMISSION        # requests in flight per host entry; 0: no admission control
     retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
     retry_after: int = RETRY_AFTER
+    log_buffer: str = "64k"           # each access log's buffer (written when full or after flush=1s)
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -126,6 +127,8 @@ def check_overload(settings):
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100000:
             raise ValueError(f"{name} must be a whole number 0..100000 (0: off), got {value!r}")
+    if not re.fullmatch(r"[1-9][0-9]{0,3}k", str(settings.log_buffer)):
+        raise ValueError(f"log_buffer must be like 64k (1k..9999k), got {settings.log_buffer!r}")
     if isinstance(settings.retry_after, bool) or not isinstance(settings.retry_after, int) \
             or not 1 <= settings.retry_after <= 3600:
         raise ValueError(f"retry_after must be 1..3600 seconds, got {settings.retry_after!r}")
@@ -226,7 +229,7 @@ def upstream(settings):
 def metrics_access_log(settings, prefix):
     if not settings.metrics_log:
         return "    # (metrics log off)"
-    return f"    access_log {prefix}/logs/{front_log.LOG_NAME} fizbuz_metrics buffer=64k flush=1s;"
+    return f"    access_log {prefix}/logs/{front_log.LOG_NAME} fizbuz_metrics buffer={settings.log_buffer} flush=1s;"
 
 
 def target_map(settings):
@@ -260,6 +263,7 @@ def render(settings, prefix):
         "FIRST_TRY": way.first_try.replace("{retry}", "@retry"),
         "FIRST_TRY_CALL": way.first_try.replace("{retry}", "@retry_call"),
         "RETRY_AFTER": str(int(settings.retry_after)),
+        "LOG_BUFFER": settings.log_buffer,
         "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
         "METRICS_LOG_FORMAT": front_log.nginx_log_format(),
         "NJS_MODULE": NJS_MODULE, "DOOR_JS": settings.door_js or str(DOOR_JS),
