@@ -72,7 +72,7 @@ PHRASES = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 415: 
 # answered 503 without running: MMS would otherwise run every queued job, even
 # one whose client has long given up. (Door and hosts share a clock: one
 # machine here; NTP between real hosts.)
-RECEIVED_HEADER, TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER = "X-Fizbuz-Received", "Timeout-Ms", "Grpc-Timeout"
+RECEIVED_HEADER, TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER = v2.RECEIVED_HEADER, v2.TIMEOUT_HEADER, v2.GRPC_TIMEOUT_HEADER
 MAX_TIMEOUT_MS = 3600 * 1000
 GRPC_TIMEOUT_UNITS_MS = {"H": 3600e3, "M": 60e3, "S": 1e3, "m": 1.0, "u": 1e-3, "n": 1e-6}
 # The largest forward pass: a bigger batch runs in chunks of this many rows.

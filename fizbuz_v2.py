@@ -72,6 +72,9 @@ GRPC_FOR_HTTP = {400: GRPC_INVALID_ARGUMENT, 404: GRPC_NOT_FOUND, 413: GRPC_RESO
 PROTOCOL_HEADER, CALL_HEADER = "X-Fizbuz-Protocol", "X-Fizbuz-Call"
 MODEL_HEADER, VERSION_HEADER = "X-Fizbuz-Model", "X-Fizbuz-Version"
 HEADER_LENGTH_HEADER, ENCODING_HEADER = "Inference-Header-Content-Length", "X-Fizbuz-Content-Encoding"
+# Deadlines (issue 23, fizbuz_service.check_deadline): the door's arrival stamp,
+# the client's budget in ms (any protocol), gRPC's own timeout header.
+RECEIVED_HEADER, TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER = "X-Fizbuz-Received", "Timeout-Ms", "Grpc-Timeout"
 
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
