@@ -38,10 +38,12 @@ from serving.front.fleet import Fleet, Options
 HERE = Path(__file__).resolve().parent
 BEFORE = {"workers": "auto", "log_buffer": "64k", "admission": 0, "retry_budget": 0}
 VARIANTS = {   # each on top of the one before it
-    "before (no caps, workers auto, 64k log buffers)": BEFORE,
+    "before (no caps, workers auto = 2, 64k log buffers)": BEFORE,
     "+ admission and retry-budget caps": {**BEFORE, "admission": 64, "retry_budget": 32},
-    "+ 1 nginx worker": {**BEFORE, "admission": 64, "retry_budget": 32, "workers": "1"},
-    "+ 256k log buffers": {**BEFORE, "admission": 64, "retry_budget": 32, "workers": "1", "log_buffer": "256k"},
+    "+ 1 nginx worker (after: the fleet's default now)": {**BEFORE, "admission": 64, "retry_budget": 32,
+                                                          "workers": "1"},
+    "+ 256k log buffers (not kept)": {**BEFORE, "admission": 64, "retry_budget": 32, "workers": "1",
+                                      "log_buffer": "256k"},
 }
 
 
@@ -64,11 +66,14 @@ def profile(fleet, url, headers, seconds, log_file, output):
     finally:
         recorder.send_signal(signal.SIGINT)
         recorder.wait(timeout=60)
-    report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,symbol",
-                             "--stdio", "--percent-limit", "1.5"], capture_output=True, text=True, timeout=120)
+    lines = []
+    for sort, limit in (("dso", "1"), ("dso,symbol", "1")):
+        report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", sort, "-g", "none",
+                                 "--stdio", "--percent-limit", limit], capture_output=True, text=True, timeout=120)
+        lines += [line.rstrip() for line in report.stdout.splitlines()
+                  if line.strip() and not line.startswith("#") and "%" in line] + [""]
     data.unlink(missing_ok=True)
-    return "\n".join(line for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")
-                     and "%" in line and "--" not in line)
+    return "\n".join(lines).strip()
 
 
 def main(argv=None):
@@ -91,7 +96,7 @@ def main(argv=None):
     try:
         front_port, metrics_port = free_ports(2)
         state = fleet.start(Options(hosts=1, workers=2, front_port=front_port, metrics_port=metrics_port,
-                                    mar=args.mar))
+                                    mar=args.mar, nginx_workers=BEFORE["workers"]))
         url = f"https://{state['front']['listen']}{PREDICT_PATH}"
         headers = [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"]
         run_wrk(url, args.connections, 5, threads=2, log_file=log_file, headers=headers)  # warm-up
@@ -136,8 +141,8 @@ def write(rows, top, output, args):
                      f"{', '.join(str(r['nginx_cpu_us_per_request']) for r in mine)} | "
                      f"{speeds[len(speeds) // 2]:,.0f} | "
                      f"{middle['p50_ms']} | {middle['p99_ms']} | {sum(r['errors'] for r in mine)} |")
-    lines += ["", "perf, the nginx workers during one run of the shipped settings (symbols over 1.5%):", "", "```",
-              top or "(perf could not run here)", "```"]
+    lines += ["", "perf, the nginx workers during one run of the 'before' settings (by binary, then symbols over 1%):",
+              "", "```", top or "(perf could not run here)", "```"]
     (output / "front_cpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

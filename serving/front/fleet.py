@@ -47,7 +47,10 @@ class Options:
     burst: int = FrontSettings.burst
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
-    nginx_workers: str = FrontSettings.workers
+    # One nginx worker: on this 2-core box, shared with MMS, more workers cost more
+    # CPU per request in task switches (bench/front_door_cpu.py, docs/overload.md);
+    # a front door on its own machine wants --nginx-workers auto.
+    nginx_workers: str = "1"
     metrics_port: int = front_control.DEFAULT_PORT  # the front door's exporter; 0: no metrics
     # Adaptive batching (issue 13): each host also registers the model with batch 1
     # and no delay on this many workers; the front door sends quiet-time requests there.
