@@ -43,7 +43,8 @@ def build_parser():
     start.add_argument("--burst", type=int, default=env_int("BURST", Options.burst))
     start.add_argument("--body-cap", default=os.environ.get("BODY_CAP", Options.body_cap))
     start.add_argument("--nginx-workers", default=os.environ.get("NGINX_WORKERS"),
-                       help="nginx worker processes (env NGINX_WORKERS; default auto: one per core)")
+                       help="nginx worker processes (env NGINX_WORKERS; default 1: cheapest beside MMS on a small box; "
+                            "auto: one per core, for a front door on a machine of its own)")
     start.add_argument("--metrics-port", type=int, default=env_int("FRONT_METRICS_PORT", Options.metrics_port),
                        help="the front door's Prometheus metrics on 127.0.0.1:PORT/metrics "
                             "(env FRONT_METRICS_PORT, 9113; 0: none)")

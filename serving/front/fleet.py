@@ -32,6 +32,12 @@ class FleetError(Exception):
     pass
 
 
+# One nginx worker: on this 2-core box, shared with MMS, more workers cost more
+# CPU per request in task switches (bench/front_door_cpu.py, docs/overload.md);
+# a front door on a machine of its own wants --nginx-workers auto.
+FLEET_NGINX_WORKERS = "1"
+
+
 @dataclasses.dataclass
 class Options:
     hosts: int = 2
@@ -47,10 +53,7 @@ class Options:
     burst: int = FrontSettings.burst
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
-    # One nginx worker: on this 2-core box, shared with MMS, more workers cost more
-    # CPU per request in task switches (bench/front_door_cpu.py, docs/overload.md);
-    # a front door on its own machine wants --nginx-workers auto.
-    nginx_workers: str = "1"
+    nginx_workers: str = None       # None: FLEET_NGINX_WORKERS
     metrics_port: int = front_control.DEFAULT_PORT  # the front door's exporter; 0: no metrics
     # Adaptive batching (issue 13): each host also registers the model with batch 1
     # and no delay on this many workers; the front door sends quiet-time requests there.
@@ -163,7 +166,7 @@ class Fleet(JsonState):
                                   workers=options.workers, single_workers=single_workers,
                                   batch_size=options.batch_size).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
-        workers = options.nginx_workers or FrontSettings.workers
+        workers = options.nginx_workers or FLEET_NGINX_WORKERS
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
                               body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers,

@@ -23,7 +23,7 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
 
 Environment: FLEET_DIR [run/fleet], HOSTS [2], WORKERS [2], FRONT_PORT [8443], RATE [50000 req/s
 per token], BURST [10000], BODY_CAP [4k], READ_TIMEOUT [3 s], MAR [model_store/fizbuz_package.mar],
-TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto], FRONT_METRICS_PORT [9113: the
+TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [1], FRONT_METRICS_PORT [9113: the
 front door's Prometheus metrics on http://127.0.0.1:PORT/metrics, started and stopped with it; 0: none].
 Adaptive batching (on by default): SINGLE_WORKERS [1 batch-1 worker per host beside the WORKERS
 batched ones], ADAPTIVE_THRESHOLD [8: at most this many open client connections -> batch 1],
