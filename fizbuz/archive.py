@@ -67,10 +67,17 @@ def problems(mar_path):
     return found
 
 
-def variant(mar_path, target, swap_labels=False, **model_fields):
+# Where a slow archive's handler waits: in the forward pass, after the requests
+# were parsed (and their deadlines checked), once per batch that has work.
+FORWARD_LINE = b"        numbers = wanted[0] if len(wanted) == 1 else np.concatenate(wanted)\n"
+
+
+def variant(mar_path, target, swap_labels=False, batch_sleep_ms=0, **model_fields):
     """A copy of the archive with changed manifest fields (e.g. modelVersion="2.0":
     new bytes, a new version to roll out). swap_labels: its codec answers Fizz for
-    Buzz, an archive that serves but answers wrongly (what a rollout must catch)."""
+    Buzz, an archive that serves but answers wrongly (what a rollout must catch).
+    batch_sleep_ms: its handler sleeps that long per batch, a model slow on
+    purpose, so a test can offer several times a host's capacity (issue 23)."""
     with zipfile.ZipFile(mar_path) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
         for item in source.infolist():
             data = source.read(item.filename)
@@ -83,6 +90,12 @@ def variant(mar_path, target, swap_labels=False, **model_fields):
                 if swapped == data:
                     raise ValueError("the codec's label order was not found: cannot make the wrong archive")
                 data = swapped
+            if item.filename == "fizbuz_service.py" and batch_sleep_ms:
+                if FORWARD_LINE not in data:
+                    raise ValueError("the handler's forward pass was not found: cannot make the slow archive")
+                pause = b"        time.sleep(%f)  # a slow archive, for tests (fizbuz.archive.variant)\n" % (
+                    batch_sleep_ms / 1000)
+                data = data.replace(FORWARD_LINE, pause + FORWARD_LINE)
             copy.writestr(item, data)
     return target
 

@@ -72,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
        "METRICS_PORT", 0, 65535),
     _s("model_store", Path, ROOT / "model_store", "mms, build_mar.sh", "where the .mar is built and served from",
        "MODEL_STORE"),
-    _s("batch_size", int, 16, "mms", "largest batch a worker gets", "BATCH_SIZE", 1, 1024),
+    _s("batch_size", int, 16, "mms, fleet", "largest batch a worker gets", "BATCH_SIZE", 1, 1024),
     _s("max_batch_delay", int, 1, "mms", "ms a worker waits to fill a batch", "MAX_BATCH_DELAY", 0, 10000),
     _s("workers", int, 2, "mms, fleet", "MMS worker processes per host (one per core suits this model)", "WORKERS",
        1, 16),
@@ -103,7 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("rate", int, 50000, "fleet", "requests/s per token (nginx limit_req)", "RATE", 1, 1_000_000),
     _s("burst", int, 10000, "fleet", "requests per token allowed over the rate at once", "BURST", 0, 1_000_000),
     _s("body_cap", str, "4k", "fleet", "largest card-path request body (nginx size)", "BODY_CAP"),
-    _s("nginx_workers", str, "auto", "fleet", "nginx worker processes", "NGINX_WORKERS"),
+    _s("nginx_workers", str, "1", "fleet", "nginx worker processes (1: cheapest beside MMS on a small box; "
+       "auto: one per core, for a front door on a machine of its own)", "NGINX_WORKERS"),
     _s("front_metrics_port", int, 9113, "fleet", "the front door's exporter port; 0: no metrics",
        "FRONT_METRICS_PORT", 0, 65535),
     _s("read_timeout", float, 3.0, "fleet", "seconds nginx waits for a host's answer", "READ_TIMEOUT", 0.1, 600),
@@ -112,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("adaptive_threshold", int, 8, "fleet", "at most this many open client connections: a request goes to batch 1",
        "ADAPTIVE_THRESHOLD", 0, 100000),
     _s("adaptive", bool, True, "fleet", "adaptive batching (0: every request batched)", "ADAPTIVE"),
+    _s("admission", int, 64, "fleet", "requests in flight per host before the front door answers 503 + Retry-After "
+       "(0: no admission control; docs/overload.md)", "ADMISSION", 0, 100000),
+    _s("retry_budget", int, 32, "fleet", "retries in flight per host entry (0: unbounded)", "RETRY_BUDGET", 0, 100000),
     # ---------------------------------------------------------------- the Swarm stack (fizbuz stack, containers.sh)
     _s("containers_dir", Path, ROOT / "run/containers", "stack", "the stack's folder: dockerd, state, tokens",
        "CONTAINERS_DIR"),

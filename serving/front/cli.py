@@ -33,13 +33,16 @@ def build_parser():
     settings.add_flag(start, "rate", "--rate")
     settings.add_flag(start, "burst", "--burst")
     settings.add_flag(start, "body_cap", "--body-cap")
-    settings.add_flag(start, "nginx_workers", "--nginx-workers", what="nginx worker processes (auto: one per core)")
+    settings.add_flag(start, "nginx_workers", "--nginx-workers")
     settings.add_flag(start, "front_metrics_port", "--metrics-port")
     settings.add_flag(start, "read_timeout", "--read-timeout")
     settings.add_flag(start, "fleet_single_workers", "--single-workers")
     settings.add_flag(start, "adaptive_threshold", "--adaptive-threshold",
                       what="requests arriving while at most this many client connections are open go to batch 1 "
                            "(measured by bench/adaptive.py)")
+    settings.add_flag(start, "admission", "--admission")
+    settings.add_flag(start, "retry_budget", "--retry-budget")
+    settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
     start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
                             "workers (env FIZBUZ_ADAPTIVE=0)")
@@ -57,6 +60,8 @@ def build_parser():
     limits.add_argument("--routing", choices=["adaptive", "batched", "single"],
                         help="adaptive (default), batched (off) or single (batch 1 only; needs batch-1 workers)")
     limits.add_argument("--adaptive-threshold", type=int)
+    limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
+    limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
 
     # allow_abbrev=False: the old `--token VALUE` is refused, not taken for --token-file.
     token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)",
@@ -108,7 +113,8 @@ def run(args):
                           body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers,
                           metrics_port=args.metrics_port,
                           single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
-                          routing="batched" if args.batched_only else "adaptive")
+                          routing="batched" if args.batched_only else "adaptive",
+                          admission=args.admission, retry_budget=args.retry_budget, batch_size=args.batch_size)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)
@@ -127,7 +133,8 @@ def run(args):
         logging.info("front door reloaded")
     elif args.command == "limits":
         changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap),
-                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold))
+                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold),
+                                     ("admission", args.admission), ("retry_budget", args.retry_budget))
                    if v is not None}
         if changes.get("routing", "batched") != "batched" and not all(
                 h.single_workers for h in fleet.hosts(fleet.require())):

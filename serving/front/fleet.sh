@@ -23,7 +23,7 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
 
 Environment: FIZBUZ_FLEET_DIR [run/fleet], FIZBUZ_HOSTS [2], FIZBUZ_WORKERS [2], FIZBUZ_FRONT_PORT [8443], FIZBUZ_RATE [50000 req/s
 per token], FIZBUZ_BURST [10000], FIZBUZ_BODY_CAP [4k], FIZBUZ_READ_TIMEOUT [3 s], FIZBUZ_MAR [model_store/fizbuz_package.mar],
-FIZBUZ_TLS_CERT/FIZBUZ_TLS_KEY [a self-signed pair made once], FIZBUZ_NGINX_WORKERS [auto], FIZBUZ_FRONT_METRICS_PORT [9113: the
+FIZBUZ_TLS_CERT/FIZBUZ_TLS_KEY [a self-signed pair made once], FIZBUZ_NGINX_WORKERS [1], FIZBUZ_FRONT_METRICS_PORT [9113: the
 front door's Prometheus metrics on http://127.0.0.1:PORT/metrics, started and stopped with it; 0: none].
 Adaptive batching (on by default): FIZBUZ_FLEET_SINGLE_WORKERS [1 batch-1 worker per host beside the FIZBUZ_WORKERS
 batched ones], FIZBUZ_ADAPTIVE_THRESHOLD [8: at most this many open client connections -> batch 1],

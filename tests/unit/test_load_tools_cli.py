@@ -11,7 +11,7 @@ from fizbuz.contract import ROOT
 
 PYTHON_TOOLS = ["bench/run_bench.py", "bench/bench_handler.py"]
 # Development tools run as modules of the installed project (python -m ...).
-TOOL_MODULES = ["loadtest.loadgen", "loadtest.soak", "loadtest.faults", "inspection.render_netron"]
+TOOL_MODULES = ["loadtest.loadgen", "loadtest.openloop", "loadtest.soak", "loadtest.faults", "inspection.render_netron"]
 
 
 def run(command, **env):
