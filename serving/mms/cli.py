@@ -27,9 +27,11 @@ from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
 from serving.metrics import control as metrics_control
 from serving.metrics import multiproc
-from serving.mms import config, management, process
+from serving.mms import config, fast_worker, management, process
 from serving.mms.process import RunFolder
 
+# Holds only sitecustomize.py, which applies fast_worker.py in MMS's workers.
+WORKER_BOOT = Path(__file__).resolve().parent / "worker_boot"
 # MMS 1.0.8's frontend rejects any port from 32767 up ("Invalid port number").
 MAX_PORT = 32766
 
@@ -105,6 +107,7 @@ def start(args):
         "inference_port": args.inference_port, "management_port": args.management_port,
         "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
         "max_batch_delay": args.max_batch_delay, "workers": args.workers, "single_workers": args.single_workers,
+        "fast_protocol": args.fast_protocol, "metric_lines": bool(args.model_metrics_log),
         "metrics_port": args.metrics_port if args.metrics else None})
     try:
         register_and_wait(args, run, server, cafile=tls[0] if tls else None)
@@ -133,12 +136,18 @@ def worker_env(args, run):
     """MMS's environment, which its workers inherit: with metrics on, a fresh
     multiprocess folder in the run folder for the handler's counters (a
     PROMETHEUS_MULTIPROC_DIR inherited from the caller is never used); and
-    whether the handler also writes its per-batch lines to model_metrics.log."""
+    whether the per-batch lines go to model_metrics.log (the handler's and MMS's
+    own); and the worker patch (serving/mms/fast_worker.py), which a sitecustomize
+    first on the workers' PYTHONPATH applies."""
     env = run.env()
     env.pop(fizbuz_metrics.MULTIPROC_ENV, None)
     if args.metrics:
         env[fizbuz_metrics.MULTIPROC_ENV] = str(multiproc.prepare(metrics_control.multiproc_dir(run)))
-    env[fizbuz_metrics.LOG_LINES_ENV] = "1" if args.model_metrics_log else "0"
+    lines = "1" if args.model_metrics_log else "0"
+    env[fizbuz_metrics.LOG_LINES_ENV] = lines
+    env[fast_worker.METRIC_LINES_ENV] = lines
+    env[fast_worker.FAST_PROTOCOL_ENV] = "1" if args.fast_protocol else "0"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WORKER_BOOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -352,8 +361,13 @@ def build_parser():
                            help="no exporter and no Prometheus counters in the handler (env METRICS=0)")
     start_cmd.add_argument("--model-metrics-log", type=int, choices=(0, 1),
                            default=env_int("MODEL_METRICS_LOG", None),
-                           help="1: the handler also writes its per-batch metric lines to model_metrics.log "
-                                "(env MODEL_METRICS_LOG; default 0 with metrics on, 1 with metrics off)")
+                           help="1: per-batch metric lines in model_metrics.log, MMS's PredictionTime and the "
+                                "handler's four (env MODEL_METRICS_LOG; default 0 with metrics on, 1 with "
+                                "metrics off)")
+    start_cmd.add_argument("--no-fast-protocol", dest="fast_protocol", action="store_false",
+                           default=env_flag(fast_worker.FAST_PROTOCOL_ENV, True),
+                           help="keep MMS 1.0.8's own frame decoder in the workers instead of the buffered one "
+                                f"(serving/mms/fast_worker.py; env {fast_worker.FAST_PROTOCOL_ENV}=0)")
     start_cmd.add_argument("--tls", action="store_true", default=env_flag("TLS"),
                            help="serve predictions over HTTPS (env TLS=1)")
     start_cmd.add_argument("--tls-cert", default=os.environ.get("TLS_CERT"),
