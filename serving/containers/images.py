@@ -29,6 +29,7 @@ APP_FILES = (
     "serving/__init__.py",
     "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/management.py",
     "serving/mms/process.py", "serving/mms/config.properties", "serving/mms/log4j.properties",
+    "serving/mms/fast_worker.py", "serving/mms/worker_boot/sitecustomize.py",
     "serving/metrics/__init__.py", "serving/metrics/control.py", "serving/metrics/exporter.py",
     "serving/metrics/multiproc.py", "serving/metrics/serve.py", "serving/metrics/workers.py",
     "serving/containers/__init__.py", "serving/containers/entrypoint.py", "serving/containers/health.py",

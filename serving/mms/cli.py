@@ -138,7 +138,8 @@ def worker_env(args, run):
     PROMETHEUS_MULTIPROC_DIR inherited from the caller is never used); and
     whether the per-batch lines go to model_metrics.log (the handler's and MMS's
     own); and the worker patch (serving/mms/fast_worker.py), which a sitecustomize
-    first on the workers' PYTHONPATH applies."""
+    first on the workers' PYTHONPATH applies. Without the patch (--no-fast-protocol)
+    the workers are MMS's as shipped, per-batch PredictionTime lines included."""
     env = run.env()
     env.pop(fizbuz_metrics.MULTIPROC_ENV, None)
     if args.metrics:
@@ -147,7 +148,8 @@ def worker_env(args, run):
     env[fizbuz_metrics.LOG_LINES_ENV] = lines
     env[fast_worker.METRIC_LINES_ENV] = lines
     env[fast_worker.FAST_PROTOCOL_ENV] = "1" if args.fast_protocol else "0"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WORKER_BOOT), env.get("PYTHONPATH")]))
+    if args.fast_protocol:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WORKER_BOOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -366,8 +368,9 @@ def build_parser():
                                 "metrics off)")
     start_cmd.add_argument("--no-fast-protocol", dest="fast_protocol", action="store_false",
                            default=env_flag(fast_worker.FAST_PROTOCOL_ENV, True),
-                           help="keep MMS 1.0.8's own frame decoder in the workers instead of the buffered one "
-                                f"(serving/mms/fast_worker.py; env {fast_worker.FAST_PROTOCOL_ENV}=0)")
+                           help="run MMS's workers exactly as MMS 1.0.8 ships them: its own frame decoder and its "
+                                "per-batch PredictionTime lines, without serving/mms/fast_worker.py "
+                                f"(env {fast_worker.FAST_PROTOCOL_ENV}=0)")
     start_cmd.add_argument("--tls", action="store_true", default=env_flag("TLS"),
                            help="serve predictions over HTTPS (env TLS=1)")
     start_cmd.add_argument("--tls-cert", default=os.environ.get("TLS_CERT"),
