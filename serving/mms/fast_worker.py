@@ -17,7 +17,8 @@ What it changes, in the worker process only (nothing in MMS's files on disk):
   (Prometheus has these figures; serving/metrics reads none of these lines).
   The reply is still built by MMS and sent in one `send` per batch, as before.
 
-Switches: FIZBUZ_MMS_FAST_PROTOCOL=0 keeps MMS's own decoder; FIZBUZ_MMS_METRIC_LINES=1
+Switches: FIZBUZ_MMS_FAST_PROTOCOL=0 (start_mms.sh) leaves this module out altogether, so the
+workers are MMS's as shipped; MODEL_METRICS_LOG=1 there sets FIZBUZ_MMS_METRIC_LINES=1, which
 keeps the lines. The patch applies only when the installed MMS is exactly 1.0.8 and the
 files it replaces or relies on have the sha256 sums below; otherwise it logs why and
 leaves MMS as it is. How it gets into a worker: serving/mms/worker_boot/ (a
