@@ -50,7 +50,7 @@ CONFIGS = {"before": {"fizbuz_mms_fast_protocol": 0}, "after": {}}
 LABELS = {"before": "MMS as shipped (before)", "after": "fast worker (after)"}
 # Frames of a py-spy profile, grouped by what they are (file:function prefixes).
 PROFILE_GROUPS = {
-    "frame decoding": ("otf_message_handler.py", "fast_worker.py", "FrameReader"),
+    "frame decoding": ("otf_message_handler.py", "fast_worker.py"),
     "sending the reply (model_service_worker.py:117)": ("model_service_worker.py:117",),
     "[METRICS] lines (emit_metrics)": ("emit_metrics",),
     "the handler (fizbuz_service.handle)": ("handle (fizbuz_service.py",),
