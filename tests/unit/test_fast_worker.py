@@ -308,3 +308,58 @@ def test_refuses_any_other_mms(restore_mms, monkeypatch, caplog, change):
     assert mms_service.emit_metrics is not fast_worker.emit_metrics_if_enabled
     assert "not applied, MMS stays as it is" in caplog.text
     assert ("1.0.9" if change == "version" else "otf_message_handler.py") in caplog.text
+
+
+# ---- how the patch gets into a worker
+
+def worker_env_for(*argv):
+    from serving.mms import cli
+    from serving.mms.process import RunFolder
+
+    args = cli.build_parser().parse_args(["start", *argv])
+    cli.validate(args)
+    return cli.worker_env(args, RunFolder(Path("/nonexistent-run")))
+
+
+def test_start_mms_hands_the_workers_the_boot_folder_unless_switched_off(monkeypatch):
+    from serving.mms import cli
+
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    env = worker_env_for()
+    assert env["PYTHONPATH"].split(":") == [str(cli.WORKER_BOOT), "/somewhere"]
+    assert sorted(path.name for path in cli.WORKER_BOOT.iterdir() if path.suffix == ".py") == ["sitecustomize.py"]
+    assert (env["FIZBUZ_MMS_FAST_PROTOCOL"], env["FIZBUZ_MMS_METRIC_LINES"]) == ("1", "0")
+    assert worker_env_for("--model-metrics-log", "1")["FIZBUZ_MMS_METRIC_LINES"] == "1"
+    off = worker_env_for("--no-fast-protocol")
+    assert off["PYTHONPATH"] == "/somewhere" and off["FIZBUZ_MMS_FAST_PROTOCOL"] == "0"
+
+
+PROBE = """
+import sys
+from mms.protocol import otf_message_handler
+from mms import service
+print(otf_message_handler.retrieve_msg.__module__, service.emit_metrics.__name__, sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("script, patched", [("mms/model_service_worker.py", True), ("other/tool.py", False)])
+def test_boot_patches_only_a_process_started_as_mms_worker(tmp_path, script, patched):
+    import subprocess
+    import sys
+
+    from serving.mms import cli
+
+    path = tmp_path / script
+    path.parent.mkdir(parents=True)
+    path.write_text(PROBE)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(cli.WORKER_BOOT)}
+    done = subprocess.run([sys.executable, str(path), "--sock-type", "unix"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Error in sitecustomize" not in done.stderr
+    if patched:
+        assert done.stdout.splitlines() == [
+            "fizbuz fast worker: buffered protocol, no per-batch metric lines (MMS 1.0.8)",
+            "fizbuz_mms_fast_worker emit_metrics_if_enabled ['--sock-type', 'unix']"]
+    else:
+        assert done.stdout.splitlines() == ["mms.protocol.otf_message_handler emit_metrics ['--sock-type', 'unix']"]
