@@ -16,7 +16,7 @@ for the frontend and the workers. Last, one worker of each server is profiled by
 py-spy under c=64 load: flame graphs (SVG) and the share of samples in the decoder,
 the reply's send and the metric lines. Writes bench/results/mms_path/.
 
-    .venv/bin/python -m bench.mms_path                      # 3 rounds, c=1,16,64, 8 s each (~8 min)
+    fizbuz bench mms-path       (= .venv/bin/python -m bench.mms_path; 3 rounds, c=1,16,64, 8 s each, ~8 min)
     .venv/bin/python -m bench.mms_path --rounds 1 --duration 3 --no-profile   # a smoke run
 """
 
@@ -46,7 +46,7 @@ from serving.mms.private import PrivateMms
 log = logging.getLogger("mms-path")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mms_path"
-CONFIGS = {"before": {"fizbuz_mms_fast_protocol": 0}, "after": {}}
+CONFIGS = {"before": {"mms_fast_protocol": 0}, "after": {}}
 LABELS = {"before": "MMS as shipped (before)", "after": "fast worker (after)"}
 # Frames of a py-spy profile, grouped by what they are (file:function prefixes).
 PROFILE_GROUPS = {

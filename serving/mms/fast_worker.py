@@ -13,13 +13,13 @@ What it changes, in the worker process only (nothing in MMS's files on disk):
   decoder returns (same dicts, bytearray/str/JSON values, the same errors, the same
   "Frontend disconnected." exit on a closed socket, also mid-frame); the tests check it
   against MMS's decoder on recorded real frames and generated ones, split at every byte.
-- `emit_metrics` writes the per-batch `[METRICS]` lines only when FIZBUZ_MMS_METRIC_LINES=1
+- `emit_metrics` writes the per-batch `[METRICS]` lines only when FIZBUZ_MODEL_METRICS_LOG=1
   (Prometheus has these figures; serving/metrics reads none of these lines).
   The reply is still built by MMS and sent in one `send` per batch, as before.
 
 Switches: FIZBUZ_MMS_FAST_PROTOCOL=0 (start_mms.sh) leaves this module out altogether, so the
-workers are MMS's as shipped; MODEL_METRICS_LOG=1 there sets FIZBUZ_MMS_METRIC_LINES=1, which
-keeps the lines. The patch applies only when the installed MMS is exactly 1.0.8 and the
+workers are MMS's as shipped; FIZBUZ_MODEL_METRICS_LOG=1 keeps the lines (the cli hands the workers
+that variable as 1 or 0). The patch applies only when the installed MMS is exactly 1.0.8 and the
 files it replaces or relies on have the sha256 sums below; otherwise it logs why and
 leaves MMS as it is. How it gets into a worker: serving/mms/worker_boot/ (a
 sitecustomize put on the workers' PYTHONPATH by serving/mms/cli.py) loads this file by
@@ -45,7 +45,9 @@ KNOWN_FILES = {
     "model_service_worker.py": "3d6305df1d8c0d7e668a7845a69e1bd1a1acd57c2867a5f26d44aedb3ceb8cb9",
 }
 FAST_PROTOCOL_ENV = "FIZBUZ_MMS_FAST_PROTOCOL"
-METRIC_LINES_ENV = "FIZBUZ_MMS_METRIC_LINES"
+# Set for the workers by serving/mms/cli.py from the setting of the same name (the
+# handler reads it too: fizbuz_metrics.LOG_LINES_ENV).
+METRIC_LINES_ENV = "FIZBUZ_MODEL_METRICS_LOG"
 
 LOAD_MSG = b"L"
 PREDICT_MSG = b"I"
@@ -221,7 +223,7 @@ def _parse(view, start, decode):
 
 
 def emit_metrics_if_enabled(metrics):
-    """MMS's `emit_metrics`, kept only with FIZBUZ_MMS_METRIC_LINES=1."""
+    """MMS's `emit_metrics`, kept only with FIZBUZ_MODEL_METRICS_LOG=1."""
     if _metric_lines:
         _mms_emit_metrics(metrics)
 

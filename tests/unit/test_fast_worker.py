@@ -289,9 +289,9 @@ def test_apply_on_mms_1_0_8_replaces_decoder_and_metric_lines(restore_mms, caplo
 
 
 def test_switches(restore_mms, caplog):
-    assert fast_worker.apply({"FIZBUZ_MMS_FAST_PROTOCOL": "0", "FIZBUZ_MMS_METRIC_LINES": "1"}) == []
+    assert fast_worker.apply({"FIZBUZ_MMS_FAST_PROTOCOL": "0", "FIZBUZ_MODEL_METRICS_LOG": "1"}) == []
     assert mms_codec.retrieve_msg is not fast_worker.retrieve_msg
-    assert fast_worker.apply({"FIZBUZ_MMS_METRIC_LINES": "1"}) == ["buffered protocol"]
+    assert fast_worker.apply({"FIZBUZ_MODEL_METRICS_LOG": "1"}) == ["buffered protocol"]
     with caplog.at_level(logging.INFO, logger="mms.service"):
         mms_service.emit_metrics(["PredictionTime.Milliseconds:1.0"])
     assert "[METRICS]PredictionTime" in caplog.text
@@ -328,8 +328,8 @@ def test_start_mms_hands_the_workers_the_boot_folder_unless_switched_off(monkeyp
     env = worker_env_for()
     assert env["PYTHONPATH"].split(":") == [str(cli.WORKER_BOOT), "/somewhere"]
     assert sorted(path.name for path in cli.WORKER_BOOT.iterdir() if path.suffix == ".py") == ["sitecustomize.py"]
-    assert (env["FIZBUZ_MMS_FAST_PROTOCOL"], env["FIZBUZ_MMS_METRIC_LINES"]) == ("1", "0")
-    assert worker_env_for("--model-metrics-log", "1")["FIZBUZ_MMS_METRIC_LINES"] == "1"
+    assert (env["FIZBUZ_MMS_FAST_PROTOCOL"], env["FIZBUZ_MODEL_METRICS_LOG"]) == ("1", "0")
+    assert worker_env_for("--model-metrics-log", "1")["FIZBUZ_MODEL_METRICS_LOG"] == "1"
     off = worker_env_for("--no-fast-protocol")
     assert off["PYTHONPATH"] == "/somewhere" and off["FIZBUZ_MMS_FAST_PROTOCOL"] == "0"
 

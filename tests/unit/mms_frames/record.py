@@ -47,9 +47,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="==> %(message)s")
     with tempfile.TemporaryDirectory(prefix="fbz-frames-") as folder:
-        os.environ.update(FIZBUZ_FRAME_RECORD_DIR=folder, FIZBUZ_MMS_FAST_PROTOCOL="0",
-                          PYTHONPATH=str(HERE / "recorder"))
-        server = PrivateMms(workers=1, metrics=0, model_metrics_log=0)
+        os.environ.update(FIZBUZ_FRAME_RECORD_DIR=folder, PYTHONPATH=str(HERE / "recorder"))
+        server = PrivateMms(workers=1, metrics=0, model_metrics_log=0, mms_fast_protocol=0)
         try:
             server.start()
             logging.info("statuses: %s", sorted(set(send_all(server.url))))
