@@ -47,6 +47,7 @@ log = logging.getLogger("mms-path")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mms_path"
 CONFIGS = {"before": {"mms_fast_protocol": 0}, "after": {}}
+PATCH_LINE = "fizbuz fast worker: buffered protocol, no per-batch metric lines"
 LABELS = {"before": "MMS as shipped (before)", "after": "fast worker (after)"}
 # Frames of a py-spy profile, grouped by what they are (file:function prefixes).
 PROFILE_GROUPS = {
@@ -91,6 +92,15 @@ def check_answers(server, name, clients=16):
         wrong = [row for row in pool.map(ask, range(MIN_INPUT, MAX_INPUT + 1)) if row]
     if wrong:
         raise LifecycleError(f"{name}: {len(wrong)} of 1023 answers wrong, e.g. {wrong[0]}")
+
+
+def check_patch(server, name):
+    """'after' runs the worker patch in every worker, 'before' in none (each worker
+    says so in mms_log.log), or the comparison is not the one it claims to be."""
+    said = (server.logs / "mms_log.log").read_text(errors="replace").count(PATCH_LINE)
+    workers = len(server.workers())
+    if said != (workers if name == "after" else 0):
+        raise LifecycleError(f"'{name}': {said} of {workers} workers run the patch")
 
 
 def timed_run(server, name, connections, seconds, round_number, wrk_log, threads):
@@ -153,6 +163,7 @@ def measure(args, folder):
             stack.callback(server.stop)
             server.start()
             check_answers(server, name)
+            check_patch(server, name)
             servers[name] = server
         log.info("all 1023 answers right on both; warming up (%d s each)", args.warmup)
         for server in servers.values():
