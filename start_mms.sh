@@ -33,8 +33,10 @@ Environment (defaults in brackets):
   FIZBUZ_METRICS_PORT     [8082]  Prometheus metrics at http://127.0.0.1:PORT/metrics, started and stopped with
                    the server (serving/metrics); 0 turns it off
   FIZBUZ_METRICS          [1]     0: no exporter and no Prometheus counters in the handler
-  FIZBUZ_MODEL_METRICS_LOG [0 with metrics on, 1 off]  1: the handler also writes its four per-batch metric
-                   lines to logs/model_metrics.log (MMS's own PredictionTime line is always there)
+  FIZBUZ_MODEL_METRICS_LOG [0 with metrics on, 1 off]  1: per-batch metric lines in logs/model_metrics.log:
+                   MMS's own PredictionTime and the handler's four (Prometheus has them all)
+  FIZBUZ_MMS_FAST_PROTOCOL [1]  0: MMS's workers exactly as MMS 1.0.8 ships them, without the worker
+                   patch serving/mms/fast_worker.py (buffered frame decoder, no per-batch log lines)
   FIZBUZ_TLS              [0]     1 serves predictions over HTTPS (management stays HTTP on loopback)
   FIZBUZ_TLS_CERT, FIZBUZ_TLS_KEY        PEM certificate and PKCS#8 key [a self-signed pair in the run folder]
   FIZBUZ_RUN_DIR   [$ROOT/run]  pid file, sockets, generated config, logs/

@@ -6,8 +6,8 @@ jobs on the machine spreads over all three:
              exporter running and scraped every second (Prometheus-like)
   log-lines  before the exporter (FIZBUZ_METRICS=0): the handler's four per-batch
              lines in model_metrics.log
-  off        FIZBUZ_METRICS=0 FIZBUZ_MODEL_METRICS_LOG=0: neither (MMS's own PredictionTime
-             line per batch stays in every configuration; it is MMS's code)
+  off        FIZBUZ_METRICS=0 FIZBUZ_MODEL_METRICS_LOG=0: neither (since issue 25 MMS's own
+             PredictionTime line goes with FIZBUZ_MODEL_METRICS_LOG too: on in log-lines only)
 
 All three run shipped batching (batch 16, delay 1 ms, 2 workers) and are started
 up front, so only the loaded one works. Prints a table and writes

@@ -83,8 +83,12 @@ SETTINGS: tuple[Setting, ...] = (
        "ACCESS_LOG"),
     _s("metrics", bool, True, "mms", "the exporter and the handler's Prometheus counters", "METRICS"),
     _s("model_metrics_log", int, None, "mms",
-       "1: the handler also writes its per-batch metric lines (default 0 with metrics on, 1 off)",
+       "1: per-batch metric lines in model_metrics.log, MMS's PredictionTime and the handler's four "
+       "(default 0 with metrics on, 1 off)",
        "MODEL_METRICS_LOG", 0, 1),
+    _s("mms_fast_protocol", bool, True, "mms",
+       "the worker patch serving/mms/fast_worker.py (buffered frame decoder, no per-batch log lines); "
+       "0: MMS's workers exactly as MMS 1.0.8 ships them"),
     _s("tls", bool, False, "mms", "serve predictions over HTTPS", "TLS"),
     _s("tls_cert", Path, None, "mms, fleet", "PEM certificate (default: a self-signed one)", "TLS_CERT"),
     _s("tls_key", Path, None, "mms, fleet", "PEM private key, PKCS#8", "TLS_KEY"),

@@ -41,6 +41,8 @@ ARG VERSION=dev
 # No PYTHONPATH: MMS's workers inherit the environment, and the app's copy of
 # the handler modules would shadow the archive's own (a model update must bring
 # its own handler). The app is found as the working folder of `python3 -m`.
+# (serving.mms.cli gives MMS a PYTHONPATH of one folder holding only a
+# sitecustomize.py, which applies serving/mms/fast_worker.py in its workers.)
 ENV PATH=/opt/fizbuz/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     FIZBUZ_MODEL_STORE=/opt/fizbuz/model_store \

@@ -31,6 +31,7 @@ APP_FILES = (
     "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/guard.py",
     "serving/mms/management.py",
     "serving/mms/process.py", "serving/mms/config.properties", "serving/mms/log4j.properties",
+    "serving/mms/fast_worker.py", "serving/mms/worker_boot/sitecustomize.py",
     "serving/metrics/__init__.py", "serving/metrics/serve.py",
     "serving/mms/metrics/__init__.py", "serving/mms/metrics/control.py", "serving/mms/metrics/exporter.py",
     "serving/mms/metrics/multiproc.py", "serving/mms/metrics/workers.py",

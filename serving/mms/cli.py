@@ -27,11 +27,13 @@ from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
 from serving.mms.metrics import control as metrics_control
 from serving.mms.metrics import multiproc
-from serving.mms import config, guard, management, process
+from serving.mms import config, fast_worker, guard, management, process
 from serving.mms.process import RunFolder
 from fizbuz import logs, settings
 from fizbuz.errors import FizbuzError
 
+# Holds only sitecustomize.py, which applies fast_worker.py in MMS's workers.
+WORKER_BOOT = Path(__file__).resolve().parent / "worker_boot"
 # MMS 1.0.8's frontend rejects any port from 32767 up ("Invalid port number").
 MAX_PORT = 32766
 
@@ -106,6 +108,7 @@ def start(args):
         "inference_port": args.inference_port, "management_port": args.management_port,
         "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
         "max_batch_delay": args.max_batch_delay, "workers": args.workers, "single_workers": args.single_workers,
+        "fast_protocol": args.fast_protocol, "metric_lines": bool(args.model_metrics_log),
         "metrics_port": args.metrics_port if args.metrics else None})
     try:
         register_and_wait(args, run, server, cafile=tls[0] if tls else None)
@@ -135,12 +138,19 @@ def worker_env(args, run):
     """MMS's environment, which its workers inherit: with metrics on, a fresh
     multiprocess folder in the run folder for the handler's counters (a
     PROMETHEUS_MULTIPROC_DIR inherited from the caller is never used); and
-    whether the handler also writes its per-batch lines to model_metrics.log."""
+    whether the per-batch lines go to model_metrics.log (the handler's and MMS's
+    own); and the worker patch (serving/mms/fast_worker.py), which a sitecustomize
+    first on the workers' PYTHONPATH applies. Without the patch (--no-fast-protocol)
+    the workers are MMS's as shipped, per-batch PredictionTime lines included."""
     env = run.env()
     env.pop(fizbuz_metrics.MULTIPROC_ENV, None)
     if args.metrics:
         env[fizbuz_metrics.MULTIPROC_ENV] = str(multiproc.prepare(metrics_control.multiproc_dir(run)))
+    # One variable for the handler's lines and (through fast_worker) MMS's own.
     env[fizbuz_metrics.LOG_LINES_ENV] = "1" if args.model_metrics_log else "0"
+    env[fast_worker.FAST_PROTOCOL_ENV] = "1" if args.fast_protocol else "0"
+    if args.fast_protocol:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WORKER_BOOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -325,6 +335,8 @@ def build_parser():
     settings.add_flag(start_cmd, "metrics", "--no-metrics", dest="metrics", action="store_false",
                       what="no exporter and no Prometheus counters in the handler")
     settings.add_flag(start_cmd, "model_metrics_log", "--model-metrics-log", choices=(0, 1))
+    settings.add_flag(start_cmd, "mms_fast_protocol", "--no-fast-protocol", dest="fast_protocol",
+                      action="store_false")
     settings.add_flag(start_cmd, "tls", "--tls", action="store_true")
     settings.add_flag(start_cmd, "tls_cert", "--tls-cert")
     settings.add_flag(start_cmd, "tls_key", "--tls-key")
