@@ -12,9 +12,10 @@ import zipfile
 from pathlib import Path
 
 from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, ROOT
+from fizbuz.errors import FizbuzError
 
 
-class BuildError(Exception):
+class BuildError(FizbuzError):
     pass
 
 
@@ -23,8 +24,8 @@ def build(model_store, log_file=None, timeout=900):
     folder beside it (never the checkout's tracked fizbuz_package/). Returns the
     .mar's path; output goes to `log_file` (or is kept for the error)."""
     model_store = Path(model_store)
-    env = dict(os.environ, MODEL_STORE=str(model_store),
-               STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME))
+    env = dict(os.environ, FIZBUZ_MODEL_STORE=str(model_store),
+               FIZBUZ_STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME))
     output = open(log_file, "a") if log_file else subprocess.PIPE
     try:
         result = subprocess.run([str(ROOT / "build_mar.sh")], env=env, stdout=output, stderr=subprocess.STDOUT,

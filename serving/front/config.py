@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fizbuz_v2
+from fizbuz import settings as fizbuz_settings
 from fizbuz.contract import PREDICT_PATH, SINGLE_PREDICT_PATH, SMOKE_INPUT, request_body
-from serving.metrics import front_log
+from serving.front.metrics import log as front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 DOOR_JS = Path(__file__).resolve().parent / "door.js"     # the v2/gRPC routing, run by njs
@@ -43,7 +44,7 @@ CALL_HEADERS += DEADLINE_HEADERS + ((fizbuz_v2.GRPC_TIMEOUT_HEADER, "$http_grpc_
 # goes to the batch-1 one, anything busier to the batched one. The threshold
 # was found by bench/adaptive.py (bench/results/adaptive/): the largest
 # concurrency at which batch 1 beat batching through the front door.
-ADAPTIVE_THRESHOLD = 8
+ADAPTIVE_THRESHOLD = fizbuz_settings.default("adaptive_threshold")
 ROUTINGS = ("adaptive", "batched", "single")  # "single": batch 1 only, for the bench's comparison
 
 # Overload (issue 23). Admission control: at most ADMISSION requests in flight
@@ -69,12 +70,12 @@ class FrontSettings:
     certificate: str
     key: str
     drained: set = field(default_factory=set)  # hosts marked down (rolling update)
-    rate: int = 50000                 # req/s per token: above what this box serves
-    burst: int = 10000
-    body_cap: str = "4k"
-    read_timeout: float = 3.0         # s; MMS answers in ms, a lost job never
+    rate: int = fizbuz_settings.default("rate")  # req/s per token: above what this box serves
+    burst: int = fizbuz_settings.default("burst")
+    body_cap: str = fizbuz_settings.default("body_cap")
+    read_timeout: float = fizbuz_settings.default("read_timeout")  # s; MMS answers in ms, a lost job never
     connect_timeout: float = 1.0
-    workers: str = "auto"
+    workers: str = fizbuz_settings.default("nginx_workers")
     metrics_log: bool = True          # one line per request for the metrics exporter
     routing: str = "adaptive"         # one of ROUTINGS; "batched": the batch-1 registration is never used
     adaptive_threshold: int = ADAPTIVE_THRESHOLD

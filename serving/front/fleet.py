@@ -20,15 +20,16 @@ from serving.front import client, network, tokens
 from serving.front.config import FrontSettings, check_overload, target_map
 from serving.front.hosts import Host
 from serving.front.nginx import FrontDoor
-from serving.metrics import front_control
-from serving.metrics.control import metrics_url
+from serving.front.metrics import control as front_control
+from serving.mms.metrics.control import metrics_url
 from serving.mms.config import tls_files
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 STATE_FILE = "fleet.json"
 
 
-class FleetError(Exception):
+class FleetError(FizbuzError):
     pass
 
 
@@ -211,7 +212,7 @@ class Fleet(JsonState):
                    if not answers_smoke_request(f"http://{upstream}{SINGLE_PREDICT_PATH}", timeout=10)]
         if missing:
             raise FleetError(f"{', '.join(missing)} do not answer on {SINGLE_PREDICT_PATH}: start them with "
-                             f"SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
+                             f"FIZBUZ_SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
                              f"with --batched-only")
 
     def _start_door(self, state, timeout=60):

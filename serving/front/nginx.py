@@ -18,11 +18,12 @@ import psutil
 from fizbuz.lifecycle import (LifecycleError, PidFile, check_port_free, end_processes, is_alive, port_is_free,
                               processes_under, start_server, wait_until)
 from serving.front import config, tokens
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 
 
-class NginxError(Exception):
+class NginxError(FizbuzError):
     pass
 
 

@@ -8,12 +8,13 @@ break out of an nginx string.
 import re
 import secrets
 from pathlib import Path
+from fizbuz.errors import FizbuzError
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9_.~+/=-]{16,256}$")
 
 
-class TokenError(Exception):
+class TokenError(FizbuzError):
     pass
 
 

@@ -17,8 +17,8 @@ from fizbuz.contract import ROOT, request_body
 from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
-from serving.metrics import front_log
-from serving.metrics.control import metrics_url
+from serving.front.metrics import log as front_log
+from serving.mms.metrics.control import metrics_url
 from serving.metrics.logtail import flushed_and_read
 from serving.metrics.scrape import scrape
 

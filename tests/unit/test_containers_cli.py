@@ -53,7 +53,7 @@ def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     assert sorted(p.name for p in (context / "wheels").glob("mxnet-1.9.1-*.whl"))
     code = ("import sys; sys.modules['torch'] = None; "
             "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, "
-            "serving.metrics.exporter, fizbuz_v2; "
+            "serving.mms.metrics.exporter, fizbuz_v2; "
             # Every project module came from the context, none from the checkout (the venv's editable install).
             f"app = {str(context / 'app')!r}; print([m.__file__ for n, m in list(sys.modules.items()) "
             "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics', 'fizbuz_v2') "
