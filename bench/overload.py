@@ -48,7 +48,9 @@ def parse_args(argv):
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per point (default: %(default)s)")
     parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS),
                         help="offered load as multiples of capacity (default: %(default)s)")
-    parser.add_argument("--sleep-ms", type=int, default=20, help="the slow archive's ms per batch (default: 20)")
+    parser.add_argument("--sleep-ms", type=int, default=40,
+                        help="the slow archive's ms per batch (default: %(default)s; 4x of it stays within "
+                             "what the generator keeps on schedule here)")
     parser.add_argument("--admission", type=int, default=4,
                         help="'on': requests in flight per host entry (default: %(default)s)")
     parser.add_argument("--arrival", choices=openloop.ARRIVALS, default="poisson")

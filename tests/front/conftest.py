@@ -166,7 +166,7 @@ def small_fleet(nginx_installed, mar_path, tmp_path_factory):
     front door admitting `admission` requests per host entry. One nginx worker:
     one access-log buffer, so a marker line (`mark`) follows every earlier line."""
     from fizbuz import archive  # noqa: PLC0415  (only the tests that ask for it)
-    sleep_ms, admission = 20, 4
+    sleep_ms, admission = 40, 4   # ~20 requests/s: 4x stays within what the Python generator keeps up with
     slow = archive.variant(mar_path, tmp_path_factory.mktemp("slow") / mar_path.name, batch_sleep_ms=sleep_ms)
     started = run_fleet(slow, hosts=1, workers=1, routing="batched", single_workers=0, batch_size=1,
                         admission=admission, nginx_workers="1")
