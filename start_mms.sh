@@ -5,7 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 usage() {
   cat <<USAGE
-Usage: ./start_mms.sh [start]     set up, build the .mar if needed, start MMS, register, wait READY
+Usage: ./start_mms.sh [start] [OPTIONS]  set up, build the .mar if needed, start MMS, register, wait READY
+                           (OPTIONS: fizbuz mms start -h, e.g. --workers 3)
        ./start_mms.sh stop        stop the server this project started (by its pid file)
        ./start_mms.sh status      print the model's settings and worker table
        ./start_mms.sh -h
@@ -62,4 +63,5 @@ if [ "$command" = start ]; then
 elif [ ! -x "$PY" ]; then
   die "no virtual environment at $VENV: nothing was started from this project"
 fi
-exec "$PY" -m serving.mms.cli "$command"
+# Options after the command go to it (fizbuz mms start --workers 3 comes here).
+exec "$PY" -m serving.mms.cli "$command" "${@:2}"

@@ -36,14 +36,21 @@ class Part:
     # How the part's main reads its arguments: "args" main(argv) without the
     # program name, "full" main(argv) with it, "sys" main() from sys.argv.
     style: str = "args"
+    # The room's script, run instead for these commands: it prepares what the
+    # command needs (a venv, apt packages, the .mar) and then runs the same main.
+    script: str = ""
+    script_commands: frozenset[str] = frozenset()
 
 
 PARTS: dict[str, Part] = {
     # serving
-    "mms": Part("serving.mms.cli", "one MMS on this host: start | stop | status | scale (start_mms.sh)"),
+    "mms": Part("serving.mms.cli", "one MMS on this host: start | stop | status | scale (start_mms.sh)",
+                script="start_mms.sh", script_commands=frozenset({"start"})),
     "fleet": Part("serving.front.cli", "the nginx front door over a namespace fleet: start | stop | status | env | "
-                                       "token | drain | rollout ... (fleet.sh)"),
-    "stack": Part("serving.containers.cli", "the Docker Swarm stack: start | stop | status | env (containers.sh)"),
+                                       "token | drain | rollout ... (fleet.sh)",
+                  script="serving/front/fleet.sh", script_commands=frozenset({"start"})),
+    "stack": Part("serving.containers.cli", "the Docker Swarm stack: start | stop | status | env (containers.sh)",
+                  script="serving/containers/containers.sh", script_commands=frozenset({"start"})),
     "redis": Part("serving.redis.cli", "redis-server with the FizBuzNet module: start | stop | status | ..."),
     "flask": Part("serving.flask.cli", "the Flask + gunicorn server: start | stop | status"),
     # the model
@@ -101,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_part(name: str, part: Part, args: list[str]) -> int:
     prog = f"fizbuz {name}"
+    if part.script and args and args[0] in part.script_commands and not {"-h", "--help"} & set(args):
+        return subprocess.call([str(ROOT / part.script), *args])
     main = importlib.import_module(part.module).main
     saved = sys.argv
     sys.argv = [prog, *args]

@@ -16,6 +16,7 @@ from pathlib import Path
 from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
 from fizbuz.lifecycle import JsonState, LifecycleError, check_port_free, wait_until
+from fizbuz.private_files import write_private
 from serving.containers import images
 from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
 from serving.front import client, config, tokens
@@ -26,7 +27,7 @@ STACK_FILE = HERE / "stack.yml"
 # Where the front image keeps nginx's own files (made by Dockerfile.front) and
 # gets the rest (stack.yml's configs and secrets).
 FRONT_PREFIX = "/tmp/nginx"
-FRONT_FILES = dict(tokens_map="/etc/fizbuz/tokens.map", certificate="/run/secrets/fizbuz_front_cert",
+FRONT_FILES = dict(tokens_map="/run/secrets/fizbuz_tokens_map", certificate="/run/secrets/fizbuz_front_cert",
                    key="/run/secrets/fizbuz_front_key", error_log="stderr", door_js=images.FRONT_DOOR_JS)
 MMS_PORT = settings.default("inference_port")  # Dockerfile.mms's FIZBUZ_INFERENCE_PORT
 STATE_FILE = "state.json"
@@ -188,7 +189,7 @@ class Stack(JsonState):
         if not self.token_file.exists():
             tokens.add(self.token_file, "default")
             log.info("made a token named 'default' in %s", self.token_file)
-        (self.front_dir / "tokens.map").write_text(tokens.render_map(tokens.read(self.token_file)))
+        write_private(self.front_dir / "tokens.map", tokens.render_map(tokens.read(self.token_file)))
         tls_files(self.front_dir, None, None, "127.0.0.1")  # cert.pem, key.pem, made once
         (self.front_dir / "nginx.conf").write_text(config.render(front_settings(options), FRONT_PREFIX))
 

@@ -63,10 +63,14 @@ def build_parser():
     limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
     limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
 
-    token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)")
+    # allow_abbrev=False: the old `--token VALUE` is refused, not taken for --token-file.
+    token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)",
+                                allow_abbrev=False)
     token.add_argument("action", choices=["add", "revoke", "list"])
     token.add_argument("name", nargs="?")
-    token.add_argument("--token", help="the token's value (default: a new random one)")
+    # Never the value itself on the command line: other local users read it in ps / /proc.
+    token.add_argument("--token-file", metavar="FILE",
+                       help="read the token's value from FILE ('-': standard input); default: a new random one")
 
     for name in ("drain", "undrain"):
         sub = commands.add_parser(name, help=f"{name} a host at the front door")
@@ -75,6 +79,19 @@ def build_parser():
     update = commands.add_parser("rollout", help="update the hosts to a new .mar, one at a time, under traffic")
     update.add_argument("mar", help="the new model archive")
     return parser
+
+
+def read_token_value(source):
+    """A token's value from a file or standard input ('-'), or None: a new random one."""
+    if source is None:
+        return None
+    try:
+        text = (sys.stdin.read() if source == "-" else Path(source).read_text()).strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise tokens.TokenError(f"cannot read the token from {source}: {error}") from None
+    if not text:
+        raise tokens.TokenError(f"no token in {source}")
+    return text
 
 
 def find_host(fleet, name):
@@ -131,8 +148,8 @@ def run(args):
         if not args.name:
             raise FleetError("name the token")
         if args.action == "add":
-            value = tokens.add(fleet.token_file, args.name, args.token)
-            print(value)
+            value = tokens.add(fleet.token_file, args.name, read_token_value(args.token_file))
+            print(value)  # to the caller only (stdout); the logs name the token, never show it
         else:
             tokens.revoke(fleet.token_file, args.name)
         fleet.reload()

@@ -61,6 +61,16 @@ ADMISSION = 64
 # (max_conns on the retry groups); a request refused for load is never retried.
 RETRY_BUDGET = 32
 RETRY_AFTER = 1      # seconds, on every 429 and 503 the front door answers
+# Door hardening (issue 22). TLS 1.2's suites: Mozilla's "intermediate"
+# profile without its DHE ones: ECDHE key exchange (forward secrecy) and AEAD
+# ciphers only; no static-RSA, no CBC. TLS 1.3's suites are all of that kind.
+SSL_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"))
+WORKER_CONNECTIONS = 4096  # the template's events block
+# A proxied request holds two descriptors (client, host); logs and files a few more.
+RLIMIT_NOFILE = 2 * WORKER_CONNECTIONS + 256
 
 
 @dataclass
@@ -91,6 +101,13 @@ class FrontSettings:
     retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
     retry_after: int = RETRY_AFTER
     log_buffer: str = "64k"           # each access log's buffer (written when full or after flush=1s)
+    # Door hardening (issue 22): per client address, for requests without a
+    # valid token: requests in flight, req/s and burst; and how long nginx
+    # waits for a client's headers (the TLS handshake included) or next body bytes.
+    anonymous_connections: int = 32
+    anonymous_rate: int = 20
+    anonymous_burst: int = 40
+    client_timeout: float = 5.0
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -249,7 +266,9 @@ def target_map(settings):
     return "\n".join(lines + ["    }"])
 
 
-def render(settings, prefix):
+def render(settings, prefix, ready_cache=None):
+    """The config; `ready_cache`: the folder of /ready's cache (nginx's workers
+    write it), by default temp/ready under the prefix."""
     check_overload(settings)
     way = upstream(settings)
     values = {
@@ -273,6 +292,10 @@ def render(settings, prefix):
         "DEADLINE_HEADERS": "\n".join(f"        proxy_set_header {name} {value};" for name, value in DEADLINE_HEADERS),
         "NO_DEADLINE_HEADERS": "\n".join(f'            proxy_set_header {name} "";' for name, _ in DEADLINE_HEADERS),
         "METRICS_ACCESS_LOG": metrics_access_log(settings, prefix),
+        "READY_CACHE": str(ready_cache or f"{prefix}/temp/ready"),
+        "RLIMIT_NOFILE": str(RLIMIT_NOFILE), "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS), "SSL_CIPHERS": SSL_CIPHERS,
+        "ANON_CONNECTIONS": str(settings.anonymous_connections), "ANON_RATE": str(settings.anonymous_rate),
+        "ANON_BURST": str(settings.anonymous_burst), "CLIENT_TIMEOUT": f"{settings.client_timeout:g}",
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

@@ -27,6 +27,9 @@ const GRPC_CALLS = {ServerLive: 1, ServerReady: 1, ModelReady: 1, ServerMetadata
 const REST_MODEL = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/config|\/infer)?$/;
 const REST_CALLS = {'': 'ModelMetadata', '/ready': 'ModelReady', '/config': 'ModelConfig', '/infer': 'ModelInfer'};
 const TOKEN_ERROR = 'a valid bearer token is required (Authorization: Bearer TOKEN)';
+// Door hardening (issue 22): the bodies v2 REST takes: JSON, the binary
+// extension's octet-stream, or no type at all (tritonclient sends none).
+const V2_BODY_TYPE = /^application\/(json|octet-stream)\s*(;.*)?$/i;
 
 function json(r, status, document, extraHeaders) {
     r.headersOut['Content-Type'] = 'application/json';
@@ -112,6 +115,10 @@ async function v2Call(r) {
     }
     if (name === 'ServerLive') {
         return json(r, 200, {live: true});
+    }
+    const type = r.headersIn['Content-Type'];
+    if (name === 'ModelInfer' && type && !V2_BODY_TYPE.test(type)) {
+        return restError(r, 415, 'a v2 inference body is application/json or application/octet-stream, not ' + type);
     }
     const answer = await call(r, 'v2', name, model, version);
     if (answer.failed) {

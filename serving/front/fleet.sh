@@ -14,7 +14,7 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
   stop                  stop and remove all of it (processes, namespaces, veths, bridge), also after kill -9
   status                hosts, workers, front door, its metrics URL
   env                   export lines: eval "\$(serving/front/fleet.sh env)" (FIZBUZ_URL, _GRPC_URL, _TOKEN, _CACERT, _METRICS_URL)
-  token add|revoke|list NAME    edit the tokens file and reload (no request dropped)
+  token add|revoke|list NAME [--token-file F|-]   edit the tokens file and reload (no request dropped)
   reload                re-read the tokens file
   limits [--rate R] [--burst B] [--body-cap SIZE] [--routing adaptive|batched|single] [--adaptive-threshold N]
   drain|undrain HOST    take a host out of / back into the front door's rotation

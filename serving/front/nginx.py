@@ -10,13 +10,16 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psutil
 
 from fizbuz.lifecycle import (LifecycleError, PidFile, check_port_free, end_processes, is_alive, port_is_free,
                               processes_under, start_server, wait_until)
+from fizbuz.private_files import write_private
 from serving.front import config, tokens
 from fizbuz.errors import FizbuzError
 
@@ -58,6 +61,26 @@ class FrontDoor:
         self.access_log = self.logs / "access.log"
         self.error_log = self.logs / "error.log"
         self.console_log = self.logs / "console.log"
+        # Where /ready's cache lives when nginx's workers cannot reach the prefix (ready_cache()).
+        self.ready_cache_record = self.prefix / "ready-cache.path"
+
+    def ready_cache(self):
+        """The folder of /ready's cache, which nginx's workers write: temp/ready
+        under the prefix when they can reach it (nginx not run by root, or every
+        folder above open to others); else a private folder made for it in /tmp
+        (mkdtemp: a name no other user can guess or plant), which nginx's master
+        hands to the workers' user; stop() removes it."""
+        inside = self.prefix / "temp" / "ready"
+        reachable = all(folder.stat().st_mode & stat.S_IXOTH for folder in (self.prefix, *self.prefix.parents))
+        if os.geteuid() != 0 or reachable:
+            return inside
+        if self.ready_cache_record.exists():
+            folder = Path(self.ready_cache_record.read_text().strip())
+            if folder.is_dir() and not folder.is_symlink():
+                return folder
+        folder = Path(tempfile.mkdtemp(prefix="fizbuz-ready-"))
+        self.ready_cache_record.write_text(f"{folder}\n")
+        return folder
 
     # ------------------------------------------------------------ files
     def write(self, settings, token_file):
@@ -65,9 +88,9 @@ class FrontDoor:
         for folder in (self.prefix, self.logs, self.prefix / "temp"):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o755)  # workers run as an unprivileged user
-        self.tokens_map.write_text(tokens.render_map(tokens.read(token_file)))
-        self.tokens_map.chmod(0o600)  # read by the master (root) only
-        self.conf.write_text(config.render(settings, self.prefix))
+        # Read by the master only; 0600 from its first byte.
+        write_private(self.tokens_map, tokens.render_map(tokens.read(token_file)))
+        self.conf.write_text(config.render(settings, self.prefix, self.ready_cache()))
         checked = subprocess.run([nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf),
                                   "-e", str(self.error_log), "-t"],
                                  capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -140,3 +163,6 @@ class FrontDoor:
                 pass
         self.pid_file.stop(grace=grace)
         end_processes(self.leftovers())
+        if self.ready_cache_record.exists():  # the /ready cache made outside the prefix
+            shutil.rmtree(self.ready_cache_record.read_text().strip(), ignore_errors=True)
+            self.ready_cache_record.unlink()

@@ -10,6 +10,8 @@ import secrets
 from pathlib import Path
 from fizbuz.errors import FizbuzError
 
+from fizbuz.private_files import write_private
+
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9_.~+/=-]{16,256}$")
 
@@ -39,10 +41,10 @@ def write(path, tokens):
     path = Path(path)
     text = "# NAME TOKEN  (fleet.sh token add/revoke edit this; a reload applies it)\n"
     text += "".join(f"{name} {token}\n" for name, token in tokens.items())
-    partial = path.with_suffix(".partial")
-    partial.write_text(text)
-    partial.chmod(0o600)
-    partial.replace(path)  # atomic: a reload never reads half a file
+    # 0600 from its creation, then renamed over the old one: never readable by
+    # others, and a reload never reads half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, text)
 
 
 def new_token():
@@ -71,5 +73,11 @@ def revoke(path, name):
 
 
 def render_map(tokens):
-    """The body of nginx's `map $http_authorization $fizbuz_client` block."""
-    return "".join(f'"Bearer {token}" "{name}";\n' for name, token in tokens.items())
+    """The body of nginx's `map $http_authorization $fizbuz_client` block.
+
+    Each key is a regex (`~`): nginx compares a map's plain keys ignoring case,
+    so tokens differing only in case would be one token (and nginx refuses two
+    such keys). The scheme is case-insensitive (RFC 7235), the token is not;
+    every regex character a token may hold is escaped (re.escape: `.`, `+`,
+    `~`, `-`), and nginx keeps a backslash that escapes none of its own quotes."""
+    return "".join(f'"~^(?i:Bearer) {re.escape(token)}$" "{name}";\n' for name, token in tokens.items())

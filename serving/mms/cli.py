@@ -27,7 +27,7 @@ from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
 from serving.mms.metrics import control as metrics_control
 from serving.mms.metrics import multiproc
-from serving.mms import config, management, process
+from serving.mms import config, guard, management, process
 from serving.mms.process import RunFolder
 from fizbuz import logs, settings
 from fizbuz.errors import FizbuzError
@@ -95,7 +95,12 @@ def start(args):
     config.write_log_config(run.log_config, run.logs, args.access_log)
     log.info("starting MMS: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
              args.inference_address, args.inference_port, args.management_port, run.path)
-    server = process.launch(run, model_store, env=worker_env(args, run))
+    guard.close(run.path, args.management_port)  # before MMS listens: no moment open to other users
+    try:
+        server = process.launch(run, model_store, env=worker_env(args, run))
+    except LifecycleError:
+        guard.open_again(run.path)
+        raise
     run.write_state({
         "pid": server.pid, "inference_address": args.inference_address,
         "inference_port": args.inference_port, "management_port": args.management_port,
@@ -110,6 +115,7 @@ def start(args):
         log.info("start failed; stopping the half-started server")
         metrics_control.stop(run)
         process.stop(run)
+        guard.open_again(run.path)
         raise
     print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address,
                      args.metrics_port if args.metrics else None)
@@ -197,6 +203,8 @@ def stop(args):
     run = RunFolder(args.run_dir)
     exporter = metrics_control.stop(run)
     stopped = process.stop(run)
+    if guard.open_again(run.path) is not None:
+        log.info("deleted the management API's owner-only iptables rule")
     if stopped is None:
         log.info("no MMS is running from %s", run.path)
     else:

@@ -69,5 +69,6 @@ def make_self_signed(certificate, key, address="127.0.0.1"):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
                     "-keyout", str(key), "-out", str(certificate), "-subj", f"/CN={address}",
                     "-addext", f"subjectAltName={names}"],
-                   check=True, capture_output=True, timeout=60)
-    Path(key).chmod(0o600)
+                   check=True, capture_output=True, timeout=60,
+                   umask=0o077)  # the key is 0600 from its creation, never chmod'ed after
+    Path(certificate).chmod(0o644)  # public: clients read it as their CA file

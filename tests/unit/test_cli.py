@@ -56,3 +56,13 @@ def test_a_part_error_is_one_line_with_its_exit_code(monkeypatch, capsys):
     monkeypatch.setattr("fizbuz.errors.main", main, raising=False)
     assert cli.run_part("broken", cli.PARTS["broken"], []) == 3
     assert capsys.readouterr().err == "fizbuz broken: the port is taken\n"
+
+
+def test_start_runs_the_rooms_script_which_prepares_first(monkeypatch):
+    # fleet.sh installs nginx and builds the .mar before it starts: `fizbuz fleet start` goes through it.
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    assert cli.main(["fleet", "start", "-n", "1"]) == 0
+    assert cli.main(["mms", "start", "--workers", "3"]) == 0
+    assert calls == [[str(ROOT / "serving/front/fleet.sh"), "start", "-n", "1"],
+                     [str(ROOT / "start_mms.sh"), "start", "--workers", "3"]]

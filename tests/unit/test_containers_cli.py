@@ -79,7 +79,7 @@ def test_front_door_config_is_fully_rendered(tmp_path):
     text = (tmp_path / "front" / "nginx.conf").read_text()
     assert re.findall(r"@[A-Z_0-9]+@", text) == []  # named locations (@retry, ...) are lower case
     assert "tasks.demo_mms" in text and PREDICT_PATH in text
-    assert '"Bearer ' in (tmp_path / "front" / "tokens.map").read_text()
+    assert '"~^(?i:Bearer) ' in (tmp_path / "front" / "tokens.map").read_text()  # case-sensitive token keys
 
 
 def test_front_door_image_gets_door_js_and_the_pinned_njs_module(tmp_path):

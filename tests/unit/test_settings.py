@@ -64,7 +64,7 @@ def test_a_bad_value_is_a_setting_error_naming_it(monkeypatch, name, text, words
 
 def test_a_bad_value_stops_a_command_with_exit_2_and_one_line(monkeypatch):
     env = {"FIZBUZ_WORKERS": "lots", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(ROOT / ".venv/bin/fizbuz"), "mms", "start"], env=env, capture_output=True,
+    result = subprocess.run([str(ROOT / ".venv/bin/fizbuz"), "mms", "status"], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == ("mms: FIZBUZ_WORKERS='lots' is not a whole number "
