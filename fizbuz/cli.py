@@ -62,10 +62,10 @@ PARTS: dict[str, Part] = {
     "netron": Part("inspection.netron_server", "view the ONNX graph in netron: start | stop | status"),
     "render": Part("inspection.render_netron", "render the netron view to a PNG with headless Chromium"),
     # load and faults
-    "load": Part("loadtest.loadgen", "answer-checking load against any URL (card or v2)"),
+    "load": Part("loadtest.loadgen", "answer-checking closed-loop load against any URL (card or v2)"),
+    "openloop": Part("loadtest.openloop", "answer-checking open-loop load on a fixed schedule (constant, Poisson)"),
     "faults": Part("loadtest.faults", "load with workers killed: nothing may fail or be wrong"),
     "soak": Part("loadtest.soak", "a long answer-checking load with memory and worker checks"),
-    "openloop": Part("loadtest.openloop", "open-loop load: a fixed arrival schedule, every answer checked"),
 }
 
 BENCHES: dict[str, Part] = {
@@ -75,10 +75,10 @@ BENCHES: dict[str, Part] = {
     "adaptive": Part("bench.adaptive", "the front door's adaptive batching vs always batched"),
     "front": Part("bench.front_cost", "the front door's cost: through nginx vs straight to MMS"),
     "front-soak": Part("bench.front_soak", "a long load through the front door"),
-    "overload": Part("bench.overload", "0.25x..4x capacity, open loop, admission control on and off"),
-    "front-cpu": Part("bench.front_door_cpu", "nginx's CPU per request at the front door, before and after"),
     "containers": Part("bench.containers_bench", "the Swarm stack vs the namespace fleet"),
     "v2": Part("bench.v2", "the Open Inference Protocol paths vs the card's path"),
+    "overload": Part("bench.overload", "goodput and latency from 0.25x to 4x capacity, admission control on / off"),
+    "front-cpu": Part("bench.front_door_cpu", "nginx's CPU per request through TLS, before / after each change"),
     "metrics-cost": Part("bench.metrics_cost", "what MMS's metrics cost: on / log lines / off"),
     "front-metrics-cost": Part("bench.front_metrics_cost", "what the front door's metrics cost: on / off"),
     "metrics-picture": Part("bench.metrics_picture", "draw docs/metrics_under_kill.png from a real Prometheus"),

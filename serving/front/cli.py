@@ -42,7 +42,7 @@ def build_parser():
                            "(measured by bench/adaptive.py)")
     settings.add_flag(start, "admission", "--admission")
     settings.add_flag(start, "retry_budget", "--retry-budget")
-    settings.add_flag(start, "fleet_batch_size", "--batch-size")
+    settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
     start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
                             "workers (env FIZBUZ_ADAPTIVE=0)")

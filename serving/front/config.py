@@ -47,20 +47,6 @@ CALL_HEADERS += DEADLINE_HEADERS + ((fizbuz_v2.GRPC_TIMEOUT_HEADER, "$http_grpc_
 ADAPTIVE_THRESHOLD = fizbuz_settings.default("adaptive_threshold")
 ROUTINGS = ("adaptive", "batched", "single")  # "single": batch 1 only, for the bench's comparison
 
-# Overload (issue 23). Admission control: at most ADMISSION requests in flight
-# on each host entry (nginx's max_conns, shared by every nginx worker through
-# the upstream's zone); a request that finds every host at its cap is answered
-# 503 + Retry-After by the front door at once, and never reaches a host. A host
-# with W workers of batch B keeps W x B requests busy; the cap leaves room for
-# a queue of a few batches, a bounded latency (docs/overload.md). Each host
-# appears twice in the group (primary, and a backup never marked failed), so
-# the bound per host is 2 x ADMISSION.
-ADMISSION = 64
-# The retry budget: a failed try (500, 502, 504, 507) is tried once more on
-# another host only while fewer than RETRY_BUDGET retries are in flight to it
-# (max_conns on the retry groups); a request refused for load is never retried.
-RETRY_BUDGET = 32
-RETRY_AFTER = 1      # seconds, on every 429 and 503 the front door answers
 # Door hardening (issue 22). TLS 1.2's suites: Mozilla's "intermediate"
 # profile without its DHE ones: ECDHE key exchange (forward secrecy) and AEAD
 # ciphers only; no static-RSA, no CBC. TLS 1.3's suites are all of that kind.
@@ -71,6 +57,20 @@ SSL_CIPHERS = ":".join((
 WORKER_CONNECTIONS = 4096  # the template's events block
 # A proxied request holds two descriptors (client, host); logs and files a few more.
 RLIMIT_NOFILE = 2 * WORKER_CONNECTIONS + 256
+# Overload (issue 23). Admission control: at most ADMISSION requests in flight
+# on each host entry (nginx's max_conns, shared by every nginx worker through
+# the upstream's zone); a request that finds every host at its cap is answered
+# 503 + Retry-After by the front door at once, and never reaches a host. A host
+# with W workers of batch B keeps W x B requests busy; the cap leaves room for
+# a queue of a few batches, a bounded latency (docs/overload.md). Each host
+# appears twice in the group (primary, and a backup never marked failed), so
+# the bound per host is 2 x ADMISSION.
+ADMISSION = fizbuz_settings.default("admission")
+# The retry budget: a failed try (500, 502, 504, 507) is tried once more on
+# another host only while fewer than RETRY_BUDGET retries are in flight to it
+# (max_conns on the retry groups); a request refused for load is never retried.
+RETRY_BUDGET = fizbuz_settings.default("retry_budget")
+RETRY_AFTER = 1      # seconds, on every 429 and 503 the front door answers
 
 
 @dataclass
@@ -85,7 +85,7 @@ class FrontSettings:
     body_cap: str = fizbuz_settings.default("body_cap")
     read_timeout: float = fizbuz_settings.default("read_timeout")  # s; MMS answers in ms, a lost job never
     connect_timeout: float = 1.0
-    workers: str = fizbuz_settings.default("nginx_workers")
+    workers: str = "auto"            # the stack's front door has a container of its own; the fleet's says 1
     metrics_log: bool = True          # one line per request for the metrics exporter
     routing: str = "adaptive"         # one of ROUTINGS; "batched": the batch-1 registration is never used
     adaptive_threshold: int = ADAPTIVE_THRESHOLD
@@ -97,10 +97,6 @@ class FrontSettings:
     tokens_map: str = ""
     error_log: str = ""               # "stderr" in a container
     door_js: str = ""                 # "": serving/front/door.js
-    admission: int = ADMISSION        # requests in flight per host entry; 0: no admission control
-    retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
-    retry_after: int = RETRY_AFTER
-    log_buffer: str = "64k"           # each access log's buffer (written when full or after flush=1s)
     # Door hardening (issue 22): per client address, for requests without a
     # valid token: requests in flight, req/s and burst; and how long nginx
     # waits for a client's headers (the TLS handshake included) or next body bytes.
@@ -108,6 +104,10 @@ class FrontSettings:
     anonymous_rate: int = 20
     anonymous_burst: int = 40
     client_timeout: float = 5.0
+    admission: int = ADMISSION        # requests in flight per host entry; 0: no admission control
+    retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
+    retry_after: int = RETRY_AFTER
+    log_buffer: str = "64k"           # each access log's buffer (written when full or after flush=1s)
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""

@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import answers_smoke_request
 from fizbuz.lifecycle import JsonState, check_port_free, end_processes, free_port, processes_under, tail, wait_until
@@ -36,7 +37,7 @@ class FleetError(FizbuzError):
 # One nginx worker: on this 2-core box, shared with MMS, more workers cost more
 # CPU per request in task switches (bench/front_door_cpu.py, docs/overload.md);
 # a front door on a machine of its own wants --nginx-workers auto.
-FLEET_NGINX_WORKERS = "1"
+FLEET_NGINX_WORKERS = settings.default("nginx_workers")
 
 
 @dataclasses.dataclass
