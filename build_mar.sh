@@ -14,8 +14,8 @@ Usage: ./build_mar.sh [-h]
 Safe to re-run: it rebuilds the archive from the committed weights each time.
 
 Environment:
-  MODEL_STORE   where the .mar goes (default: $ROOT/model_store)
-  STAGING_DIR   where the archive's folder is staged (default: $ROOT/fizbuz_package)
+  FIZBUZ_MODEL_STORE   where the .mar goes (default: $ROOT/model_store)
+  FIZBUZ_STAGING_DIR   where the archive's folder is staged (default: $ROOT/fizbuz_package)
   FIZBUZ_WEIGHTS  the trained weights to export (default: $ROOT/assets/fizbuz_model.pth)
   FIZBUZ_VENV   the virtual environment to use (default: $ROOT/.venv)
 USAGE
@@ -26,9 +26,9 @@ ensure_venv
 # Names and paths come from the one contract module (fizbuz/contract.py).
 { read -r MODEL_NAME; read -r HANDLER; read -r weights; read -r -a SOURCES; } \
   < <("$PY" -m fizbuz.contract MODEL_NAME HANDLER WEIGHTS ARCHIVE_SOURCES)
-WEIGHTS=${FIZBUZ_WEIGHTS:-$weights}
-PACKAGE_DIR=${STAGING_DIR:-$ROOT/$MODEL_NAME}
-MODEL_STORE=${MODEL_STORE:-$ROOT/model_store}
+WEIGHTS=$("$PY" -m fizbuz.settings get weights)
+PACKAGE_DIR=$("$PY" -m fizbuz.settings get staging_dir)
+MODEL_STORE=$("$PY" -m fizbuz.settings get model_store)
 [ -f "$WEIGHTS" ] || die "no trained weights at $WEIGHTS: run '$PY -m fizbuz.train' to train them (about 5 s)"
 
 say "exporting ONNX and checking parity with PyTorch"

@@ -23,6 +23,7 @@ from fizbuz_codec import BITS, INPUT_KEY
 from fizbuz.contract import ONNX_PATH
 from fizbuz.model import encode_batch
 from fizbuz.parity import PARITY_TOLERANCE, exporter_arguments, report_parity, trained_model
+from fizbuz import logs
 
 DEFAULT_OUTPUT = ONNX_PATH
 OPSET = 12
@@ -113,7 +114,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.setup("plain")
     if args.summary:
         if not args.output.is_file():
             log.error("no ONNX model at %s: run ./export_onnx.py first", args.output)

@@ -5,7 +5,7 @@ prometheus_client only; never the `fizbuz` package). Recording is on when the
 worker's environment names a PROMETHEUS_MULTIPROC_DIR (serving/mms/cli.py sets
 one per run folder): prometheus_client's multiprocess mode then keeps every
 value in this worker's own memory-mapped files there, and the exporter
-(serving/metrics/exporter.py) reads and sums all workers' files when scraped.
+(serving/mms/metrics/exporter.py) reads and sums all workers' files when scraped.
 A batch only writes to this process's memory: no socket, no lock shared with
 another process, so a slow or dead exporter cannot slow or stop serving.
 

@@ -62,7 +62,19 @@ SIGNATURE_FILE = "signature.json"
 PROTOCOL_HEADER, CALL_HEADER = v2.PROTOCOL_HEADER, v2.CALL_HEADER
 MODEL_HEADER, VERSION_HEADER = v2.MODEL_HEADER, v2.VERSION_HEADER
 HEADER_LENGTH_HEADER, ENCODING_HEADER = v2.HEADER_LENGTH_HEADER, v2.ENCODING_HEADER
-PHRASES = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 415: "Unsupported Media Type"}
+PHRASES = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 415: "Unsupported Media Type",
+           503: "Service Unavailable"}
+# Per-request deadlines (issue 23): the front door stamps each request with the
+# wall-clock time it arrived (RECEIVED_HEADER, nginx's $msec: seconds with
+# milliseconds) and passes the client's budget on: TIMEOUT_HEADER (milliseconds,
+# any protocol), gRPC's own grpc-timeout, or v2's "timeout" parameter
+# (microseconds). A request whose budget is spent when its batch comes up is
+# answered 503 without running: MMS would otherwise run every queued job, even
+# one whose client has long given up. (Door and hosts share a clock: one
+# machine here; NTP between real hosts.)
+RECEIVED_HEADER, TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER = v2.RECEIVED_HEADER, v2.TIMEOUT_HEADER, v2.GRPC_TIMEOUT_HEADER
+MAX_TIMEOUT_MS = 3600 * 1000
+GRPC_TIMEOUT_UNITS_MS = {"H": 3600e3, "M": 60e3, "S": 1e3, "m": 1.0, "u": 1e-3, "n": 1e-6}
 # The largest forward pass: a bigger batch runs in chunks of this many rows.
 MAX_ROWS = v2.MAX_NUMBERS
 
@@ -169,6 +181,7 @@ class MXNetModelService:
         try:
             if not protocol:
                 number = codec.validate_input(codec.decode_body(self._body_of(request)))
+                check_deadline(headers)
                 parsed.numbers = np.array([number], dtype=np.int64)
                 return parsed
             if protocol not in (REST, GRPC):
@@ -180,6 +193,7 @@ class MXNetModelService:
                 header_length=_text(headers.get(HEADER_LENGTH_HEADER)),
                 encoding=_text(headers.get(ENCODING_HEADER)))
             if parsed.call.kind == v2.INFER:
+                check_deadline(headers, parsed.call.request.timeout_us)
                 parsed.numbers = parsed.call.request.numbers
             elif parsed.call.kind == v2.READY:
                 # Ready only when a real prediction goes through: this one.
@@ -290,6 +304,46 @@ class MXNetModelService:
 CARD, REST, GRPC = "card", "v2", "grpc"
 
 
+class DeadlinePassed(v2.V2Error):
+    """The request's deadline passed before it could run: 503 (gRPC DEADLINE_EXCEEDED)."""
+
+    def __init__(self, message):
+        super().__init__(message, status=503)
+
+
+def _budget_ms(headers, timeout_us):
+    """The smallest time budget the request carries, in ms; None when none."""
+    budgets = []
+    text = _text(headers.get(TIMEOUT_HEADER))
+    if text:
+        if not text.isdigit() or not 0 < int(text) <= MAX_TIMEOUT_MS:
+            raise codec.InvalidInput(f"{TIMEOUT_HEADER} must be a whole number of milliseconds, "
+                                     f"1..{MAX_TIMEOUT_MS}, got {text[:20]!r}")
+        budgets.append(int(text))
+    grpc_timeout = _text(headers.get(GRPC_TIMEOUT_HEADER))
+    if 2 <= len(grpc_timeout) <= 9 and grpc_timeout[:-1].isdigit() and grpc_timeout[-1] in GRPC_TIMEOUT_UNITS_MS:
+        budgets.append(int(grpc_timeout[:-1]) * GRPC_TIMEOUT_UNITS_MS[grpc_timeout[-1]])
+    if timeout_us:
+        budgets.append(timeout_us / 1000)
+    return min(budgets) if budgets else None
+
+
+def check_deadline(headers, timeout_us=0, now=None):
+    """Raise DeadlinePassed when the request's budget, counted from when the
+    front door received it, is spent. No front-door stamp: no deadline to count from."""
+    budget = _budget_ms(headers, timeout_us)
+    received = _text(headers.get(RECEIVED_HEADER))
+    if budget is None or not received:
+        return
+    try:
+        waited = ((time.time() if now is None else now) - float(received)) * 1000
+    except ValueError:
+        raise codec.InvalidInput(f"{RECEIVED_HEADER} must be the time in seconds, got {received[:20]!r}")
+    if waited > budget:
+        raise DeadlinePassed(f"the request's deadline passed before it could run: it waited {waited:.0f} ms "
+                             f"of its {budget:g} ms; not run")
+
+
 class Request:
     """One request of a batch, parsed: its protocol, the numbers it asks about
     (None for an error or a metadata call), the v2 call, the error."""
@@ -318,7 +372,7 @@ def _text(value):
 
 def _error_reply(request):
     if request.protocol == CARD:
-        return json.dumps(codec.error_reply(str(request.error)))
+        return json.dumps({**codec.error_reply(str(request.error)), "code": request.http_status()})
     if not isinstance(request.error, v2.V2Error):
         request.error = v2.V2Error(str(request.error))
     return v2.error_envelope(request.error, grpc=request.protocol == GRPC)

@@ -39,6 +39,7 @@ PLATFORM = "mxnet_mms"            # MXNet symbol + params served by MXNet Model 
 EXTENSIONS = ("binary_tensor_data", "model_configuration")
 MAX_NUMBERS = 1024                # numbers per request: all 1023 inputs fit in one
 MAX_INFLATED = 1 << 20            # bytes a compressed request body may grow to
+MAX_TIMEOUT_US = 3600 * 10**6     # a request's "timeout" parameter: at most an hour
 
 INPUT_NAME = codec.INPUT_KEY      # "input.1", the card's key
 LABEL_OUTPUT = codec.OUTPUT_KEY   # "next_number", the card's key
@@ -61,13 +62,19 @@ CONTENTS_FIELD = {
 # gRPC status codes (grpc/doc/statuscodes.md) for the HTTP statuses we answer with.
 GRPC_OK, GRPC_INVALID_ARGUMENT, GRPC_NOT_FOUND = 0, 3, 5
 GRPC_RESOURCE_EXHAUSTED, GRPC_UNIMPLEMENTED, GRPC_INTERNAL = 8, 12, 13
-GRPC_FOR_HTTP = {400: GRPC_INVALID_ARGUMENT, 404: GRPC_NOT_FOUND, 413: GRPC_RESOURCE_EXHAUSTED}
+GRPC_DEADLINE_EXCEEDED = 4
+# 503: the request's deadline passed before it could run (fizbuz_service.deadline_passed).
+GRPC_FOR_HTTP = {400: GRPC_INVALID_ARGUMENT, 404: GRPC_NOT_FOUND, 413: GRPC_RESOURCE_EXHAUSTED,
+                 503: GRPC_DEADLINE_EXCEEDED}
 
 # The headers the front door's calls carry to the handler (door.js sets them
 # through serving/front/config.py's CALL_HEADERS; fizbuz_service.py reads them).
 PROTOCOL_HEADER, CALL_HEADER = "X-Fizbuz-Protocol", "X-Fizbuz-Call"
 MODEL_HEADER, VERSION_HEADER = "X-Fizbuz-Model", "X-Fizbuz-Version"
 HEADER_LENGTH_HEADER, ENCODING_HEADER = "Inference-Header-Content-Length", "X-Fizbuz-Content-Encoding"
+# Deadlines (issue 23, fizbuz_service.check_deadline): the door's arrival stamp,
+# the client's budget in ms (any protocol), gRPC's own timeout header.
+RECEIVED_HEADER, TIMEOUT_HEADER, GRPC_TIMEOUT_HEADER = "X-Fizbuz-Received", "Timeout-Ms", "Grpc-Timeout"
 
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
@@ -96,6 +103,7 @@ class InferRequest:
     has_id: bool = False
     outputs: list = field(default_factory=lambda: [(name, None) for name in OUTPUTS])  # (name, binary or None)
     binary_default: bool = False              # REST: "binary_data_output"
+    timeout_us: int = 0                       # the "timeout" parameter (Triton's, microseconds); 0: none
 
 
 # ---------------------------------------------------------------- metadata
@@ -273,7 +281,18 @@ def parse_rest(body, header_length=None):
     if not isinstance(binary_default, bool):
         raise V2Error("parameter \"binary_data_output\" must be true or false")
     return InferRequest(numbers=numbers, rank=rank, id=request_id, has_id="id" in document,
-                        outputs=chosen, binary_default=binary_default)
+                        outputs=chosen, binary_default=binary_default, timeout_us=_timeout(parameters.get("timeout")))
+
+
+def _timeout(value):
+    """The request's "timeout" parameter: microseconds it may wait before it
+    runs (as Triton reads it); work whose time is up is not started."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIMEOUT_US:
+        raise V2Error(f"parameter \"timeout\" must be a whole number of microseconds, 0..{MAX_TIMEOUT_US}, "
+                      f"got {_quote(value)}")
+    return value
 
 
 def _parameters(value, where):
@@ -520,7 +539,12 @@ def parse_grpc(body):
     outputs = [(name, None) for name in OUTPUTS]
     if request.outputs:
         outputs = _requested_outputs((item.name, None) for item in request.outputs)
-    return InferRequest(numbers=numbers, rank=rank, id=request.id, has_id=bool(request.id), outputs=outputs)
+    timeout = None
+    if "timeout" in request.parameters:
+        parameter = request.parameters["timeout"]
+        timeout = getattr(parameter, parameter.WhichOneof("choice") or "string_param")
+    return InferRequest(numbers=numbers, rank=rank, id=request.id, has_id=bool(request.id), outputs=outputs,
+                        timeout_us=_timeout(timeout))
 
 
 def grpc_reply(request, labels, logits):

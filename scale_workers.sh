@@ -14,11 +14,11 @@ management API, waits until the workers are READY, and prints the worker table.
 N, MIN and MAX are whole numbers, 1 <= MIN <= MAX <= 16.
 
 Environment:
-  MANAGEMENT_PORT  management API port [the one start_mms.sh used, else 8081]
+  FIZBUZ_MANAGEMENT_PORT  management API port [the one start_mms.sh used, else 8081]
   FIZBUZ_RUN_DIR   run folder of the server [$ROOT/run]
-  MMS_TIMEOUT      seconds to wait for the workers [120]
-  SCALE_SINGLE     1 scales fizbuz_package_single (the batch-1 registration of
-                   SINGLE_WORKERS=N ./start_mms.sh) instead [0]
+  FIZBUZ_MMS_TIMEOUT      seconds to wait for the workers [120]
+  FIZBUZ_SCALE_SINGLE     1 scales fizbuz_package_single (the batch-1 registration of
+                   FIZBUZ_SINGLE_WORKERS=N ./start_mms.sh) instead [0]
 USAGE
 }
 case "${1:-}" in

@@ -5,7 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 usage() {
   cat <<USAGE
-Usage: ./start_mms.sh [start]     set up, build the .mar if needed, start MMS, register, wait READY
+Usage: ./start_mms.sh [start] [OPTIONS]  set up, build the .mar if needed, start MMS, register, wait READY
+                           (OPTIONS: fizbuz mms start -h, e.g. --workers 3)
        ./start_mms.sh stop        stop the server this project started (by its pid file)
        ./start_mms.sh status      print the model's settings and worker table
        ./start_mms.sh -h
@@ -18,26 +19,26 @@ READY and a real prediction has been answered. Re-running it while the server is
 only reports on it.
 
 Environment (defaults in brackets):
-  INFERENCE_PORT   [8080]  predictions API port
-  INFERENCE_ADDRESS [127.0.0.1]  address the predictions API binds to (a host's own address to serve
+  FIZBUZ_INFERENCE_PORT   [8080]  predictions API port
+  FIZBUZ_INFERENCE_ADDRESS [127.0.0.1]  address the predictions API binds to (a host's own address to serve
                    other hosts; the management API always stays on 127.0.0.1)
-  MANAGEMENT_PORT  [8081]  management API, on 127.0.0.1
-  BATCH_SIZE       [16]    largest batch a worker gets
-  MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
-  WORKERS          [2]     worker processes (one per core suits this model)
-  SINGLE_WORKERS   [0]     also register the model as fizbuz_package_single (batch 1, no delay) with
+  FIZBUZ_MANAGEMENT_PORT  [8081]  management API, on 127.0.0.1
+  FIZBUZ_BATCH_SIZE       [16]    largest batch a worker gets
+  FIZBUZ_MAX_BATCH_DELAY  [1]     ms a worker waits to fill a batch
+  FIZBUZ_WORKERS          [2]     worker processes (one per core suits this model)
+  FIZBUZ_SINGLE_WORKERS   [0]     also register the model as fizbuz_package_single (batch 1, no delay) with
                    this many workers: the fleet's front door sends lone requests there and bursts to
                    the batched fizbuz_package (serving/front/README.md, "Adaptive batching")
-  ACCESS_LOG       [0]     1 writes the access log and per-request/per-batch log lines (costs throughput)
-  METRICS_PORT     [8082]  Prometheus metrics at http://127.0.0.1:PORT/metrics, started and stopped with
+  FIZBUZ_ACCESS_LOG       [0]     1 writes the access log and per-request/per-batch log lines (costs throughput)
+  FIZBUZ_METRICS_PORT     [8082]  Prometheus metrics at http://127.0.0.1:PORT/metrics, started and stopped with
                    the server (serving/metrics); 0 turns it off
-  METRICS          [1]     0: no exporter and no Prometheus counters in the handler
-  MODEL_METRICS_LOG [0 with metrics on, 1 off]  1: the handler also writes its four per-batch metric
+  FIZBUZ_METRICS          [1]     0: no exporter and no Prometheus counters in the handler
+  FIZBUZ_MODEL_METRICS_LOG [0 with metrics on, 1 off]  1: the handler also writes its four per-batch metric
                    lines to logs/model_metrics.log (MMS's own PredictionTime line is always there)
-  TLS              [0]     1 serves predictions over HTTPS (management stays HTTP on loopback)
-  TLS_CERT, TLS_KEY        PEM certificate and PKCS#8 key [a self-signed pair in the run folder]
+  FIZBUZ_TLS              [0]     1 serves predictions over HTTPS (management stays HTTP on loopback)
+  FIZBUZ_TLS_CERT, FIZBUZ_TLS_KEY        PEM certificate and PKCS#8 key [a self-signed pair in the run folder]
   FIZBUZ_RUN_DIR   [$ROOT/run]  pid file, sockets, generated config, logs/
-  MMS_TIMEOUT      [120]   seconds to wait for each start-up step
+  FIZBUZ_MMS_TIMEOUT      [120]   seconds to wait for each start-up step
 USAGE
 }
 
@@ -51,7 +52,7 @@ esac
 if [ "$command" = start ]; then
   ensure_venv
   { read -r mar_name; read -r -a inputs; } < <("$PY" -m fizbuz.contract MAR_FILE_NAME ARCHIVE_INPUTS)
-  mar=${MODEL_STORE:-$ROOT/model_store}/$mar_name
+  mar=$("$PY" -m fizbuz.settings get model_store)/$mar_name
   stale=""
   if [ -f "$mar" ]; then
     stale=$(find "${inputs[@]}" -newer "$mar" | head -n 1)
@@ -62,4 +63,5 @@ if [ "$command" = start ]; then
 elif [ ! -x "$PY" ]; then
   die "no virtual environment at $VENV: nothing was started from this project"
 fi
-exec "$PY" -m serving.mms.cli "$command"
+# Options after the command go to it (fizbuz mms start --workers 3 comes here).
+exec "$PY" -m serving.mms.cli "$command" "${@:2}"

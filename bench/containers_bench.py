@@ -13,7 +13,6 @@ Takes about 8 minutes; everything it starts is stopped at the end."""
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -29,6 +28,7 @@ from fizbuz.lifecycle import free_port
 from serving.containers.stack import Options, Stack
 from serving.front import tokens
 from serving.front.fleet import Fleet, Options as FleetOptions
+from fizbuz import logs
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,7 +66,7 @@ def main(argv=None):
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--output", default=str(HERE / "results" / "containers.md"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s")
+    logs.setup("progress")
     ensure_tools()
     subprocess.run([str(ROOT / "serving/containers/setup_docker.sh")], check=True)
     folder = Path(tempfile.mkdtemp(prefix="fbz-cbench-"))

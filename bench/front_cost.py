@@ -48,7 +48,7 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default: 2)")
-    parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (auto)")
+    parser.add_argument("--nginx-workers", default=None, help="default: the fleet's (1)")
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
     args = parser.parse_args(argv)

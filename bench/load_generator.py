@@ -8,12 +8,13 @@ from pathlib import Path
 
 from fizbuz.contract import ROOT
 from serving.front.nginx import find_nginx
+from fizbuz.errors import FizbuzError
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "post_inputs.lua"
 SUMMARY_MARKER = "WRK_SUMMARY "
 
 
-class LoadError(Exception):
+class LoadError(FizbuzError):
     pass
 
 

@@ -16,11 +16,12 @@ from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
 from serving.flask.private import PrivateGunicorn
 from serving.front.nginx import foreground_command
 from serving.mms.private import PrivateMms
+from fizbuz.errors import FizbuzError
 
 NGINX_REPLY = json.dumps({OUTPUT_KEY: SMOKE_ANSWER})
 
 
-class ServerError(Exception):
+class ServerError(FizbuzError):
     pass
 
 

@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, MODEL_STORE, PREDICT_PATH, ROOT
 from fizbuz.contract import expected_reply
 
@@ -450,7 +451,7 @@ def h2load_binary():
 
 
 def clients_python():
-    venv = Path(os.environ.get("FIZBUZ_CLIENTS_VENV") or ROOT / ".venv-clients")
+    venv = settings.value("clients_venv")
     return venv / "bin" / "python"
 
 

@@ -12,9 +12,10 @@ import zipfile
 from pathlib import Path
 
 from fizbuz.contract import ARCHIVE_FILES, HANDLER, INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, ROOT
+from fizbuz.errors import FizbuzError
 
 
-class BuildError(Exception):
+class BuildError(FizbuzError):
     pass
 
 
@@ -23,8 +24,8 @@ def build(model_store, log_file=None, timeout=900):
     folder beside it (never the checkout's tracked fizbuz_package/). Returns the
     .mar's path; output goes to `log_file` (or is kept for the error)."""
     model_store = Path(model_store)
-    env = dict(os.environ, MODEL_STORE=str(model_store),
-               STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME))
+    env = dict(os.environ, FIZBUZ_MODEL_STORE=str(model_store),
+               FIZBUZ_STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME))
     output = open(log_file, "a") if log_file else subprocess.PIPE
     try:
         result = subprocess.run([str(ROOT / "build_mar.sh")], env=env, stdout=output, stderr=subprocess.STDOUT,
@@ -66,10 +67,17 @@ def problems(mar_path):
     return found
 
 
-def variant(mar_path, target, swap_labels=False, **model_fields):
+# Where a slow archive's handler waits: in the forward pass, after the requests
+# were parsed (and their deadlines checked), once per batch that has work.
+FORWARD_LINE = b"        numbers = wanted[0] if len(wanted) == 1 else np.concatenate(wanted)\n"
+
+
+def variant(mar_path, target, swap_labels=False, batch_sleep_ms=0, **model_fields):
     """A copy of the archive with changed manifest fields (e.g. modelVersion="2.0":
     new bytes, a new version to roll out). swap_labels: its codec answers Fizz for
-    Buzz, an archive that serves but answers wrongly (what a rollout must catch)."""
+    Buzz, an archive that serves but answers wrongly (what a rollout must catch).
+    batch_sleep_ms: its handler sleeps that long per batch, a model slow on
+    purpose, so a test can offer several times a host's capacity (issue 23)."""
     with zipfile.ZipFile(mar_path) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
         for item in source.infolist():
             data = source.read(item.filename)
@@ -82,6 +90,12 @@ def variant(mar_path, target, swap_labels=False, **model_fields):
                 if swapped == data:
                     raise ValueError("the codec's label order was not found: cannot make the wrong archive")
                 data = swapped
+            if item.filename == "fizbuz_service.py" and batch_sleep_ms:
+                if FORWARD_LINE not in data:
+                    raise ValueError("the handler's forward pass was not found: cannot make the slow archive")
+                pause = b"        time.sleep(%f)  # a slow archive, for tests (fizbuz.archive.variant)\n" % (
+                    batch_sleep_ms / 1000)
+                data = data.replace(FORWARD_LINE, pause + FORWARD_LINE)
             copy.writestr(item, data)
     return target
 

@@ -4,6 +4,7 @@ request/response keys, where every artifact lives, what the archive holds.
 The request/response keys and bounds come from `fizbuz_codec`, which ships
 inside the .mar (it cannot import this package); everything else is here."""
 
+import sys
 from pathlib import Path
 
 from fizbuz_codec import (  # noqa: F401 (re-exported)
@@ -56,12 +57,18 @@ def expected_reply(number):
 def main(argv):
     """`python -m fizbuz.contract NAME ...` prints contract values, one per
     line, for the shell scripts (so they do not re-type them)."""
-    for name in argv[1:]:
+    names = argv[1:]
+    if not names or names[0] in ("-h", "--help"):
+        print("usage: python -m fizbuz.contract NAME ...  (e.g. MODEL_NAME MAR_FILE_NAME PREDICT_PATH)")
+        return 0 if names else 2
+    for name in names:
+        if name not in globals() or not name.isupper():
+            print(f"fizbuz.contract: no contract value '{name}'", file=sys.stderr)
+            return 2
         value = globals()[name]
         print(" ".join(map(str, value)) if isinstance(value, (tuple, frozenset)) else value)
     return 0
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main(sys.argv))

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import psutil
+from fizbuz import logs
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 FREE_PORT_LOW, FREE_PORT_HIGH = 20000, 32000
 
 
-class LifecycleError(Exception):
+class LifecycleError(FizbuzError):
     """A failure the user can act on; printed without a traceback."""
 
 
@@ -288,18 +290,19 @@ def stop_server(pid_file, what, grace):
 def server_cli(argv, prog, description, commands, make_settings, errors=()):
     """The `[start|stop|status]` command line the server scripts share: parse
     the command (start when none), log "==> ..." to stdout, run
-    `commands[name](make_settings())`, and print a LifecycleError, ValueError
-    or one of `errors` as one line (exit 1) instead of a traceback."""
+    `commands[name](make_settings())`, and print a FizbuzError (its exit
+    code), a ValueError or one of `errors` (exit 1) as one line instead of a
+    traceback."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="start", choices=tuple(commands))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     try:
         return commands[args.command](make_settings())
-    except (LifecycleError, ValueError, *errors) as error:
+    except (FizbuzError, ValueError, *errors) as error:
         print(f"{Path(prog).name}: {error}", file=sys.stderr)
-        return 1
+        return getattr(error, "exit_code", 1)
 
 
 def tail(path, lines=20):

@@ -21,6 +21,7 @@ from fizbuz_codec import BITS
 from fizbuz.contract import TORCHSCRIPT_PATH
 from fizbuz.model import encode_batch
 from fizbuz.parity import PARITY_TOLERANCE, exporter_arguments, report_parity, trained_model
+from fizbuz import logs
 
 DEFAULT_OUTPUT = TORCHSCRIPT_PATH
 TOLERANCE = PARITY_TOLERANCE
@@ -79,7 +80,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.setup("plain")
     model = trained_model(log, args.weights)
     if model is None:
         return 2

@@ -19,6 +19,7 @@ from torch import nn
 from fizbuz_codec import BITS, true_class
 from fizbuz.contract import WEIGHTS
 from fizbuz.model import FizBuzNet, encode_batch
+from fizbuz import logs
 
 DEFAULT_OUTPUT = WEIGHTS
 HELD_OUT = range(1, 101)
@@ -76,7 +77,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.setup("plain")
     log.info("training FizBuzNet on %d..%d, holding out %d..%d (seed %d)",
              TRAINING.start, TRAINING.stop - 1, HELD_OUT.start, HELD_OUT.stop - 1, args.seed)
     model = train(args.seed, args.epochs, args.lr, args.weight_decay, args.report_every)

@@ -20,9 +20,11 @@ import psutil
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
+from fizbuz import settings
 from fizbuz.lifecycle import end_family
+from fizbuz.errors import FizbuzError
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = str(settings.value("chromium"))
 LAUNCH_TIMEOUT_MS = 60_000
 
 # We run as root on machines without outside network: no sandbox (root), no
@@ -42,7 +44,7 @@ FLAGS = (
 )
 
 
-class BrowserError(RuntimeError):
+class BrowserError(FizbuzError):
     pass
 
 

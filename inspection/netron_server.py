@@ -11,13 +11,13 @@ waits until its page and the model answer over HTTP, and prints the URL to open.
 own default port is 8080, MMS's inference port, so this never uses it. No browser is
 needed: open the URL from anywhere that reaches it (e.g. ssh -L 8090:127.0.0.1:8090).
 
-Environment (defaults in brackets):
-  NETRON_HOST      [127.0.0.1]  address to listen on
-  NETRON_PORT      [8090]       port; must be free and not INFERENCE_PORT/MANAGEMENT_PORT
-  NETRON_TIMEOUT   [30]         seconds to wait for netron to answer
-  NETRON_BROWSE    [0]          1 also opens a browser, when a display (DISPLAY/WAYLAND_DISPLAY) exists
-  FIZBUZ_RUN_DIR   [run]        where netron.pid and netron.log go
-  INFERENCE_PORT   [8080], MANAGEMENT_PORT [8081]  MMS's ports, refused as NETRON_PORT
+Environment (defaults in brackets; the old names without FIZBUZ_ still work):
+  FIZBUZ_NETRON_HOST      [127.0.0.1]  address to listen on
+  FIZBUZ_NETRON_PORT      [8090]       port; must be free and not MMS's (FIZBUZ_INFERENCE_PORT/_MANAGEMENT_PORT)
+  FIZBUZ_NETRON_TIMEOUT   [30]         seconds to wait for netron to answer
+  FIZBUZ_NETRON_BROWSE    [0]          1 also opens a browser, when a display (DISPLAY/WAYLAND_DISPLAY) exists
+  FIZBUZ_RUN_DIR          [run]        where netron.pid and netron.log go
+  FIZBUZ_INFERENCE_PORT   [8080], FIZBUZ_MANAGEMENT_PORT [8081]  MMS's ports, refused as netron's
 """
 
 import argparse
@@ -33,9 +33,11 @@ from pathlib import Path
 
 import psutil
 
-from fizbuz.contract import ONNX_PATH, RUN_DIR
+from fizbuz import settings
+from fizbuz.contract import ONNX_PATH
 from fizbuz.http_client import call
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, end_family, start_server
+from fizbuz import logs
 
 PROG = "inspect_model.sh"
 MODES = ("serve", "start", "stop", "status")
@@ -54,13 +56,13 @@ class Interrupted(KeyboardInterrupt):
 
 class Settings:
     def __init__(self, env=os.environ):
-        self.host = env.get("NETRON_HOST") or "127.0.0.1"
-        self.port_text = env.get("NETRON_PORT") or "8090"
-        self.timeout = float(env.get("NETRON_TIMEOUT") or 30)
-        self.browse = env.get("NETRON_BROWSE", "0") == "1"
+        self.host = settings.value("netron_host", env)
+        self.port_text = settings.value("netron_port", env)
+        self.timeout = settings.value("netron_timeout", env)
+        self.browse = settings.value("netron_browse", env)
         self.display = bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
-        self.mms_ports = (env.get("INFERENCE_PORT") or "8080", env.get("MANAGEMENT_PORT") or "8081")
-        self.run_dir = Path(env.get("FIZBUZ_RUN_DIR") or RUN_DIR)
+        self.mms_ports = (str(settings.value("inference_port", env)), str(settings.value("management_port", env)))
+        self.run_dir = settings.value("run_dir", env)
         self.pid_file = PidFile(self.run_dir / "netron.pid", "netron")
         self.log_file = self.run_dir / "netron.log"
 
@@ -212,7 +214,7 @@ def main(argv=None):
         signal.signal(signum, raise_interrupted)
     try:
         mode, model = parse_args(argv)
-        logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+        logs.setup("progress")
         return {"serve": serve, "start": start, "stop": stop, "status": status}[mode](Settings(), model)
     except (LifecycleError, ValueError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)

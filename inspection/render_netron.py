@@ -20,6 +20,7 @@ from pathlib import Path
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from inspection.headless_chromium import BrowserError, headless_page
+from fizbuz.errors import FizbuzError
 
 # What netron's page looks like once it has drawn a graph (left the welcome /
 # spinner state, the layout has placed the graph, a node box exists), or once
@@ -31,7 +32,7 @@ DRAWN = f"body.default:has(#origin[transform]):has({NODE_TYPES})"
 MESSAGE = "body.alert #message-text, body.notification #message-text"
 
 
-class RenderError(RuntimeError):
+class RenderError(FizbuzError):
     pass
 
 

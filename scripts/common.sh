@@ -17,6 +17,22 @@ help_or_no_arguments() {
   esac
 }
 
+# A setting's value in a script that runs before (or without) the venv: the
+# FIZBUZ_ name, else the old name (with a deprecation line), else the default.
+# The names and defaults are those of fizbuz/settings.py (a test compares them);
+# with the venv there, `"$PY" -m fizbuz.settings get KEY` reads the table itself.
+setting() {
+  local new=$1 old=$2 default=$3
+  if [ -n "${!new:-}" ]; then
+    echo "${!new}"
+  elif [ -n "$old" ] && [ -n "${!old:-}" ]; then
+    echo "$(basename "$0"): $old is deprecated: set $new instead (same value)" >&2
+    echo "${!old}"
+  else
+    echo "$default"
+  fi
+}
+
 # Create or refresh the venv (a no-op when it is up to date).
 ensure_venv() {
   "$ROOT/scripts/setup_env.sh" "$@"

@@ -3,7 +3,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PINS=$HERE/debian-packages.txt
-APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
+source "$HERE/common.sh"
+APT_LOCK_TIMEOUT=$(setting FIZBUZ_APT_LOCK_TIMEOUT APT_LOCK_TIMEOUT 300)
 
 usage() {
   cat <<USAGE
@@ -17,7 +18,7 @@ install (policy-rc.d answers 101 while it runs); the project starts its own
 servers on free ports. --list prints the pins.
 
 Environment:
-  APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg to finish (default: 300)
+  FIZBUZ_APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg to finish (default: 300)
 USAGE
 }
 die() { echo "debian_packages.sh: $*" >&2; exit 1; }

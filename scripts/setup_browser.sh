@@ -2,7 +2,7 @@
 # Make sure a headless-capable Chromium is installed (for the netron browser test).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+CHROMIUM=$(setting FIZBUZ_CHROMIUM CHROMIUM /usr/bin/chromium)
 
 usage() {
   cat <<USAGE

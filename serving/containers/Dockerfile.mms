@@ -43,14 +43,14 @@ ARG VERSION=dev
 # its own handler). The app is found as the working folder of `python3 -m`.
 ENV PATH=/opt/fizbuz/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    MODEL_STORE=/opt/fizbuz/model_store \
+    FIZBUZ_MODEL_STORE=/opt/fizbuz/model_store \
     FIZBUZ_RUN_DIR=/home/fizbuz/run \
     FIZBUZ_IMAGE_VERSION=${VERSION} \
-    INFERENCE_ADDRESS=0.0.0.0 \
-    INFERENCE_PORT=8080 \
-    MANAGEMENT_PORT=8081 \
-    METRICS_PORT=8082 \
-    WORKERS=1
+    FIZBUZ_INFERENCE_ADDRESS=0.0.0.0 \
+    FIZBUZ_INFERENCE_PORT=8080 \
+    FIZBUZ_MANAGEMENT_PORT=8081 \
+    FIZBUZ_METRICS_PORT=8082 \
+    FIZBUZ_WORKERS=1
 LABEL org.opencontainers.image.title="fizbuz-mms" org.opencontainers.image.version="${VERSION}"
 USER fizbuz
 WORKDIR /opt/fizbuz/app

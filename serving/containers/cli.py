@@ -17,24 +17,14 @@ Docker Swarm stack (N MMS replicas behind the front door).
 """
 
 import argparse
-import logging
 import os
 import sys
 
 from fizbuz.lifecycle import LifecycleError
 from serving.containers.stack import Options, Stack
-from serving.front.tokens import TokenError
+from fizbuz import logs, settings
+from fizbuz.errors import FizbuzError
 
-DEFAULT_DIR = os.environ.get("CONTAINERS_DIR") or str(
-    __import__("fizbuz.contract", fromlist=["RUN_DIR"]).RUN_DIR / "containers")
-
-
-def env_int(name, default):
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value else default
-    except ValueError:
-        raise LifecycleError(f"{name} must be a whole number, got {value!r}")
 
 
 def port(text):
@@ -47,23 +37,18 @@ def port(text):
 def build_parser():
     parser = argparse.ArgumentParser(prog="containers.sh", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", default=DEFAULT_DIR,
-                        help="state folder: state file, our dockerd's data, front door files, build logs "
-                             "(env CONTAINERS_DIR, default run/containers)")
+    settings.add_flag(parser, "containers_dir", "--dir")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="build and deploy the stack")
-    start.add_argument("--replicas", type=int, default=env_int("REPLICAS", 2), help="MMS tasks (env REPLICAS, 2)")
-    start.add_argument("--workers", type=int, default=env_int("WORKERS", 1),
-                       help="MMS workers per task (env WORKERS, 1)")
-    start.add_argument("--front-port", type=port, default=env_int("FRONT_PORT", 8443),
-                       help="the front door's HTTPS port (env FRONT_PORT, 8443)")
-    start.add_argument("--base", default=os.environ.get("BASE", "local"),
-                       help="base image: 'local' builds Debian 12 with debootstrap (no Docker Hub needed); "
-                            "or e.g. debian:bookworm-slim (env BASE)")
-    start.add_argument("--stack", default=os.environ.get("STACK", "fizbuz"), help="stack name (env STACK)")
+    settings.add_flag(start, "replicas", "--replicas")
+    settings.add_flag(start, "stack_workers", "--workers")
+    settings.add_flag(start, "front_port", "--front-port", type=port)
+    settings.add_flag(start, "base", "--base", what="base image: 'local' builds Debian 12 with debootstrap (no "
+                                              "Docker Hub needed); or e.g. debian:bookworm-slim")
+    settings.add_flag(start, "stack", "--stack")
     start.add_argument("--mar", default=Options.mar, help="the model archive to ship (model_store/...)")
-    start.add_argument("--cpus", default=os.environ.get("MMS_CPUS", "1"), help="CPU limit per MMS task")
-    start.add_argument("--memory", default=os.environ.get("MMS_MEMORY", "768M"), help="memory limit per MMS task")
+    settings.add_flag(start, "mms_cpus", "--cpus")
+    settings.add_flag(start, "mms_memory", "--memory")
     commands.add_parser("stop", help="remove everything start made")
     commands.add_parser("status", help="engine, services, tasks, /ready")
     commands.add_parser("env", help="export lines for the front door: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, "
@@ -75,8 +60,12 @@ def build_parser():
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
-    args = build_parser().parse_args(argv)
+    logs.setup("progress")
+    try:
+        args = build_parser().parse_args(argv)
+    except FizbuzError as error:
+        print(f"containers.sh: {error}", file=sys.stderr)
+        return error.exit_code
     stack = Stack(args.dir)
     try:
         if args.command == "start":
@@ -107,9 +96,9 @@ def main(argv=None):
                       file=sys.stderr)
                 return 1
         return 0
-    except (LifecycleError, TokenError, ValueError) as error:
+    except (FizbuzError, ValueError) as error:
         print(f"containers.sh: {error}", file=sys.stderr)
-        return 1
+        return getattr(error, "exit_code", 1)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ Usage: serving/containers/containers.sh COMMAND [options]     (COMMAND -h for it
   update NEW.mar   roll a new archive out as a new MMS image tag (Swarm: start-first,
             health-gated, rolled back when the new tasks fail their health check)
 
-Environment: CONTAINERS_DIR [run/containers], REPLICAS [2], WORKERS [1 per replica],
-FRONT_PORT [8443], BASE [local: debootstrap; or e.g. debian:bookworm-slim], STACK [fizbuz],
-MMS_CPUS [1], MMS_MEMORY [768M].
+Environment: FIZBUZ_CONTAINERS_DIR [run/containers], FIZBUZ_REPLICAS [2], FIZBUZ_STACK_WORKERS [1 per replica],
+FIZBUZ_FRONT_PORT [8443], FIZBUZ_BASE [local: debootstrap; or e.g. debian:bookworm-slim], FIZBUZ_STACK [fizbuz],
+FIZBUZ_MMS_CPUS [1], FIZBUZ_MMS_MEMORY [768M].
 USAGE
 }
 case "${1:-}" in

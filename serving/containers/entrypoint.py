@@ -9,7 +9,6 @@ not fail. An MMS that dies on its own ends the container with status 1, so
 Swarm's restart policy replaces it."""
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -17,19 +16,20 @@ import threading
 from fizbuz.lifecycle import is_alive, tail
 from serving.mms import cli
 from serving.mms.process import RunFolder
+from fizbuz import logs, settings
 
 log = logging.getLogger("entrypoint")
 
 
 def main():
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    log.info("fizbuz MMS image %s", os.environ.get("FIZBUZ_IMAGE_VERSION", "dev"))
+    log.info("fizbuz MMS image %s", settings.value("image_version"))
     if cli.main(["start"]) != 0:
         return 1
-    run = RunFolder(os.environ["FIZBUZ_RUN_DIR"])
+    run = RunFolder(settings.value("run_dir"))
     server = run.server()
     if server is None:
         log.error("MMS is not running after start")
@@ -38,7 +38,7 @@ def main():
         if not is_alive(server):
             log.error("MMS (pid %d) exited; its log ends with:\n%s", server.pid, tail(run.logs / "mms_log.log", 30))
             return 1
-    drain = float(os.environ.get("DRAIN_SECONDS", "3"))
+    drain = settings.value("drain_seconds")
     log.info("asked to stop: serving %.0f s more for requests already on their way", drain)
     threading.Event().wait(drain)  # a fixed drain period, not a readiness guess
     return cli.main(["stop"])

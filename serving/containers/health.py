@@ -15,10 +15,10 @@ Exit 0: healthy; 1: unhealthy."""
 
 import http.client
 import json
-import os
 import sys
 
 import fizbuz_v2 as v2
+from fizbuz import settings
 from fizbuz.contract import PREDICT_PATH, expected_reply
 from fizbuz.http_client import predict, predict_url
 
@@ -89,9 +89,9 @@ def check_v2(port, timeout, numbers=PROBES):
 
 
 def main():
-    port = int(os.environ.get("INFERENCE_PORT", "8080"))
+    port = settings.value("inference_port")
     url = predict_url(port)
-    timeout = float(os.environ.get("HEALTH_TIMEOUT", "4"))
+    timeout = settings.value("health_timeout")
     for number in PROBES:
         status, text = predict(url, number, timeout)
         try:

@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 # the metrics exporter, the health check): nothing that imports torch.
 APP_FILES = (
     "fizbuz_codec.py", "fizbuz_metrics.py", "fizbuz_v2.py",
-    "fizbuz/__init__.py", "fizbuz/contract.py", "fizbuz/http_client.py", "fizbuz/lifecycle.py",
+    "fizbuz/__init__.py", "fizbuz/contract.py", "fizbuz/errors.py", "fizbuz/http_client.py", "fizbuz/lifecycle.py",
+    "fizbuz/logs.py", "fizbuz/settings.py",
     "serving/__init__.py",
     "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/guard.py",
     "serving/mms/management.py",
     "serving/mms/process.py", "serving/mms/config.properties", "serving/mms/log4j.properties",
-    "serving/metrics/__init__.py", "serving/metrics/control.py", "serving/metrics/exporter.py",
-    "serving/metrics/multiproc.py", "serving/metrics/serve.py", "serving/metrics/workers.py",
+    "serving/metrics/__init__.py", "serving/metrics/serve.py",
+    "serving/mms/metrics/__init__.py", "serving/mms/metrics/control.py", "serving/mms/metrics/exporter.py",
+    "serving/mms/metrics/multiproc.py", "serving/mms/metrics/workers.py",
     "serving/containers/__init__.py", "serving/containers/entrypoint.py", "serving/containers/health.py",
 )
 REQUIREMENTS = HERE / "requirements-image.txt"

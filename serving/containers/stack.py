@@ -13,6 +13,7 @@ import secrets
 import time
 from pathlib import Path
 
+from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
 from fizbuz.lifecycle import JsonState, LifecycleError, check_port_free, wait_until
 from fizbuz.private_files import write_private
@@ -28,7 +29,7 @@ STACK_FILE = HERE / "stack.yml"
 FRONT_PREFIX = "/tmp/nginx"
 FRONT_FILES = dict(tokens_map="/run/secrets/fizbuz_tokens_map", certificate="/run/secrets/fizbuz_front_cert",
                    key="/run/secrets/fizbuz_front_key", error_log="stderr", door_js=images.FRONT_DOOR_JS)
-MMS_PORT = 8080  # Dockerfile.mms's INFERENCE_PORT
+MMS_PORT = settings.default("inference_port")  # Dockerfile.mms's FIZBUZ_INFERENCE_PORT
 STATE_FILE = "state.json"
 LOCAL_BASE = "local"   # build the base with debootstrap (Docker Hub not needed)
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ import os
 
 from flask import Flask, Response, request
 
+from fizbuz import settings
 import fizbuz_codec as codec
-from fizbuz.contract import PREDICT_PATH, WEIGHTS
+from fizbuz.contract import PREDICT_PATH
 from serving.flask.controller import Predictor, requested_number
 from serving.mms.config import CONFIG_TEMPLATE as MMS_CONFIG
 
@@ -43,7 +44,7 @@ def use_gunicorn_logging():
 
 def create_app(weights_path=None):
     use_gunicorn_logging()
-    weights_path = weights_path or os.environ.get("FIZBUZ_WEIGHTS") or WEIGHTS
+    weights_path = weights_path or settings.value("weights")
     predictor = Predictor(weights_path)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_request_size()

@@ -1,25 +1,25 @@
 """Start, stop or inspect the Flask + gunicorn baseline (serving/flask/app.py).
 
-  serving/flask/serve.sh [start]   start gunicorn on 127.0.0.1:$PORT, wait until it answers
-  serving/flask/serve.sh stop      stop the gunicorn started from $FLASK_RUN_DIR (by its pid file)
+  serving/flask/serve.sh [start]   start gunicorn on 127.0.0.1:$FIZBUZ_FLASK_PORT, wait until it answers
+  serving/flask/serve.sh stop      stop the gunicorn started from $FIZBUZ_FLASK_RUN_DIR (by its pid file)
   serving/flask/serve.sh status    print its pid and worker processes
 
 Serves FizBuzNet from assets/fizbuz_model.pth with MMS's contract:
-  curl -X POST http://127.0.0.1:$PORT/predictions/fizbuz_package \\
+  curl -X POST http://127.0.0.1:$FIZBUZ_FLASK_PORT/predictions/fizbuz_package \\
        -H 'Content-Type: application/json' -d '{"input.1": 14}'
 Start returns once a real prediction is answered; re-running it while up only reports.
 
-Environment (defaults in brackets):
-  PORT           [8000]   port on 127.0.0.1
-  WORKERS        [2]      gunicorn worker processes
-  WORKER_CLASS   [sync]   sync, or gthread (threads in each worker)
-  THREADS        [4]      threads per worker for gthread
-  KEEP_ALIVE     [75]     seconds gthread keeps an idle connection open (gunicorn's own 2 s
+Environment (defaults in brackets; the old names without FIZBUZ_FLASK_/FIZBUZ_ still work):
+  FIZBUZ_FLASK_PORT          [8000]   port on 127.0.0.1
+  FIZBUZ_FLASK_WORKERS       [2]      gunicorn worker processes
+  FIZBUZ_FLASK_WORKER_CLASS  [sync]   sync, or gthread (threads in each worker)
+  FIZBUZ_FLASK_THREADS       [4]      threads per worker for gthread
+  FIZBUZ_FLASK_KEEP_ALIVE    [75]     seconds gthread keeps an idle connection open (gunicorn's own 2 s
                           makes a client that pauses reuse a socket just as it closes)
-  ACCESS_LOG     [0]      1 writes $FLASK_RUN_DIR/access.log (costs throughput)
-  FLASK_RUN_DIR  [run/flask]  pid file and gunicorn.log
-  START_TIMEOUT  [120]    seconds to wait for the first answer
-  FIZBUZ_WEIGHTS [assets/fizbuz_model.pth]  the PyTorch weights to serve
+  FIZBUZ_FLASK_ACCESS_LOG    [0]      1 writes $FIZBUZ_FLASK_RUN_DIR/access.log (costs throughput)
+  FIZBUZ_FLASK_RUN_DIR       [run/flask]  pid file and gunicorn.log
+  FIZBUZ_FLASK_START_TIMEOUT [120]    seconds to wait for the first answer
+  FIZBUZ_WEIGHTS             [assets/fizbuz_model.pth]  the PyTorch weights to serve
 """
 
 import logging
@@ -27,7 +27,8 @@ import os
 import sys
 from pathlib import Path
 
-from fizbuz.contract import ROOT, RUN_DIR
+from fizbuz import settings
+from fizbuz.contract import ROOT
 from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
 
@@ -39,14 +40,14 @@ log = logging.getLogger("flask")
 
 class Settings:
     def __init__(self, env=os.environ):
-        self.port = int(env.get("PORT") or 8000)
-        self.workers = int(env.get("WORKERS") or 2)
-        self.worker_class = env.get("WORKER_CLASS") or "sync"
-        self.threads = int(env.get("THREADS") or 4)
-        self.keep_alive = int(env.get("KEEP_ALIVE") or 75)
-        self.access_log = env.get("ACCESS_LOG", "0") == "1"
-        self.run_dir = Path(env.get("FLASK_RUN_DIR") or RUN_DIR / "flask")
-        self.timeout = float(env.get("START_TIMEOUT") or 120)
+        self.port = settings.value("flask_port", env)
+        self.workers = settings.value("flask_workers", env)
+        self.worker_class = settings.value("flask_worker_class", env)
+        self.threads = settings.value("flask_threads", env)
+        self.keep_alive = settings.value("flask_keep_alive", env)
+        self.access_log = settings.value("flask_access_log", env)
+        self.run_dir = settings.value("flask_run_dir", env)
+        self.timeout = settings.value("flask_start_timeout", env)
         self.pid_file = PidFile(self.run_dir / "gunicorn.pid", "gunicorn")
         self.log_file = self.run_dir / "gunicorn.log"
 
@@ -71,8 +72,9 @@ def start(settings):
                  "to restart it", settings.run_dir, running.pid)
         return 0
     if settings.worker_class not in WORKER_CLASSES:
-        raise LifecycleError(f"WORKER_CLASS must be sync or gthread, got {settings.worker_class!r}")
-    check_port_free(settings.port, "gunicorn", hint=" with PORT=")
+        raise LifecycleError(f"FIZBUZ_FLASK_WORKER_CLASS (WORKER_CLASS) must be sync or gthread, "
+                             f"got {settings.worker_class!r}")
+    check_port_free(settings.port, "gunicorn", hint=" with FIZBUZ_FLASK_PORT=")
     url = predict_url(settings.port)
     log.info("starting gunicorn (%d %s workers) on 127.0.0.1:%d, log %s", settings.workers,
              settings.worker_class, settings.port, settings.log_file)

@@ -2,62 +2,50 @@
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PREDICT_PATH, RUN_DIR, SMOKE_INPUT, request_body
-from fizbuz.lifecycle import LifecycleError
+from fizbuz.contract import PREDICT_PATH, SMOKE_INPUT, request_body
 from serving.front import tokens
 from serving.front.fleet import Fleet, FleetError, Options
-from serving.front.nginx import NginxError
-from serving.front.network import NetworkError
-from serving.front.rollout import RolloutError, rollback, rollout
+from serving.front.rollout import rollback, rollout
+from fizbuz import logs, settings
+from fizbuz.errors import FizbuzError
 
-ERRORS = (FleetError, LifecycleError, NginxError, NetworkError, RolloutError, tokens.TokenError)
-
-
-def env_int(name, default):
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fleet.sh", description=__doc__)
-    parser.add_argument("--dir", default=os.environ.get("FLEET_DIR", str(RUN_DIR / "fleet")),
-                        help="the fleet's folder: state, logs, tokens, certificate (env FLEET_DIR; default run/fleet)")
+    settings.add_flag(parser, "fleet_dir", "--dir")
     commands = parser.add_subparsers(dest="command", required=True)
 
     start = commands.add_parser("start", help="start the hosts and the front door (or restart what died)")
-    start.add_argument("-n", "--hosts", type=int, default=env_int("HOSTS", 2), help="model hosts (env HOSTS, 2)")
-    start.add_argument("--workers", type=int, default=env_int("WORKERS", 2), help="MMS workers per host (env WORKERS, 2)")
-    start.add_argument("--port", type=int, default=env_int("FRONT_PORT", 8443), help="front door HTTPS port (env FRONT_PORT, 8443)")
-    start.add_argument("--listen-address", default=os.environ.get("FRONT_ADDRESS", "127.0.0.1"))
+    settings.add_flag(start, "hosts", "-n", "--hosts")
+    settings.add_flag(start, "workers", "--workers")
+    settings.add_flag(start, "front_port", "--port")
+    settings.add_flag(start, "front_address", "--listen-address")
     start.add_argument("--loopback", action="store_true", help="127.x addresses instead of namespaces, even as root")
     start.add_argument("--external-hosts", metavar="ADDR:PORT,...",
                        help="real hosts already running start_mms.sh: start only the front door over them")
-    start.add_argument("--mar", default=os.environ.get("MAR", str(MODEL_STORE / MAR_FILE_NAME)))
-    start.add_argument("--cert", default=os.environ.get("TLS_CERT"))
-    start.add_argument("--key", default=os.environ.get("TLS_KEY"))
-    start.add_argument("--rate", type=int, default=env_int("RATE", Options.rate), help="requests/s per token")
-    start.add_argument("--burst", type=int, default=env_int("BURST", Options.burst))
-    start.add_argument("--body-cap", default=os.environ.get("BODY_CAP", Options.body_cap))
-    start.add_argument("--nginx-workers", default=os.environ.get("NGINX_WORKERS"),
-                       help="nginx worker processes (env NGINX_WORKERS; default auto: one per core)")
-    start.add_argument("--metrics-port", type=int, default=env_int("FRONT_METRICS_PORT", Options.metrics_port),
-                       help="the front door's Prometheus metrics on 127.0.0.1:PORT/metrics "
-                            "(env FRONT_METRICS_PORT, 9113; 0: none)")
-    start.add_argument("--read-timeout", type=float, default=float(os.environ.get("READ_TIMEOUT", Options.read_timeout)))
-    start.add_argument("--single-workers", type=int, default=env_int("SINGLE_WORKERS", Options.single_workers),
-                       help="workers of each host's batch-1 registration, for lone requests "
-                            f"(env SINGLE_WORKERS, {Options.single_workers})")
-    start.add_argument("--adaptive-threshold", type=int,
-                       default=env_int("ADAPTIVE_THRESHOLD", Options.adaptive_threshold),
-                       help="requests arriving while at most this many client connections are open go to batch 1 "
-                            f"(env ADAPTIVE_THRESHOLD, {Options.adaptive_threshold}, measured by bench/adaptive.py)")
-    start.add_argument("--batched-only", action="store_true", default=os.environ.get("ADAPTIVE", "1") == "0",
+    settings.add_flag(start, "mar", "--mar")
+    settings.add_flag(start, "tls_cert", "--cert")
+    settings.add_flag(start, "tls_key", "--key")
+    settings.add_flag(start, "rate", "--rate")
+    settings.add_flag(start, "burst", "--burst")
+    settings.add_flag(start, "body_cap", "--body-cap")
+    settings.add_flag(start, "nginx_workers", "--nginx-workers")
+    settings.add_flag(start, "front_metrics_port", "--metrics-port")
+    settings.add_flag(start, "read_timeout", "--read-timeout")
+    settings.add_flag(start, "fleet_single_workers", "--single-workers")
+    settings.add_flag(start, "adaptive_threshold", "--adaptive-threshold",
+                      what="requests arriving while at most this many client connections are open go to batch 1 "
+                           "(measured by bench/adaptive.py)")
+    settings.add_flag(start, "admission", "--admission")
+    settings.add_flag(start, "retry_budget", "--retry-budget")
+    settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
+    start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
-                            "workers (env ADAPTIVE=0)")
+                            "workers (env FIZBUZ_ADAPTIVE=0)")
 
     for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
                        ("env", "export lines: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
@@ -72,6 +60,8 @@ def build_parser():
     limits.add_argument("--routing", choices=["adaptive", "batched", "single"],
                         help="adaptive (default), batched (off) or single (batch 1 only; needs batch-1 workers)")
     limits.add_argument("--adaptive-threshold", type=int)
+    limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
+    limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
 
     # allow_abbrev=False: the old `--token VALUE` is refused, not taken for --token-file.
     token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)",
@@ -123,7 +113,8 @@ def run(args):
                           body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers,
                           metrics_port=args.metrics_port,
                           single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
-                          routing="batched" if args.batched_only else "adaptive")
+                          routing="batched" if args.batched_only else "adaptive",
+                          admission=args.admission, retry_budget=args.retry_budget, batch_size=args.batch_size)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)
@@ -142,7 +133,8 @@ def run(args):
         logging.info("front door reloaded")
     elif args.command == "limits":
         changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap),
-                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold))
+                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold),
+                                     ("admission", args.admission), ("retry_budget", args.retry_budget))
                    if v is not None}
         if changes.get("routing", "batched") != "batched" and not all(
                 h.single_workers for h in fleet.hosts(fleet.require())):
@@ -173,13 +165,13 @@ def run(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    logs.setup("progress", stream=sys.stderr)
     try:
+        args = build_parser().parse_args(argv)
         return run(args)
-    except ERRORS as error:
+    except FizbuzError as error:
         logging.error("%s", error)
-        return 1
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fizbuz_v2
+from fizbuz import settings as fizbuz_settings
 from fizbuz.contract import PREDICT_PATH, SINGLE_PREDICT_PATH, SMOKE_INPUT, request_body
-from serving.metrics import front_log
+from serving.front.metrics import log as front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 DOOR_JS = Path(__file__).resolve().parent / "door.js"     # the v2/gRPC routing, run by njs
@@ -30,6 +31,12 @@ CALL_HEADERS = (
     (fizbuz_v2.ENCODING_HEADER, "$http_content_encoding"),
     (fizbuz_v2.HEADER_LENGTH_HEADER, "$http_inference_header_content_length"),
 )
+# Deadlines (issue 23): when the request arrived (nginx's $msec, seconds with ms)
+# and the client's budget; every proxied request carries them, the door's calls too.
+DEADLINE_HEADERS = (
+    (fizbuz_v2.RECEIVED_HEADER, "$msec"), (fizbuz_v2.TIMEOUT_HEADER, "$http_timeout_ms"),
+)
+CALL_HEADERS += DEADLINE_HEADERS + ((fizbuz_v2.GRPC_TIMEOUT_HEADER, "$http_grpc_timeout"),)
 
 # Adaptive batching (issue 13): each host registers the model twice, batched
 # (PREDICT_PATH) and batch 1 with no delay (SINGLE_PREDICT_PATH); a request
@@ -37,7 +44,7 @@ CALL_HEADERS = (
 # goes to the batch-1 one, anything busier to the batched one. The threshold
 # was found by bench/adaptive.py (bench/results/adaptive/): the largest
 # concurrency at which batch 1 beat batching through the front door.
-ADAPTIVE_THRESHOLD = 8
+ADAPTIVE_THRESHOLD = fizbuz_settings.default("adaptive_threshold")
 ROUTINGS = ("adaptive", "batched", "single")  # "single": batch 1 only, for the bench's comparison
 
 # Door hardening (issue 22). TLS 1.2's suites: Mozilla's "intermediate"
@@ -50,6 +57,20 @@ SSL_CIPHERS = ":".join((
 WORKER_CONNECTIONS = 4096  # the template's events block
 # A proxied request holds two descriptors (client, host); logs and files a few more.
 RLIMIT_NOFILE = 2 * WORKER_CONNECTIONS + 256
+# Overload (issue 23). Admission control: at most ADMISSION requests in flight
+# on each host entry (nginx's max_conns, shared by every nginx worker through
+# the upstream's zone); a request that finds every host at its cap is answered
+# 503 + Retry-After by the front door at once, and never reaches a host. A host
+# with W workers of batch B keeps W x B requests busy; the cap leaves room for
+# a queue of a few batches, a bounded latency (docs/overload.md). Each host
+# appears twice in the group (primary, and a backup never marked failed), so
+# the bound per host is 2 x ADMISSION.
+ADMISSION = fizbuz_settings.default("admission")
+# The retry budget: a failed try (500, 502, 504, 507) is tried once more on
+# another host only while fewer than RETRY_BUDGET retries are in flight to it
+# (max_conns on the retry groups); a request refused for load is never retried.
+RETRY_BUDGET = fizbuz_settings.default("retry_budget")
+RETRY_AFTER = 1      # seconds, on every 429 and 503 the front door answers
 
 
 @dataclass
@@ -59,12 +80,12 @@ class FrontSettings:
     certificate: str
     key: str
     drained: set = field(default_factory=set)  # hosts marked down (rolling update)
-    rate: int = 50000                 # req/s per token: above what this box serves
-    burst: int = 10000
-    body_cap: str = "4k"
-    read_timeout: float = 3.0         # s; MMS answers in ms, a lost job never
+    rate: int = fizbuz_settings.default("rate")  # req/s per token: above what this box serves
+    burst: int = fizbuz_settings.default("burst")
+    body_cap: str = fizbuz_settings.default("body_cap")
+    read_timeout: float = fizbuz_settings.default("read_timeout")  # s; MMS answers in ms, a lost job never
     connect_timeout: float = 1.0
-    workers: str = "auto"
+    workers: str = "auto"            # the stack's front door has a container of its own; the fleet's says 1
     metrics_log: bool = True          # one line per request for the metrics exporter
     routing: str = "adaptive"         # one of ROUTINGS; "batched": the batch-1 registration is never used
     adaptive_threshold: int = ADAPTIVE_THRESHOLD
@@ -83,28 +104,52 @@ class FrontSettings:
     anonymous_rate: int = 20
     anonymous_burst: int = 40
     client_timeout: float = 5.0
+    admission: int = ADMISSION        # requests in flight per host entry; 0: no admission control
+    retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
+    retry_after: int = RETRY_AFTER
+    log_buffer: str = "64k"           # each access log's buffer (written when full or after flush=1s)
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
         return 3 * (self.connect_timeout + self.read_timeout)
 
 
-def _server(host, settings):
+def _cap(cap):
+    """A server's max_conns (issue 23's admission control and retry budget); none when 0."""
+    return f" max_conns={cap}" if cap else ""
+
+
+def _server(host, settings, cap=0):
     flags = " down" if host in settings.drained else ""
     # max_fails=2: one dead worker's batch alone does not take a host out.
-    return f"        server {host} max_fails=2 fail_timeout=2s{flags};"
+    return f"        server {host} max_fails=2 fail_timeout=2s{_cap(cap)}{flags};"
 
 
-def _group(name, primaries, settings, keepalive, extra=()):
+def _group(name, primaries, settings, keepalive, extra=(), cap=0):
     """An upstream group. Every host in rotation is also a backup that is never
     marked failed: when failures took all the primaries out for fail_timeout
     (two hosts each losing a worker within 2 s), nginx tries the backups
-    instead of answering "no live upstreams"."""
+    instead of answering "no live upstreams". With a cap (max_conns), the group
+    gets a zone: the in-flight counts are then shared by every nginx worker."""
     live = [host for host in settings.hosts if host not in settings.drained]
-    lines = [_server(host, settings) for host in primaries]
-    lines += [f"        server {host} backup max_fails=0;" for host in live]
+    lines = [f"        zone {name} 64k;"] if cap else []
+    lines += [_server(host, settings, cap) for host in primaries]
+    lines += [f"        server {host} backup max_fails=0{_cap(cap)};" for host in live]
     lines += [f"        keepalive {keepalive};", *extra]
     return f"    upstream {name} {{\n" + "\n".join(lines) + "\n    }"
+
+
+def check_overload(settings):
+    """Refuse admission and retry-budget settings nginx would misread."""
+    for name in ("admission", "retry_budget"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100000:
+            raise ValueError(f"{name} must be a whole number 0..100000 (0: off), got {value!r}")
+    if not re.fullmatch(r"[1-9][0-9]{0,3}k", str(settings.log_buffer)):
+        raise ValueError(f"log_buffer must be like 64k (1k..9999k), got {settings.log_buffer!r}")
+    if isinstance(settings.retry_after, bool) or not isinstance(settings.retry_after, int) \
+            or not 1 <= settings.retry_after <= 3600:
+        raise ValueError(f"retry_after must be 1..3600 seconds, got {settings.retry_after!r}")
 
 
 def upstream_groups(settings):
@@ -113,22 +158,26 @@ def upstream_groups(settings):
     if not [host for host in settings.hosts if host not in settings.drained]:
         raise ValueError("cannot drain every host")
     return _group("fizbuz_hosts", settings.hosts, settings, keepalive=64,
-                  extra=("        keepalive_requests 100000;", "        keepalive_timeout 60s;"))
+                  extra=("        keepalive_requests 100000;", "        keepalive_timeout 60s;"),
+                  cap=settings.admission)
 
 
 def retry_groups(settings):
     """For each host, an upstream group of the *other* hosts in rotation, and a
     map from the failed host's address to it: the 507 retry (an error_page, not
     proxy_next_upstream) then goes to another host. With no other host in
-    rotation it goes back to the whole group."""
+    rotation it goes back to every host in rotation. Each group caps its
+    entries at the retry budget (issue 23)."""
     groups, entries = [], []
+    live = [host for host in settings.hosts if host not in settings.drained]
     for index, host in enumerate(settings.hosts, 1):
-        others = [h for h in settings.hosts if h != host and h not in settings.drained]
+        others = [h for h in live if h != host]
         if not others:
             continue
-        groups.append(_group(f"fizbuz_not_{index}", others, settings, keepalive=16))
+        groups.append(_group(f"fizbuz_not_{index}", others, settings, keepalive=16, cap=settings.retry_budget))
         entries.append(f'        "{host}" fizbuz_not_{index};')
-    mapping = "    map $upstream_addr $fizbuz_retry_group {\n        default fizbuz_hosts;\n"
+    groups.append(_group("fizbuz_retry_any", live, settings, keepalive=16, cap=settings.retry_budget))
+    mapping = "    map $upstream_addr $fizbuz_retry_group {\n        default fizbuz_retry_any;\n"
     mapping += "".join(entry + "\n" for entry in entries) + "    }"
     return "\n".join(groups + [mapping])
 
@@ -140,6 +189,17 @@ class Upstream:
     hosts: str           # proxy_pass's host part
     tries: int           # proxy_next_upstream_tries, every location
     retry_policy: str    # the 507 retry's own next-upstream rule and errors
+    first_try: str = ""  # the first try's next-upstream rule and error pages; {retry}: the retry location
+
+
+# Issue 23: the fleet's first try moves on to another host by itself only when
+# the connection never carried the request (a dead host did no work); any other
+# failed try goes to the retry location, within the retry budget; a host's 503
+# (refused for load, or the request's deadline passed) and a try that found
+# every host at its cap are not retried.
+STATIC_FIRST_TRY = """            proxy_next_upstream error non_idempotent;
+            proxy_next_upstream_tries {tries};
+            error_page 500 502 504 507 = {retry};"""
 
 
 def static_upstream(settings):
@@ -152,7 +212,8 @@ def static_upstream(settings):
               "            proxy_next_upstream error non_idempotent;\n"
               f"            proxy_next_upstream_tries {tries};\n"
               "            error_page 502 503 504 = @no_host;")
-    return Upstream(blocks=blocks, hosts="fizbuz_hosts", tries=tries, retry_policy=policy)
+    return Upstream(blocks=blocks, hosts="fizbuz_hosts", tries=tries, retry_policy=policy,
+                    first_try=STATIC_FIRST_TRY.replace("{tries}", str(tries)))
 
 
 def dns_upstream(settings):
@@ -172,7 +233,11 @@ def dns_upstream(settings):
     policy = ("            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
               f"            proxy_next_upstream_tries {tries};\n"
               "            error_page 502 503 504 507 = @no_host;")
-    return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy)
+    first_try = ("            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
+                 f"            proxy_next_upstream_tries {tries};\n"
+                 "            error_page 507 = {retry};\n"
+                 "            error_page 502 503 504 = @no_host;")
+    return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy, first_try=first_try)
 
 
 def upstream(settings):
@@ -182,7 +247,7 @@ def upstream(settings):
 def metrics_access_log(settings, prefix):
     if not settings.metrics_log:
         return "    # (metrics log off)"
-    return f"    access_log {prefix}/logs/{front_log.LOG_NAME} fizbuz_metrics buffer=64k flush=1s;"
+    return f"    access_log {prefix}/logs/{front_log.LOG_NAME} fizbuz_metrics buffer={settings.log_buffer} flush=1s;"
 
 
 def target_map(settings):
@@ -204,6 +269,7 @@ def target_map(settings):
 def render(settings, prefix, ready_cache=None):
     """The config; `ready_cache`: the folder of /ready's cache (nginx's workers
     write it), by default temp/ready under the prefix."""
+    check_overload(settings)
     way = upstream(settings)
     values = {
         "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
@@ -214,11 +280,17 @@ def render(settings, prefix, ready_cache=None):
         "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
         "UPSTREAMS": way.blocks, "HOSTS": way.hosts, "TRIES": str(way.tries), "RETRY_POLICY": way.retry_policy,
         "TARGET_MAP": target_map(settings),
+        "FIRST_TRY": way.first_try.replace("{retry}", "@retry"),
+        "FIRST_TRY_CALL": way.first_try.replace("{retry}", "@retry_call"),
+        "RETRY_AFTER": str(int(settings.retry_after)),
+        "LOG_BUFFER": settings.log_buffer,
         "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
         "METRICS_LOG_FORMAT": front_log.nginx_log_format(),
         "NJS_MODULE": NJS_MODULE, "DOOR_JS": settings.door_js or str(DOOR_JS),
         "V2_BODY_CAP": V2_BODY_CAP, "V2_REPLY_CAP": V2_REPLY_CAP, "V2_MAX_NUMBERS": str(fizbuz_v2.MAX_NUMBERS),
         "CALL_HEADERS": "\n".join(f"            proxy_set_header {name} {value};" for name, value in CALL_HEADERS),
+        "DEADLINE_HEADERS": "\n".join(f"        proxy_set_header {name} {value};" for name, value in DEADLINE_HEADERS),
+        "NO_DEADLINE_HEADERS": "\n".join(f'            proxy_set_header {name} "";' for name, _ in DEADLINE_HEADERS),
         "METRICS_ACCESS_LOG": metrics_access_log(settings, prefix),
         "READY_CACHE": str(ready_cache or f"{prefix}/temp/ready"),
         "RLIMIT_NOFILE": str(RLIMIT_NOFILE), "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS), "SSL_CIPHERS": SSL_CIPHERS,

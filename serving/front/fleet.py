@@ -13,23 +13,31 @@ import subprocess
 import time
 from pathlib import Path
 
+from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import answers_smoke_request
 from fizbuz.lifecycle import JsonState, check_port_free, end_processes, free_port, processes_under, tail, wait_until
 from serving.front import client, network, tokens
-from serving.front.config import FrontSettings, target_map
+from serving.front.config import FrontSettings, check_overload, target_map
 from serving.front.hosts import Host
 from serving.front.nginx import FrontDoor
-from serving.metrics import front_control
-from serving.metrics.control import metrics_url
+from serving.front.metrics import control as front_control
+from serving.mms.metrics.control import metrics_url
 from serving.mms.config import tls_files
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 STATE_FILE = "fleet.json"
 
 
-class FleetError(Exception):
+class FleetError(FizbuzError):
     pass
+
+
+# One nginx worker: on this 2-core box, shared with MMS, more workers cost more
+# CPU per request in task switches (bench/front_door_cpu.py, docs/overload.md);
+# a front door on a machine of its own wants --nginx-workers auto.
+FLEET_NGINX_WORKERS = settings.default("nginx_workers")
 
 
 @dataclasses.dataclass
@@ -47,13 +55,18 @@ class Options:
     burst: int = FrontSettings.burst
     body_cap: str = FrontSettings.body_cap
     read_timeout: float = FrontSettings.read_timeout
-    nginx_workers: str = FrontSettings.workers
+    nginx_workers: str = None       # None: FLEET_NGINX_WORKERS
     metrics_port: int = front_control.DEFAULT_PORT  # the front door's exporter; 0: no metrics
     # Adaptive batching (issue 13): each host also registers the model with batch 1
     # and no delay on this many workers; the front door sends quiet-time requests there.
     single_workers: int = 1
     routing: str = FrontSettings.routing   # "batched": off (single_workers is then 0)
     adaptive_threshold: int = FrontSettings.adaptive_threshold
+    # Overload (issue 23): requests in flight per host entry (0: off), retries in
+    # flight per retry-group entry (0: unbounded); each host's batch size.
+    admission: int = FrontSettings.admission
+    retry_budget: int = FrontSettings.retry_budget
+    batch_size: int = Host.batch_size
 
 
 class Fleet(JsonState):
@@ -152,14 +165,16 @@ class Fleet(JsonState):
                 hosts.append(Host(name=f"h{index}", index=index, address=layout.address(index),
                                   inference_port=inference, management_port=management, metrics_port=metrics,
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
-                                  workers=options.workers, single_workers=single_workers).as_dict())
+                                  workers=options.workers, single_workers=single_workers,
+                                  batch_size=options.batch_size).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
-        workers = options.nginx_workers or FrontSettings.workers
+        workers = options.nginx_workers or FLEET_NGINX_WORKERS
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
                               certificate=certificate, key=key, rate=options.rate, burst=options.burst,
                               body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers,
                               metrics_log=bool(options.metrics_port),
-                              routing=options.routing, adaptive_threshold=options.adaptive_threshold)
+                              routing=options.routing, adaptive_threshold=options.adaptive_threshold,
+                              admission=options.admission, retry_budget=options.retry_budget)
         front = dataclasses.asdict(front)
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
@@ -198,7 +213,7 @@ class Fleet(JsonState):
                    if not answers_smoke_request(f"http://{upstream}{SINGLE_PREDICT_PATH}", timeout=10)]
         if missing:
             raise FleetError(f"{', '.join(missing)} do not answer on {SINGLE_PREDICT_PATH}: start them with "
-                             f"SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
+                             f"FIZBUZ_SINGLE_WORKERS=2 ./start_mms.sh (adaptive batching), or start the front door "
                              f"with --batched-only")
 
     def _start_door(self, state, timeout=60):
@@ -259,6 +274,7 @@ class Fleet(JsonState):
         state["front"].update(changes)
         try:
             target_map(self.settings(state))  # refuse bad routing settings before they are saved
+            check_overload(self.settings(state))
         except ValueError as error:
             raise FleetError(str(error)) from None
         self.save(state)

@@ -21,13 +21,13 @@ Usage: serving/front/fleet.sh COMMAND [options]     (COMMAND -h for its options)
   rollout NEW.mar       update the hosts one at a time (drain, re-register, check, put back)
   rollback              back to each host's previous .mar
 
-Environment: FLEET_DIR [run/fleet], HOSTS [2], WORKERS [2], FRONT_PORT [8443], RATE [50000 req/s
-per token], BURST [10000], BODY_CAP [4k], READ_TIMEOUT [3 s], MAR [model_store/fizbuz_package.mar],
-TLS_CERT/TLS_KEY [a self-signed pair made once], NGINX_WORKERS [auto], FRONT_METRICS_PORT [9113: the
+Environment: FIZBUZ_FLEET_DIR [run/fleet], FIZBUZ_HOSTS [2], FIZBUZ_WORKERS [2], FIZBUZ_FRONT_PORT [8443], FIZBUZ_RATE [50000 req/s
+per token], FIZBUZ_BURST [10000], FIZBUZ_BODY_CAP [4k], FIZBUZ_READ_TIMEOUT [3 s], FIZBUZ_MAR [model_store/fizbuz_package.mar],
+FIZBUZ_TLS_CERT/FIZBUZ_TLS_KEY [a self-signed pair made once], FIZBUZ_NGINX_WORKERS [1], FIZBUZ_FRONT_METRICS_PORT [9113: the
 front door's Prometheus metrics on http://127.0.0.1:PORT/metrics, started and stopped with it; 0: none].
-Adaptive batching (on by default): SINGLE_WORKERS [1 batch-1 worker per host beside the WORKERS
-batched ones], ADAPTIVE_THRESHOLD [8: at most this many open client connections -> batch 1],
-ADAPTIVE=0 (or start --batched-only) turns it off; limits --routing/--adaptive-threshold change it live.
+Adaptive batching (on by default): FIZBUZ_FLEET_SINGLE_WORKERS [1 batch-1 worker per host beside the FIZBUZ_WORKERS
+batched ones], FIZBUZ_ADAPTIVE_THRESHOLD [8: at most this many open client connections -> batch 1],
+FIZBUZ_ADAPTIVE=0 (or start --batched-only) turns it off; limits --routing/--adaptive-threshold change it live.
 USAGE
 }
 case "${1:-}" in
@@ -36,6 +36,6 @@ esac
 [ -x "$PY" ] || die "no virtual environment: run scripts/setup_env.sh"
 if [ "$1" = start ]; then
   "$ROOT/serving/front/setup_nginx.sh"
-  [ -f "${MAR:-$ROOT/model_store/$("$PY" -m fizbuz.contract MAR_FILE_NAME)}" ] || "$ROOT/build_mar.sh"
+  [ -f "$("$PY" -m fizbuz.settings get mar)" ] || "$ROOT/build_mar.sh"
 fi
 exec "$PY" -m serving.front.cli "$@"

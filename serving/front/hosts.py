@@ -59,12 +59,12 @@ class Host:
         return (["ip", "netns", "exec", self.namespace] if self.namespace else []) + command
 
     def _env(self):
-        return dict(os.environ, FIZBUZ_RUN_DIR=self.run_dir, MODEL_STORE=str(self.model_store),
-                    INFERENCE_ADDRESS=self.address, INFERENCE_PORT=str(self.inference_port),
-                    MANAGEMENT_PORT=str(self.management_port), WORKERS=str(self.workers),
-                    BATCH_SIZE=str(self.batch_size), MAX_BATCH_DELAY=str(self.max_batch_delay),
-                    SINGLE_WORKERS=str(self.single_workers),
-                    **({"METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}))
+        return dict(os.environ, FIZBUZ_RUN_DIR=self.run_dir, FIZBUZ_MODEL_STORE=str(self.model_store),
+                    FIZBUZ_INFERENCE_ADDRESS=self.address, FIZBUZ_INFERENCE_PORT=str(self.inference_port),
+                    FIZBUZ_MANAGEMENT_PORT=str(self.management_port), FIZBUZ_WORKERS=str(self.workers),
+                    FIZBUZ_BATCH_SIZE=str(self.batch_size), FIZBUZ_MAX_BATCH_DELAY=str(self.max_batch_delay),
+                    FIZBUZ_SINGLE_WORKERS=str(self.single_workers),
+                    **({"FIZBUZ_METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}))
 
     # ------------------------------------------------------------ life cycle
     def start(self):

@@ -15,11 +15,12 @@ import threading
 from dataclasses import dataclass
 
 import psutil
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 
 
-class NetworkError(Exception):
+class NetworkError(FizbuzError):
     pass
 
 

@@ -21,11 +21,12 @@ from fizbuz.lifecycle import (LifecycleError, PidFile, check_port_free, end_proc
                               processes_under, start_server, wait_until)
 from fizbuz.private_files import write_private
 from serving.front import config, tokens
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 
 
-class NginxError(Exception):
+class NginxError(FizbuzError):
     pass
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME
 from fizbuz.lifecycle import wait_until
+from fizbuz.errors import FizbuzError
 
 log = logging.getLogger(__name__)
 
 
-class RolloutError(Exception):
+class RolloutError(FizbuzError):
     pass
 
 

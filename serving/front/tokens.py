@@ -8,6 +8,7 @@ break out of an nginx string.
 import re
 import secrets
 from pathlib import Path
+from fizbuz.errors import FizbuzError
 
 from fizbuz.private_files import write_private
 
@@ -15,7 +16,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9_.~+/=-]{16,256}$")
 
 
-class TokenError(Exception):
+class TokenError(FizbuzError):
     pass
 
 

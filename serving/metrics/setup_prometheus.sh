@@ -2,7 +2,7 @@
 # Make sure Debian's Prometheus server is installed (for the metrics test and the picture).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
-PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
+PROMETHEUS=$(setting FIZBUZ_PROMETHEUS PROMETHEUS /usr/bin/prometheus)
 
 usage() {
   cat <<USAGE
@@ -17,7 +17,7 @@ listens that we did not start. Re-runs are quick.
 
 Environment:
   PROMETHEUS        the binary to check (default: /usr/bin/prometheus)
-  APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg to finish (default: 300)
+  FIZBUZ_APT_LOCK_TIMEOUT  seconds apt-get waits for another apt/dpkg to finish (default: 300)
 USAGE
 }
 help_or_no_arguments "$@"
@@ -31,7 +31,7 @@ if version=$(prometheus_version) && [ -n "$version" ]; then
   exit 0
 fi
 [ "$PROMETHEUS" = /usr/bin/prometheus ] \
-  || { echo "setup_prometheus.sh: PROMETHEUS=$PROMETHEUS does not run; fix the path or unset it" >&2; exit 1; }
+  || { echo "setup_prometheus.sh: FIZBUZ_PROMETHEUS=$PROMETHEUS does not run; fix the path or unset it" >&2; exit 1; }
 "$ROOT/scripts/debian_packages.sh" prometheus
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now prometheus >/dev/null 2>&1 || true

@@ -21,29 +21,25 @@ from pathlib import Path
 import psutil
 
 import fizbuz_metrics
-from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, RUN_DIR, SINGLE_MODEL_NAME,
+from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, SINGLE_MODEL_NAME,
                              SINGLE_PREDICT_PATH)
 from fizbuz.http_client import answers_smoke_request, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
-from serving.metrics import control as metrics_control
-from serving.metrics import multiproc
+from serving.mms.metrics import control as metrics_control
+from serving.mms.metrics import multiproc
 from serving.mms import config, guard, management, process
 from serving.mms.process import RunFolder
+from fizbuz import logs, settings
+from fizbuz.errors import FizbuzError
 
 # MMS 1.0.8's frontend rejects any port from 32767 up ("Invalid port number").
 MAX_PORT = 32766
 
-DEFAULTS = {
-    "inference_address": "127.0.0.1",
-    "inference_port": 8080,
-    "management_port": 8081,
-    "batch_size": 16,
-    "max_batch_delay": 1,
-    "workers": 2,
-    "single_workers": 0,   # workers of the batch-1 registration (0: none)
-    "max_workers": 16,
-    "metrics_port": metrics_control.DEFAULT_PORT,
-}
+# The defaults live in the one settings table (fizbuz/settings.py).
+DEFAULTS = {key: settings.default(key) for key in (
+    "inference_address", "inference_port", "management_port", "batch_size", "max_batch_delay", "workers",
+    "single_workers", "metrics_port")}
+DEFAULTS["max_workers"] = int(settings.BY_KEY["workers"].high)
 
 log = logging.getLogger("mms")
 
@@ -221,8 +217,8 @@ def stop(args):
 def management_port_for(args, run):
     if args.management_port is not None:
         return args.management_port
-    if os.environ.get("MANAGEMENT_PORT"):
-        return env_int("MANAGEMENT_PORT", None)
+    if settings.source("management_port"):
+        return settings.value("management_port")
     return run.read_state().get("management_port", DEFAULTS["management_port"])
 
 
@@ -242,7 +238,7 @@ def worker_table(description, run):
 def require_description(port, model=MODEL_NAME):
     description = management.describe_model(port, model=model)
     if description is None:
-        hint = "start it with ./start_mms.sh" + (" and SINGLE_WORKERS=N" if model == SINGLE_MODEL_NAME else "")
+        hint = "start it with ./start_mms.sh" + (" and FIZBUZ_SINGLE_WORKERS=N" if model == SINGLE_MODEL_NAME else "")
         raise LifecycleError(f"no MMS with model {model} answers on management port {port}: {hint}")
     return description
 
@@ -296,21 +292,6 @@ def scale(args):
 
 # --------------------------------------------------------------------------- CLI
 
-def env_int(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise LifecycleError(f"{name} must be a whole number, got {value!r}")
-
-
-def env_flag(name, default=False):
-    value = os.environ.get(name, "")
-    return default if value == "" else value not in ("0", "false")
-
-
 def positive_int(text):
     try:
         value = int(text)
@@ -324,50 +305,29 @@ def positive_int(text):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", default=os.environ.get("FIZBUZ_RUN_DIR", str(RUN_DIR)),
-                        help="the server's run folder (env FIZBUZ_RUN_DIR, default: ./run)")
-    parser.add_argument("--timeout", type=float, default=float(os.environ.get("MMS_TIMEOUT", 120)),
-                        help="seconds to wait for each step (env MMS_TIMEOUT, default: 120)")
+    settings.add_flag(parser, "run_dir", "--run-dir")
+    settings.add_flag(parser, "mms_timeout", "--timeout")
     commands = parser.add_subparsers(dest="command", required=True)
 
     start_cmd = commands.add_parser("start", help="start MMS and register the model")
-    start_cmd.add_argument("--inference-address",
-                           default=os.environ.get("INFERENCE_ADDRESS") or DEFAULTS["inference_address"],
-                           help="address the predictions API binds to (env INFERENCE_ADDRESS, default "
-                                "127.0.0.1); the management API always stays on 127.0.0.1")
-    start_cmd.add_argument("--inference-port", type=positive_int,
-                           default=env_int("INFERENCE_PORT", DEFAULTS["inference_port"]))
-    start_cmd.add_argument("--management-port", type=positive_int,
-                           default=env_int("MANAGEMENT_PORT", DEFAULTS["management_port"]))
-    start_cmd.add_argument("--model-store", default=os.environ.get("MODEL_STORE", str(MODEL_STORE)))
-    start_cmd.add_argument("--batch-size", type=positive_int,
-                           default=env_int("BATCH_SIZE", DEFAULTS["batch_size"]))
-    start_cmd.add_argument("--max-batch-delay", type=positive_int,
-                           default=env_int("MAX_BATCH_DELAY", DEFAULTS["max_batch_delay"]))
-    start_cmd.add_argument("--workers", type=positive_int, default=env_int("WORKERS", DEFAULTS["workers"]))
-    start_cmd.add_argument("--single-workers", type=positive_int,
-                           default=env_int("SINGLE_WORKERS", DEFAULTS["single_workers"]),
-                           help=f"also register the model as {SINGLE_MODEL_NAME} (batch 1, no delay) with this "
-                                f"many workers, for a front door that sends lone requests there (env "
-                                f"SINGLE_WORKERS, default 0: not registered)")
-    start_cmd.add_argument("--access-log", action="store_true", default=env_flag("ACCESS_LOG"),
-                           help="write the access log and per-request/per-batch log lines "
-                                "(costs throughput; env ACCESS_LOG=1)")
-    start_cmd.add_argument("--metrics-port", type=positive_int,
-                           default=env_int("METRICS_PORT", DEFAULTS["metrics_port"]),
-                           help="Prometheus exporter on 127.0.0.1 (env METRICS_PORT, default 8082; 0 turns it off)")
-    start_cmd.add_argument("--no-metrics", dest="metrics", action="store_false", default=env_flag("METRICS", True),
-                           help="no exporter and no Prometheus counters in the handler (env METRICS=0)")
-    start_cmd.add_argument("--model-metrics-log", type=int, choices=(0, 1),
-                           default=env_int("MODEL_METRICS_LOG", None),
-                           help="1: the handler also writes its per-batch metric lines to model_metrics.log "
-                                "(env MODEL_METRICS_LOG; default 0 with metrics on, 1 with metrics off)")
-    start_cmd.add_argument("--tls", action="store_true", default=env_flag("TLS"),
-                           help="serve predictions over HTTPS (env TLS=1)")
-    start_cmd.add_argument("--tls-cert", default=os.environ.get("TLS_CERT"),
-                           help="PEM certificate (env TLS_CERT; default: a self-signed one)")
-    start_cmd.add_argument("--tls-key", default=os.environ.get("TLS_KEY"),
-                           help="PEM private key, PKCS#8 (env TLS_KEY)")
+    settings.add_flag(start_cmd, "inference_address", "--inference-address")
+    settings.add_flag(start_cmd, "inference_port", "--inference-port", type=positive_int)
+    settings.add_flag(start_cmd, "management_port", "--management-port", type=positive_int)
+    settings.add_flag(start_cmd, "model_store", "--model-store")
+    settings.add_flag(start_cmd, "batch_size", "--batch-size", type=positive_int)
+    settings.add_flag(start_cmd, "max_batch_delay", "--max-batch-delay", type=positive_int)
+    settings.add_flag(start_cmd, "workers", "--workers", type=positive_int)
+    settings.add_flag(start_cmd, "single_workers", "--single-workers", type=positive_int,
+                      what=f"also register the model as {SINGLE_MODEL_NAME} (batch 1, no delay) with this many "
+                           "workers, for a front door that sends lone requests there")
+    settings.add_flag(start_cmd, "access_log", "--access-log", action="store_true")
+    settings.add_flag(start_cmd, "metrics_port", "--metrics-port", type=positive_int)
+    settings.add_flag(start_cmd, "metrics", "--no-metrics", dest="metrics", action="store_false",
+                      what="no exporter and no Prometheus counters in the handler")
+    settings.add_flag(start_cmd, "model_metrics_log", "--model-metrics-log", choices=(0, 1))
+    settings.add_flag(start_cmd, "tls", "--tls", action="store_true")
+    settings.add_flag(start_cmd, "tls_cert", "--tls-cert")
+    settings.add_flag(start_cmd, "tls_key", "--tls-key")
     start_cmd.set_defaults(func=start)
 
     stop_cmd = commands.add_parser("stop", help="stop the server of this run folder")
@@ -377,10 +337,10 @@ def build_parser():
                                  ("scale", scale, "set min/max workers and wait for them")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--management-port", type=positive_int, default=None,
-                         help="default: env MANAGEMENT_PORT, else the port the run folder's server uses")
+                         help="default: env FIZBUZ_MANAGEMENT_PORT, else the port the run folder's server uses")
         if name == "scale":
-            sub.add_argument("--single", action="store_true", default=env_flag("SCALE_SINGLE"),
-                             help=f"scale {SINGLE_MODEL_NAME} (the batch-1 registration) instead (env SCALE_SINGLE=1)")
+            settings.add_flag(sub, "scale_single", "--single", action="store_true",
+                              what=f"scale {SINGLE_MODEL_NAME} (the batch-1 registration) instead")
             sub.add_argument("min_workers", type=positive_int, metavar="MIN")
             sub.add_argument("max_workers", type=positive_int, metavar="MAX", nargs="?")
         sub.set_defaults(func=func)
@@ -401,15 +361,14 @@ def validate(args):
 
 
 def main(argv=None):
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     try:
         args = build_parser().parse_args(argv)
         validate(args)
         return args.func(args)
-    except LifecycleError as error:
+    except FizbuzError as error:
         print(f"mms: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
 
 
 if __name__ == "__main__":

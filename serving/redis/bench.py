@@ -27,6 +27,7 @@ from pathlib import Path
 
 import redis
 
+from fizbuz import settings
 from fizbuz.contract import REDIS_MODULE, TORCHSCRIPT_PATH
 from fizbuz.lifecycle import PidFile, free_port, running_server
 from fizbuz_codec import MAX_INPUT, encode, true_class
@@ -139,7 +140,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     port = free_port()
-    user = unprivileged_user(os.environ.get("FIZBUZ_REDIS_RUN_AS") or "")
+    user = unprivileged_user(settings.value("redis_run_as") or "")
     owner = None if user is None else user[1:]
     with tempfile.TemporaryDirectory(prefix="fizbuz-redis-bench-") as folder:
         secrets = Secrets(Path(folder) / "secrets").ensure()

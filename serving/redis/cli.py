@@ -22,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+from fizbuz import settings
 from fizbuz.contract import REDIS_MODULE, RUN_DIR
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
 from serving.redis.acl import ADMIN, RUNNER, Secrets, private_dir
@@ -35,17 +36,17 @@ log = logging.getLogger("redis")
 
 class Settings:
     def __init__(self, env=os.environ):
-        self.port = int(env.get("FIZBUZ_REDIS_PORT") or 6379)
-        self.bind = env.get("FIZBUZ_REDIS_BIND") or "127.0.0.1"
-        self.run_dir = Path(env.get("FIZBUZ_REDIS_RUN_DIR") or RUN_DIR / f"redis-{self.port}")
-        self.threads = int(env.get("FIZBUZ_REDIS_THREADS") or 1)
-        self.appendonly = env.get("FIZBUZ_REDIS_APPENDONLY") or "yes"
-        self.module = env.get("FIZBUZ_REDIS_MODULE") or REDIS_MODULE
-        self.timeout = float(env.get("FIZBUZ_REDIS_WAIT") or 30)
+        self.port = settings.value("redis_port", env)
+        self.bind = settings.value("redis_bind", env)
+        self.run_dir = settings.value("redis_run_dir", env) or RUN_DIR / f"redis-{self.port}"
+        self.threads = settings.value("redis_threads", env)
+        self.appendonly = settings.value("redis_appendonly", env)
+        self.module = settings.value("redis_module", env) or REDIS_MODULE
+        self.timeout = settings.value("redis_wait", env)
         self.data_dir = self.run_dir / "data"
         self.acl_file = self.data_dir / "users.acl"
-        self.secrets = Secrets(env.get("FIZBUZ_REDIS_SECRETS") or self.run_dir / "secrets")
-        self.run_as = env.get("FIZBUZ_REDIS_RUN_AS") or ""
+        self.secrets = Secrets(settings.value("redis_secrets", env) or self.run_dir / "secrets")
+        self.run_as = settings.value("redis_run_as", env) or ""
         # Redis retitles itself "redis-server BIND:PORT": the port is in both command lines.
         self.pid_file = PidFile(self.run_dir / "redis.pid", str(self.port))
         self.log_file = self.run_dir / "redis.log"

@@ -83,7 +83,7 @@ def test_listens_on_loopback_only_with_the_chosen_workers(flask_server):
                  if c.status == psutil.CONN_LISTEN}
     assert listening == {("127.0.0.1", flask_server.port)}
     assert len(master.children()) == 2
-    worker_class = flask_server.env["WORKER_CLASS"]
+    worker_class = flask_server.env["FIZBUZ_FLASK_WORKER_CLASS"]
     assert f"Using worker: {worker_class}" in (flask_server.run_dir / "gunicorn.log").read_text()
 
 

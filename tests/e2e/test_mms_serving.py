@@ -13,7 +13,7 @@ from fizbuz.contract import SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import predict_url
 from fizbuz.lifecycle import wait_until
 from serving.mms import management
-from serving.metrics import control as metrics_control
+from serving.mms.metrics import control as metrics_control
 from serving.metrics.scrape import scrape
 from fizbuz_codec import MAX_INPUT, true_label
 from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input

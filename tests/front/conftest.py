@@ -17,8 +17,8 @@ from fizbuz.contract import ROOT, request_body
 from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
-from serving.metrics import front_log
-from serving.metrics.control import metrics_url
+from serving.front.metrics import log as front_log
+from serving.mms.metrics.control import metrics_url
 from serving.metrics.logtail import flushed_and_read
 from serving.metrics.scrape import scrape
 
@@ -155,5 +155,24 @@ def fleet(nginx_installed, mar_path):
     started = run_fleet(mar_path, hosts=2, workers=2)
     try:
         yield RunningFleet(started)
+    finally:
+        stop_fleet(started)
+
+
+@pytest.fixture(scope="module")
+def small_fleet(nginx_installed, mar_path, tmp_path_factory):
+    """Capacity made small on purpose (issue 23's overload tests): one host, one
+    worker, batch 1, a test-only archive that sleeps `sleep_ms` per batch, and a
+    front door admitting `admission` requests per host entry. One nginx worker:
+    one access-log buffer, so a marker line (`mark`) follows every earlier line."""
+    from fizbuz import archive  # noqa: PLC0415  (only the tests that ask for it)
+    sleep_ms, admission = 40, 4   # ~20 requests/s: 4x stays within what the Python generator keeps up with
+    slow = archive.variant(mar_path, tmp_path_factory.mktemp("slow") / mar_path.name, batch_sleep_ms=sleep_ms)
+    started = run_fleet(slow, hosts=1, workers=1, routing="batched", single_workers=0, batch_size=1,
+                        admission=admission, nginx_workers="1")
+    try:
+        running = RunningFleet(started)
+        running.sleep_ms, running.admission = sleep_ms, admission
+        yield running
     finally:
         stop_fleet(started)

@@ -24,8 +24,8 @@ def settings(**changes):
 
 def test_drained_host_is_marked_down_and_all_fields_are_filled(tmp_path):
     text = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
-    assert "        server 10.1.2.2:9000 max_fails=2 fail_timeout=2s;\n" in text
-    assert "server 10.1.2.3:9000 max_fails=2 fail_timeout=2s down;" in text
+    assert "        server 10.1.2.2:9000 max_fails=2 fail_timeout=2s max_conns=64;\n" in text
+    assert "server 10.1.2.3:9000 max_fails=2 fail_timeout=2s max_conns=64 down;" in text
     assert re.findall(r"@[A-Z_]+@", text) == []  # named locations (@retry, ...) are lower case
 
 
@@ -34,23 +34,48 @@ def test_the_507_retry_goes_to_the_hosts_in_rotation_but_the_failed_one(tmp_path
     text = config.render(settings(hosts=three, drained={"10.1.2.4:9000"}), tmp_path)
     group = text.split("upstream fizbuz_not_1 {")[1].split("}")[0]
     primaries = [line for line in group.splitlines() if "server" in line and "backup" not in line]
-    assert primaries == ["        server 10.1.2.3:9000 max_fails=2 fail_timeout=2s;"]
+    assert primaries == ["        server 10.1.2.3:9000 max_fails=2 fail_timeout=2s max_conns=32;"]
     assert '"10.1.2.2:9000" fizbuz_not_1;' in text
     assert "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;" in text
-    # One host in rotation: its 507 goes back to the whole group (that host again).
+    # One host in rotation: its 507 goes back to every host in rotation (that host again).
     two = config.render(settings(drained={"10.1.2.3:9000"}), tmp_path)
-    assert '"10.1.2.2:9000"' not in two.split("map $upstream_addr")[1].split("}")[0]
+    retry_map = two.split("map $upstream_addr $fizbuz_retry_group")[1].split("}")[0]
+    assert '"10.1.2.2:9000"' not in retry_map and "default fizbuz_retry_any;" in retry_map
 
 
 def test_hosts_in_rotation_are_also_backups_never_marked_failed(tmp_path):
     # When failures took every primary out (two hosts losing a worker within
     # fail_timeout), nginx goes to the backups instead of "no live upstreams".
     group = config.render(settings(), tmp_path).split("upstream fizbuz_hosts {")[1].split("}")[0]
-    assert "server 10.1.2.2:9000 backup max_fails=0;" in group and "server 10.1.2.3:9000 backup max_fails=0;" in group
+    assert "server 10.1.2.2:9000 backup max_fails=0 max_conns=64;" in group
+    assert "server 10.1.2.3:9000 backup max_fails=0 max_conns=64;" in group
     # A lone host in rotation: its own retry target; a drained host is no backup.
     text = config.render(settings(drained={"10.1.2.2:9000"}), tmp_path)
     group = text.split("upstream fizbuz_hosts {")[1].split("}")[0]
-    assert "server 10.1.2.3:9000 backup max_fails=0;" in group and "10.1.2.2:9000 backup" not in group
+    assert "server 10.1.2.3:9000 backup max_fails=0 max_conns=64;" in group and "10.1.2.2:9000 backup" not in group
+
+
+def test_admission_and_the_retry_budget_are_caps_shared_by_every_nginx_worker(tmp_path):
+    # Issue 23: max_conns per host entry, in a zone (one count for every nginx worker).
+    text = config.render(settings(admission=5, retry_budget=2), tmp_path)
+    group = text.split("upstream fizbuz_hosts {")[1].split("}")[0]
+    assert "zone fizbuz_hosts 64k;" in group
+    assert [line.split("max_conns=")[1] for line in group.splitlines() if "server" in line] == ["5;"] * 4
+    for name in ("fizbuz_not_1", "fizbuz_not_2", "fizbuz_retry_any"):
+        retry = text.split(f"upstream {name} {{")[1].split("}")[0]
+        assert f"zone {name} 64k;" in retry and all("max_conns=2;" in l for l in retry.splitlines() if "server" in l)
+    # A failed try goes to the retry location; only a refused connection moves on by itself.
+    card = text.split(f"location = {PREDICT_PATH} {{")[1].split("location @retry")[0]
+    assert "proxy_next_upstream error non_idempotent;" in card and "error_page 500 502 504 507 = @retry;" in card
+    off = config.render(settings(admission=0, retry_budget=0), tmp_path)
+    assert " max_conns=" not in off and "zone fizbuz" not in off
+
+
+@pytest.mark.parametrize("changes", [{"admission": -1}, {"retry_budget": "8"}, {"retry_after": 0},
+                                     {"admission": True}])
+def test_bad_overload_settings_are_refused(tmp_path, changes):
+    with pytest.raises(ValueError, match="must be"):
+        config.render(settings(**changes), tmp_path)
 
 
 def _target_map(text):

@@ -16,7 +16,7 @@ from fizbuz.contract import PREDICT_PATH, ROOT, SMOKE_INPUT, request_body
 from fizbuz.lifecycle import free_port, free_ports, wait_until
 from serving.front import network
 from serving.front.fleet import Fleet
-from serving.metrics import front_control
+from serving.front.metrics import control as front_control
 from serving.metrics.scrape import scrape
 
 pytestmark = pytest.mark.e2e
@@ -139,7 +139,7 @@ def test_adaptive_front_door_refuses_given_hosts_without_the_batch_1_registratio
     silent = f"127.0.0.1:{free_port()}"  # nothing listens there: no fizbuz_package_single either
     door_only = Fleet(fleet_dir)
     try:
-        with pytest.raises(FleetError, match="SINGLE_WORKERS=2 ./start_mms.sh"):
+        with pytest.raises(FleetError, match="FIZBUZ_SINGLE_WORKERS=2 ./start_mms.sh"):
             door_only.start(Options(external_hosts=[silent], front_port=free_port()))
     finally:
         door_only.stop()

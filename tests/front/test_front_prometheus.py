@@ -14,7 +14,8 @@ import pytest
 from fizbuz.contract import MAX_INPUT, expected_reply
 from fizbuz.lifecycle import wait_until
 from serving.front.fleet import Options
-from serving.metrics import front_control, front_log
+from serving.front.metrics import control as front_control
+from serving.front.metrics import log as front_log
 from serving.metrics.logtail import flushed_and_read
 from serving.metrics.prometheus import PrivatePrometheus
 from serving.metrics.scrape import scrape

@@ -162,9 +162,9 @@ def test_kill_9_of_a_worker_under_32_tritonclient_callers(fleet, clients_python,
 
 
 def test_the_readmes_tritonclient_lines_work_as_shown(fleet, clients_python):
-    """The README's "Standard clients" snippet, run as written, prints what it says."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Standard clients", 1)[1]
+    """The docs' "Standard clients" snippet, run as written, prints what it says."""
+    text = (ROOT / "docs/clients.md").read_text()
+    section = text.split("# Standard clients", 1)[1]
     script = section.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
     promised = [line[2:] for line in section.split("\nEOF\n", 1)[1].split("```", 1)[0].splitlines()
                 if line.startswith("# ")]

@@ -8,8 +8,8 @@ import psutil
 import pytest
 
 from fizbuz.lifecycle import wait_until
-from serving.metrics import control
-from serving.metrics.load import BackgroundLoad
+from serving.mms.metrics import control
+from loadtest.background import BackgroundLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # fault runs: kills under load
 

@@ -10,8 +10,8 @@ import pytest
 from fizbuz.contract import PREDICT_PATH
 from fizbuz.lifecycle import wait_until
 from serving.front.config import FrontSettings, render
-from serving.metrics import front_log
-from serving.metrics.front_exporter import Follower
+from serving.front.metrics import log as front_log
+from serving.front.metrics.exporter import Follower
 from serving.metrics.logtail import LogTail
 from serving.metrics.scrape import Samples, parse
 from prometheus_client import CollectorRegistry, generate_latest

@@ -8,7 +8,7 @@ import pytest
 
 import fizbuz_metrics
 from fizbuz.handler_harness import batch_context, load_context, load_service, raw_request
-from serving.metrics.multiproc import FilesCollector, prepare
+from serving.mms.metrics.multiproc import FilesCollector, prepare
 from serving.metrics.scrape import Samples
 
 # A worker in miniature: MMS's own objects around the real handler, in a

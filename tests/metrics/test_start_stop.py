@@ -11,16 +11,16 @@ import pytest
 
 from fizbuz.contract import ROOT
 from fizbuz.lifecycle import wait_until
-from serving.metrics import control
+from serving.mms.metrics import control
 from serving.mms.private import PrivateMms
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("command", [
-    [sys.executable, "-m", "serving.metrics.exporter", "-h"],
-    [sys.executable, "-m", "serving.metrics.picture", "-h"],
-    [sys.executable, "-m", "serving.metrics.cost", "-h"],
+    [sys.executable, "-m", "serving.mms.metrics.exporter", "-h"],
+    [sys.executable, "-m", "bench.metrics_picture", "-h"],
+    [sys.executable, "-m", "bench.metrics_cost", "-h"],
     [str(ROOT / "serving" / "metrics" / "setup_prometheus.sh"), "-h"],
 ])
 def test_tools_answer_help(command):

@@ -53,7 +53,7 @@ def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     assert sorted(p.name for p in (context / "wheels").glob("mxnet-1.9.1-*.whl"))
     code = ("import sys; sys.modules['torch'] = None; "
             "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, "
-            "serving.metrics.exporter, fizbuz_v2; "
+            "serving.mms.metrics.exporter, fizbuz_v2; "
             # Every project module came from the context, none from the checkout (the venv's editable install).
             f"app = {str(context / 'app')!r}; print([m.__file__ for n, m in list(sys.modules.items()) "
             "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics', 'fizbuz_v2') "
@@ -79,7 +79,7 @@ def test_front_door_config_is_fully_rendered(tmp_path):
     text = (tmp_path / "front" / "nginx.conf").read_text()
     assert re.findall(r"@[A-Z_0-9]+@", text) == []  # named locations (@retry, ...) are lower case
     assert "tasks.demo_mms" in text and PREDICT_PATH in text
-    assert '"Bearer ' in (tmp_path / "front" / "tokens.map").read_text()
+    assert '"~^(?i:Bearer) ' in (tmp_path / "front" / "tokens.map").read_text()  # case-sensitive token keys
 
 
 def test_front_door_image_gets_door_js_and_the_pinned_njs_module(tmp_path):

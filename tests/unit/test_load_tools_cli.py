@@ -11,7 +11,7 @@ from fizbuz.contract import ROOT
 
 PYTHON_TOOLS = ["bench/run_bench.py", "bench/bench_handler.py"]
 # Development tools run as modules of the installed project (python -m ...).
-TOOL_MODULES = ["loadtest.loadgen", "loadtest.soak", "loadtest.faults", "inspection.render_netron"]
+TOOL_MODULES = ["loadtest.loadgen", "loadtest.openloop", "loadtest.soak", "loadtest.faults", "inspection.render_netron"]
 
 
 def run(command, **env):
@@ -35,7 +35,7 @@ def test_python_tools_answer_help(tool):
 def test_serve_sh_refuses_an_unknown_worker_class(tmp_path):
     result = run([ROOT / "serving" / "flask" / "serve.sh"], WORKER_CLASS="tornado", FLASK_RUN_DIR=str(tmp_path))
     assert result.returncode == 1
-    assert "WORKER_CLASS must be sync or gthread" in result.stderr
+    assert "WORKER_CLASS) must be sync or gthread" in result.stderr
     assert not (tmp_path / "gunicorn.pid").exists()
 
 

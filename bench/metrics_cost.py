@@ -4,17 +4,17 @@ jobs on the machine spreads over all three:
 
   on         the new default: handler counters in multiprocess files, the
              exporter running and scraped every second (Prometheus-like)
-  log-lines  before the exporter (METRICS=0): the handler's four per-batch
+  log-lines  before the exporter (FIZBUZ_METRICS=0): the handler's four per-batch
              lines in model_metrics.log
-  off        METRICS=0 MODEL_METRICS_LOG=0: neither (MMS's own PredictionTime
+  off        FIZBUZ_METRICS=0 FIZBUZ_MODEL_METRICS_LOG=0: neither (MMS's own PredictionTime
              line per batch stays in every configuration; it is MMS's code)
 
 All three run shipped batching (batch 16, delay 1 ms, 2 workers) and are started
 up front, so only the loaded one works. Prints a table and writes
-serving/metrics/results/cost.md.
+bench/results/metrics/cost.md.
 
-    .venv/bin/python -m serving.metrics.cost                 # 6 rounds of 8 s (about 5 min)
-    .venv/bin/python -m serving.metrics.cost --rounds 1 --duration 3   # a smoke run
+    .venv/bin/python -m bench.metrics_cost                 # 6 rounds of 8 s (about 5 min)
+    .venv/bin/python -m bench.metrics_cost --rounds 1 --duration 3   # a smoke run
 """
 
 import argparse
@@ -32,6 +32,7 @@ from bench.machine import write_report
 from fizbuz.http_client import call
 from fizbuz.lifecycle import LifecycleError
 from serving.mms.private import PrivateMms
+from fizbuz import logs
 
 log = logging.getLogger("metrics-cost")
 
@@ -43,8 +44,8 @@ CONFIGS = {
 }
 LABELS = {
     "on": "metrics on (new default; exporter scraped every 1 s)",
-    "log-lines": "metrics by log lines (before; METRICS=0)",
-    "off": "metrics off (METRICS=0 MODEL_METRICS_LOG=0)",
+    "log-lines": "metrics by log lines (before; FIZBUZ_METRICS=0)",
+    "off": "metrics off (FIZBUZ_METRICS=0 FIZBUZ_MODEL_METRICS_LOG=0)",
 }
 
 
@@ -82,7 +83,7 @@ def parse_args(argv):
                              "(default %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
-    parser.add_argument("--output", default=str(HERE / "results" / "cost.md"))
+    parser.add_argument("--output", default=str(HERE / "results" / "metrics" / "cost.md"))
     return parser.parse_args(argv)
 
 
@@ -123,7 +124,7 @@ def report(args, results):
     medians = {name: statistics.median(r.good_per_second for r in runs) for name, runs in results.items()}
     lines = [
         "# What metrics cost (wrk, c=%d)" % args.connections, "",
-        f"One run of `python -m serving.metrics.cost`: {args.rounds} alternating rounds of {args.duration} s "
+        f"One run of `python -m bench.metrics_cost`: {args.rounds} alternating rounds of {args.duration} s "
         f"per configuration, wrk with {args.wrk_threads} threads, shipped batching (batch 16, delay 1 ms, "
         "2 workers). The machine was shared with other jobs: compare the columns of one run, not "
         "figures across runs.", "",
@@ -146,7 +147,7 @@ def report(args, results):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
     try:

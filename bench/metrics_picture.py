@@ -4,8 +4,8 @@ exporter every 0.5 s, answer-checking load from loadtest.loadgen, kill -9 of
 one worker at --kill-at, then one PNG from Prometheus's query_range API:
 req/s, handler p50/p99, mean batch size, workers READY, the kill marked.
 
-    .venv/bin/python -m serving.metrics.picture                      # docs/metrics_under_kill.png
-    .venv/bin/python -m serving.metrics.picture --duration 20 --concurrency 64 --output /tmp/k.png
+    .venv/bin/python -m bench.metrics_picture                      # docs/metrics_under_kill.png
+    .venv/bin/python -m bench.metrics_picture --duration 20 --concurrency 64 --output /tmp/k.png
 """
 
 import argparse
@@ -24,9 +24,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 
 from fizbuz.contract import ROOT  # noqa: E402
 from fizbuz.lifecycle import LifecycleError, wait_until  # noqa: E402
-from serving.metrics.load import BackgroundLoad  # noqa: E402
+from loadtest.background import BackgroundLoad  # noqa: E402
 from serving.metrics.prometheus import PrivatePrometheus  # noqa: E402
 from serving.mms.private import PrivateMms  # noqa: E402
+from fizbuz import logs
 
 log = logging.getLogger("picture")
 
@@ -129,7 +130,7 @@ def run(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     try:
         summary = run(args)

@@ -1,11 +1,11 @@
 """The metrics exporter of one MMS: Prometheus text on http://ADDRESS:PORT/metrics.
 
 It sums the handler's counters and histograms from the workers' multiprocess
-files (serving.metrics.multiproc) and adds what only the outside can see
-(serving.metrics.workers). Started and stopped with the server by
-serving/mms/cli.py (serving.metrics.control); serving never waits on it.
+files (serving.mms.metrics.multiproc) and adds what only the outside can see
+(serving.mms.metrics.workers). Started and stopped with the server by
+serving/mms/cli.py (serving.mms.metrics.control); serving never waits on it.
 
-    python -m serving.metrics.exporter --port 8082 --multiproc-dir run/prometheus \
+    python -m serving.mms.metrics.exporter --port 8082 --multiproc-dir run/prometheus \
         --run-dir run --management-port 8081
 """
 
@@ -16,10 +16,11 @@ import sys
 import psutil
 from prometheus_client import CollectorRegistry
 
-from serving.metrics.multiproc import FilesCollector
+from serving.mms.metrics.multiproc import FilesCollector
 from serving.metrics.serve import serve_until_signalled
-from serving.metrics.workers import WorkerCollector, WorkerTracker
+from serving.mms.metrics.workers import WorkerCollector, WorkerTracker
 from serving.mms.process import RunFolder
+from fizbuz import logs
 
 log = logging.getLogger("metrics-exporter")
 
@@ -47,7 +48,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("server")
     registry, files, tracker = build_registry(args.multiproc_dir, args.run_dir, args.management_port)
 
     def step():

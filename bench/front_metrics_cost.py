@@ -13,8 +13,8 @@ read all of it (its catch-up time is reported), so no run pays for another.
 Also reported: nginx's and the exporter's CPU per request, and whether the
 exporter counted every request wrk got an answer to.
 
-    .venv/bin/python -m serving.metrics.front_cost                  # 6 rounds of 10 s (about 4 min)
-    .venv/bin/python -m serving.metrics.front_cost --rounds 2 --duration 3   # a smoke run
+    .venv/bin/python -m bench.front_metrics_cost                  # 6 rounds of 10 s (about 4 min)
+    .venv/bin/python -m bench.front_metrics_cost --rounds 2 --duration 3   # a smoke run
 """
 
 import argparse
@@ -35,11 +35,13 @@ from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import tokens
 from serving.front.fleet import Fleet, FleetError, Options
 from serving.front.nginx import NginxError
-from serving.metrics import front_control, front_log
-from serving.metrics.control import metrics_url
-from serving.metrics.cost import Scraper
+from serving.front.metrics import control as front_control
+from serving.front.metrics import log as front_log
+from serving.mms.metrics.control import metrics_url
+from bench.metrics_cost import Scraper
 from serving.metrics.logtail import flushed_and_read
 from serving.metrics.scrape import scrape
+from fizbuz import logs
 
 log = logging.getLogger("front-metrics-cost")
 HERE = Path(__file__).resolve().parent
@@ -137,7 +139,7 @@ def report(args, rows):
     runs = {name: [r for r in rows if r["config"] == name] for name in LABELS}
     median = lambda name, key: statistics.median(r[key] for r in runs[name])
     lines = [f"# What the front door's metrics cost (wrk through the front door, c={args.connections})", "",
-             f"One run of `python -m serving.metrics.front_cost`: {args.rounds} alternating rounds of "
+             f"One run of `python -m bench.front_metrics_cost`: {args.rounds} alternating rounds of "
              f"{args.duration} s per configuration, wrk with {args.wrk_threads} threads, one host with "
              f"{args.workers} MMS workers (shipped batching), nginx with the fleet's default workers. wrk, nginx, "
              "the exporter and MMS share the machine's cores with other people's jobs: compare the columns of "
@@ -175,12 +177,12 @@ def parse_args(argv):
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default %(default)s)")
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
-    parser.add_argument("--output", default=str(HERE / "results" / "front_cost.md"))
+    parser.add_argument("--output", default=str(HERE / "results" / "metrics" / "front_cost.md"))
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
     try:

@@ -7,14 +7,16 @@ import logging
 import sys
 from pathlib import Path
 
+from fizbuz import settings
 from fizbuz.lifecycle import PidFile, check_port_free, start_server
-from serving.metrics import front_log
-from serving.metrics.control import answers, metrics_url
+from serving.front.metrics import log as front_log
+from serving.mms.metrics.control import answers, metrics_url
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 9113  # the port Prometheus's registry gives nginx exporters; MMS's exporter is on 8082
-EXPORTER_MODULE = "serving.metrics.front_exporter"
+# The port Prometheus's registry gives nginx exporters; MMS's exporter is on 8082.
+DEFAULT_PORT = settings.default("front_metrics_port")
+EXPORTER_MODULE = "serving.front.metrics.exporter"
 PID_FILE_NAME = "front_metrics_exporter.pid"
 LOG_FILE_NAME = "metrics_exporter.log"
 

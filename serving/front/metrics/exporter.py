@@ -1,16 +1,16 @@
 """The front door's metrics exporter: Prometheus text on http://ADDRESS:PORT/metrics.
 
-It follows the metrics log nginx writes (serving.metrics.front_log, from the
+It follows the metrics log nginx writes (serving.front.metrics.log, from the
 start of the current file, so a restarted exporter loses no count), counts
 requests, retries, upstream tries and failures, and at scrape time probes each
-host behind the front door (serving.metrics.front_hosts). Started and stopped
-with the front door by the fleet (serving.metrics.front_control).
+host behind the front door (serving.front.metrics.hosts). Started and stopped
+with the front door by the fleet (serving.front.metrics.control).
 
 It runs niced: under full load it may fall behind (fizbuz_front_log_lag_bytes
 shows by how much) and catch up later, but never takes a core from serving.
 nginx does not wait for it either: it only appends to a file.
 
-    python -m serving.metrics.front_exporter --port 9113 --log run/fleet/front/logs/metrics.log \
+    python -m serving.front.metrics.exporter --port 9113 --log run/fleet/front/logs/metrics.log \
         --state-file run/fleet/fleet.json --nginx-pid-file run/fleet/front/nginx.pid
 """
 
@@ -24,10 +24,11 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from fizbuz.lifecycle import PidFile
-from serving.metrics.front_hosts import HostProbe
-from serving.metrics.front_log import FrontCounts, tail_families
+from serving.front.metrics.hosts import HostProbe
+from serving.front.metrics.log import FrontCounts, tail_families
 from serving.metrics.logtail import LogTail
 from serving.metrics.serve import serve_until_signalled
+from fizbuz import logs
 
 log = logging.getLogger("front-metrics-exporter")
 
@@ -100,7 +101,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("server")
     if args.nice:
         os.nice(args.nice)  # serving first: this process may lag, never the requests
     counts = FrontCounts()

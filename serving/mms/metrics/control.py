@@ -6,13 +6,14 @@ finds and ends exactly this server's exporter."""
 import logging
 import sys
 
+from fizbuz import settings
 from fizbuz.http_client import call
 from fizbuz.lifecycle import PidFile, start_server
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8082  # TorchServe's metrics port; MMS takes 8080/8081
-EXPORTER_MODULE = "serving.metrics.exporter"
+DEFAULT_PORT = settings.default("metrics_port")  # TorchServe's metrics port; MMS takes 8080/8081
+EXPORTER_MODULE = "serving.mms.metrics.exporter"
 PID_FILE_NAME = "metrics_exporter.pid"
 LOG_FILE_NAME = "metrics_exporter.log"
 MULTIPROC_DIR_NAME = "prometheus"
