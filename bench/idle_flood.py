@@ -20,6 +20,7 @@ import shutil
 import socket
 import ssl
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -100,6 +101,7 @@ def main(argv=None):
     parser.add_argument("--slow", type=int, default=50, help="of them, TLS with a never-finished request")
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "front"))
+    argv = sys.argv[1:] if argv is None else argv  # recorded with the figures
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.connections + 1024)), hard))
@@ -129,7 +131,7 @@ def main(argv=None):
         fleet.stop()
         shutil.rmtree(directory, ignore_errors=True)
     median = statistics.median(r["ratio_p99"] for r in rounds)
-    result = {"command": "bench/idle_flood.py " + " ".join(argv or []), "rounds": rounds,
+    result = {"command": " ".join([".venv/bin/python -m bench.idle_flood", *argv]), "rounds": rounds,
               "median_ratio_p99": median, "load_average_1m": [round(load_before, 2), round(load_after, 2)],
               "clients": args.clients, "connections": args.connections, "slow": args.slow, "answers": args.answers}
     output = Path(args.output)
@@ -140,7 +142,7 @@ def main(argv=None):
     (output / "idle_flood.md").write_text(
         f"# A token holder under a flood of connections without a token "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; a shared 2-core machine)\n\n"
-        f"Command: `bench/idle_flood.py {' '.join(argv or [])}`. {args.clients} answer-checking clients with a "
+        f"Command: `{result['command']}`. {args.clients} answer-checking clients with a "
         f"token, {args.answers} answers per measurement; the flood: {args.connections} connections "
         f"({args.slow} of them TLS with a never-finished request), each one the door drops opened again. "
         f"Rounds interleaved (idle door, then flooded). Load average (1 min) {load_before:.2f} before, "

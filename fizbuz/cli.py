@@ -75,6 +75,7 @@ BENCHES: dict[str, Part] = {
     "adaptive": Part("bench.adaptive", "the front door's adaptive batching vs always batched"),
     "front": Part("bench.front_cost", "the front door's cost: through nginx vs straight to MMS"),
     "front-soak": Part("bench.front_soak", "a long load through the front door"),
+    "idle-flood": Part("bench.idle_flood", "a token holder's p99 while 2,000 tokenless connections flood the door"),
     "containers": Part("bench.containers_bench", "the Swarm stack vs the namespace fleet"),
     "v2": Part("bench.v2", "the Open Inference Protocol paths vs the card's path"),
     "overload": Part("bench.overload", "goodput and latency from 0.25x to 4x capacity, admission control on / off"),
