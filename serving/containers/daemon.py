@@ -132,8 +132,9 @@ class Dockerd:
     """A dockerd of our own; every path it writes is under `folder` and
     `exec_root` (kept short: containerd's socket paths must fit 108 bytes)."""
 
-    def __init__(self, folder, exec_root):
+    def __init__(self, folder, exec_root, extra_args=()):
         self.folder = Path(folder)
+        self.extra_args = list(extra_args)
         self.exec_root = Path(exec_root)
         self.data_root = self.folder / "data"
         self.socket = self.folder / "docker.sock"
@@ -147,7 +148,7 @@ class Dockerd:
                 "--bridge", "none",            # no docker0: builds use the host's network
                 # Published ports by iptables alone: docker-proxy (userland) halved req/s at c=64.
                 "--userland-proxy=false",
-                "--log-level", "warn"]
+                "--log-level", "warn", *self.extra_args]
 
     def start(self, timeout=90):
         """Try the storage drivers in order; returns the one that works."""

@@ -50,6 +50,10 @@ class Options:
     body_cap: str = "4k"
     read_timeout: float = 3
     engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
+    # The multi-node cluster (cluster.py): the registry our own dockerd pushes
+    # to over plain HTTP, and the address the front door's certificate names.
+    registry: str = ""
+    front_address: str = "127.0.0.1"
 
 
 def front_settings(options):
@@ -59,6 +63,12 @@ def front_settings(options):
         listen="8443", hosts=[], dns_hosts=f"tasks.{options.stack}_mms:{MMS_PORT}", workers="2",
         rate=options.rate, burst=options.burst, body_cap=options.body_cap, read_timeout=options.read_timeout,
         metrics_log=False, routing="batched", **FRONT_FILES)
+
+
+def front_address(state):
+    """Where clients reach the front door: this machine, or the edge node of a
+    multi-node cluster (older state files name no address)."""
+    return state["options"].get("front_address", "127.0.0.1")
 
 
 class Stack(JsonState):
@@ -76,14 +86,26 @@ class Stack(JsonState):
         return Docker(state["socket"])
 
     def dockerd(self, state):
-        return Dockerd(self.dir / "dockerd", state["exec_root"])
+        registry = state["options"].get("registry")
+        return Dockerd(self.dir / "dockerd", state["exec_root"],
+                       extra_args=("--insecure-registry", registry) if registry else ())
 
     # ------------------------------------------------------------ start
     def start(self, options):
-        state = self.load()
-        if state is None:
+        if self.load() is None:
             # Swarm publishes the port on every address of the node (mode host).
             check_port_free(options.front_port, "the front door", "0.0.0.0", " (FRONT_PORT)")
+        state, docker, mms_image, front_image = self.prepare(options)
+        self._swarm(state, docker)
+        self.deploy(state, docker, mms_image, front_image)
+        return state
+
+    def prepare(self, options):
+        """Everything but the Swarm and the deployment: the engine, the base, the
+        two images, the front door's files. Returns (state, docker, mms image,
+        front image); the multi-node cluster (cluster.py) builds with it."""
+        state = self.load()
+        if state is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             state = {"id": secrets.token_hex(3), "options": dataclasses.asdict(options), "images": [],
                      "own_dockerd": False, "swarm_created": False, "deployed": False, "timings": {},
@@ -94,14 +116,12 @@ class Stack(JsonState):
             log.info("stack state found in %s: finishing or checking what it describes", self.dir)
             options = Options(**state["options"])
         docker = self._engine(state)
-        self._swarm(state, docker)
         base = self._base(state, docker, options)
         mms_image = self.build_mms(state, docker, base, options.mar)
         front_image = self._build(state, docker, "fizbuz-front", images.front_context(self.dir / "build" / "front"),
                                   base)
         self._front_files(state, options)
-        self.deploy(state, docker, mms_image, front_image)
-        return state
+        return state, docker, mms_image, front_image
 
     def _engine(self, state):
         """A dockerd that already runs (DOCKER_HOST or the default socket), or our own."""
@@ -188,7 +208,7 @@ class Stack(JsonState):
             tokens.add(self.token_file, "default")
             log.info("made a token named 'default' in %s", self.token_file)
         (self.front_dir / "tokens.map").write_text(tokens.render_map(tokens.read(self.token_file)))
-        tls_files(self.front_dir, None, None, "127.0.0.1")  # cert.pem, key.pem, made once
+        tls_files(self.front_dir, None, None, options.front_address)  # cert.pem, key.pem, made once
         (self.front_dir / "nginx.conf").write_text(config.render(front_settings(options), FRONT_PREFIX))
 
     # ------------------------------------------------------------ deploy / update
@@ -221,8 +241,8 @@ class Stack(JsonState):
         self.wait_converged(state, docker, timeout)
         state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
         self.save(state)
-        log.info("stack %s serves on https://127.0.0.1:%d (%.0f s after deploy)", options.stack,
-                 options.front_port, state["timings"]["deploy_to_first_answer_s"])
+        log.info("stack %s serves on https://%s:%d (%.0f s after deploy)", options.stack,
+                 options.front_address, options.front_port, state["timings"]["deploy_to_first_answer_s"])
 
     def wait_converged(self, state, docker, timeout):
         options = Options(**state["options"])
@@ -295,7 +315,7 @@ class Stack(JsonState):
 
     def ready(self, state=None):
         state = state or self.require()
-        status, _, text = client.request("127.0.0.1", state["options"]["front_port"], "GET", "/ready",
+        status, _, text = client.request(front_address(state), state["options"]["front_port"], "GET", "/ready",
                                          self.front_dir / "cert.pem", timeout=10)
         return status, text
 
@@ -303,7 +323,7 @@ class Stack(JsonState):
         state = self.require()
         names = tokens.read(self.token_file)
         token = names.get("default") or next(iter(names.values()), "")
-        address = f"127.0.0.1:{state['options']['front_port']}"
+        address = f"{front_address(state)}:{state['options']['front_port']}"
         return [f"export FIZBUZ_URL=https://{address}",
                 # gRPC clients (tritonclient.grpc) take host:port: the same door, HTTP/2
                 f"export FIZBUZ_GRPC_URL={address}",
@@ -326,7 +346,8 @@ class Stack(JsonState):
                                     "{{.Name}}  {{.Image}}  {{.CurrentState}}", state["options"]["stack"],
                                     check=False) or "")
             ready, _ = self.ready(state)
-            lines.append(f"  front door https://127.0.0.1:{state['options']['front_port']}  /ready {ready}")
+            address = f"{front_address(state)}:{state['options']['front_port']}"
+            lines.append(f"  front door https://{address}  /ready {ready}")
         return "\n".join(line.rstrip() for line in lines)
 
     # ------------------------------------------------------------ stop
