@@ -320,6 +320,10 @@ class Cluster(JsonState):
         build_options = Options(replicas=options.replicas, mms_workers=options.mms_workers, front_port=FRONT_PORT,
                                 base=options.base, stack=options.stack, mar=options.mar, mms_cpus=options.mms_cpus,
                                 mms_memory=options.mms_memory, engine="own", registry=registry,
+                                # Three engines, two tasks and the load share the cores: a check
+                                # can take 5 s when the machine is busy; kill only a task that
+                                # fails for a minute and more.
+                                health_timeout="20s", health_retries=5,
                                 front_address=self.edge(state).address,
                                 placement=f"node.labels.{MODEL_LABEL.replace('=', '==')}",
                                 front_placement=f"node.labels.{EDGE_LABEL.replace('=', '==')}")
@@ -398,10 +402,12 @@ class Cluster(JsonState):
             raise LifecycleError(f"no availability {availability!r}")
         self.manager().run("node", "update", "--availability", availability, node.name)
 
-    def rolling_restart(self, timeout=600):
+    def rolling_restart(self, *changes, timeout=600):
         """A rolling update of the MMS service across the nodes (update_config of
         stack.yml: one task at a time, start-first, health-gated); Swarm places the
-        new tasks anew (spread). Returns Swarm's final update state."""
+        new tasks anew (spread). `changes`: `docker service update` flags (e.g.
+        "--limit-cpu", "0"); none: --force, the same spec again. Returns Swarm's
+        final update state."""
         service = f"{self.require()['options']['stack']}_mms"
         manager = self.manager()
 
@@ -409,7 +415,7 @@ class Cluster(JsonState):
             return manager.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
 
         before = update_status().get("StartedAt")  # the last update's, "completed", until this one starts
-        manager.run("service", "update", "--detach", "--force", service, timeout=60)
+        manager.run("service", "update", "--detach", *(changes or ("--force",)), service, timeout=60)
 
         def finished():
             status = update_status()
@@ -469,6 +475,7 @@ class Cluster(JsonState):
         if failed:
             raise LifecycleError(f"could not remove {', '.join(failed)}; run stop again (state in {self.state_file})")
         self.state_file.unlink()
+        shutil.rmtree(self.dir / "nodes", ignore_errors=True)
         log.info("cluster stopped: nothing it made is left")
         return True
 

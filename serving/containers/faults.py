@@ -102,7 +102,7 @@ def rolling_update(cluster, timeout=600):
     replaced, one at a time, start-first, health-gated)."""
     before = {task for task, _, _, _ in cluster.tasks()}
     started = time.monotonic()
-    result = cluster.rolling_restart(timeout)
+    result = cluster.rolling_restart(timeout=timeout)
     if result != "completed":
         raise LifecycleError(f"the rolling update ended in {result}")
     left = before & {task for task, _, _, _ in cluster.tasks()}

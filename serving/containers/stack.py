@@ -54,6 +54,8 @@ class Options:
     # to over plain HTTP, and the address the front door's certificate names.
     registry: str = ""
     front_address: str = "127.0.0.1"
+    health_timeout: str = "5s"     # the MMS health check's (stack.yml; Dockerfile.mms's by default)
+    health_retries: int = 3
 
 
 def front_settings(options):
@@ -221,7 +223,8 @@ class Stack(JsonState):
                     MMS_WORKERS=str(options.mms_workers), MMS_CPUS=options.mms_cpus,
                     MMS_MEMORY=options.mms_memory, MMS_PLACEMENT=options.placement,
                     FRONT_PLACEMENT=options.front_placement, FRONT_PORT=str(options.front_port),
-                    FRONT_DIR=str(self.front_dir),
+                    FRONT_DIR=str(self.front_dir), MMS_HEALTH_TIMEOUT=options.health_timeout,
+                    MMS_HEALTH_RETRIES=str(options.health_retries),
                     CONFIG_PREFIX=f"{options.stack}_{digest.hexdigest()[:10]}")
 
     def deploy(self, state, docker, mms_image, front_image, timeout=300):
