@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fizbuz.lifecycle import LifecycleError, PidFile, spawn, tail, wait_until
+from fizbuz.lifecycle import LifecycleError, PidFile, end_processes, processes_under, spawn, tail, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,9 @@ class Dockerd:
         """Stop dockerd (it stops its containers and containerd), then remove
         its mounts and folders."""
         pid = self.pid_file.stop(grace=grace)
+        # After a kill -9 of dockerd its containerd and shims live on, orphaned:
+        # found by their command lines, which name our exec-root.
+        end_processes(processes_under(self.exec_root), grace=5)
         for root in (self.exec_root, self.data_root):
             unmount_under(root)
         shutil.rmtree(self.exec_root, ignore_errors=True)

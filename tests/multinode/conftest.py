@@ -9,14 +9,15 @@ a failed test, and the test checks that the kernel holds none of its names.
 The tier is opt-in: these tests run only when the -m expression names
 `multinode` (./run_tests.sh runs them as its third stage)."""
 
+import json
 import logging
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from fizbuz.lifecycle import free_port
-from serving.containers.cluster import FRONT_PORT, Cluster, ClusterOptions, leftovers
+from fizbuz.lifecycle import free_port, live_process
+from serving.containers.cluster import FRONT_PORT, STATE_FILE, Cluster, ClusterOptions, leftovers
 from serving.front import client, tokens
 
 HERE = Path(__file__).resolve().parent
@@ -72,8 +73,22 @@ def cluster_dir():
         yield Path(folder)
 
 
+def stop_stale_clusters():
+    """Clusters of earlier runs of this tier (or the bench) that were killed
+    before their teardown: their state file names an owner that is gone."""
+    for state_file in Path(tempfile.gettempdir()).glob("fbzm-*/cluster/" + STATE_FILE):
+        try:
+            owner = json.loads(state_file.read_text()).get("owner_pid")
+        except (OSError, ValueError):
+            continue
+        if owner and live_process(owner) is None:
+            log.info("stopping the cluster a killed run left in %s", state_file.parent)
+            Cluster(state_file.parent).stop()
+
+
 @pytest.fixture(scope="session")
 def running_cluster(cluster_dir, mar_path):
+    stop_stale_clusters()
     cluster = Cluster(cluster_dir / "cluster")
     options = ClusterOptions(nodes=3, managers=3, stack=f"fbzm{free_port() % 1000}", mar=str(mar_path))
     state = None

@@ -10,11 +10,13 @@ asserted; bench/multinode_bench.py measures them."""
 
 import logging
 
+import psutil
 import pytest
 
 from fizbuz.contract import PREDICT_PATH, request_body
+from fizbuz.lifecycle import live_process, processes_under
 from serving.containers import faults
-from serving.containers.cluster import FRONT_PORT
+from serving.containers.cluster import FRONT_PORT, leftovers
 from serving.front import client
 
 pytestmark = [pytest.mark.multinode, pytest.mark.slow]
@@ -80,3 +82,26 @@ def test_a_killed_engine_loses_a_manager_the_quorum_holds_and_no_v2_request_fail
     assert "Unreachable" in result.hit
     states = running_cluster.cluster.node_states()
     assert sorted(manager for _, _, manager in states.values()) == ["Leader", "Reachable", "Reachable"]
+
+
+def test_stop_leaves_nothing_after_a_kill_9_of_its_parts(running_cluster):
+    """Last: SIGKILL to the registry, the builder's dockerd and one node's
+    dockerd alone (its containerd, shims and task live on, orphaned); stop
+    must still find and remove everything: processes, namespaces, links,
+    mounts, the iptables rule."""
+    rc = running_cluster
+    cluster, state = rc.cluster, rc.cluster.require()
+    victim = rc.model_nodes[0]
+    orphans = [process.pid for process in victim.processes() if process.pid != victim.pid_file.read()]
+    assert orphans, "the node runs nothing but dockerd"
+    builder = cluster.builder.dockerd(cluster.builder.require())
+    orphans += [process.pid for process in processes_under(builder.exec_root)]   # its containerd
+    parts = [cluster.registry_pid.process(), builder.pid_file.process(), victim.pid_file.process()]
+    assert all(parts), parts
+    for process in parts:
+        process.kill()
+    psutil.wait_procs(parts, timeout=30)
+    assert cluster.stop()
+    assert leftovers(state) == []
+    assert not [pid for pid in orphans if live_process(pid)]
+    assert not cluster.state_file.exists()
