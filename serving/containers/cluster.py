@@ -25,6 +25,7 @@ import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -83,6 +84,17 @@ class Node:
 
     def answers(self):
         return bool(self.socket.exists() and self.docker().answers())
+
+    def listening(self):
+        """The engine's socket takes a connection: a cheap check (no docker CLI
+        started) for the polls that pick a manager."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(str(self.socket))
+                return True
+            except OSError:
+                return False
 
     def make_namespace(self, bridge, gateway):
         if not Path(f"/run/netns/{self.netns}").exists():
@@ -204,7 +216,7 @@ class Cluster(JsonState):
     def manager(self, state=None):
         """A manager whose engine answers (any of them: one may be lost)."""
         for node in self.nodes(state):
-            if node.role == "manager" and node.answers():
+            if node.role == "manager" and node.listening():
                 return node.docker()
         raise LifecycleError("no manager of the cluster answers")
 
@@ -322,8 +334,9 @@ class Cluster(JsonState):
                                 mms_memory=options.mms_memory, engine="own", registry=registry,
                                 # Three engines, two tasks and the load share the cores: a check
                                 # can take 5 s when the machine is busy; kill only a task that
-                                # fails for a minute and more.
-                                health_timeout="20s", health_retries=5,
+                                # fails for a minute and more, and check (a Python start each
+                                # time) less often.
+                                health_interval="10s", health_timeout="20s", health_retries=5,
                                 front_address=self.edge(state).address,
                                 placement=f"node.labels.{MODEL_LABEL.replace('=', '==')}",
                                 front_placement=f"node.labels.{EDGE_LABEL.replace('=', '==')}")
@@ -388,6 +401,9 @@ class Cluster(JsonState):
                    not_yet=(LifecycleError,))
         wait_until(lambda: self.builder.ready()[0] == 200, timeout, "the front door's /ready to say 200",
                    interval=0.5, not_yet=(OSError,))
+        # /ready answers before the front door's own health check has passed (Starting)
+        wait_until(lambda: sum(self.running_tasks("front").values()) >= 1, timeout, "the front door task Running",
+                   interval=1, not_yet=(LifecycleError,))
 
     # ------------------------------------------------------------ faults and operations
     def node_states(self):

@@ -26,7 +26,7 @@ class FaultResult:
 
 def _wait(cluster, condition, timeout, what):
     try:
-        return wait_until(condition, timeout, what, interval=0.5, not_yet=(LifecycleError,))
+        return wait_until(condition, timeout, what, interval=1, not_yet=(LifecycleError,))
     except LifecycleError:
         log.error("the cluster when the wait for %s ended:\n%s", what, cluster.status())
         raise
