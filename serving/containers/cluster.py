@@ -337,6 +337,9 @@ class Cluster(JsonState):
                                 # fails for a minute and more, and check (a Python start each
                                 # time) less often.
                                 health_interval="10s", health_timeout="20s", health_retries=5,
+                                # A worker's model load took over 30 s (MMS's response timeout)
+                                # at a load average of 30: the task exited and started again.
+                                response_timeout="120",
                                 front_address=self.edge(state).address,
                                 placement=f"node.labels.{MODEL_LABEL.replace('=', '==')}",
                                 front_placement=f"node.labels.{EDGE_LABEL.replace('=', '==')}")

@@ -57,6 +57,7 @@ class Options:
     health_interval: str = "3s"    # the MMS health check's (stack.yml; Dockerfile.mms's by default)
     health_timeout: str = "5s"
     health_retries: int = 3
+    response_timeout: str = "30"   # MMS's default_response_timeout (serving/mms/config.properties)
 
 
 def front_settings(options):
@@ -225,7 +226,7 @@ class Stack(JsonState):
                     MMS_MEMORY=options.mms_memory, MMS_PLACEMENT=options.placement,
                     FRONT_PLACEMENT=options.front_placement, FRONT_PORT=str(options.front_port),
                     FRONT_DIR=str(self.front_dir), MMS_HEALTH_TIMEOUT=options.health_timeout,
-                    MMS_HEALTH_INTERVAL=options.health_interval,
+                    MMS_HEALTH_INTERVAL=options.health_interval, MMS_RESPONSE_TIMEOUT=options.response_timeout,
                     MMS_HEALTH_RETRIES=str(options.health_retries),
                     CONFIG_PREFIX=f"{options.stack}_{digest.hexdigest()[:10]}")
 
