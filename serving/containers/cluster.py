@@ -383,8 +383,9 @@ class Cluster(JsonState):
         state = self.require()
         text = self.manager(state).run(
             "service", "ps", "--filter", "desired-state=running", "--format",
-            "{{.ID}}\t{{.Name}}\t{{.Node}}\t{{.CurrentState}}", f"{state['options']['stack']}_{service}",
-            check=False) or ""
+            "{{.ID}}\t{{.Name}}\t{{.Node}}\t{{.CurrentState}}", f"{state['options']['stack']}_{service}")
+        # check=True: a manager without a leader (an election after a node came
+        # back) raises LifecycleError, which the waits take as "not yet", never 0 tasks.
         return [tuple(line.split("\t")) for line in text.splitlines() if line.count("\t") == 3]
 
     def running_tasks(self, service="mms"):
@@ -414,6 +415,22 @@ class Cluster(JsonState):
         text = self.manager().run("node", "ls", "--format",
                                   "{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}")
         return {line.split("\t")[0]: tuple(line.split("\t")[1:]) for line in text.splitlines() if line}
+
+    def settled(self, polls=3):
+        """True when `polls` readings in a row (1 s apart) show one Leader, every
+        node Ready and Active, every other manager Reachable: a node that comes
+        back can start an election (its term grew while it was cut off), so one
+        good reading is not enough."""
+        managers = sum(1 for node in self.nodes() if node.role == "manager")
+        for poll in range(polls):
+            if poll:
+                time.sleep(1)  # between readings of a condition that must hold, not a readiness guess
+            states = self.node_states()
+            roles = sorted(manager for _, _, manager in states.values() if manager)
+            if roles != sorted(["Leader"] + ["Reachable"] * (managers - 1)) or any(
+                    (status, availability) != ("Ready", "Active") for status, availability, _ in states.values()):
+                return False
+        return True
 
     def set_availability(self, node, availability):
         """`docker node update --availability drain|active`."""

@@ -1,7 +1,9 @@
 """The multi-node cluster's faults, each as one function: inject the fault, see
 that it hit (Swarm's own view: the node Down, drained, tasks replaced), wait
-until the MMS tasks are back to the desired count on the nodes left, heal (the
-node back Ready and Active), and say how long each part took.
+until the MMS tasks are back to the desired count on the nodes left, heal, wait
+until the swarm has settled (a Leader, every node Ready and Active, every other
+manager Reachable, three readings in a row: a node that comes back can start an
+election), and say how long each part took.
 
 Used by the fault tests (tests/multinode, under 32 answer-checking clients) and
 by bench/multinode_bench.py (the fault table)."""
@@ -37,6 +39,10 @@ def _elsewhere(cluster, victim, replicas):
     return sum(n for node, n in cluster.running_tasks().items() if node != victim.name) >= replicas
 
 
+def _settle(cluster, timeout):
+    _wait(cluster, cluster.settled, timeout, "the swarm settled (a Leader, every node Ready, Active, Reachable)")
+
+
 def _node_is(cluster, node, *fields):
     return cluster.node_states().get(node.name, ())[:len(fields)] == fields
 
@@ -53,7 +59,7 @@ def drain(cluster, victim, timeout=300):
         recovered = time.monotonic() - started
     finally:
         cluster.set_availability(victim, "active")
-    _wait(cluster, lambda: _node_is(cluster, victim, "Ready", "Active"), timeout, f"{victim.name} active")
+    _settle(cluster, timeout)
     return FaultResult("node drained", victim.name, "Swarm showed the node Drain with no task", recovered,
                        time.monotonic() - started)
 
@@ -69,7 +75,7 @@ def cut_network(cluster, victim, timeout=300):
         recovered = time.monotonic() - started
     finally:
         victim.link(up=True)
-    _wait(cluster, lambda: _node_is(cluster, victim, "Ready", "Active"), timeout, f"{victim.name} Ready again")
+    _settle(cluster, timeout)
     return FaultResult("network cut", victim.name, "Swarm saw the node Down", recovered, time.monotonic() - started)
 
 
@@ -91,8 +97,7 @@ def kill_engine(cluster, victim, timeout=300):
         recovered = time.monotonic() - started
     finally:
         victim.start_engine()
-    back = ("Ready", "Active", "Reachable") if victim.role == "manager" else ("Ready", "Active")
-    _wait(cluster, lambda: _node_is(cluster, victim, *back), timeout, f"{victim.name} back")
+    _settle(cluster, timeout)
     return FaultResult("engine killed" + (" (a manager of 3)" if victim.role == "manager" else ""), victim.name,
                        f"Swarm saw the node {' '.join(expected)}", recovered, time.monotonic() - started)
 
@@ -109,4 +114,5 @@ def rolling_update(cluster, timeout=600):
     if left:
         raise LifecycleError(f"tasks {left} were not replaced")
     took = time.monotonic() - started
+    _settle(cluster, timeout)
     return FaultResult("rolling update", "all", "every task replaced", took, took)

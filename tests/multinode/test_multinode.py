@@ -32,6 +32,7 @@ def under_load(running_cluster, protocol, fault):
     summary = load.result.summary()
     log.info("%s: %s; load through the front door (%s): %s", result.fault, result, protocol, summary)
     assert summary["sent"] > 0 and summary["failed"] == 0 and summary["wrong"] == 0, summary["failure_samples"]
+    running_cluster.cluster.wait_converged(300)
     assert sum(running_cluster.placement().values()) == running_cluster.replicas
     return result
 
