@@ -39,14 +39,6 @@ HERE = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
 
 
-def spread(cluster, model_nodes):
-    """One task on each model node (a rolling restart places them anew)."""
-    for _ in range(3):
-        if all(cluster.running_tasks().get(node.name) for node in model_nodes):
-            return
-        cluster.rolling_restart()
-
-
 def fault_rows(cluster, cafile, token):
     nodes = cluster.nodes()
     edge, model_nodes = nodes[0], nodes[1:]
@@ -56,7 +48,7 @@ def fault_rows(cluster, cafile, token):
             ("v2", lambda: faults.kill_engine(cluster, model_nodes[1]))]
     rows = []
     for protocol, fault in plan:
-        spread(cluster, model_nodes)
+        cluster.spread(model_nodes)
         with client.Load(edge.address, FRONT_PORT, cafile, token, 32, protocol=protocol) as load:
             load.wait_for_answers(300)
             result = fault()
@@ -117,7 +109,7 @@ def main(argv=None):
         cafile = cluster.builder.front_dir / "cert.pem"
         if not args.skip_faults:
             fault_table = fault_rows(cluster, cafile, tokens.read(cluster.builder.token_file)["default"])
-        spread(cluster, cluster.nodes(state)[1:])
+        cluster.spread(cluster.nodes(state)[1:])
         fleet_state = fleet.start(FleetOptions(hosts=2, workers=1, front_port=free_port()))
         speed = speed_rows(cluster, fleet_state, fleet, args.rounds, args.duration, args.connections,
                            folder / "wrk.log")

@@ -464,6 +464,28 @@ class Cluster(JsonState):
         self.wait_converged(timeout)
         return result
 
+    def spread(self, nodes, timeout=600):
+        """A task on each of `nodes` again (Swarm does not move running tasks back
+        after a fault, and a rolling restart can put both new tasks on one node):
+        one task more, which Swarm places on the node with the fewest, then one
+        less, which Swarm takes from the node with the most."""
+        def spread_out():
+            counts = self.running_tasks()
+            return all(counts.get(node.name) for node in nodes)
+
+        if spread_out():
+            return
+        state = self.require()
+        service, replicas = f"{state['options']['stack']}_mms", state["options"]["replicas"]
+        manager = self.manager()
+        log.info("spreading %s over %s: %s", service, [node.name for node in nodes], self.running_tasks())
+        manager.run("service", "update", "--detach", "--replicas", str(replicas + 1), service, timeout=60)
+        wait_until(lambda: sum(self.running_tasks().values()) > replicas and spread_out(), timeout,
+                   "the extra task Running on the empty node", interval=1, not_yet=(LifecycleError,))
+        manager.run("service", "update", "--detach", "--replicas", str(replicas), service, timeout=60)
+        wait_until(lambda: sum(self.running_tasks().values()) == replicas and spread_out(), timeout,
+                   f"{replicas} tasks, one per node", interval=1, not_yet=(LifecycleError,))
+
     # ------------------------------------------------------------ reports
     def env_lines(self):
         return self.builder.env_lines()

@@ -56,11 +56,8 @@ class RunningCluster:
 
     def spread(self):
         """One task on each model node again (Swarm does not move running tasks
-        back after a fault: a rolling restart places them anew)."""
-        if all(self.placement()[n.name] >= 1 for n in self.model_nodes):
-            return
-        log.info("tasks are not spread (%s): a rolling restart places them anew", self.placement())
-        assert self.cluster.rolling_restart() == "completed"
+        back after a fault): Cluster.spread (one task more, then one less)."""
+        self.cluster.spread(self.model_nodes)
         assert all(self.placement()[n.name] >= 1 for n in self.model_nodes), self.placement()
 
     def report(self):
