@@ -59,5 +59,5 @@ say "second stage: the container tier (-m containers, about 8 minutes)"
 "$PY" -m pytest -m containers tests/containers -o log_cli=true --log-cli-level=INFO
 # Third stage: the multi-node tier (three engines in network namespaces of their own,
 # a registry, faults under load).
-say "third stage: the multi-node tier (-m multinode, about 11 minutes)"
+say "third stage: the multi-node tier (-m multinode, 14-21 minutes on 2 busy cores)"
 exec "$PY" -m pytest -m multinode tests/multinode -o log_cli=true --log-cli-level=INFO
