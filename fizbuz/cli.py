@@ -77,6 +77,7 @@ BENCHES: dict[str, Part] = {
     "front-soak": Part("bench.front_soak", "a long load through the front door"),
     "idle-flood": Part("bench.idle_flood", "a token holder's p99 while 2,000 tokenless connections flood the door"),
     "containers": Part("bench.containers_bench", "the Swarm stack vs the namespace fleet"),
+    "multinode": Part("bench.multinode_bench", "the multi-node Swarm: faults under load, the stack vs the fleet"),
     "v2": Part("bench.v2", "the Open Inference Protocol paths vs the card's path"),
     "overload": Part("bench.overload", "goodput and latency from 0.25x to 4x capacity, admission control on / off"),
     "front-cpu": Part("bench.front_door_cpu", "nginx's CPU per request through TLS, before / after each change"),

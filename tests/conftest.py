@@ -43,7 +43,7 @@ SLOW_FOLDERS = {Path(__file__).resolve().parent / "redis"}
 # Fixtures that build from scratch on a fresh machine (minutes on 2 cores): the first
 # test to use one pays for the build, so these tests get a longer per-test timeout
 # than pyproject's default.
-BUILD_FIXTURES = {"module_path", "cli_binary", "running_stack"}
+BUILD_FIXTURES = {"module_path", "cli_binary", "running_stack", "running_cluster"}
 BUILD_TIMEOUT = 1800
 
 

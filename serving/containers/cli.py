@@ -5,7 +5,11 @@ Docker Swarm stack (N MMS replicas behind the front door).
   start    install nothing itself (containers.sh does the apt part); start our
            own dockerd when none runs, create a one-node Swarm when the engine
            has none, build the base (debootstrap), the MMS and front images,
-           deploy the stack, wait until the front door answers a prediction
+           deploy the stack, wait until the front door answers a prediction.
+           --nodes N (N >= 2): a multi-node Swarm on this machine instead: N
+           engines, each in its own network namespace, a registry, the MMS
+           tasks on the model nodes, the front door on the edge node
+           (cluster.py); stop/status/env then act on it
   stop     remove all of it: the stack, the images it built, the Swarm it
            created, its dockerd, bridges and iptables chains that dockerd left
   status   engine, services, tasks, the front door's /ready
@@ -19,8 +23,10 @@ Docker Swarm stack (N MMS replicas behind the front door).
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from fizbuz.lifecycle import LifecycleError
+from serving.containers.cluster import STATE_FILE as CLUSTER_STATE, Cluster, ClusterOptions
 from serving.containers.stack import Options, Stack
 from fizbuz import logs, settings
 from fizbuz.errors import FizbuzError
@@ -49,6 +55,8 @@ def build_parser():
     start.add_argument("--mar", default=Options.mar, help="the model archive to ship (model_store/...)")
     settings.add_flag(start, "mms_cpus", "--cpus")
     settings.add_flag(start, "mms_memory", "--memory")
+    settings.add_flag(start, "nodes", "--nodes")
+    settings.add_flag(start, "managers", "--managers")
     commands.add_parser("stop", help="remove everything start made")
     commands.add_parser("status", help="engine, services, tasks, /ready")
     commands.add_parser("env", help="export lines for the front door: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, "
@@ -66,9 +74,19 @@ def main(argv=None):
     except FizbuzError as error:
         print(f"containers.sh: {error}", file=sys.stderr)
         return error.exit_code
-    stack = Stack(args.dir)
+    multinode = (Path(args.dir) / CLUSTER_STATE).exists() or (args.command == "start" and args.nodes > 1)
+    stack = Cluster(args.dir) if multinode else Stack(args.dir)
     try:
-        if args.command == "start":
+        if args.command == "start" and multinode:
+            if not os.path.isfile(args.mar):
+                raise LifecycleError(f"{args.mar} does not exist: run ./build_mar.sh")
+            stack.start(ClusterOptions(nodes=args.nodes, managers=args.managers, replicas=args.replicas,
+                                       mms_workers=args.workers, base=args.base, stack=args.stack,
+                                       mar=os.path.abspath(args.mar), mms_cpus=args.cpus, mms_memory=args.memory))
+            print("\n".join(["", "Use it:", '  eval "$(serving/containers/containers.sh env)"',
+                             "Nodes and tasks per node: serving/containers/containers.sh status",
+                             "Stop:  serving/containers/containers.sh stop"]))
+        elif args.command == "start":
             if args.replicas < 1 or args.workers < 1:
                 raise LifecycleError("--replicas and --workers must be at least 1")
             if not os.path.isfile(args.mar):
@@ -87,6 +105,8 @@ def main(argv=None):
             print(stack.status())
         elif args.command == "env":
             print("\n".join(stack.env_lines()))
+        elif args.command == "update" and multinode:
+            raise LifecycleError("update is for the one-node stack; on the cluster: docker service update")
         elif args.command == "update":
             if not os.path.isfile(args.mar):
                 raise LifecycleError(f"{args.mar} does not exist")

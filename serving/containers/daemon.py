@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fizbuz.lifecycle import LifecycleError, PidFile, spawn, tail, wait_until
+from fizbuz.lifecycle import LifecycleError, PidFile, end_processes, processes_under, spawn, tail, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,9 @@ class Dockerd:
     """A dockerd of our own; every path it writes is under `folder` and
     `exec_root` (kept short: containerd's socket paths must fit 108 bytes)."""
 
-    def __init__(self, folder, exec_root):
+    def __init__(self, folder, exec_root, extra_args=()):
         self.folder = Path(folder)
+        self.extra_args = list(extra_args)
         self.exec_root = Path(exec_root)
         self.data_root = self.folder / "data"
         self.socket = self.folder / "docker.sock"
@@ -147,7 +148,7 @@ class Dockerd:
                 "--bridge", "none",            # no docker0: builds use the host's network
                 # Published ports by iptables alone: docker-proxy (userland) halved req/s at c=64.
                 "--userland-proxy=false",
-                "--log-level", "warn"]
+                "--log-level", "warn", *self.extra_args]
 
     def start(self, timeout=90):
         """Try the storage drivers in order; returns the one that works."""
@@ -177,6 +178,9 @@ class Dockerd:
         """Stop dockerd (it stops its containers and containerd), then remove
         its mounts and folders."""
         pid = self.pid_file.stop(grace=grace)
+        # After a kill -9 of dockerd its containerd and shims live on, orphaned:
+        # found by their command lines, which name our exec-root.
+        end_processes(processes_under(self.exec_root), grace=5)
         for root in (self.exec_root, self.data_root):
             unmount_under(root)
         shutil.rmtree(self.exec_root, ignore_errors=True)

@@ -7,7 +7,8 @@ usage() {
   cat <<USAGE
 Usage: serving/containers/setup_docker.sh [-h]
 
-Checks that docker.io (dockerd 20.10 and its client) and debootstrap are installed;
+Checks that docker.io (dockerd 20.10 and its client), debootstrap and docker-registry
+(the multi-node Swarm's registry) are installed;
 installs the missing ones at their pins (scripts/debian-packages.txt) with apt-get
 (scripts/debian_packages.sh, root). The package's own docker service is not started
 (policy-rc.d 101): the stack runs its own dockerd with its own data-root, socket and
@@ -19,4 +20,4 @@ USAGE
 }
 help_or_no_arguments "$@"
 
-"$ROOT/scripts/debian_packages.sh" docker.io debootstrap
+"$ROOT/scripts/debian_packages.sh" docker.io debootstrap docker-registry

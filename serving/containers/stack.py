@@ -52,6 +52,14 @@ class Options:
     body_cap: str = "4k"
     read_timeout: float = 3
     engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
+    # The multi-node cluster (cluster.py): the registry our own dockerd pushes
+    # to over plain HTTP, and the address the front door's certificate names.
+    registry: str = ""
+    front_address: str = "127.0.0.1"
+    health_interval: str = "3s"    # the MMS health check's (stack.yml; Dockerfile.mms's by default)
+    health_timeout: str = "5s"
+    health_retries: int = 3
+    response_timeout: str = "30"   # MMS's default_response_timeout (serving/mms/config.properties)
 
 
 def front_settings(options):
@@ -61,6 +69,12 @@ def front_settings(options):
         listen="8443", hosts=[], dns_hosts=f"tasks.{options.stack}_mms:{MMS_PORT}", workers="2",
         rate=options.rate, burst=options.burst, body_cap=options.body_cap, read_timeout=options.read_timeout,
         metrics_log=False, routing="batched", **FRONT_FILES)
+
+
+def front_address(state):
+    """Where clients reach the front door: this machine, or the edge node of a
+    multi-node cluster (older state files name no address)."""
+    return state["options"].get("front_address", "127.0.0.1")
 
 
 class Stack(JsonState):
@@ -78,14 +92,26 @@ class Stack(JsonState):
         return Docker(state["socket"])
 
     def dockerd(self, state):
-        return Dockerd(self.dir / "dockerd", state["exec_root"])
+        registry = state["options"].get("registry")
+        return Dockerd(self.dir / "dockerd", state["exec_root"],
+                       extra_args=("--insecure-registry", registry) if registry else ())
 
     # ------------------------------------------------------------ start
     def start(self, options):
-        state = self.load()
-        if state is None:
+        if self.load() is None:
             # Swarm publishes the port on every address of the node (mode host).
             check_port_free(options.front_port, "the front door", "0.0.0.0", " (FRONT_PORT)")
+        state, docker, mms_image, front_image = self.prepare(options)
+        self._swarm(state, docker)
+        self.deploy(state, docker, mms_image, front_image)
+        return state
+
+    def prepare(self, options):
+        """Everything but the Swarm and the deployment: the engine, the base, the
+        two images, the front door's files. Returns (state, docker, mms image,
+        front image); the multi-node cluster (cluster.py) builds with it."""
+        state = self.load()
+        if state is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             state = {"id": secrets.token_hex(3), "options": dataclasses.asdict(options), "images": [],
                      "own_dockerd": False, "swarm_created": False, "deployed": False, "timings": {},
@@ -96,14 +122,12 @@ class Stack(JsonState):
             log.info("stack state found in %s: finishing or checking what it describes", self.dir)
             options = Options(**state["options"])
         docker = self._engine(state)
-        self._swarm(state, docker)
         base = self._base(state, docker, options)
         mms_image = self.build_mms(state, docker, base, options.mar)
         front_image = self._build(state, docker, "fizbuz-front", images.front_context(self.dir / "build" / "front"),
                                   base)
         self._front_files(state, options)
-        self.deploy(state, docker, mms_image, front_image)
-        return state
+        return state, docker, mms_image, front_image
 
     def _engine(self, state):
         """A dockerd that already runs (DOCKER_HOST or the default socket), or our own."""
@@ -190,7 +214,7 @@ class Stack(JsonState):
             tokens.add(self.token_file, "default")
             log.info("made a token named 'default' in %s", self.token_file)
         write_private(self.front_dir / "tokens.map", tokens.render_map(tokens.read(self.token_file)))
-        tls_files(self.front_dir, None, None, "127.0.0.1")  # cert.pem, key.pem, made once
+        tls_files(self.front_dir, None, None, options.front_address)  # cert.pem, key.pem, made once
         (self.front_dir / "nginx.conf").write_text(config.render(front_settings(options), FRONT_PREFIX))
 
     # ------------------------------------------------------------ deploy / update
@@ -203,7 +227,9 @@ class Stack(JsonState):
                     MMS_WORKERS=str(options.mms_workers), MMS_CPUS=options.mms_cpus,
                     MMS_MEMORY=options.mms_memory, MMS_PLACEMENT=options.placement,
                     FRONT_PLACEMENT=options.front_placement, FRONT_PORT=str(options.front_port),
-                    FRONT_DIR=str(self.front_dir),
+                    FRONT_DIR=str(self.front_dir), MMS_HEALTH_TIMEOUT=options.health_timeout,
+                    MMS_HEALTH_INTERVAL=options.health_interval, MMS_RESPONSE_TIMEOUT=options.response_timeout,
+                    MMS_HEALTH_RETRIES=str(options.health_retries),
                     CONFIG_PREFIX=f"{options.stack}_{digest.hexdigest()[:10]}")
 
     def deploy(self, state, docker, mms_image, front_image, timeout=300):
@@ -223,8 +249,8 @@ class Stack(JsonState):
         self.wait_converged(state, docker, timeout)
         state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
         self.save(state)
-        log.info("stack %s serves on https://127.0.0.1:%d (%.0f s after deploy)", options.stack,
-                 options.front_port, state["timings"]["deploy_to_first_answer_s"])
+        log.info("stack %s serves on https://%s:%d (%.0f s after deploy)", options.stack,
+                 options.front_address, options.front_port, state["timings"]["deploy_to_first_answer_s"])
 
     def wait_converged(self, state, docker, timeout):
         options = Options(**state["options"])
@@ -297,7 +323,7 @@ class Stack(JsonState):
 
     def ready(self, state=None):
         state = state or self.require()
-        status, _, text = client.request("127.0.0.1", state["options"]["front_port"], "GET", "/ready",
+        status, _, text = client.request(front_address(state), state["options"]["front_port"], "GET", "/ready",
                                          self.front_dir / "cert.pem", timeout=10)
         return status, text
 
@@ -305,7 +331,7 @@ class Stack(JsonState):
         state = self.require()
         names = tokens.read(self.token_file)
         token = names.get("default") or next(iter(names.values()), "")
-        address = f"127.0.0.1:{state['options']['front_port']}"
+        address = f"{front_address(state)}:{state['options']['front_port']}"
         return [f"export FIZBUZ_URL=https://{address}",
                 # gRPC clients (tritonclient.grpc) take host:port: the same door, HTTP/2
                 f"export FIZBUZ_GRPC_URL={address}",
@@ -328,7 +354,8 @@ class Stack(JsonState):
                                     "{{.Name}}  {{.Image}}  {{.CurrentState}}", state["options"]["stack"],
                                     check=False) or "")
             ready, _ = self.ready(state)
-            lines.append(f"  front door https://127.0.0.1:{state['options']['front_port']}  /ready {ready}")
+            address = f"{front_address(state)}:{state['options']['front_port']}"
+            lines.append(f"  front door https://{address}  /ready {ready}")
         return "\n".join(line.rstrip() for line in lines)
 
     # ------------------------------------------------------------ stop

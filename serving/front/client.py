@@ -15,9 +15,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, PREDICT_PATH, expected_reply, request_body
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, MODEL_NAME, PREDICT_PATH, expected_reply, request_body
 from fizbuz.http_client import exchange
 from fizbuz.lifecycle import wait_until
+
+V2_INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+
+
+def v2_body(number):
+    """A v2 REST infer request (JSON) for one number, labels only."""
+    return json.dumps({"inputs": [{"name": "input.1", "datatype": "INT64", "shape": [1, 1], "data": [number]}],
+                       "outputs": [{"name": "next_number"}]})
+
 
 # What a reused connection the server had closed looks like before a reply starts.
 NO_REPLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
@@ -63,8 +72,14 @@ class LoadResult:
 class Load:
     """Run `concurrency` clients until stop(); every answer is checked."""
 
-    def __init__(self, host, port, cafile, token, concurrency=32, timeout=60, numbers=None):
+    def __init__(self, host, port, cafile, token, concurrency=32, timeout=60, numbers=None, protocol="card"):
+        """protocol: "card" (the book's path, one number a request) or "v2" (the
+        Open Inference Protocol's REST infer, one number a request, JSON)."""
+        if protocol not in ("card", "v2"):
+            raise ValueError(f"protocol must be card or v2, not {protocol!r}")
         self.host, self.port, self.token, self.timeout = host, port, token, timeout
+        self.protocol = protocol
+        self.path = PREDICT_PATH if protocol == "card" else V2_INFER_PATH
         self.context = tls_context(cafile)
         self.concurrency = concurrency
         self.numbers = numbers
@@ -98,7 +113,7 @@ class Load:
         return http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=self.timeout)
 
     def _send(self, connection, body):
-        connection.request("POST", PREDICT_PATH, body=body, headers={
+        connection.request("POST", self.path, body=body, headers={
             "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
         return connection.getresponse()  # the status line: nothing of the reply before it
 
@@ -112,7 +127,7 @@ class Load:
                 position += self.concurrency
             else:
                 number = rng.randrange(MIN_INPUT, MAX_INPUT + 1)
-            body = request_body(number)
+            body = request_body(number) if self.protocol == "card" else v2_body(number)
             started = time.monotonic()
             try:
                 try:
@@ -144,6 +159,14 @@ class Load:
                     reply = json.loads(raw)
                 except ValueError:
                     reply = raw
-                if reply != expected_reply(number):
+                if not self._right(number, reply):
                     self.result.wrong.append((number, reply))
         connection.close()
+
+    def _right(self, number, reply):
+        if self.protocol == "card":
+            return reply == expected_reply(number)
+        try:
+            return reply["outputs"][0]["data"] == [expected_reply(number)["next_number"]]
+        except (TypeError, KeyError, IndexError):
+            return False

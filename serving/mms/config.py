@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from fizbuz import settings
 from fizbuz.lifecycle import LifecycleError
 
 HERE = Path(__file__).resolve().parent
@@ -19,12 +20,17 @@ def write_config(path, inference_port, management_port, tls=None, inference_addr
                  template=CONFIG_TEMPLATE):
     """config.properties with the addresses pointing at the chosen ports; with
     tls=(certificate, key) the inference API speaks HTTPS. The management API
-    always stays on loopback (MMS 1.0.8 has no auth)."""
+    always stays on loopback (MMS 1.0.8 has no auth). FIZBUZ_MMS_RESPONSE_TIMEOUT
+    (seconds, when set) replaces default_response_timeout, which also bounds a
+    worker's model load: the multi-node cluster's tasks start on a busy box."""
     scheme = "https" if tls else "http"
+    response_timeout = settings.value("mms_response_timeout")  # None: the template's
     lines = []
     for line in template.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
-        if key == "inference_address":
+        if key == "default_response_timeout" and response_timeout:
+            line = f"default_response_timeout={response_timeout}"
+        elif key == "inference_address":
             line = f"inference_address={scheme}://{inference_address}:{inference_port}"
         elif key == "management_address":
             line = f"management_address=http://127.0.0.1:{management_port}"

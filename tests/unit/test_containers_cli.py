@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from fizbuz.errors import SettingError
+
 from fizbuz.contract import MAR_FILE_NAME, PREDICT_PATH, ROOT, expected_reply
 from fizbuz.handler_harness import batch_context, load_service, raw_request
 from serving.containers import health, images
@@ -134,3 +136,35 @@ def test_the_health_checks_v2_call_is_answered_right_by_the_handler(batched_serv
     assert health.v2_labels(payload) == [expected_reply(n)["next_number"] for n in numbers]
     with pytest.raises(ValueError):
         health.open_envelope(b'{"next_number": "Fizz"}')
+
+
+def test_nodes_out_of_range_get_a_clear_error_and_nothing_is_made(tmp_path, mar_path):
+    for nodes, managers in ((10, 1), (3, 4), (3, 0)):
+        result = subprocess.run([sys.executable, "-m", "serving.containers.cli", "--dir", str(tmp_path), "start",
+                                 "--nodes", str(nodes), "--managers", str(managers), "--mar", str(mar_path)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and "--nodes must be 2..9" in result.stderr
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_the_stack_hands_mms_its_response_timeout(tmp_path, monkeypatch):
+    from serving.mms.config import write_config
+    monkeypatch.setenv("FIZBUZ_MMS_RESPONSE_TIMEOUT", "120")
+    write_config(tmp_path / "config.properties", 8080, 8081)
+    assert "default_response_timeout=120" in (tmp_path / "config.properties").read_text().splitlines()
+    monkeypatch.setenv("FIZBUZ_MMS_RESPONSE_TIMEOUT", "0; rm -rf /")
+    with pytest.raises(SettingError, match="FIZBUZ_MMS_RESPONSE_TIMEOUT='0; rm -rf /' is not a whole number"):
+        write_config(tmp_path / "config.properties", 8080, 8081)
+    assert Options().response_timeout == "30"   # the one-node stack keeps MMS's own
+
+
+def test_a_v2_load_checks_v2_answers(monkeypatch):
+    from serving.front import client
+    monkeypatch.setattr(client, "tls_context", lambda cafile: None)  # no connection is made
+    load = client.Load("127.0.0.1", 1, None, "t", 1, protocol="v2")
+    assert load.path == "/v2/models/fizbuz_package/infer"
+    assert load._right(14, {"outputs": [{"name": "next_number", "data": ["FizzBuzz"]}]})
+    assert not load._right(14, {"outputs": [{"name": "next_number", "data": ["14"]}]})
+    assert not load._right(14, "not json")
+    with pytest.raises(ValueError):
+        client.Load("127.0.0.1", 1, None, "t", 1, protocol="grpc")
