@@ -26,7 +26,7 @@ Without arguments: provisioning, then the default tier (every test but the conta
 With arguments: only pytest with them; the venv is refreshed (a no-op when current),
   nothing is installed with apt and nothing is built. Provision first for the slow
   tier on a fresh machine (./run_tests.sh --provision-only), e.g.
-  ./run_tests.sh -m "not slow"    the quick tier, under 2 minutes after set-up (2 cores);
+  ./run_tests.sh -m "not slow"    the quick tier, about 2 minutes after set-up (2 cores);
                                   unit tests, the lint, one shared MMS end to end. Left
                                   out as slow: whatever needs apt or a build (browser,
                                   nginx fleet, Prometheus, Redis, C++), fault and soak
