@@ -24,11 +24,10 @@ help_or_no_arguments "$@"
 
 ensure_venv
 # Names and paths come from the one contract module (fizbuz/contract.py).
-{ read -r MODEL_NAME; read -r HANDLER; read -r weights; read -r -a SOURCES; } \
-  < <("$PY" -m fizbuz.contract MODEL_NAME HANDLER WEIGHTS ARCHIVE_SOURCES)
-WEIGHTS=$("$PY" -m fizbuz.settings get weights)
-PACKAGE_DIR=$("$PY" -m fizbuz.settings get staging_dir)
-MODEL_STORE=$("$PY" -m fizbuz.settings get model_store)
+{ read -r MODEL_NAME; read -r HANDLER; read -r -a SOURCES; } \
+  < <("$PY" -m fizbuz.contract MODEL_NAME HANDLER ARCHIVE_SOURCES)
+{ read -r WEIGHTS; read -r PACKAGE_DIR; read -r MODEL_STORE; } \
+  < <("$PY" -m fizbuz.settings get weights staging_dir model_store)
 [ -f "$WEIGHTS" ] || die "no trained weights at $WEIGHTS: run '$PY -m fizbuz.train' to train them (about 5 s)"
 
 say "exporting ONNX and checking parity with PyTorch"

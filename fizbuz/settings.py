@@ -28,10 +28,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE, PACKAGE_DIR, ROOT, RUN_DIR, WEIGHTS
 from fizbuz.errors import SettingError
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "FIZBUZ_"
 BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -61,7 +61,7 @@ MAX_MMS_PORT = 32766
 
 SETTINGS: tuple[Setting, ...] = (
     # ---------------------------------------------------------------- one MMS (fizbuz mms, start_mms.sh)
-    _s("run_dir", Path, ROOT / "run", "mms", "the server's run folder: pid file, sockets, config, logs/"),
+    _s("run_dir", Path, RUN_DIR, "mms", "the server's run folder: pid file, sockets, config, logs/"),
     _s("mms_timeout", float, 120.0, "mms", "seconds to wait for each start-up step", "MMS_TIMEOUT", 1, 3600),
     _s("mms_response_timeout", int, None, "mms, stack",
        "MMS's default_response_timeout in s (also bounds a worker's model load; default: config.properties' 30)",
@@ -73,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
        1, MAX_MMS_PORT),
     _s("metrics_port", int, 8082, "mms", "MMS's Prometheus exporter port; 0 turns the exporter off",
        "METRICS_PORT", 0, 65535),
-    _s("model_store", Path, ROOT / "model_store", "mms, build_mar.sh", "where the .mar is built and served from",
+    _s("model_store", Path, MODEL_STORE, "mms, build_mar.sh", "where the .mar is built and served from",
        "MODEL_STORE"),
     _s("batch_size", int, 16, "mms, fleet", "largest batch a worker gets", "BATCH_SIZE", 1, 1024),
     _s("max_batch_delay", int, 1, "mms", "ms a worker waits to fill a batch", "MAX_BATCH_DELAY", 0, 10000),
@@ -96,17 +96,17 @@ SETTINGS: tuple[Setting, ...] = (
     _s("tls_cert", Path, None, "mms, fleet", "PEM certificate (default: a self-signed one)", "TLS_CERT"),
     _s("tls_key", Path, None, "mms, fleet", "PEM private key, PKCS#8", "TLS_KEY"),
     # ---------------------------------------------------------------- the model's files
-    _s("weights", Path, ROOT / "assets/fizbuz_model.pth", "build_mar.sh, flask", "the trained weights"),
-    _s("staging_dir", Path, ROOT / "fizbuz_package", "build_mar.sh", "where the archive's folder is staged",
+    _s("weights", Path, WEIGHTS, "build_mar.sh, flask", "the trained weights"),
+    _s("staging_dir", Path, PACKAGE_DIR, "build_mar.sh", "where the archive's folder is staged",
        "STAGING_DIR"),
     _s("venv", Path, ROOT / ".venv", "every script", "the project's virtual environment"),
     # ---------------------------------------------------------------- the front door (fizbuz fleet, fleet.sh)
-    _s("fleet_dir", Path, ROOT / "run/fleet", "fleet", "the fleet's folder: state, tokens, nginx, hosts",
+    _s("fleet_dir", Path, RUN_DIR / "fleet", "fleet", "the fleet's folder: state, tokens, nginx, hosts",
        "FLEET_DIR"),
     _s("hosts", int, 2, "fleet", "model hosts behind the front door", "HOSTS", 1, 16),
     _s("front_port", int, 8443, "fleet, stack", "the front door's HTTPS port", "FRONT_PORT", 1, 65535),
     _s("front_address", str, "127.0.0.1", "fleet", "address the front door listens on", "FRONT_ADDRESS"),
-    _s("mar", Path, ROOT / "model_store/fizbuz_package.mar", "fleet", "the archive the hosts serve", "MAR"),
+    _s("mar", Path, MODEL_STORE / MAR_FILE_NAME, "fleet", "the archive the hosts serve", "MAR"),
     _s("rate", int, 50000, "fleet", "requests/s per token (nginx limit_req)", "RATE", 1, 1_000_000),
     _s("burst", int, 10000, "fleet", "requests per token allowed over the rate at once", "BURST", 0, 1_000_000),
     _s("body_cap", str, "4k", "fleet", "largest card-path request body (nginx size)", "BODY_CAP"),
@@ -124,7 +124,7 @@ SETTINGS: tuple[Setting, ...] = (
        "(0: no admission control; docs/overload.md)", "ADMISSION", 0, 100000),
     _s("retry_budget", int, 32, "fleet", "retries in flight per host entry (0: unbounded)", "RETRY_BUDGET", 0, 100000),
     # ---------------------------------------------------------------- the Swarm stack (fizbuz stack, containers.sh)
-    _s("containers_dir", Path, ROOT / "run/containers", "stack", "the stack's folder: dockerd, state, tokens",
+    _s("containers_dir", Path, RUN_DIR / "containers", "stack", "the stack's folder: dockerd, state, tokens",
        "CONTAINERS_DIR"),
     _s("stack", str, "fizbuz", "stack", "the stack's name", "STACK"),
     _s("replicas", int, 2, "stack", "MMS tasks", "REPLICAS", 1, 32),
@@ -147,7 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("flask_threads", int, 4, "flask", "threads per gthread worker", "THREADS", 1, 256),
     _s("flask_keep_alive", int, 75, "flask", "gthread keep-alive seconds", "KEEP_ALIVE", 0, 3600),
     _s("flask_access_log", bool, False, "flask", "gunicorn's access log", "ACCESS_LOG"),
-    _s("flask_run_dir", Path, ROOT / "run/flask", "flask", "pid file and logs", "FLASK_RUN_DIR"),
+    _s("flask_run_dir", Path, RUN_DIR / "flask", "flask", "pid file and logs", "FLASK_RUN_DIR"),
     _s("flask_start_timeout", float, 120.0, "flask", "seconds to wait for gunicorn", "START_TIMEOUT", 1, 3600),
     # ---------------------------------------------------------------- the netron view (fizbuz netron)
     _s("netron_host", str, "127.0.0.1", "netron", "address netron listens on", "NETRON_HOST"),
@@ -293,13 +293,14 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="Precedence: flag > FIZBUZ_<NAME> > old name > default.")
     parser.add_argument("--markdown", action="store_true", help="print the docs page (docs/settings.md)")
     sub = parser.add_subparsers(dest="command")
-    get = sub.add_parser("get", help="print one setting's value (for shell scripts)")
-    get.add_argument("key", choices=sorted(BY_KEY), metavar="KEY")
+    get = sub.add_parser("get", help="print settings' values, one per line (for shell scripts: one start-up)")
+    get.add_argument("keys", nargs="+", choices=sorted(BY_KEY), metavar="KEY")
     args = parser.parse_args(argv)
     try:
         if args.command == "get":
-            shown = value(args.key)
-            print("" if shown is None else _shown(shown) if isinstance(shown, bool) else shown)
+            for key in args.keys:
+                shown = value(key)
+                print("" if shown is None else _shown(shown) if isinstance(shown, bool) else shown)
         else:
             print(markdown() if args.markdown else table(), end="\n" if not args.markdown else "")
     except SettingError as error:
