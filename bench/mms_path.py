@@ -22,9 +22,7 @@ the reply's send and the metric lines. Writes bench/results/mms_path/.
 
 import argparse
 import collections
-import concurrent.futures
 import contextlib
-import json
 import logging
 import os
 import statistics
@@ -38,7 +36,8 @@ import psutil
 
 from bench import load_generator
 from bench.machine import write_report
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, expected_reply
+from fizbuz import answers
+from fizbuz.contract import MAX_INPUT, MIN_INPUT
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import LifecycleError
 from serving.mms.private import PrivateMms
@@ -81,17 +80,10 @@ def cpu_seconds(processes):
 
 def check_answers(server, name, clients=16):
     """All 1023 inputs; stop the run on any wrong answer."""
-    def ask(number):
-        status, text = predict(server.url, number, 10)
-        try:
-            return None if status == 200 and json.loads(text) == expected_reply(number) else (number, status, text)
-        except ValueError:
-            return number, status, text
-
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        wrong = [row for row in pool.map(ask, range(MIN_INPUT, MAX_INPUT + 1)) if row]
+    numbers = range(MIN_INPUT, MAX_INPUT + 1)
+    wrong = answers.ask_all(lambda number: predict(server.url, number, 10), numbers, threads=clients)
     if wrong:
-        raise LifecycleError(f"{name}: {len(wrong)} of 1023 answers wrong, e.g. {wrong[0]}")
+        raise LifecycleError(f"{name}: {answers.summary(wrong, len(numbers))}")
 
 
 def check_patch(server, name):

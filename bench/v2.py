@@ -59,7 +59,7 @@ from pathlib import Path
 
 from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, MODEL_STORE, PREDICT_PATH, ROOT
-from fizbuz.contract import expected_reply
+from fizbuz.answers import expected_labels
 
 HERE = Path(__file__).resolve().parent
 INPUTS = list(range(MIN_INPUT, MAX_INPUT + 1))
@@ -221,10 +221,6 @@ class Target:
 
 
 # ------------------------------------------------------------ replies (pure)
-
-def expected_labels(numbers):
-    return [expected_reply(n)[LABEL_OUTPUT] for n in numbers]
-
 
 def bytes_tensor(raw):
     """BYTES elements: each a 4-byte little-endian length, then the bytes."""
