@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import psutil
 
 from bench import load_generator
 from bench.machine import write_report
-from fizbuz import answers
+from fizbuz import answers, logs
 from fizbuz.contract import MAX_INPUT, MIN_INPUT
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import LifecycleError
@@ -247,21 +246,15 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    try:
-        load_generator.ensure_tools("wrk")
-    except load_generator.LoadError as error:
-        print(f"mms_path: {error}", file=sys.stderr)
-        return 1
     args.output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fbz-mms-path-") as folder:
-        try:
-            runs, shares = measure(args, Path(folder))
-        except (LifecycleError, load_generator.LoadError, subprocess.SubprocessError) as error:
-            print(f"mms_path: {error}", file=sys.stderr)
-            return 1
+    measured = load_generator.measure_in_temp("mms_path", "fbz-mms-path-", lambda folder: measure(args, folder),
+                                              (LifecycleError, subprocess.SubprocessError))
+    if measured is None:
+        return 1
+    runs, shares = measured
     print(report(args, runs, shares))
     return 0
 

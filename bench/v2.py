@@ -136,39 +136,20 @@ def lua_string(data):
     return '"' + "".join(out) + '"'
 
 
-LUA_TEMPLATE = """-- made by bench/v2.py: POST these bodies in turn (each thread from its own
--- offset), then print one JSON summary line.
+# bench/post_inputs.lua (its thread offsets and its one-line summary) with the
+# request it makes replaced: these bodies in turn, with these headers only.
+LUA_TEMPLATE = """%(post_inputs)s
+-- added by bench/v2.py: POST these bodies in turn instead.
 local bodies = {
 %(bodies)s
 }
-local threads = {}
-wrk.method = "POST"
+wrk.headers["Content-Type"] = nil
 %(headers)s
-
-function setup(thread)
-  thread:set("offset", #threads * 337)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  counter = offset or 0
-end
 
 function request()
   local body = bodies[counter %% #bodies + 1]
   counter = counter + 1
   return wrk.format(nil, nil, nil, body)
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_SUMMARY {"requests": %%d, "duration_us": %%d, "errors": {"connect": %%d, "read": %%d, ' ..
-    '"write": %%d, "status": %%d, "timeout": %%d}, "latency_us": {"p50": %%d, "p90": %%d, ' ..
-    '"p99": %%d, "mean": %%.1f, "max": %%d}}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.mean, latency.max))
 end
 """
 
@@ -177,7 +158,8 @@ def lua_script(bodies, headers):
     """wrk's script for these bodies (bytes) and fixed headers {name: value}."""
     header_lines = "\n".join(f"wrk.headers[{lua_string(k.encode())}] = {lua_string(str(v).encode())}"
                              for k, v in headers.items())
-    return LUA_TEMPLATE % {"bodies": ",\n".join(f"  {lua_string(b)}" for b in bodies), "headers": header_lines}
+    return LUA_TEMPLATE % {"post_inputs": (HERE / "post_inputs.lua").read_text(),
+                           "bodies": ",\n".join(f"  {lua_string(b)}" for b in bodies), "headers": header_lines}
 
 
 @dataclass
