@@ -14,10 +14,15 @@ straight to MMS; while wrk runs the CPU time of the Java frontend and of the wor
 read from /proc (psutil), so each run gives req/s and CPU microseconds per request
 for the frontend and the workers. Last, one worker of each server is profiled by
 py-spy under c=64 load: flame graphs (SVG) and the share of samples in the decoder,
-the reply's send and the metric lines. Writes bench/results/mms_path/.
+the reply's send and the metric lines.
+
+Then the warm-up before ready (FIZBUZ_MMS_WARMUP): in interleaved rounds, a fresh
+server started with no warm-up and one started with the default passes over every
+input, each measured by wrk at c=64 for the first seconds after it says ready: what
+the first clients of a just-started server meet. Writes bench/results/mms_path/.
 
     fizbuz bench mms-path       (= .venv/bin/python -m bench.mms_path; 3 rounds, c=1,16,64, 8 s each, ~8 min)
-    .venv/bin/python -m bench.mms_path --rounds 1 --duration 3 --no-profile   # a smoke run
+    .venv/bin/python -m bench.mms_path --rounds 1 --duration 3 --no-profile --startup-rounds 1  # a smoke run
 """
 
 import argparse
@@ -28,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +41,7 @@ import psutil
 
 from bench import load_generator
 from bench.machine import write_report
-from fizbuz import answers, logs
+from fizbuz import answers, logs, settings
 from fizbuz.contract import MAX_INPUT, MIN_INPUT
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import LifecycleError
@@ -172,7 +178,56 @@ def measure(args, folder):
             for name, server in servers.items():
                 log.info("profiling a worker of '%s' (py-spy, %d s)", name, args.profile_seconds)
                 shares[name] = profile(server, name, args.profile_seconds, args.output, wrk_log)
-    return runs, shares
+    startup = startup_runs(args, wrk_log) if args.startup_rounds else []
+    return runs, shares, startup
+
+
+def startup_runs(args, wrk_log):
+    """Fresh servers, cold and warmed, each measured for the first seconds after it
+    said ready; the order flips every round. (run, seconds its start took) pairs."""
+    rows = []
+    for round_number in range(1, args.startup_rounds + 1):
+        order = (0, args.warm_passes) if round_number % 2 else (args.warm_passes, 0)
+        for passes in order:
+            server = PrivateMms(workers=2, mms_warmup=passes)
+            try:
+                began = time.monotonic()
+                server.start()
+                took = time.monotonic() - began
+                run = timed_run(server, f"warm-up {passes}", 64, args.startup_seconds, round_number, wrk_log,
+                                args.wrk_threads)
+            finally:
+                server.stop()
+                server.remove()
+            log.info("start-up round %d, %d warm-up passes: start %.1f s, then %.0f req/s, frontend %.1f us/req",
+                     round_number, passes, took, run.per_second, run.frontend_us)
+            rows.append((run, took))
+    return rows
+
+
+def startup_report(args, rows):
+    names = [f"warm-up {passes}" for passes in (0, args.warm_passes)]
+    lines = ["", f"## Warm-up before ready: the first {args.startup_seconds} s at c=64 after a start", "",
+             f"{args.startup_rounds} interleaved rounds; each a fresh server started with no warm-up, and one with "
+             f"{args.warm_passes} passes over every input (every answer checked) before it says ready "
+             "(`FIZBUZ_MMS_WARMUP`); then wrk at c=64 for the first seconds. The start's time includes the "
+             "warm-up.", "",
+             "| start | median start s | median req/s | rounds (req/s) | frontend CPU µs/req | workers CPU µs/req |",
+             "|---|---:|---:|---|---:|---:|"]
+    for name in names:
+        mine = [(run, took) for run, took in rows if run.config == name]
+        lines.append(f"| {name} passes | {statistics.median(t for _, t in mine):.1f} | "
+                     f"{statistics.median(r.per_second for r, _ in mine):,.0f} | "
+                     f"{', '.join(f'{r.per_second:,.0f}' for r, _ in mine)} | "
+                     f"{statistics.median(r.frontend_us for r, _ in mine):.1f} | "
+                     f"{statistics.median(r.workers_us for r, _ in mine):.1f} |")
+    by = {(run.config, run.round): run for run, _ in rows}
+    rounds = sorted({run.round for run, _ in rows})
+    for key, what in (("per_second", "req/s"), ("frontend_us", "frontend CPU per request")):
+        ratios = [getattr(by[(names[1], n)], key) / getattr(by[(names[0], n)], key) for n in rounds]
+        lines.append(f"\nWarmed / cold, paired by round, {what}: **{statistics.median(ratios):.2f}x** "
+                     f"({', '.join(f'{x:.2f}' for x in ratios)}).")
+    return lines
 
 
 def median_of(runs, name, connections, key):
@@ -186,7 +241,7 @@ def paired(runs, connections, key):
     return [by[("after", n)] / by[("before", n)] for n in rounds]
 
 
-def report(args, runs, shares):
+def report(args, runs, shares, startup=()):
     lines = [
         "# MMS's own per-request path: before and after issue 25", "",
         f"One run of `{' '.join(['python -m bench.mms_path', *args.argv])}`: "
@@ -223,6 +278,8 @@ def report(args, runs, shares):
             lines.append(f"| {group} | " + " | ".join(f"{shares[name][0].get(group, 0):.0%}" for name in shares)
                          + " |")
         lines.append("| samples | " + " | ".join(str(shares[name][1]) for name in shares) + " |")
+    if startup:
+        lines += startup_report(args, startup)
     return write_report(lines, args.output / "mms_path.md", args.load_before)
 
 
@@ -237,6 +294,12 @@ def parse_args(argv):
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the py-spy profiles")
     parser.add_argument("--profile-seconds", type=int, default=16, help="default %(default)s")
+    parser.add_argument("--startup-rounds", type=int, default=3,
+                        help="rounds of the warm-up comparison, fresh servers each (0: skip; default %(default)s)")
+    parser.add_argument("--startup-seconds", type=int, default=5,
+                        help="seconds of wrk right after a start (default %(default)s)")
+    parser.add_argument("--warm-passes", type=int, default=settings.default("mms_warmup"),
+                        help="the warmed server's passes (default: the shipped %(default)s)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default %(default)s")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1 or not args.connections or min(args.connections) < 1:
@@ -254,8 +317,7 @@ def main(argv=None):
                                               (LifecycleError, subprocess.SubprocessError))
     if measured is None:
         return 1
-    runs, shares = measured
-    print(report(args, runs, shares))
+    print(report(args, *measured))
     return 0
 
 

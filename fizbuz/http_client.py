@@ -1,12 +1,12 @@
 """A small stdlib HTTP client for control planes and readiness probes (no
 third-party package, so serving hosts need nothing beyond the runtime set)."""
 
-import json
 import ssl
 import urllib.error
 import urllib.request
 
-from fizbuz.contract import OUTPUT_KEY, PREDICT_PATH, SMOKE_ANSWER, SMOKE_INPUT, request_body
+from fizbuz import answers
+from fizbuz.contract import PREDICT_PATH, SMOKE_INPUT, request_body
 
 
 def exchange(method, url, timeout=10.0, body=None, headers=None, cafile=None):
@@ -46,10 +46,4 @@ def predict(url, number, timeout=10.0, cafile=None, headers=None):
 def answers_smoke_request(url, timeout=5.0, cafile=None, headers=None):
     """True when a real prediction comes back right (MMS's /ping says 200 even
     when no worker can serve, so readiness means this)."""
-    status, text = predict(url, SMOKE_INPUT, timeout, cafile, headers)
-    if status != 200:
-        return False
-    try:
-        return json.loads(text) == {OUTPUT_KEY: SMOKE_ANSWER}
-    except ValueError:
-        return False
+    return answers.reply_is_right(SMOKE_INPUT, *predict(url, SMOKE_INPUT, timeout, cafile, headers))

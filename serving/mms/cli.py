@@ -21,9 +21,10 @@ from pathlib import Path
 import psutil
 
 import fizbuz_metrics
-from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MODEL_NAME, SINGLE_MODEL_NAME,
+from fizbuz import answers
+from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, SINGLE_MODEL_NAME,
                              SINGLE_PREDICT_PATH)
-from fizbuz.http_client import answers_smoke_request, predict_url
+from fizbuz.http_client import answers_smoke_request, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
 from serving.mms.metrics import control as metrics_control
 from serving.mms.metrics import multiproc
@@ -169,9 +170,26 @@ def register_and_wait(args, run, server, cafile=None):
     url = predict_url(args.inference_port, args.inference_address, tls=bool(cafile))
     if not answers_smoke_request(url, timeout=10, cafile=cafile):
         raise LifecycleError(f"the smoke prediction to {url} failed")
+    warm_up(url, args.warmup, cafile)
     log.info("model %s is serving with %d READY workers (pid %d)", MODEL_NAME, args.workers, server.pid)
     if args.single_workers:
         register_single(args, run, alive, cafile)
+
+
+def warm_up(url, passes, cafile=None, threads=16):
+    """Every input `passes` times, `threads` at a time, before the server counts as
+    ready. A cold Java frontend spends many times its steady CPU per request until
+    the JIT has compiled Netty's and MMS's paths (tens of thousands of requests;
+    bench/results/mms_path/), so the first clients would meet a slow server; and
+    every answer is checked, so "ready" means every input is answered right."""
+    if passes < 1:
+        return
+    numbers = [n for _ in range(passes) for n in range(MIN_INPUT, MAX_INPUT + 1)]
+    log.info("warming up: %d requests (%d passes over every input)", len(numbers), passes)
+    wrong = answers.ask_all(lambda number: predict(url, number, 30, cafile), numbers, threads)
+    if wrong:
+        raise LifecycleError(f"warm-up at {url}: {answers.summary(wrong, len(numbers))}")
+    log.info("warm-up done: %d answers right", len(numbers))
 
 
 def register_single(args, run, alive, cafile=None):
@@ -337,6 +355,7 @@ def build_parser():
     settings.add_flag(start_cmd, "model_metrics_log", "--model-metrics-log", choices=(0, 1))
     settings.add_flag(start_cmd, "mms_fast_protocol", "--no-fast-protocol", dest="fast_protocol",
                       action="store_false")
+    settings.add_flag(start_cmd, "mms_warmup", "--warmup", dest="warmup", type=int, metavar="PASSES")
     settings.add_flag(start_cmd, "tls", "--tls", action="store_true")
     settings.add_flag(start_cmd, "tls_cert", "--tls-cert")
     settings.add_flag(start_cmd, "tls_key", "--tls-key")
@@ -368,6 +387,8 @@ def validate(args):
             raise LifecycleError(f"batch size must be 1..256, got {args.batch_size}")
         if not 1 <= args.workers <= DEFAULTS["max_workers"]:
             raise LifecycleError(f"workers must be 1..{DEFAULTS['max_workers']}, got {args.workers}")
+        if not 0 <= args.warmup <= 100:
+            raise LifecycleError(f"warm-up passes must be 0..100, got {args.warmup}")
         if not 0 <= args.single_workers <= DEFAULTS["max_workers"]:
             raise LifecycleError(f"single workers must be 0..{DEFAULTS['max_workers']}, got {args.single_workers}")
 

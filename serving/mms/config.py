@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from fizbuz import settings
+from fizbuz.errors import SettingError
 from fizbuz.lifecycle import LifecycleError
 
 HERE = Path(__file__).resolve().parent
@@ -20,24 +21,48 @@ def write_config(path, inference_port, management_port, tls=None, inference_addr
                  template=CONFIG_TEMPLATE):
     """config.properties with the addresses pointing at the chosen ports; with
     tls=(certificate, key) the inference API speaks HTTPS. The management API
-    always stays on loopback (MMS 1.0.8 has no auth). FIZBUZ_MMS_RESPONSE_TIMEOUT
-    (seconds, when set) replaces default_response_timeout, which also bounds a
-    worker's model load: the multi-node cluster's tasks start on a busy box."""
+    always stays on loopback (MMS 1.0.8 has no auth). The frontend's settings
+    replace the template's values when set (frontend_overrides); the response
+    timeout also bounds a worker's model load: the multi-node cluster's tasks
+    start on a busy box."""
     scheme = "https" if tls else "http"
-    response_timeout = settings.value("mms_response_timeout")  # None: the template's
+    overrides = frontend_overrides()
     lines = []
     for line in template.read_text().splitlines():
         key = line.split("=", 1)[0].strip()
-        if key == "default_response_timeout" and response_timeout:
-            line = f"default_response_timeout={response_timeout}"
+        if key in overrides:
+            line = f"{key}={overrides.pop(key)}"
         elif key == "inference_address":
             line = f"inference_address={scheme}://{inference_address}:{inference_port}"
         elif key == "management_address":
             line = f"management_address=http://127.0.0.1:{management_port}"
         lines.append(line)
+    lines += [f"{key}={value}" for key, value in overrides.items()]  # keys the template lacks
     if tls:
         lines += [f"certificate_file={tls[0]}", f"private_key_file={tls[1]}"]
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def frontend_overrides():
+    """config.properties keys the settings replace when set: the response
+    timeout, the frontend's Netty threads and its JVM options (vmargs)."""
+    values = {"default_response_timeout": settings.value("mms_response_timeout"),
+              "number_of_netty_threads": settings.value("mms_netty_threads"),
+              "netty_client_threads": settings.value("mms_netty_client_threads"),
+              "vmargs": jvm_options(settings.value("mms_jvm_options"))}
+    return {key: value for key, value in values.items() if value}
+
+
+def jvm_options(text):
+    """The JVM options as MMS's launcher will split them (on whitespace); each must
+    be an option: a word not starting with '-' would be taken as the main class."""
+    if not text:
+        return None
+    words = text.split()
+    bad = [word for word in words if not word.startswith("-")]
+    if bad:
+        raise SettingError(f"FIZBUZ_MMS_JVM_OPTIONS: {bad[0]!r} is not a JVM option (each starts with '-')")
+    return " ".join(words)
 
 
 def write_log_config(path, logs_folder, access_log, template=LOG_CONFIG_TEMPLATE):

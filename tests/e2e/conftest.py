@@ -13,6 +13,7 @@ import pytest
 import requests
 import requests.adapters
 
+from fizbuz import settings as fizbuz_settings
 from fizbuz.lifecycle import LifecycleError
 from serving.mms.private import PrivateMms
 
@@ -28,7 +29,8 @@ class MmsServer(PrivateMms):
 
     def start(self):
         try:
-            return super().start()
+            self.start_output = super().start()
+            return self.start_output
         except LifecycleError as error:
             pytest.fail(str(error))
 
@@ -40,8 +42,9 @@ class MmsServer(PrivateMms):
 
 @pytest.fixture(scope="session")
 def mms(model_store):
-    """One server for the tests that leave it as they found it: start_mms.sh defaults."""
-    server = MmsServer(model_store)
+    """One server for the tests that leave it as they found it: start_mms.sh defaults
+    (its warm-up too, which tests/conftest.py turns off for every other server)."""
+    server = MmsServer(model_store, mms_warmup=fizbuz_settings.default("mms_warmup"))
     server.start()
     yield server
     server.stop()

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from fizbuz import answers
+from fizbuz import settings as fizbuz_settings
 from fizbuz.contract import SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import predict_url
 from fizbuz.lifecycle import wait_until
@@ -77,6 +78,14 @@ def metrics_written_after(log, offset, pattern, timeout=30):
 
 def log_size(log):
     return log.stat().st_size if log.exists() else 0
+
+
+def test_the_server_warmed_up_on_every_input_before_it_said_ready(mms):
+    passes = fizbuz_settings.default("mms_warmup")
+    said = mms.start_output.stdout + mms.start_output.stderr
+    warmed = said.index(f"warm-up done: {passes * (MAX_INPUT + 1)} answers right")
+    assert passes >= 1 and said.index(f"warming up: {passes * (MAX_INPUT + 1)} requests") < warmed
+    assert warmed < said.index("is serving with")
 
 
 def test_concurrent_requests_are_batched(mms):
