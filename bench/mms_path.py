@@ -1,18 +1,21 @@
 """MMS's own per-request path, before and after issue 25, side by side in one run.
 
-Two private MMS servers, both with the shipped batching (batch 16, delay 1 ms, 2
-workers) and metrics on, both up for the whole run:
+Three private MMS servers, all with the shipped batching (batch 16, delay 1 ms, 2
+workers) and metrics on, all up for the whole run:
 
-  before   FIZBUZ_MMS_FAST_PROTOCOL=0: MMS 1.0.8's workers as shipped (its frame
-           decoder, one PredictionTime [METRICS] line per batch)
-  after    the default: serving/mms/fast_worker.py in every worker (buffered
-           decoder, no per-batch metric lines)
+  before   MMS 1.0.8 as shipped: FIZBUZ_MMS_FAST_PROTOCOL=0 (its frame decoder, one
+           PredictionTime [METRICS] line per batch), Netty's own thread counts and
+           the JVM's own collector (G1)
+  worker   the worker patch only: serving/mms/fast_worker.py in every worker
+           (buffered decoder, no per-batch metric lines), the frontend untuned
+  after    the default: the worker patch and the tuned frontend of
+           serving/mms/config.properties (one Netty thread of each kind, SerialGC)
 
 Each server's answers to all 1023 inputs are checked first. Then, in interleaved
 rounds (the order flips every round), wrk at each concurrency against each server,
 straight to MMS; while wrk runs the CPU time of the Java frontend and of the workers is
 read from /proc (psutil), so each run gives req/s and CPU microseconds per request
-for the frontend and the workers. Last, one worker of each server is profiled by
+for the frontend and the workers. Last, one worker of 'before' and 'after' is profiled by
 py-spy under c=64 load: flame graphs (SVG) and the share of samples in the decoder,
 the reply's send and the metric lines.
 
@@ -21,7 +24,7 @@ server started with no warm-up and one started with the default passes over ever
 input, each measured by wrk at c=64 for the first seconds after it says ready: what
 the first clients of a just-started server meet. Writes bench/results/mms_path/.
 
-    fizbuz bench mms-path       (= .venv/bin/python -m bench.mms_path; 3 rounds, c=1,16,64, 8 s each, ~8 min)
+    fizbuz bench mms-path       (= .venv/bin/python -m bench.mms_path; 3 rounds, c=1,16,64, 8 s each, ~12 min)
     .venv/bin/python -m bench.mms_path --rounds 1 --duration 3 --no-profile --startup-rounds 1  # a smoke run
 """
 
@@ -50,9 +53,15 @@ from serving.mms.private import PrivateMms
 log = logging.getLogger("mms-path")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mms_path"
-CONFIGS = {"before": {"mms_fast_protocol": 0}, "after": {}}
+# MMS's frontend as it was before issue 25: Netty's own thread counts (0) and the
+# JVM's own collector on this machine (G1); no warm-up (the bench warms every server).
+UNTUNED_FRONTEND = {"mms_netty_threads": 0, "mms_netty_client_threads": 0, "mms_jvm_options": "-XX:+UseG1GC"}
+CONFIGS = {"before": {"mms_fast_protocol": 0, **UNTUNED_FRONTEND},
+           "worker": dict(UNTUNED_FRONTEND),
+           "after": {}}
 PATCH_LINE = "fizbuz fast worker: buffered protocol, no per-batch metric lines"
-LABELS = {"before": "MMS as shipped (before)", "after": "fast worker (after)"}
+LABELS = {"before": "MMS as shipped (before)", "worker": "the worker patch only",
+          "after": "worker patch + tuned frontend (after: the default)"}
 # Frames of a py-spy profile, grouped by what they are (file:function prefixes).
 PROFILE_GROUPS = {
     "frame decoding": ("otf_message_handler.py", "fast_worker.py"),
@@ -92,11 +101,11 @@ def check_answers(server, name, clients=16):
 
 
 def check_patch(server, name):
-    """'after' runs the worker patch in every worker, 'before' in none (each worker
+    """'worker' and 'after' run the worker patch in every worker, 'before' in none (each worker
     says so in mms_log.log), or the comparison is not the one it claims to be."""
     said = (server.logs / "mms_log.log").read_text(errors="replace").count(PATCH_LINE)
     workers = len(server.workers())
-    if said != (workers if name == "after" else 0):
+    if said != (0 if name == "before" else workers):
         raise LifecycleError(f"'{name}': {said} of {workers} workers run the patch")
 
 
@@ -162,7 +171,7 @@ def measure(args, folder):
             check_answers(server, name)
             check_patch(server, name)
             servers[name] = server
-        log.info("all 1023 answers right on both; warming up (%d s each)", args.warmup)
+        log.info("all 1023 answers right on each; warming up (%d s each)", args.warmup)
         for server in servers.values():
             load_generator.run_wrk(server.url, 64, args.warmup, args.wrk_threads, wrk_log)
         for round_number in range(1, args.rounds + 1):
@@ -175,7 +184,7 @@ def measure(args, folder):
                              round_number, connections, name, run.per_second, run.frontend_us, run.workers_us)
                     runs.append(run)
         if args.profile:
-            for name, server in servers.items():
+            for name, server in ((name, servers[name]) for name in ("before", "after")):
                 log.info("profiling a worker of '%s' (py-spy, %d s)", name, args.profile_seconds)
                 shares[name] = profile(server, name, args.profile_seconds, args.output, wrk_log)
     startup = startup_runs(args, wrk_log) if args.startup_rounds else []
@@ -234,11 +243,11 @@ def median_of(runs, name, connections, key):
     return statistics.median(getattr(r, key) for r in runs if r.config == name and r.connections == connections)
 
 
-def paired(runs, connections, key):
-    """after/before of the same round (they ran back to back), per round."""
+def paired(runs, connections, key, name="after"):
+    """name/before of the same round (they ran back to back), per round."""
     by = {(r.config, r.round): getattr(r, key) for r in runs if r.connections == connections}
     rounds = sorted({r.round for r in runs})
-    return [by[("after", n)] / by[("before", n)] for n in rounds]
+    return [by[(name, n)] / by[("before", n)] for n in rounds]
 
 
 def report(args, runs, shares, startup=()):
@@ -247,7 +256,7 @@ def report(args, runs, shares, startup=()):
         f"One run of `{' '.join(['python -m bench.mms_path', *args.argv])}`: "
         f"{args.rounds} interleaved rounds (order flipped each round) of {args.duration} s of wrk "
         f"({args.wrk_threads} threads) per point, straight to MMS, after {args.warmup} s of warm-up each; "
-        "both servers run the shipped batching (batch 16, delay 1 ms, 2 workers) with metrics on and "
+        "every server runs the shipped batching (batch 16, delay 1 ms, 2 workers) with metrics on and "
         "answered all 1023 inputs right first. CPU per request is read from /proc while wrk ran "
         "(user + system of the Java frontend, and of both workers together), divided by the answered "
         "requests. The machine is shared with other jobs: compare within this run (the paired "
@@ -261,14 +270,17 @@ def report(args, runs, shares, startup=()):
             lines.append(f"| {c} | {LABELS[name]} | {median_of(runs, name, c, 'per_second'):,.0f} | {rounds} | "
                          f"{median_of(runs, name, c, 'p99_ms'):.2f} | {median_of(runs, name, c, 'frontend_us'):.1f} | "
                          f"{median_of(runs, name, c, 'workers_us'):.1f} |")
-    lines += ["", "After / before, paired within each round (median, and each round):", "",
-              "| c | req/s | workers CPU per request | frontend CPU per request |", "|---:|---|---|---|"]
+    lines += ["", "Each configuration / before, paired within each round (median, and each round): 'the worker "
+              "patch only' is what the worker patch bought; 'after' adds the frontend's tuning to it.", "",
+              "| c | configuration | req/s | workers CPU per request | frontend CPU per request |",
+              "|---:|---|---|---|---|"]
     for c in args.connections:
-        cells = []
-        for key in ("per_second", "workers_us", "frontend_us"):
-            ratios = paired(runs, c, key)
-            cells.append(f"**{statistics.median(ratios):.2f}x** ({', '.join(f'{x:.2f}' for x in ratios)})")
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        for name in [n for n in CONFIGS if n != "before"]:
+            cells = []
+            for key in ("per_second", "workers_us", "frontend_us"):
+                ratios = paired(runs, c, key, name)
+                cells.append(f"**{statistics.median(ratios):.2f}x** ({', '.join(f'{x:.2f}' for x in ratios)})")
+            lines.append(f"| {c} | {LABELS[name]} | " + " | ".join(cells) + " |")
     if shares:
         lines += ["", "Where one worker's time goes under c=64 (py-spy, share of samples whose stack holds "
                   "the frame; flame graphs: [before.svg](before.svg), [after.svg](after.svg)):", "",

@@ -70,14 +70,14 @@ SETTINGS: tuple[Setting, ...] = (
        "passes over every input (0..1022), 16 at a time, each answer checked, before a server counts as ready: "
        "they warm the Java frontend's JIT (0: one smoke request only)", (), 0, 100),
     _s("mms_netty_threads", int, None, "mms, stack",
-       "Netty threads of MMS's frontend serving the APIs (number_of_netty_threads; default: config.properties')",
-       (), 1, 64),
+       "Netty threads of MMS's frontend serving the APIs (number_of_netty_threads; 0: Netty's own, 2 x cores; "
+       "default: config.properties' 1)", (), 0, 64),
     _s("mms_netty_client_threads", int, None, "mms, stack",
-       "Netty threads of MMS's frontend talking to its workers (netty_client_threads; default: config.properties')",
-       (), 1, 64),
+       "Netty threads of MMS's frontend talking to its workers (netty_client_threads; 0: Netty's own; "
+       "default: config.properties' 1)", (), 0, 64),
     _s("mms_jvm_options", str, None, "mms, stack",
        "JVM options for MMS's Java frontend, space-separated, each starting with '-' (vmargs; default: "
-       "config.properties')"),
+       "config.properties' -XX:+UseSerialGC)"),
     _s("inference_address", str, "127.0.0.1", "mms",
        "address the predictions API binds to (management always stays on 127.0.0.1)", "INFERENCE_ADDRESS"),
     _s("inference_port", int, 8080, "mms, stack", "MMS's predictions API port", "INFERENCE_PORT", 1, MAX_MMS_PORT),

@@ -45,12 +45,13 @@ def write_config(path, inference_port, management_port, tls=None, inference_addr
 
 def frontend_overrides():
     """config.properties keys the settings replace when set: the response
-    timeout, the frontend's Netty threads and its JVM options (vmargs)."""
+    timeout, the frontend's Netty threads (0: Netty's own count) and its JVM
+    options (vmargs)."""
     values = {"default_response_timeout": settings.value("mms_response_timeout"),
               "number_of_netty_threads": settings.value("mms_netty_threads"),
               "netty_client_threads": settings.value("mms_netty_client_threads"),
               "vmargs": jvm_options(settings.value("mms_jvm_options"))}
-    return {key: value for key, value in values.items() if value}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def jvm_options(text):

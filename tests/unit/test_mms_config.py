@@ -20,7 +20,8 @@ def test_unset_settings_leave_the_template_alone(tmp_path, monkeypatch):
     for name in FRONTEND:
         monkeypatch.delenv(name, raising=False)
     config = written(tmp_path)
-    assert "vmargs" not in config and "number_of_netty_threads" not in config
+    assert config["vmargs"] == "-XX:+UseSerialGC"   # the template's, measured in bench/results/mms_path
+    assert (config["number_of_netty_threads"], config["netty_client_threads"]) == ("1", "1")
     assert config["default_response_timeout"] == "30"
 
 
@@ -43,6 +44,6 @@ def test_a_word_that_is_not_a_jvm_option_is_refused(tmp_path, monkeypatch, optio
 
 
 def test_netty_threads_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setenv("FIZBUZ_MMS_NETTY_THREADS", "0")
+    monkeypatch.setenv("FIZBUZ_MMS_NETTY_THREADS", "65")
     with pytest.raises(SettingError):
         written(tmp_path)
