@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.containers_bench import wrk
 from bench.load_generator import ensure_tools
+from fizbuz import logs
 from fizbuz.contract import PREDICT_PATH, ROOT
 from fizbuz.lifecycle import free_port
 from serving.containers import faults
@@ -97,7 +98,7 @@ def main(argv=None):
     parser.add_argument("--skip-faults", action="store_true", help="only the req/s table")
     parser.add_argument("--output", default=str(HERE / "results" / "multinode" / "multinode.md"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s")
+    logs.setup("progress")
     ensure_tools()
     subprocess.run([str(ROOT / "serving/containers/setup_docker.sh")], check=True)
     folder = Path(tempfile.mkdtemp(prefix="fbzm-bench-"))
