@@ -737,8 +737,9 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"--size-protocols: {', '.join(bad)} cannot carry N numbers (binary, grpc or json)")
     arguments = sys.argv[1:] if argv is None else list(argv)
-    command = " ".join(([f"FIZBUZ_CLIENTS_VENV={os.environ['FIZBUZ_CLIENTS_VENV']}"]
-                        if os.environ.get("FIZBUZ_CLIENTS_VENV") else []) + ["python -m bench.v2", *arguments])
+    clients_venv = settings.source("clients_venv") is not None
+    command = " ".join(([f"FIZBUZ_CLIENTS_VENV={settings.value('clients_venv')}"] if clients_venv else [])
+                       + ["python -m bench.v2", *arguments])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the fleet is stopped
     from bench import load_generator, machine
     from fizbuz.lifecycle import free_port

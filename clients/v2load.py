@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 
 import fizbuz_codec as codec
+from fizbuz import settings
 from fizbuz.answers import expected_labels
 
 MODEL = codec.MODEL_NAME
@@ -134,8 +135,7 @@ def parse(argv):
     parser.add_argument("--protocol", choices=("http", "grpc"), default="http")
     parser.add_argument("--url", default=None,
                         help="host:port (env FIZBUZ_GRPC_URL for grpc, else FIZBUZ_URL without its scheme)")
-    parser.add_argument("--cacert", default=os.environ.get("FIZBUZ_CACERT"),
-                        help="the front door's CA certificate (env FIZBUZ_CACERT)")
+    settings.add_flag(parser, "cacert", "--cacert")
     parser.add_argument("--concurrency", type=int, default=32, help="callers, each with its own client")
     parser.add_argument("--numbers", type=int, default=1, help="numbers per request (1..1024)")
     parser.add_argument("--json", dest="binary", action="store_false",
@@ -147,10 +147,10 @@ def parse(argv):
     options = parser.parse_args(argv)
     if options.url is None:
         if options.protocol == "grpc":
-            options.url = os.environ.get("FIZBUZ_GRPC_URL")
+            options.url = settings.value("grpc_url")
         else:
-            options.url = os.environ.get("FIZBUZ_URL", "").split("://", 1)[-1] or None
-    options.token = os.environ.get("FIZBUZ_TOKEN", "")  # never on a command line
+            options.url = (settings.value("url") or "").split("://", 1)[-1] or None
+    options.token = settings.value("token") or ""  # never on a command line
     missing = [name for name, value in (("--url", options.url), ("--cacert", options.cacert),
                                         ("FIZBUZ_TOKEN", options.token)) if not value]
     if missing:
