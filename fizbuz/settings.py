@@ -137,6 +137,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("base", str, "local", "stack", "base image: local (debootstrap) or an image name", "BASE"),
     _s("mms_cpus", str, "1", "stack", "CPU limit per MMS task", "MMS_CPUS"),
     _s("mms_memory", str, "768M", "stack", "memory limit per MMS task", "MMS_MEMORY"),
+    _s("swarm_address", str, "127.0.0.1", "stack",
+       "the address a one-node Swarm listens (2377) and advertises on (docker swarm init)"),
     _s("nodes", int, 1, "stack", "Swarm nodes (1: this machine's engine; 2..9: one engine per network namespace)",
        "NODES", 1, 9),
     _s("managers", int, 1, "stack", "of the nodes, how many are managers (3 for a quorum)", "MANAGERS", 1, 9),
