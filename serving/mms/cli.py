@@ -150,7 +150,7 @@ def server_user(name):
     if not name:
         return None
     if os.geteuid() != 0:
-        if users.lookup(name) and users.lookup(name)[1] == os.geteuid():
+        if (users.lookup(name) or (None, None))[1] == os.geteuid():
             return None  # already that user
         raise LifecycleError(f"only root can start MMS as {name} (FIZBUZ_MMS_RUN_AS)")
     user = users.not_root(users.ensure_system_user(name), "MMS runs model code (each archive's handler)")
