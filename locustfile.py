@@ -23,8 +23,8 @@ import random
 
 from locust import FastHttpUser, constant, task
 
-from fizbuz.contract import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, PREDICT_PATH
-from fizbuz_codec import true_label
+from fizbuz.answers import expected_label, reply_is_right
+from fizbuz.contract import INPUT_KEY, MAX_INPUT, MIN_INPUT, PREDICT_PATH
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 # Bodies the service must refuse: (what, body, Content-Type).
@@ -38,19 +38,6 @@ BAD_REQUESTS = [
 ]
 
 
-def expected_reply(number):
-    return {OUTPUT_KEY: true_label(number + 1)}
-
-
-def parsed(response):
-    """The reply as JSON, or None. MMS replies carry no Content-Type and end in
-    spaces and a newline; json.loads takes the UTF-8 bytes and the whitespace."""
-    try:
-        return json.loads(response.content or b"")
-    except ValueError:
-        return None
-
-
 class FizBuzUser(FastHttpUser):
     host = "http://127.0.0.1:8080"
     wait_time = constant(0)
@@ -61,11 +48,11 @@ class FizBuzUser(FastHttpUser):
         body = json.dumps({INPUT_KEY: number}).encode()
         with self.client.post(PREDICT_PATH, data=body, headers=JSON_HEADERS,
                               name="predict", catch_response=True) as response:
-            if response.status_code == 200 and parsed(response) == expected_reply(number):
+            if reply_is_right(number, response.status_code, response.content or b""):
                 response.success()
             else:
                 text = (response.content or b"")[:120].decode("utf-8", "replace").strip()
-                response.failure(f"n={number}: expected 200 with {true_label(number + 1)}, "
+                response.failure(f"n={number}: expected 200 with {expected_label(number)}, "
                                  f"got {response.status_code} {text}")
 
     @task(1)

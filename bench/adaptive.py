@@ -29,7 +29,6 @@ bench/results/adaptive/{adaptive.md, adaptive.json, requests_per_second.png}.
 """
 
 import argparse
-import concurrent.futures
 import itertools
 import json
 import os
@@ -43,8 +42,9 @@ from pathlib import Path
 
 from bench import machine, report
 from bench.load_generator import LoadError, ensure_tools, run_wrk, wrk_binary
+from fizbuz import answers
 from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, MODEL_STORE, PREDICT_PATH,
-                             SINGLE_MODEL_NAME, expected_reply)
+                             SINGLE_MODEL_NAME)
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import free_port
 from serving.flask.private import PrivateGunicorn
@@ -116,18 +116,11 @@ class Targets:
         cafile = self.cafile if url.startswith("https") else None
         header_dict = dict(h.split(": ", 1) for h in headers)
 
-        def ask(number):
-            status, text = predict(url, number, 10, cafile, header_dict)
-            try:
-                return None if status == 200 and json.loads(text) == expected_reply(number) else (number, status, text)
-            except ValueError:
-                return number, status, text
-
-        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-            wrong = [row for row in pool.map(ask, range(MIN_INPUT, MAX_INPUT + 1)) if row]
+        numbers = range(MIN_INPUT, MAX_INPUT + 1)
+        wrong = answers.ask_all(lambda number: predict(url, number, 10, cafile, header_dict), numbers, clients)
         if wrong:
-            raise SystemExit(f"{NAMES[name]}: {len(wrong)} of 1023 answers wrong, e.g. {wrong[0]}")
-        return MAX_INPUT - MIN_INPUT + 1
+            raise SystemExit(f"{NAMES[name]}: {answers.summary(wrong, len(numbers))}")
+        return len(numbers)
 
     def run(self, name, connections, seconds, warmup=0):
         """One timed wrk run, after `warmup` untimed seconds at the same

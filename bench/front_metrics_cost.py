@@ -21,10 +21,8 @@ import argparse
 import contextlib
 import logging
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -185,19 +183,10 @@ def main(argv=None):
     logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    try:
-        load_generator.ensure_tools("wrk")
-    except load_generator.LoadError as error:
-        print(f"front_cost: {error}", file=sys.stderr)
+    rows = load_generator.measure_in_temp("front_cost", "fbz-fcost-", lambda folder: measure(args, folder),
+                                          (LifecycleError, FleetError, NginxError))
+    if rows is None:
         return 1
-    folder = Path(tempfile.mkdtemp(prefix="fbz-fcost-"))
-    try:
-        rows = measure(args, folder)
-    except (LifecycleError, load_generator.LoadError, FleetError, NginxError) as error:
-        print(f"front_cost: {error}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     print(report(args, rows))
     return 0
 

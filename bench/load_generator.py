@@ -3,6 +3,8 @@
 import json
 import shutil
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,20 @@ def ensure_tools(*names, allow_install=True, log_file=None):
         done = subprocess.run(command, timeout=900).returncode == 0
     if not done or any(FINDERS[name]() is None for name in missing):
         raise LoadError(f"could not install {', '.join(missing)} ({hint})" + (f"; see {log_file}" if log_file else ""))
+
+
+def measure_in_temp(name, prefix, measure, errors=(), tools=("wrk",)):
+    """A wrk bench's main body: its tools checked, `measure(folder)` run in a
+    temporary folder removed after (whatever happens), and a known failure (a
+    missing tool, a LoadError or one of `errors`) said in one line on stderr.
+    Returns measure's result, or None when it failed."""
+    try:
+        ensure_tools(*tools)
+        with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+            return measure(Path(folder))
+    except (LoadError, *errors) as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return None
 
 
 def run_wrk(url, connections, seconds, threads, log_file, timeout_s=5, headers=()):

@@ -23,7 +23,6 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -150,17 +149,10 @@ def main(argv=None):
     logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    try:
-        load_generator.ensure_tools("wrk")
-    except load_generator.LoadError as error:
-        print(f"cost: {error}", file=sys.stderr)
+    results = load_generator.measure_in_temp("cost", "fbz-cost-", lambda folder: measure(args, folder),
+                                             (LifecycleError,))
+    if results is None:
         return 1
-    with tempfile.TemporaryDirectory(prefix="fbz-cost-") as folder:
-        try:
-            results = measure(args, Path(folder))
-        except (LifecycleError, load_generator.LoadError) as error:
-            print(f"cost: {error}", file=sys.stderr)
-            return 1
     print(report(args, results))
     return 0
 

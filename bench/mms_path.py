@@ -22,15 +22,12 @@ the reply's send and the metric lines. Writes bench/results/mms_path/.
 
 import argparse
 import collections
-import concurrent.futures
 import contextlib
-import json
 import logging
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +35,8 @@ import psutil
 
 from bench import load_generator
 from bench.machine import write_report
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, expected_reply
+from fizbuz import answers, logs
+from fizbuz.contract import MAX_INPUT, MIN_INPUT
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import LifecycleError
 from serving.mms.private import PrivateMms
@@ -81,17 +79,10 @@ def cpu_seconds(processes):
 
 def check_answers(server, name, clients=16):
     """All 1023 inputs; stop the run on any wrong answer."""
-    def ask(number):
-        status, text = predict(server.url, number, 10)
-        try:
-            return None if status == 200 and json.loads(text) == expected_reply(number) else (number, status, text)
-        except ValueError:
-            return number, status, text
-
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        wrong = [row for row in pool.map(ask, range(MIN_INPUT, MAX_INPUT + 1)) if row]
+    numbers = range(MIN_INPUT, MAX_INPUT + 1)
+    wrong = answers.ask_all(lambda number: predict(server.url, number, 10), numbers, threads=clients)
     if wrong:
-        raise LifecycleError(f"{name}: {len(wrong)} of 1023 answers wrong, e.g. {wrong[0]}")
+        raise LifecycleError(f"{name}: {answers.summary(wrong, len(numbers))}")
 
 
 def check_patch(server, name):
@@ -255,21 +246,15 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s", stream=sys.stdout)
+    logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    try:
-        load_generator.ensure_tools("wrk")
-    except load_generator.LoadError as error:
-        print(f"mms_path: {error}", file=sys.stderr)
-        return 1
     args.output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fbz-mms-path-") as folder:
-        try:
-            runs, shares = measure(args, Path(folder))
-        except (LifecycleError, load_generator.LoadError, subprocess.SubprocessError) as error:
-            print(f"mms_path: {error}", file=sys.stderr)
-            return 1
+    measured = load_generator.measure_in_temp("mms_path", "fbz-mms-path-", lambda folder: measure(args, folder),
+                                              (LifecycleError, subprocess.SubprocessError))
+    if measured is None:
+        return 1
+    runs, shares = measured
     print(report(args, runs, shares))
     return 0
 

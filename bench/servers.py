@@ -5,11 +5,11 @@ Each server is a context manager: leaving the block stops it by its PID, also
 when the block raised.
 """
 
-import concurrent.futures
 import json
 import random
 from pathlib import Path
 
+from fizbuz import answers
 from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, SMOKE_ANSWER, expected_reply
 from fizbuz.http_client import call, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, PidFile, free_port, start_server
@@ -71,22 +71,11 @@ class Server:
         batches form; raise ServerError on any wrong answer."""
         numbers = random.Random(seed).sample(range(MIN_INPUT, MAX_INPUT + 1), sample_size)
         numbers += [MIN_INPUT, MAX_INPUT]
-
-        def ask(number):
-            status, text = predict(self.url, number)
-            try:
-                reply = json.loads(text) if status == 200 else None
-            except ValueError:
-                reply = None
-            return number, status, text, reply
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-            wrong = [(n, status, text.strip()[:80]) for n, status, text, reply in pool.map(ask, numbers)
-                     if reply != self.expected(n)]
+        wrong = answers.ask_all(lambda number: predict(self.url, number), numbers, threads=16,
+                                right=lambda n, status, text: answers.reply_equals(status, text, self.expected(n)))
         if wrong:
-            raise ServerError(f"{len(wrong)} of {len(numbers)} sampled answers are wrong, "
-                              f"e.g. n={wrong[0][0]}: got {wrong[0][1]} {wrong[0][2]!r}, "
-                              f"expected {self.expected(wrong[0][0])}")
+            raise ServerError(f"{answers.summary(wrong, len(numbers))} (this server's expected: "
+                              f"{self.expected(wrong[0].number)})")
         return len(numbers)
 
 

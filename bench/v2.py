@@ -59,7 +59,7 @@ from pathlib import Path
 
 from fizbuz import settings
 from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, MODEL_STORE, PREDICT_PATH, ROOT
-from fizbuz.contract import expected_reply
+from fizbuz.answers import expected_labels
 
 HERE = Path(__file__).resolve().parent
 INPUTS = list(range(MIN_INPUT, MAX_INPUT + 1))
@@ -136,39 +136,20 @@ def lua_string(data):
     return '"' + "".join(out) + '"'
 
 
-LUA_TEMPLATE = """-- made by bench/v2.py: POST these bodies in turn (each thread from its own
--- offset), then print one JSON summary line.
+# bench/post_inputs.lua (its thread offsets and its one-line summary) with the
+# request it makes replaced: these bodies in turn, with these headers only.
+LUA_TEMPLATE = """%(post_inputs)s
+-- added by bench/v2.py: POST these bodies in turn instead.
 local bodies = {
 %(bodies)s
 }
-local threads = {}
-wrk.method = "POST"
+wrk.headers["Content-Type"] = nil
 %(headers)s
-
-function setup(thread)
-  thread:set("offset", #threads * 337)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  counter = offset or 0
-end
 
 function request()
   local body = bodies[counter %% #bodies + 1]
   counter = counter + 1
   return wrk.format(nil, nil, nil, body)
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_SUMMARY {"requests": %%d, "duration_us": %%d, "errors": {"connect": %%d, "read": %%d, ' ..
-    '"write": %%d, "status": %%d, "timeout": %%d}, "latency_us": {"p50": %%d, "p90": %%d, ' ..
-    '"p99": %%d, "mean": %%.1f, "max": %%d}}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.mean, latency.max))
 end
 """
 
@@ -177,7 +158,8 @@ def lua_script(bodies, headers):
     """wrk's script for these bodies (bytes) and fixed headers {name: value}."""
     header_lines = "\n".join(f"wrk.headers[{lua_string(k.encode())}] = {lua_string(str(v).encode())}"
                              for k, v in headers.items())
-    return LUA_TEMPLATE % {"bodies": ",\n".join(f"  {lua_string(b)}" for b in bodies), "headers": header_lines}
+    return LUA_TEMPLATE % {"post_inputs": (HERE / "post_inputs.lua").read_text(),
+                           "bodies": ",\n".join(f"  {lua_string(b)}" for b in bodies), "headers": header_lines}
 
 
 @dataclass
@@ -221,10 +203,6 @@ class Target:
 
 
 # ------------------------------------------------------------ replies (pure)
-
-def expected_labels(numbers):
-    return [expected_reply(n)[LABEL_OUTPUT] for n in numbers]
-
 
 def bytes_tensor(raw):
     """BYTES elements: each a 4-byte little-endian length, then the bytes."""

@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 
 import fizbuz_codec as codec
+from fizbuz.answers import expected_labels
 
 MODEL = codec.MODEL_NAME
 
@@ -52,10 +53,6 @@ class Tally:
         return {"sent": self.sent, "answered": self.answered, "ok": self.ok, "wrong": self.wrong,
                 "failed": self.failed, "seconds": round(seconds, 3),
                 "failure_samples": dict(self.errors.most_common(5))}
-
-
-def expected(numbers):
-    return [codec.true_label(int(n) + 1) for n in numbers]
 
 
 def caller(protocol):
@@ -118,7 +115,7 @@ def run_caller(options, stop, tally, call):
         except Exception as error:  # noqa: BLE001  a client-side failure is what this tool counts
             tally.add(0, 0, f"{type(error).__name__}: {error}")
             continue
-        right = sum(a == b for a, b in zip(labels, expected(numbers))) if len(labels) == len(numbers) else 0
+        right = sum(a == b for a, b in zip(labels, expected_labels(numbers))) if len(labels) == len(numbers) else 0
         tally.add(right, len(numbers) - right)
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, OUTPUT_KEY, request_body
+from fizbuz.answers import reply_is_right
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, request_body
 from fizbuz.http_client import predict_url
-from fizbuz_codec import true_label
 
 HEADERS = {"Content-Type": "application/json"}
 AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding")
@@ -69,14 +69,6 @@ class LoadResult:
         return not self.wrong and not self.failures and not self.transport_errors
 
 
-def is_right(number, body):
-    """True when body is exactly the FizzBuzz answer for number + 1."""
-    try:
-        return json.loads(body) == {OUTPUT_KEY: true_label(number + 1)}
-    except ValueError:
-        return False
-
-
 async def one_request(session, url, number, result):
     """Send one prediction request and record what came back."""
     result.sent += 1
@@ -95,7 +87,7 @@ async def one_request(session, url, number, result):
     result.statuses[response.status] += 1
     if response.status != 200:
         result.failures.append((number, response.status, body[:200]))
-    elif not is_right(number, body):
+    elif not reply_is_right(number, response.status, body):
         result.wrong.append((number, response.status, body[:200]))
 
 

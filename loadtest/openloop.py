@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 import aiohttp
 
 import fizbuz_v2
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, PREDICT_PATH, expected_reply, request_body, true_label
+from fizbuz.answers import labels_are_right, reply_is_right, v2_labels
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, PREDICT_PATH, request_body
 from loadtest.loadgen import AUTO_HEADERS
 
 PROTOCOLS = ("card", "v2")
@@ -77,25 +78,13 @@ def v2_body(number):
                        "outputs": [{"name": fizbuz_v2.LABEL_OUTPUT}]}).encode()
 
 
-def v2_right(number, body):
+def v2_right(number, status, body):
     """True when a v2 REST reply holds exactly the label of number + 1."""
-    try:
-        outputs = json.loads(body)["outputs"]
-        labels = [o["data"] for o in outputs if o.get("name") == fizbuz_v2.LABEL_OUTPUT]
-        return labels == [[true_label(number + 1)]]
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
-def card_right(number, body):
-    try:
-        return json.loads(body) == expected_reply(number)
-    except ValueError:
-        return False
+    return status == 200 and labels_are_right([number], v2_labels(body, fizbuz_v2.LABEL_OUTPUT))
 
 
 REQUESTS = {  # protocol: (path, body maker, answer check)
-    "card": (PREDICT_PATH, request_body, card_right),
+    "card": (PREDICT_PATH, request_body, reply_is_right),
     "v2": (V2_INFER_PATH, v2_body, v2_right),
 }
 
@@ -202,7 +191,7 @@ async def _one(session, target, number, due, outcomes):
     except aiohttp.ClientError as error:
         outcomes.add("connection_error", time.monotonic() - due, f"{type(error).__name__}: {error}")
         return
-    kind = classify(status, status == 200 and is_right(number, body))
+    kind = classify(status, is_right(number, status, body))
     if status in REJECTIONS and not retry_after:
         outcomes.without_retry_after[kind] += 1
     outcomes.add(kind, time.monotonic() - due, body)

@@ -3,14 +3,14 @@
 Shared by the MMS and the Flask end-to-end tests so both are held to one list.
 """
 
-import concurrent.futures
 import json
 
 import torch
 
+from fizbuz import answers
 from fizbuz.contract import WEIGHTS
 from fizbuz.model import encode_batch, load_model
-from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, OUTPUT_KEY, readable, true_label
+from fizbuz_codec import INPUT_KEY, MAX_INPUT, MIN_INPUT, readable
 
 # (name, body, Content-Type, a fragment of the 400 message)
 BAD_BODIES = [
@@ -51,19 +51,16 @@ def torch_labels():
 
 def wrong_answers_for_every_input(post, threads):
     """Ask a server (through `post(payload) -> response`) about every input,
-    `threads` at a time; return the (n, status, body) that differ from what
-    PyTorch, and the truth, say."""
+    `threads` at a time; the answers.Wrong rows, [] when PyTorch, the truth and
+    the server all agree."""
     expected = torch_labels()
-    assert all(expected[n] == true_label(n + 1) for n in expected)
+    assert all(expected[n] == answers.expected_label(n) for n in expected)
 
     def ask(n):
-        response = post({"input.1": n})
-        return n, response.status_code, response.json()
+        response = post({INPUT_KEY: n})
+        return response.status_code, response.content
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
-        answers = list(pool.map(ask, expected))
-    return [(n, code, body) for n, code, body in answers
-            if code != 200 or body != {"next_number": expected[n]}]
+    return answers.ask_all(ask, expected, threads)
 
 
 def strict_json(raw):
@@ -88,4 +85,4 @@ def expected_for_value(value):
     """The reply for a decoded input value when valid, else None."""
     if type(value) is not int or not MIN_INPUT <= value <= MAX_INPUT:
         return None
-    return {OUTPUT_KEY: true_label(value + 1)}
+    return answers.expected_reply(value)

@@ -5,8 +5,6 @@ The management API listens on the host's own loopback, so it is reached from
 a thread that joined the host's namespace (network.run_in), never over the bridge.
 """
 
-import concurrent.futures
-import json
 import os
 import shutil
 import subprocess
@@ -14,8 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import fizbuz_v2
+from fizbuz import answers
 from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, PREDICT_PATH, ROOT,
-                             SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH, SMOKE_INPUT, expected_reply, true_label)
+                             SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH, SMOKE_INPUT)
 from fizbuz.http_client import exchange, predict, predict_url
 from serving.front.network import run_in
 from serving.mms import management
@@ -139,19 +138,13 @@ class Host:
 
     def wrong_answers(self, numbers=range(MIN_INPUT, MAX_INPUT + 1)):
         """Inputs this host answers wrongly (or not at all) through any of its
-        registrations; [] means all right."""
-        def ask(case):
-            number, path = case
-            status, text = self.predict(number, path=path)
-            try:
-                good = status == 200 and json.loads(text) == expected_reply(number)
-            except ValueError:
-                good = False
-            return None if good else (number, path, status, text[:100])
-        cases = [(number, path) for *_, path in self.registrations for number in numbers]
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            wrong = [row for row in pool.map(ask, cases) if row]
-        return wrong + [row for *_, path in self.registrations for row in self.wrong_v2_answers(numbers, path)]
+        registrations, card and v2; [] means all right."""
+        wrong = []
+        for *_, path in self.registrations:
+            wrong += [(n, path, status, body) for n, status, body in
+                      answers.ask_all(lambda number, path=path: self.predict(number, path=path), numbers)]
+            wrong += [(n, f"v2 {path}", status, body) for n, status, body in self.wrong_v2_answers(numbers, path)]
+        return wrong
 
     def wrong_v2_answers(self, numbers, path):
         """The same numbers as one Open Inference Protocol request, as the front
@@ -159,15 +152,13 @@ class Host:
         numbers = list(numbers)
         headers, body = fizbuz_v2.host_call(numbers)
         status, _, text = exchange("POST", predict_url(self.inference_port, self.address, path=path), 30, body, headers)
+        if status != 200:
+            return [answers.Wrong(numbers[0], status, text[:100])]
         try:
-            labels = fizbuz_v2.labels_of_reply(text.encode("latin-1", "replace")) if status == 200 else None
+            labels = fizbuz_v2.labels_of_reply(text.encode("latin-1", "replace"))
         except ValueError as error:
-            return [("v2", path, status, str(error)[:100])]
-        if labels is None:
-            return [("v2", path, status, text[:100])]
-        return [(n, f"v2 {path}", status, label) for n, label in zip(numbers, labels)
-                if label != true_label(n + 1)] + ([("v2", path, status, "labels missing")]
-                                                 if len(labels) != len(numbers) else [])
+            return [answers.Wrong(numbers[0], status, str(error)[:100])]
+        return answers.wrong_labels(numbers, labels)
 
     def serving(self):
         return self.frontend() is not None and not self.wrong_answers([SMOKE_INPUT])

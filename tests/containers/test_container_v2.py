@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from fizbuz.contract import MAX_INPUT, MIN_INPUT, ROOT, expected_reply
+from fizbuz import answers
+from fizbuz.contract import MAX_INPUT, MIN_INPUT, ROOT
 from fizbuz_codec import CLASS_LABELS, readable
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -21,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 MODEL = "fizbuz_package"
 INFER_PATH = f"/v2/models/{MODEL}/infer"
 NUMBERS = list(range(MIN_INPUT, MAX_INPUT + 1))
-EXPECTED = [expected_reply(number)["next_number"] for number in NUMBERS]
+EXPECTED = answers.expected_labels(NUMBERS)
 
 
 def labels_from_logits(numbers, logits):

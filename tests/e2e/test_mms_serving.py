@@ -9,13 +9,14 @@ import psutil
 import pytest
 import requests
 
+from fizbuz import answers
 from fizbuz.contract import SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import predict_url
 from fizbuz.lifecycle import wait_until
 from serving.mms import management
 from serving.mms.metrics import control as metrics_control
 from serving.metrics.scrape import scrape
-from fizbuz_codec import MAX_INPUT, true_label
+from fizbuz_codec import MAX_INPUT
 from request_cases import BAD_BODIES, BAD_BODY_IDS, wrong_answers_for_every_input
 
 pytestmark = pytest.mark.e2e
@@ -83,11 +84,10 @@ def test_concurrent_requests_are_batched(mms):
     numbers = [n % (MAX_INPUT + 1) for n in range(2000)]
 
     def ask(n):
-        return n, mms.post({"input.1": n}).json()
+        response = mms.post({"input.1": n})
+        return response.status_code, response.content
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(pool.map(ask, numbers))
-    assert all(body == {"next_number": true_label(n + 1)} for n, body in answers)
+    assert answers.ask_all(ask, numbers, threads=32) == []
     # 2000 requests from 32 threads come in batches: the handler counted every
     # request once, in fewer batches than requests, some of them above 1. (It
     # records before it returns, so the counts are complete once all are answered.)
@@ -111,8 +111,8 @@ def test_workers_run_the_fast_protocol_and_write_no_metric_lines(mms):
     offset = log_size(log)
     numbers = list(range(40))
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda n: mms.post({"input.1": n}).json(), numbers))
-    assert answers == [{"next_number": true_label(n + 1)} for n in numbers]
+        replies = list(pool.map(lambda n: mms.post({"input.1": n}).json(), numbers))
+    assert replies == [answers.expected_reply(n) for n in numbers]
     mms_log = (mms.logs / "mms_log.log").read_text()
     assert mms_log.count(applied) >= len(mms.worker_pids()) >= 1  # a restarted worker says it again
     assert "Error in sitecustomize" not in mms_log

@@ -15,26 +15,24 @@ import threading
 import pytest
 from aiohttp import web
 
+from fizbuz.answers import expected_label
 from fizbuz.contract import INPUT_KEY, OUTPUT_KEY, PREDICT_PATH, ROOT
 from fizbuz.lifecycle import free_port
-from fizbuz_codec import true_label
 from loadtest.loadgen import LoadResult, run_load
+from stub_server import StubServer
 
 WRONG_AT, FAILING_AT = 3, 7   # the stub answers these inputs wrong / with a 500
 
 
-class Stub:
+class Stub(StubServer):
     """An HTTP server with the predictions API: right answers, except (with
     mistakes) at WRONG_AT (a wrong label) and FAILING_AT (a 500). Records each request's
     connection, to count keep-alive connections."""
 
     def __init__(self, mistakes=True):
+        super().__init__()
         self.mistakes = mistakes
-        self.port = free_port()
         self.peers = set()
-        self.loop = asyncio.new_event_loop()
-        self.started = threading.Event()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     @property
     def url(self):
@@ -45,26 +43,11 @@ class Stub:
         number = (await request.json())[INPUT_KEY]
         if self.mistakes and number == FAILING_AT:
             return web.Response(status=500, text="on purpose")
-        label = "wrong on purpose" if self.mistakes and number == WRONG_AT else true_label(number + 1)
+        label = "wrong on purpose" if self.mistakes and number == WRONG_AT else expected_label(number)
         return web.json_response({OUTPUT_KEY: label})
 
-    async def _start(self):
-        app = web.Application()
+    def routes(self, app):
         app.router.add_post(PREDICT_PATH, self.predict)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    def __enter__(self):
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
-        return self
-
-    def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
 
 
 @pytest.fixture

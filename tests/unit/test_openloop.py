@@ -8,27 +8,25 @@ with a 503 (with or without Retry-After), or late."""
 
 import asyncio
 import json
-import threading
 
 import pytest
 from aiohttp import web
 
 import fizbuz_v2
+from fizbuz.answers import expected_label
 from fizbuz.contract import INPUT_KEY, OUTPUT_KEY, PREDICT_PATH
 from fizbuz.lifecycle import free_port
-from fizbuz_codec import true_label
 from loadtest import openloop
+from stub_server import StubServer
 
 WRONG_AT, BUSY_AT, BARE_BUSY_AT = 3, 5, 6   # answered wrong / 503 + Retry-After / 503 without it
 
 
-class Server:
+class Server(StubServer):
     def __init__(self, delay=0.0):
+        super().__init__()
         self.delay = delay
-        self.port = free_port()
         self.in_flight = self.most_in_flight = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     async def _answer(self, number, reply):
         self.in_flight += 1
@@ -41,7 +39,7 @@ class Server:
             return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
         if number == BARE_BUSY_AT:
             return web.json_response({"error": "busy"}, status=503)
-        label = "wrong" if number == WRONG_AT else true_label(number + 1)
+        label = "wrong" if number == WRONG_AT else expected_label(number)
         return web.json_response(reply(label))
 
     async def card(self, request):
@@ -54,24 +52,9 @@ class Server:
             "model_name": fizbuz_v2.MODEL_NAME,
             "outputs": [{"name": fizbuz_v2.LABEL_OUTPUT, "datatype": "BYTES", "shape": [1, 1], "data": [label]}]})
 
-    async def _start(self):
-        app = web.Application()
+    def routes(self, app):
         app.router.add_post(PREDICT_PATH, self.card)
         app.router.add_post(openloop.V2_INFER_PATH, self.v2)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    def __enter__(self):
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
-        return self
-
-    def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
 
 
 def test_constant_and_poisson_schedules():
