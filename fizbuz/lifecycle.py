@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import random
 import shutil
 import socket
@@ -225,13 +226,21 @@ class PidFile:
         return process.pid if process is not None else None
 
 
+def open_log(path):
+    """`path` opened for appending, never through a symbolic link: a server run
+    as an unprivileged user owns its logs folder, and a link it put there must
+    not make root append to (or, in `tail`, read out) a file of root's."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644),
+                     "ab")
+
+
 def spawn(command, log_path, env=None, cwd=None, pid_file=None):
     """Start `command` in a session of its own (so a Ctrl-C meant for the caller
     does not reach it and its family can be ended as one), output to `log_path`.
     Returns the psutil.Process; the pid goes to `pid_file` when given."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as output:
+    with open_log(log_path) as output:
         # psutil.Popen: one object that is both the child (reaped on exit) and a psutil.Process.
         process = psutil.Popen([str(part) for part in command], stdout=output, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
@@ -306,10 +315,15 @@ def server_cli(argv, prog, description, commands, make_settings, errors=()):
 
 
 def tail(path, lines=20):
+    """The last lines of a log (not through a link: see open_log)."""
     try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as handle:
+            text = handle.read().decode(errors="replace")
     except FileNotFoundError:
         return f"({path} does not exist)"
+    except OSError as error:  # ELOOP: a link
+        return f"({path} not read: {error.strerror})"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 

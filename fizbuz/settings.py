@@ -104,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("mms_fast_protocol", bool, True, "mms",
        "the worker patch serving/mms/fast_worker.py (buffered frame decoder, no per-batch log lines); "
        "0: MMS's workers exactly as MMS 1.0.8 ships them"),
+    _s("mms_run_as", str, None, "mms",
+       "when root starts MMS: the unprivileged user its frontend, workers and exporter run as (made when "
+       "missing); unset: they run as the caller"),
     _s("tls", bool, False, "mms", "serve predictions over HTTPS", "TLS"),
     _s("tls_cert", Path, None, "mms, fleet", "PEM certificate (default: a self-signed one)", "TLS_CERT"),
     _s("tls_key", Path, None, "mms, fleet", "PEM private key, PKCS#8", "TLS_KEY"),
@@ -127,6 +130,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("front_metrics_port", int, 9113, "fleet", "the front door's exporter port; 0: no metrics",
        "FRONT_METRICS_PORT", 0, 65535),
     _s("read_timeout", float, 3.0, "fleet", "seconds nginx waits for a host's answer", "READ_TIMEOUT", 0.1, 600),
+    _s("fleet_mms_user", str, "fizbuz-mms", "fleet",
+       "the unprivileged system user each local host's MMS runs as when root starts the fleet (made when missing)"),
     _s("fleet_single_workers", int, 1, "fleet",
        "batch-1 workers per host for adaptive batching (0 with --batched-only)", "SINGLE_WORKERS", 0, 16),
     _s("adaptive_threshold", int, 8, "fleet", "at most this many open client connections: a request goes to batch 1",
@@ -144,6 +149,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("base", str, "local", "stack", "base image: local (debootstrap) or an image name", "BASE"),
     _s("mms_cpus", str, "1", "stack", "CPU limit per MMS task", "MMS_CPUS"),
     _s("mms_memory", str, "768M", "stack", "memory limit per MMS task", "MMS_MEMORY"),
+    _s("swarm_address", str, "127.0.0.1", "stack",
+       "the address a one-node Swarm listens (2377) and advertises on (docker swarm init)"),
     _s("nodes", int, 1, "stack", "Swarm nodes (1: this machine's engine; 2..9: one engine per network namespace)",
        "NODES", 1, 9),
     _s("managers", int, 1, "stack", "of the nodes, how many are managers (3 for a quorum)", "MANAGERS", 1, 9),

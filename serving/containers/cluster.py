@@ -35,7 +35,7 @@ import psutil
 
 from fizbuz.lifecycle import JsonState, LifecycleError, PidFile, free_port, spawn, wait_until
 from serving.containers.daemon import Docker, unmount_under
-from serving.containers.stack import STACK_FILE, Options, Stack
+from serving.containers.stack import Options, Stack, stack_file
 
 STATE_FILE = "cluster.json"
 SUBNET = "198.18.{}"          # 198.18.0.0/15 is for tests: no LAN uses it
@@ -369,9 +369,10 @@ class Cluster(JsonState):
         started = time.monotonic()
         saved, manager.env = manager.env, dict(manager.env, **env)
         try:
-            manager.run("stack", "deploy", "--prune", "-c", STACK_FILE, state["options"]["stack"])
+            manager.run("stack", "deploy", "--prune", "-c", stack_file(self.dir, state), state["options"]["stack"])
         finally:
             manager.env = saved
+            self.save(state)  # with whether the backend overlay is encrypted (stack_file)
         self.wait_converged(timeout)
         state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
         self.save(state)

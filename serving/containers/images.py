@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 APP_FILES = (
     "fizbuz_codec.py", "fizbuz_metrics.py", "fizbuz_v2.py",
     "fizbuz/__init__.py", "fizbuz/answers.py", "fizbuz/contract.py", "fizbuz/errors.py", "fizbuz/http_client.py",
-    "fizbuz/lifecycle.py", "fizbuz/logs.py", "fizbuz/settings.py",
+    "fizbuz/lifecycle.py", "fizbuz/logs.py", "fizbuz/settings.py", "fizbuz/users.py",
     "serving/__init__.py",
     "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/guard.py",
     "serving/mms/management.py",

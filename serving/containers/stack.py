@@ -2,8 +2,11 @@
 
 The state file is written before anything is made and updated after every
 step, so `stop` finds and removes everything this code made (the stack, the
-images it built, the swarm it created, its own dockerd and what that left in
-the kernel), also after a crash half-way."""
+images it built, the swarm it created, its own dockerd and the iptables rules,
+chains, bridges and switches it changed, recorded step by step), also after a
+crash half-way. MMS tasks are on an internal, encrypted overlay only (stack.yml;
+unencrypted, with a warning, where the kernel has no ESP); Swarm listens on
+FIZBUZ_SWARM_ADDRESS (loopback) only."""
 
 import dataclasses
 import hashlib
@@ -18,7 +21,8 @@ from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
 from fizbuz.lifecycle import JsonState, LifecycleError, check_port_free, wait_until
 from fizbuz.private_files import write_private
 from serving.containers import images
-from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
+from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot, changes, merge, \
+    overlay_encryption, undo
 from serving.front import client, config, tokens
 from serving.mms.config import tls_files
 
@@ -31,6 +35,29 @@ FRONT_FILES = dict(tokens_map="/run/secrets/fizbuz_tokens_map", certificate="/ru
                    key="/run/secrets/fizbuz_front_key", error_log="stderr", door_js=images.FRONT_DOOR_JS)
 MMS_PORT = settings.default("inference_port")  # Dockerfile.mms's FIZBUZ_INFERENCE_PORT
 STATE_FILE = "state.json"
+SWARM_PORT = 2377
+ENCRYPTED_LINE = 'driver_opts: {encrypted: ""}'
+
+
+def stack_file(folder, state):
+    """The stack file to deploy: stack.yml, whose backend overlay is encrypted;
+    where this kernel cannot encrypt (daemon.overlay_encryption) a copy in
+    `folder` without that line, with a warning, recorded in the state."""
+    if "backend_encrypted" not in state:
+        works, why = overlay_encryption()
+        state["backend_encrypted"], state["backend_encryption_note"] = works, why
+        if not works:
+            log.warning("the backend overlay is NOT encrypted: %s. MMS stays on the internal network only; "
+                        "between machines its traffic would cross in clear", why)
+    if state["backend_encrypted"]:
+        return STACK_FILE
+    lines = STACK_FILE.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() != ENCRYPTED_LINE]
+    if len(kept) != len(lines) - 1:
+        raise LifecycleError(f"{STACK_FILE} lost its line {ENCRYPTED_LINE!r}")
+    copy = Path(folder) / "stack-unencrypted.yml"
+    copy.write_text("".join(kept))
+    return copy
 LOCAL_BASE = "local"   # build the base with debootstrap (Docker Hub not needed)
 log = logging.getLogger(__name__)
 
@@ -150,6 +177,7 @@ class Stack(JsonState):
         self.save(state)
         state["storage_driver"] = self.dockerd(state).start()
         self.save(state)
+        self.record_changes(state, HostSnapshot(**state["snapshot"]))
         log.info("our dockerd runs (storage driver %s, socket %s)", state["storage_driver"], state["socket"])
         return Docker(state["socket"])
 
@@ -162,7 +190,20 @@ class Stack(JsonState):
         log.info("creating a one-node Swarm (docker swarm init)")
         state["swarm_created"] = True
         self.save(state)
-        docker.run("swarm", "init", "--advertise-addr", "127.0.0.1")
+        before = HostSnapshot.take()
+        address = settings.value("swarm_address")
+        # Listen (2377) and advertise on that address only: not every address of the machine.
+        docker.run("swarm", "init", "--listen-addr", f"{address}:{SWARM_PORT}", "--advertise-addr", address)
+        self.record_changes(state, before)
+
+    def record_changes(self, state, before):
+        """What our dockerd changed in the kernel since `before` (taken right
+        before a step of ours), added to the state file: stop undoes exactly
+        that. Nothing is recorded for an engine that was already running."""
+        if not state.get("own_dockerd"):
+            return
+        state["changed"] = merge(state.get("changed"), changes(before, HostSnapshot.take()))
+        self.save(state)
 
     def _base(self, state, docker, options):
         if options.base != LOCAL_BASE:
@@ -242,11 +283,14 @@ class Stack(JsonState):
         started = time.monotonic()
         deploy_env = dict(docker.env, **env)
         saved, docker.env = docker.env, deploy_env
+        before = HostSnapshot.take()
         try:
-            docker.run("stack", "deploy", "--prune", "-c", STACK_FILE, options.stack)
+            docker.run("stack", "deploy", "--prune", "-c", stack_file(self.dir, state), options.stack)
         finally:
             docker.env = saved
+            self.save(state)
         self.wait_converged(state, docker, timeout)
+        self.record_changes(state, before)
         state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
         self.save(state)
         log.info("stack %s serves on https://%s:%d (%.0f s after deploy)", options.stack,
@@ -377,7 +421,10 @@ class Stack(JsonState):
             steps.append(("the swarm", lambda: docker.run("swarm", "leave", "--force", timeout=60)))
         if state.get("own_dockerd"):
             steps.append(("our dockerd", lambda: self.dockerd(state).stop()))
-            if "snapshot" in state:
+            if "changed" in state:
+                steps.append(("the bridges, iptables rules and chains and switches it changed",
+                              lambda: undo(state["changed"], HostSnapshot(**state["snapshot"]))))
+            elif "snapshot" in state:  # a state file from before changes were recorded
                 steps.append(("bridges and iptables chains",
                               lambda: HostSnapshot(**state["snapshot"]).restore()))
         failed = []

@@ -43,6 +43,7 @@ def build_parser():
     settings.add_flag(start, "admission", "--admission")
     settings.add_flag(start, "retry_budget", "--retry-budget")
     settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
+    settings.add_flag(start, "fleet_mms_user", "--mms-user")
     start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
                             "workers (env FIZBUZ_ADAPTIVE=0)")
@@ -114,7 +115,8 @@ def run(args):
                           metrics_port=args.metrics_port,
                           single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
                           routing="batched" if args.batched_only else "adaptive",
-                          admission=args.admission, retry_budget=args.retry_budget, batch_size=args.batch_size)
+                          admission=args.admission, retry_budget=args.retry_budget, batch_size=args.batch_size,
+                          mms_user=args.mms_user)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)

@@ -7,13 +7,14 @@ The state file is written before anything is made, so `stop` finds every part
 
 import dataclasses
 import logging
+import os
 import secrets
-import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
 
-from fizbuz import settings
+from fizbuz import settings, users
 from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME, MODEL_STORE, SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH
 from fizbuz.http_client import answers_smoke_request
 from fizbuz.lifecycle import JsonState, check_port_free, end_processes, free_port, processes_under, tail, wait_until
@@ -67,6 +68,8 @@ class Options:
     admission: int = FrontSettings.admission
     retry_budget: int = FrontSettings.retry_budget
     batch_size: int = Host.batch_size
+    # Issue 22: started by root, each local host's MMS runs as this unprivileged user.
+    mms_user: str = settings.default("fleet_mms_user")
 
 
 class Fleet(JsonState):
@@ -108,10 +111,10 @@ class Fleet(JsonState):
             log.info("fleet %s: %d hosts in %s mode on %s.0/24", state["id"], len(state["hosts"]),
                      state["mode"], state["subnet"])
             network.create_bridge(layout)
+            self._open_to_hosts(state)
             for host in self.hosts(state):
                 network.add_host(layout, host.index)
-                host.model_store.mkdir(parents=True, exist_ok=True)
-                shutil.copy(options.mar, host.model_store / MAR_FILE_NAME)  # fresh mtime: never "stale"
+                host.store_archive(options.mar)  # fresh mtime: never "stale"
             self._start_hosts(self.hosts(state))
         elif state["front"].get("routing", "batched") != "batched":
             self._check_single_registrations(state)
@@ -134,6 +137,7 @@ class Fleet(JsonState):
             raise FleetError("adaptive batching needs at least one batch-1 worker per host "
                              "(--single-workers N), or turn it off (--batched-only)")
         fleet_id = secrets.token_hex(2)
+        run_as = self._mms_user(options)
         if options.external_hosts:
             mode, subnet = "external", ""
         elif options.loopback or not network.namespaces_possible():
@@ -166,7 +170,7 @@ class Fleet(JsonState):
                                   inference_port=inference, management_port=management, metrics_port=metrics,
                                   run_dir=str(self.dir / f"h{index}"), namespace=layout.namespace(index),
                                   workers=options.workers, single_workers=single_workers,
-                                  batch_size=options.batch_size).as_dict())
+                                  batch_size=options.batch_size, run_as=run_as).as_dict())
             upstreams = [Host(**row).upstream for row in hosts]
         workers = options.nginx_workers or FLEET_NGINX_WORKERS
         front = FrontSettings(listen=f"{options.listen_address}:{front_port}", hosts=upstreams,
@@ -179,6 +183,22 @@ class Fleet(JsonState):
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
                 "metrics_port": options.metrics_port, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    @staticmethod
+    def _mms_user(options):
+        """The user the hosts' MMS runs as: `options.mms_user` (a system user
+        made once when missing) when root starts hosts here; "" otherwise (no
+        root: MMS runs as its caller, as everything else does)."""
+        if options.external_hosts or not options.mms_user or os.geteuid() != 0:
+            return ""
+        return users.ensure_system_user(options.mms_user)[0]
+
+    def _open_to_hosts(self, state):
+        """The fleet's folder (tokens 0600 and the TLS key stay closed inside) may
+        be entered, not listed, by the user the hosts run as: their run
+        folders are in it. mkdtemp makes it 0700."""
+        if any(host.run_as for host in self.hosts(state)):
+            self.dir.chmod(self.dir.stat().st_mode | stat.S_IXOTH)
 
     def _start_hosts(self, hosts, timeout=300, again=True):
         """Side by side; a host that failed gets one more try on its own (on a

@@ -30,6 +30,8 @@ batched ones], FIZBUZ_ADAPTIVE_THRESHOLD [8: at most this many open client conne
 FIZBUZ_ADAPTIVE=0 (or start --batched-only) turns it off; limits --routing/--adaptive-threshold change it live.
 Overload (docs/overload.md): FIZBUZ_ADMISSION [64 requests in flight per host entry, then 503 + Retry-After;
 0: off], FIZBUZ_RETRY_BUDGET [32 retries in flight per host entry]; limits --admission/--retry-budget live.
+Started by root, each host's MMS (frontend, workers, exporter) runs as FIZBUZ_FLEET_MMS_USER [fizbuz-mms, a system
+user made when missing] (start --mms-user NAME).
 USAGE
 }
 case "${1:-}" in

@@ -6,6 +6,7 @@ a thread that joined the host's namespace (network.run_in), never over the bridg
 """
 
 import os
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ class Host:
     previous_mar: str = None
     metrics_port: int = 0          # the host's Prometheus exporter (serving/metrics); 0 = start_mms.sh's default
     single_workers: int = 0        # workers of the batch-1 registration (adaptive batching); 0 = not registered
+    run_as: str = ""               # the unprivileged user its MMS runs as (root starts it); "": the caller
 
     def as_dict(self):
         return asdict(self)
@@ -62,10 +64,21 @@ class Host:
                     FIZBUZ_INFERENCE_ADDRESS=self.address, FIZBUZ_INFERENCE_PORT=str(self.inference_port),
                     FIZBUZ_MANAGEMENT_PORT=str(self.management_port), FIZBUZ_WORKERS=str(self.workers),
                     FIZBUZ_BATCH_SIZE=str(self.batch_size), FIZBUZ_MAX_BATCH_DELAY=str(self.max_batch_delay),
-                    FIZBUZ_SINGLE_WORKERS=str(self.single_workers),
+                    FIZBUZ_SINGLE_WORKERS=str(self.single_workers), FIZBUZ_MMS_RUN_AS=self.run_as,
                     **({"FIZBUZ_METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}))
 
     # ------------------------------------------------------------ life cycle
+    def store_archive(self, source, name=MAR_FILE_NAME):
+        """Copy an archive into the host's model store as `name`: whole (a rename
+        over the old one) and readable by the host's MMS, whatever the source's
+        mode; the store stays root's, so MMS cannot change what it serves."""
+        self.model_store.mkdir(parents=True, exist_ok=True)
+        self.model_store.chmod(0o755)
+        staged = self.model_store / f".{name}.partial"
+        shutil.copyfile(source, staged)
+        staged.chmod(0o644)
+        staged.replace(self.model_store / name)
+
     def start(self):
         """start_mms.sh inside the namespace: registers with batching, waits READY
         and a right answer. Returns the Popen so hosts can start side by side."""

@@ -30,7 +30,7 @@ from serving.mms.metrics import control as metrics_control
 from serving.mms.metrics import multiproc
 from serving.mms import config, fast_worker, guard, management, process
 from serving.mms.process import RunFolder
-from fizbuz import logs, settings
+from fizbuz import logs, settings, users
 from fizbuz.errors import FizbuzError
 
 # Holds only sitecustomize.py, which applies fast_worker.py in MMS's workers.
@@ -93,14 +93,23 @@ def start(args):
             raise LifecycleError("the metrics port must differ from the inference and management ports")
         check_port_free(args.metrics_port, "metrics exporter", "127.0.0.1", " (METRICS_PORT, or METRICS=0)")
 
+    user = server_user(args.run_as)
     tls = config.tls_files(run.tls, args.tls_cert, args.tls_key, args.inference_address) if args.tls else None
     config.write_config(run.config, args.inference_port, args.management_port, tls, args.inference_address)
     config.write_log_config(run.log_config, run.logs, args.access_log)
-    log.info("starting MMS: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
-             args.inference_address, args.inference_port, args.management_port, run.path)
-    guard.close(run.path, args.management_port)  # before MMS listens: no moment open to other users
+    env = worker_env(args, run)
+    if user is not None:
+        process.hand_over(run, user, reads=(model_store / MAR_FILE_NAME, WORKER_BOOT, Path(sys.executable).parent),
+                          writes=[metrics_control.multiproc_dir(run)] if args.metrics else [])
+        if tls and tls[1].parent == run.tls:
+            os.chown(tls[1], user[1], user[2])  # the self-signed key of this folder: MMS must read it
+    log.info("starting MMS%s: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
+             f" as {user[0]}" if user else "", args.inference_address, args.inference_port,
+             args.management_port, run.path)
+    # Before MMS listens: no moment open to other users.
+    guard.close(run.path, args.management_port, server_uid=user[1] if user else None)
     try:
-        server = process.launch(run, model_store, env=worker_env(args, run))
+        server = process.launch(run, model_store, env=env, user=user)
     except LifecycleError:
         guard.open_again(run.path)
         raise
@@ -110,11 +119,11 @@ def start(args):
         "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
         "max_batch_delay": args.max_batch_delay, "workers": args.workers, "single_workers": args.single_workers,
         "fast_protocol": args.fast_protocol, "metric_lines": bool(args.model_metrics_log),
-        "metrics_port": args.metrics_port if args.metrics else None})
+        "metrics_port": args.metrics_port if args.metrics else None, "run_as": user[0] if user else None})
     try:
         register_and_wait(args, run, server, cafile=tls[0] if tls else None)
         if args.metrics:
-            metrics_control.start(run, args.metrics_port, args.management_port, timeout=args.timeout)
+            metrics_control.start(run, args.metrics_port, args.management_port, timeout=args.timeout, user=user)
     except LifecycleError:
         log.info("start failed; stopping the half-started server")
         metrics_control.stop(run)
@@ -132,7 +141,23 @@ def revive_exporter(run, state, timeout):
     port = state.get("metrics_port")
     if port and metrics_control.pid_file(run).process() is None:
         log.info("the metrics exporter of this server is not running: starting it again")
-        metrics_control.start(run, port, state["management_port"], timeout=timeout)
+        metrics_control.start(run, port, state["management_port"], timeout=timeout,
+                              user=server_user(state.get("run_as")))
+
+
+def server_user(name):
+    """(name, uid, gid) MMS runs as: `name` (FIZBUZ_MMS_RUN_AS) when root
+    starts it, made as a system user when missing; None: as its caller."""
+    if not name:
+        return None
+    if os.geteuid() != 0:
+        if (users.lookup(name) or (None, None))[1] == os.geteuid():
+            return None  # already that user
+        raise LifecycleError(f"only root can start MMS as {name} (FIZBUZ_MMS_RUN_AS)")
+    user = users.not_root(users.ensure_system_user(name), "MMS runs model code (each archive's handler)")
+    # The venv's interpreter and its standard library (a pyenv may sit under /root).
+    users.open_way_to(user, Path(sys.executable).resolve(), Path(sys.base_prefix))
+    return user
 
 
 def worker_env(args, run):
@@ -356,6 +381,7 @@ def build_parser():
     settings.add_flag(start_cmd, "mms_fast_protocol", "--no-fast-protocol", dest="fast_protocol",
                       action="store_false")
     settings.add_flag(start_cmd, "mms_warmup", "--warmup", dest="warmup", type=int, metavar="PASSES")
+    settings.add_flag(start_cmd, "mms_run_as", "--run-as", dest="run_as")
     settings.add_flag(start_cmd, "tls", "--tls", action="store_true")
     settings.add_flag(start_cmd, "tls_cert", "--tls-cert")
     settings.add_flag(start_cmd, "tls_key", "--tls-key")

@@ -15,7 +15,6 @@ nobody) that owns data/; root keeps the secrets."""
 import logging
 import os
 import pwd
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import redis
 from fizbuz import settings
 from fizbuz.contract import REDIS_MODULE, RUN_DIR
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
+from fizbuz.users import as_user, blocked_folder
 from serving.redis.acl import ADMIN, RUNNER, Secrets, private_dir
 from serving.redis.ready import answers_ping
 
@@ -85,26 +85,6 @@ def unprivileged_user(name=""):
     raise LifecycleError(f"no user {' or '.join(names)} to run redis-server as (set FIZBUZ_REDIS_RUN_AS)")
 
 
-def as_user(command, user):
-    """`command` run as `user` (from unprivileged_user; None: as we are).
-    setpriv execs (no parent process left between us and redis-server), so a
-    pid file holds redis-server's own pid."""
-    if user is None:
-        return command
-    _, uid, gid = user
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--", *command]
-
-
-def unreachable_folder(path, uid, gids):
-    """The first folder on the way to `path` that user `uid` cannot enter, or None."""
-    for folder in reversed([Path(path), *Path(path).parents]):
-        st = folder.stat()
-        bits = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids else stat.S_IXOTH
-        if not st.st_mode & bits:
-            return folder
-    return None
-
-
 def prepare_folders(settings, user):
     """The run folder (log, pid), secrets/ (ours, 0700) and data/ (the server
     user's, 0700), and the ACL file redis-server reads."""
@@ -113,11 +93,9 @@ def prepare_folders(settings, user):
     owner = None if user is None else (user[1], user[2])
     private_dir(settings.data_dir, owner)
     if user is not None:
-        gids = {user[2], *os.getgrouplist(user[0], user[2])}
-        for needed in (settings.data_dir.parent, Path(settings.module).parent):
-            blocked = unreachable_folder(needed, user[1], gids)
-            if blocked is not None:
-                raise LifecycleError(f"redis-server runs as {user[0]}, who cannot enter {blocked}: "
+        blocked = blocked_folder(user, settings.data_dir.parent, Path(settings.module).parent)
+        if blocked is not None:
+            raise LifecycleError(f"redis-server runs as {user[0]}, who cannot enter {blocked}: "
                                  f"open it (chmod o+x) or choose another FIZBUZ_REDIS_RUN_DIR")
     # Rewritten at every start from the password files: they are the source of truth.
     settings.secrets.write_acl(settings.acl_file, owner)

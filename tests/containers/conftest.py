@@ -9,6 +9,7 @@ The tier is opt-in: these tests run only when the -m expression names
 `containers` (./run_tests.sh runs them as its second stage)."""
 
 import json
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(config, items):
     if "containers" in (config.getoption("markexpr") or ""):
+        # A test that stops the session's stack (test_stop_*) runs after every other.
+        items.sort(key=lambda item: item.name.startswith("test_stop_"))
         return
     mine = [item for item in items if HERE in Path(str(item.fspath)).parents]
     if mine:
@@ -33,8 +36,30 @@ def pytest_collection_modifyitems(config, items):
 
 
 
+def kernel_state():
+    """The iptables rules and chain policies of the filter and nat tables (no
+    counters) and ip_forward. Lines naming other parts of this project that
+    other test runs on this machine add and remove at any moment (a fleet's
+    FORWARD rule for its bridge fbz<id>, an MMS's owner-only rule, commented
+    "fizbuz: ...") are left out."""
+    state = {"ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()}
+    for table in ("filter", "nat"):
+        lines = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, timeout=30).stdout
+        state[table] = sorted(" ".join(line.split()[:2]) if line.startswith(":") else line
+                              for line in lines.splitlines()
+                              if line.startswith((":", "-A ")) and "fbz" not in line and "fizbuz" not in line)
+    return state
+
+
+
+@pytest.fixture(scope="session")
+def make_archive():
+    return archive.variant
+
+
 class RunningStack:
     """The stack plus what a test needs to talk to it."""
+    kernel_state = staticmethod(kernel_state)
 
     def __init__(self, stack):
         self.stack = stack
@@ -97,14 +122,12 @@ def running_stack(stack_dir, mar_path):
     stack = Stack(stack_dir / "stack")
     options = Options(stack=f"fbzt{free_port() % 1000}", front_port=free_port(), engine="own",
                       mar=str(mar_path))
+    before = kernel_state()  # what stop must give back (test_container_hardening.py)
     try:
         stack.start(options)
-        yield RunningStack(stack)
+        running = RunningStack(stack)
+        running.before = before
+        yield running
     finally:
         stack.stop()
 
-
-
-@pytest.fixture(scope="session")
-def make_archive():
-    return archive.variant
