@@ -21,6 +21,13 @@ CLASS_LABELS = ("number", "Fizz", "Buzz", "FizzBuzz")
 SMOKE_INPUT, SMOKE_ANSWER = 14, "FizzBuzz"
 
 
+def is_decimal(text):
+    """True when `text` is ASCII digits only: str.isdigit() also takes '²' (which
+    int() refuses) and other scripts' digits (which int() reads), neither of
+    which a client's header or a log line of ours may carry."""
+    return text.isascii() and text.isdigit()
+
+
 def encode(number):
     """Return `number` as a list of BITS ints, most significant bit first."""
     if not 0 <= number < (1 << BITS):

@@ -316,12 +316,13 @@ def _budget_ms(headers, timeout_us):
     budgets = []
     text = _text(headers.get(TIMEOUT_HEADER))
     if text:
-        if not text.isdigit() or not 0 < int(text) <= MAX_TIMEOUT_MS:
+        if not codec.is_decimal(text) or not 0 < int(text) <= MAX_TIMEOUT_MS:
             raise codec.InvalidInput(f"{TIMEOUT_HEADER} must be a whole number of milliseconds, "
                                      f"1..{MAX_TIMEOUT_MS}, got {text[:20]!r}")
         budgets.append(int(text))
     grpc_timeout = _text(headers.get(GRPC_TIMEOUT_HEADER))
-    if 2 <= len(grpc_timeout) <= 9 and grpc_timeout[:-1].isdigit() and grpc_timeout[-1] in GRPC_TIMEOUT_UNITS_MS:
+    unit = grpc_timeout[-1:]
+    if 2 <= len(grpc_timeout) <= 9 and codec.is_decimal(grpc_timeout[:-1]) and unit in GRPC_TIMEOUT_UNITS_MS:
         budgets.append(int(grpc_timeout[:-1]) * GRPC_TIMEOUT_UNITS_MS[grpc_timeout[-1]])
     if timeout_us:
         budgets.append(timeout_us / 1000)

@@ -245,7 +245,7 @@ def parse_rest(body, header_length=None):
     body = bytes(body)
     binary = b""
     if header_length not in (None, ""):
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not codec.is_decimal(header_length) or int(header_length) > len(body):
             raise V2Error(f"Inference-Header-Content-Length {_quote(header_length)}: expected the byte "
                           f"length of the JSON header, at most the body's {len(body)} bytes")
         split = int(header_length)

@@ -21,6 +21,7 @@ import threading
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from fizbuz.contract import PREDICT_PATH
+from fizbuz_codec import is_decimal
 
 LOG_NAME = "metrics.log"   # in the front door's logs folder
 VERSION = "f1"
@@ -137,7 +138,7 @@ class FrontCounts:
 
     def _add(self, raw):
         fields = raw.decode("utf-8", "replace").split("\t")
-        if len(fields) != FIELDS or fields[0] != VERSION or len(fields[2]) != 3 or not fields[2].isdigit():
+        if len(fields) != FIELDS or fields[0] != VERSION or len(fields[2]) != 3 or not is_decimal(fields[2]):
             self.malformed += 1
             return
         _, uri, status, request_time, addresses, statuses, times, header_times = fields

@@ -22,6 +22,8 @@ import psutil
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from fizbuz_codec import is_decimal
+
 log = logging.getLogger(__name__)
 
 FOLDED_TYPES = ("counter", "histogram")
@@ -39,7 +41,7 @@ def prepare(folder):
 def pid_of(path):
     """The pid in `counter_123.db` / `gauge_livesum_123.db`, or None (archives)."""
     tail = Path(path).stem.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    return int(tail) if is_decimal(tail) else None
 
 
 def summed_values(paths):
