@@ -39,20 +39,31 @@ from serving.front.fleet import Fleet, Options
 
 HERE = Path(__file__).resolve().parent
 FACTORS = (0.25, 0.5, 1, 1.5, 2, 3, 4)
-SETTINGS = {"on": None, "off": 0}   # admission per host entry: None = --admission
+SETTINGS = {"on": None, "off": 0}  # admission per host entry: None = --admission
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.overload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per point (default: %(default)s)")
-    parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS),
-                        help="offered load as multiples of capacity (default: %(default)s)")
-    parser.add_argument("--sleep-ms", type=int, default=40,
-                        help="the slow archive's ms per batch (default: %(default)s; 4x of it stays within "
-                             "what the generator keeps on schedule here)")
-    parser.add_argument("--admission", type=int, default=4,
-                        help="'on': requests in flight per host entry (default: %(default)s)")
+    parser.add_argument(
+        "--factors",
+        type=float,
+        nargs="+",
+        default=list(FACTORS),
+        help="offered load as multiples of capacity (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sleep-ms",
+        type=int,
+        default=40,
+        help="the slow archive's ms per batch (default: %(default)s; 4x of it stays within "
+        "what the generator keeps on schedule here)",
+    )
+    parser.add_argument(
+        "--admission", type=int, default=4, help="'on': requests in flight per host entry (default: %(default)s)"
+    )
     parser.add_argument("--arrival", choices=openloop.ARRIVALS, default="poisson")
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "overload"))
@@ -78,31 +89,50 @@ def mark(fleet, base, cafile):
     worker: one buffer, so every earlier line is written too)."""
     marker = f"/overload-mark-{time.monotonic_ns()}"
     exchange("GET", base + marker, 10, cafile=cafile)
-    return wait_until(lambda: next((index + 1 for index, line in enumerate(
-        fleet.door.access_log.read_text().splitlines()) if marker in line), None), 15, "the marker line")
+    return wait_until(
+        lambda: next(
+            (index + 1 for index, line in enumerate(fleet.door.access_log.read_text().splitlines()) if marker in line),
+            None,
+        ),
+        15,
+        "the marker line",
+    )
 
 
 def drained(url, cafile, token, sleep_ms):
     """The host's queue is empty again: a lone request is answered right, fast."""
+
     def quick():
         began = time.monotonic()
         status, _ = predict(url, SMOKE_INPUT, timeout=10, cafile=cafile, headers={"Authorization": f"Bearer {token}"})
         return status == 200 and time.monotonic() - began < 5 * sleep_ms / 1000
+
     wait_until(quick, 120, "the host to drain its queue", interval=0.2)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # stop the fleet on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the fleet on the way out
     directory = Path(tempfile.mkdtemp(prefix="fbz-overload-"))
     fleet = Fleet(directory)
     rows = []
     try:
         slow = archive.variant(args.mar, directory / MAR_FILE_NAME, batch_sleep_ms=args.sleep_ms)
         front_port, metrics_port = free_ports(2)
-        state = fleet.start(Options(hosts=1, workers=1, batch_size=1, routing="batched", single_workers=0,
-                                    front_port=front_port, metrics_port=metrics_port, mar=str(slow),
-                                    admission=args.admission, nginx_workers="1"))
+        state = fleet.start(
+            Options(
+                hosts=1,
+                workers=1,
+                batch_size=1,
+                routing="batched",
+                single_workers=0,
+                front_port=front_port,
+                metrics_port=metrics_port,
+                mar=str(slow),
+                admission=args.admission,
+                nginx_workers="1",
+            )
+        )
         base = f"https://{state['front']['listen']}"
         token = tokens.read(fleet.token_file)["default"]
         cafile = state["front"]["certificate"]
@@ -119,9 +149,14 @@ def main(argv=None):
                 log_start = mark(fleet, base, cafile)
                 outcomes = openloop.run_sync(target, capacity * factor, args.seconds, arrival=args.arrival)
                 requests, tries = upstream_tries(fleet.door.access_log, log_start, mark(fleet, base, cafile))
-                row = {"admission": name, "factor": factor, "offered_per_s": round(capacity * factor, 1),
-                       "load_avg_1m": os.getloadavg()[0], "tries_per_request": round(tries / max(1, requests), 3),
-                       **outcomes.summary()}
+                row = {
+                    "admission": name,
+                    "factor": factor,
+                    "offered_per_s": round(capacity * factor, 1),
+                    "load_avg_1m": os.getloadavg()[0],
+                    "tries_per_request": round(tries / max(1, requests), 3),
+                    **outcomes.summary(),
+                }
                 row.pop("samples")
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -146,25 +181,32 @@ def write(rows, capacity, output, args):
     output.mkdir(parents=True, exist_ok=True)
     (output / "overload.json").write_text(json.dumps({"capacity_per_s": capacity, "rows": rows}, indent=2))
     loads = [r["load_avg_1m"] for r in rows]
-    when = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
-    lines = [f"# Past capacity, with and without admission control ({when})",
-             "", f"Command: `python -m bench.overload {' '.join(sys.argv[1:])}`".rstrip(), "",
-             f"One host, one MMS worker, batch 1, an archive that sleeps {args.sleep_ms} ms per batch: capacity "
-             f"{capacity:.1f} requests/s (answered right when offered 4000/sleep-ms requests/s). Open-loop "
-             f"{args.arrival} arrivals through the front door (HTTPS, token), {args.seconds:g} s per point, "
-             "interleaved on/off; 'on' admits "
-             f"{args.admission} requests per host entry (x2: primary and backup), 'off' has no cap. Same 2 cores "
-             f"for generator, nginx and MMS, shared with other jobs (1-minute load average "
-             f"{min(loads):.1f}..{max(loads):.1f}). Latency counts from each request's scheduled send time.", "",
-             "| offered | admission | goodput/s | refused (503+RA) | failed (timeout, 5xx, conn) | wrong | "
-             "admitted p50 ms | admitted p99 ms | refused p99 ms | tries/request | generator late |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        f"# Past capacity, with and without admission control ({when})",
+        "",
+        f"Command: `python -m bench.overload {' '.join(sys.argv[1:])}`".rstrip(),
+        "",
+        f"One host, one MMS worker, batch 1, an archive that sleeps {args.sleep_ms} ms per batch: capacity "
+        f"{capacity:.1f} requests/s (answered right when offered 4000/sleep-ms requests/s). Open-loop "
+        f"{args.arrival} arrivals through the front door (HTTPS, token), {args.seconds:g} s per point, "
+        "interleaved on/off; 'on' admits "
+        f"{args.admission} requests per host entry (x2: primary and backup), 'off' has no cap. Same 2 cores "
+        f"for generator, nginx and MMS, shared with other jobs (1-minute load average "
+        f"{min(loads):.1f}..{max(loads):.1f}). Latency counts from each request's scheduled send time.",
+        "",
+        "| offered | admission | goodput/s | refused (503+RA) | failed (timeout, 5xx, conn) | wrong | "
+        "admitted p50 ms | admitted p99 ms | refused p99 ms | tries/request | generator late |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        lines.append(f"| {row['factor']:g}x ({row['offered_per_s']:.0f}/s) | {row['admission']} | "
-                     f"{row['goodput_per_s']:.1f} | {_refused(row)} | {_failed(row)} | "
-                     f"{row['classes'].get('wrong', 0)} | "
-                     f"{row['admitted_p50_ms']} | {row['admitted_p99_ms']} | {row['rejected_p99_ms']} | "
-                     f"{row['tries_per_request']} | {'yes' if row['behind_schedule'] else 'no'} |")
+        lines.append(
+            f"| {row['factor']:g}x ({row['offered_per_s']:.0f}/s) | {row['admission']} | "
+            f"{row['goodput_per_s']:.1f} | {_refused(row)} | {_failed(row)} | "
+            f"{row['classes'].get('wrong', 0)} | "
+            f"{row['admitted_p50_ms']} | {row['admitted_p99_ms']} | {row['rejected_p99_ms']} | "
+            f"{row['tries_per_request']} | {'yes' if row['behind_schedule'] else 'no'} |"
+        )
     (output / "overload.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(rows, output / "overload.png")
@@ -172,20 +214,27 @@ def write(rows, capacity, output, args):
 
 def plot(rows, path):
     import matplotlib  # noqa: PLC0415  (only for the figure)
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, style in (("on", "-o"), ("off", "--s")):
         mine = [r for r in rows if r["admission"] == name]
         factors = [r["factor"] for r in mine]
         left.plot(factors, [r["goodput_per_s"] for r in mine], style, label=f"goodput, admission {name}")
-        left.plot(factors, [_refused(r) / r["seconds"] for r in mine], style, alpha=0.5,
-                  label=f"refused/s, admission {name}")
+        left.plot(
+            factors, [_refused(r) / r["seconds"] for r in mine], style, alpha=0.5, label=f"refused/s, admission {name}"
+        )
         right.plot(factors, [r["admitted_p50_ms"] or 0 for r in mine], style, label=f"p50, admission {name}")
         right.plot(factors, [r["admitted_p99_ms"] or 0 for r in mine], style, alpha=0.5, label=f"p99, admission {name}")
     left.set(xlabel="offered load (x capacity)", ylabel="requests/s", title="Goodput and refusals")
-    right.set(xlabel="offered load (x capacity)", ylabel="ms (admitted, from scheduled send)",
-              title="Latency of admitted requests", yscale="log")
+    right.set(
+        xlabel="offered load (x capacity)",
+        ylabel="ms (admitted, from scheduled send)",
+        title="Latency of admitted requests",
+        yscale="log",
+    )
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)

@@ -59,11 +59,16 @@ def blocked_folder(user: tuple[str, int, int], *paths) -> Path | None:
     """The first folder on the way to any of `paths` that `user` cannot enter
     (or a file of `paths` it cannot read), or None. Asked of the kernel as that
     user (test -x / -r: mode bits, groups and ACLs all count), in one short process."""
-    folders = list(dict.fromkeys(folder for path in paths
-                                 for folder in reversed([Path(path), *Path(path).parents])))
+    folders = list(dict.fromkeys(folder for path in paths for folder in reversed([Path(path), *Path(path).parents])))
     script = 'for f; do if [ -d "$f" ]; then [ -x "$f" ]; else [ -r "$f" ]; fi || { printf "%s" "$f"; exit 0; }; done'
-    found = subprocess.run(as_user(["/bin/sh", "-c", script, "sh", *map(str, folders)], user),
-                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=True)
+    found = subprocess.run(
+        as_user(["/bin/sh", "-c", script, "sh", *map(str, folders)], user),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     return Path(found.stdout) if found.stdout else None
 
 
@@ -82,8 +87,11 @@ def _acl_entries(folder: Path) -> dict[tuple[int, int], int]:
         if error.errno != errno.ENODATA:
             raise
         mode = folder.lstat().st_mode
-        return {(USER_OBJ, ACL_NO_ID): (mode >> 6) & 7, (GROUP_OBJ, ACL_NO_ID): (mode >> 3) & 7,
-                (OTHER, ACL_NO_ID): mode & 7}
+        return {
+            (USER_OBJ, ACL_NO_ID): (mode >> 6) & 7,
+            (GROUP_OBJ, ACL_NO_ID): (mode >> 3) & 7,
+            (OTHER, ACL_NO_ID): mode & 7,
+        }
     (version,) = struct.unpack_from("<I", data)
     if version != ACL_VERSION:
         raise LifecycleError(f"{folder}: ACL version {version} is not one this code reads")
@@ -99,11 +107,13 @@ def grant_traverse(folder, user: tuple[str, int, int]) -> None:
     entries[(USER, user[1])] = entries.get((USER, user[1]), 0) | 1
     if (MASK, ACL_NO_ID) in entries:  # an ACL already: its mask gains only the x bit
         entries[(MASK, ACL_NO_ID)] |= 1
-    else:                             # the first named entry: the mask is the group class's union
+    else:  # the first named entry: the mask is the group class's union
         entries[(MASK, ACL_NO_ID)] = functools.reduce(
-            operator.or_, (perm for (tag, _), perm in entries.items() if tag in (USER, GROUP_OBJ, GROUP)), 0)
-    data = struct.pack("<I", ACL_VERSION) + b"".join(ACL_ENTRY.pack(tag, perm, ident)
-                                                      for (tag, ident), perm in sorted(entries.items()))
+            operator.or_, (perm for (tag, _), perm in entries.items() if tag in (USER, GROUP_OBJ, GROUP)), 0
+        )
+    data = struct.pack("<I", ACL_VERSION) + b"".join(
+        ACL_ENTRY.pack(tag, perm, ident) for (tag, ident), perm in sorted(entries.items())
+    )
     os.setxattr(folder, ACL_XATTR, data, follow_symlinks=False)
 
 
@@ -117,9 +127,16 @@ def open_way_to(user: tuple[str, int, int], *paths, limit: int = 16) -> list[Pat
         if blocked in granted or len(granted) >= limit:
             raise LifecycleError(f"{user[0]} still cannot enter {blocked} after an ACL entry let it")
         grant_traverse(blocked, user)
-        log.warning("let %s enter %s (an ACL entry u:%s:x: no listing, no reading) to reach %s; "
-                    "'setfacl -x u:%s %s' takes it back", user[0], blocked, user[0],
-                    ", ".join(map(str, paths)), user[0], blocked)
+        log.warning(
+            "let %s enter %s (an ACL entry u:%s:x: no listing, no reading) to reach %s; "
+            "'setfacl -x u:%s %s' takes it back",
+            user[0],
+            blocked,
+            user[0],
+            ", ".join(map(str, paths)),
+            user[0],
+            blocked,
+        )
         granted.append(blocked)
     return granted
 
@@ -134,10 +151,25 @@ def ensure_system_user(name: str, timeout: float = 60.0) -> tuple[str, int, int]
         raise LifecycleError(f"no user {name}, and only root with useradd can make it")
 
     def made():
-        result = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-                                 "/nonexistent", "--shell", "/usr/sbin/nologin", "--comment",
-                                 "fizbuz-serve model servers, unprivileged", name],
-                                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "fizbuz-serve model servers, unprivileged",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
         if result.returncode not in (0, USERADD_TAKEN, USERADD_LOCKED):
             raise LifecycleError(f"useradd {name} failed: {result.stderr.strip()}")
         return lookup(name)

@@ -53,16 +53,23 @@ class Docker:
         command = [self.binary, *map(str, args)]
         if output is not None:
             with open(output, "ab") as sink:
-                done = subprocess.run(command, env=self.env, stdin=stdin, stdout=sink, stderr=subprocess.STDOUT,
-                                      timeout=timeout)
+                done = subprocess.run(
+                    command, env=self.env, stdin=stdin, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout
+                )
             text, error = "", tail(output, 30)
         else:
-            done = subprocess.run(command, env=self.env, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout)
+            done = subprocess.run(
+                command,
+                env=self.env,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+            )
             text, error = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
         if check and done.returncode != 0:
-            raise LifecycleError(f"docker {' '.join(map(str, args[:3]))} failed (exit {done.returncode}):\n"
-                                 f"{error.strip()[-3000:]}")
+            raise LifecycleError(
+                f"docker {' '.join(map(str, args[:3]))} failed (exit {done.returncode}):\n{error.strip()[-3000:]}"
+            )
         return text if done.returncode == 0 else None
 
     def answers(self):
@@ -76,6 +83,7 @@ class Docker:
 
 
 # --------------------------------------------------------------------------- the host's state
+
 
 def _ip_links():
     done = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True)
@@ -97,14 +105,18 @@ class HostSnapshot:
     the forwarding switch. Taken before and after each step of ours that makes
     the engine change them (its start, swarm init, a deployment); the
     difference is what that step changed (`changes`)."""
+
     links: list
     iptables: dict
     ip_forward: str
 
     @classmethod
     def take(cls):
-        return cls(links=_ip_links(), iptables={t: _iptables_save(t) for t in TABLES},
-                   ip_forward=IP_FORWARD.read_text().strip())
+        return cls(
+            links=_ip_links(),
+            iptables={t: _iptables_save(t) for t in TABLES},
+            ip_forward=IP_FORWARD.read_text().strip(),
+        )
 
     def restore(self):
         """For a state file written before changes were recorded: remove
@@ -123,8 +135,11 @@ def changes(before, after, only=lambda line: True):
     """What changed from `before` to `after` (two HostSnapshots), as a state
     file keeps it: rules and chains added per table, Docker's bridges added,
     the FORWARD policy and ip_forward as [before, after] when they changed."""
-    found = {"rules": {}, "chains": {}, "links": [link for link in BRIDGES
-                                                   if link in after.links and link not in before.links]}
+    found = {
+        "rules": {},
+        "chains": {},
+        "links": [link for link in BRIDGES if link in after.links and link not in before.links],
+    }
     for table in TABLES:
         was, now = before.iptables.get(table, []), after.iptables.get(table, [])
         rules = [line for line in now if line.startswith("-A ") and line not in set(was) and only(line)]
@@ -174,8 +189,12 @@ def undo(recorded, before):
             _iptables(table, "-F", chain)
         for chain in chains:  # after every flush: one chain may jump to another
             _iptables(table, "-X", chain)
-        if not before.iptables.get(table) and shutil.which("nft") and not any(
-                line.startswith("-A ") for line in _iptables_save(table)) and recorded["chains"].get(table):
+        if (
+            not before.iptables.get(table)
+            and shutil.which("nft")
+            and not any(line.startswith("-A ") for line in _iptables_save(table))
+            and recorded["chains"].get(table)
+        ):
             # iptables-nft made the table for dockerd: take it away again.
             subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
     policy = recorded.get("forward_policy")
@@ -187,6 +206,7 @@ def undo(recorded, before):
 
 
 # --------------------------------------------------------------------------- encrypted overlays
+
 
 def overlay_encryption():
     """(works, why): whether this kernel can carry an encrypted overlay
@@ -201,10 +221,35 @@ def overlay_encryption():
     if made.returncode != 0:
         return False, f"cannot make a namespace to check in: {made.stderr.strip()}"
     try:
-        added = subprocess.run(["ip", "-n", namespace, "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2",
-                                "proto", "esp", "spi", "0x100", "reqid", "1", "mode", "transport", "aead",
-                                "rfc4106(gcm(aes))", "0x" + "00" * 20, "64"],
-                               capture_output=True, text=True, timeout=30)
+        added = subprocess.run(
+            [
+                "ip",
+                "-n",
+                namespace,
+                "xfrm",
+                "state",
+                "add",
+                "src",
+                "192.0.2.1",
+                "dst",
+                "192.0.2.2",
+                "proto",
+                "esp",
+                "spi",
+                "0x100",
+                "reqid",
+                "1",
+                "mode",
+                "transport",
+                "aead",
+                "rfc4106(gcm(aes))",
+                "0x" + "00" * 20,
+                "64",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
     if added.returncode != 0:
@@ -213,6 +258,7 @@ def overlay_encryption():
 
 
 # --------------------------------------------------------------------------- our own dockerd
+
 
 class Dockerd:
     """A dockerd of our own; every path it writes is under `folder` and
@@ -228,13 +274,26 @@ class Dockerd:
         self.log_file = self.folder / "logs" / "dockerd.log"
 
     def command(self, driver):
-        return ["dockerd", "--data-root", self.data_root, "--exec-root", self.exec_root,
-                "--host", f"unix://{self.socket}", "--pidfile", self.folder / "dockerd-own.pid",
-                "--storage-driver", driver,
-                "--bridge", "none",            # no docker0: builds use the host's network
-                # Published ports by iptables alone: docker-proxy (userland) halved req/s at c=64.
-                "--userland-proxy=false",
-                "--log-level", "warn", *self.extra_args]
+        return [
+            "dockerd",
+            "--data-root",
+            self.data_root,
+            "--exec-root",
+            self.exec_root,
+            "--host",
+            f"unix://{self.socket}",
+            "--pidfile",
+            self.folder / "dockerd-own.pid",
+            "--storage-driver",
+            driver,
+            "--bridge",
+            "none",  # no docker0: builds use the host's network
+            # Published ports by iptables alone: docker-proxy (userland) halved req/s at c=64.
+            "--userland-proxy=false",
+            "--log-level",
+            "warn",
+            *self.extra_args,
+        ]
 
     def start(self, timeout=90):
         """Try the storage drivers in order; returns the one that works."""
@@ -243,17 +302,25 @@ class Dockerd:
         for driver in DRIVERS:
             if driver == "fuse-overlayfs" and shutil.which("fuse-overlayfs") is None:
                 continue
-            log.info("starting our own dockerd (storage driver %s, data-root %s, log %s)",
-                     driver, self.data_root, self.log_file)
+            log.info(
+                "starting our own dockerd (storage driver %s, data-root %s, log %s)",
+                driver,
+                self.data_root,
+                self.log_file,
+            )
             process = spawn(self.command(driver), self.log_file, pid_file=self.pid_file)
             docker = Docker(self.socket)
             try:
-                wait_until(docker.answers, timeout, "our dockerd to answer", interval=0.3,
-                           alive=lambda: process.poll() is None)  # noqa: B023 (called in this iteration only)
+                wait_until(
+                    docker.answers,
+                    timeout,
+                    "our dockerd to answer",
+                    interval=0.3,
+                    alive=lambda process=process: process.poll() is None,
+                )
                 return driver
             except LifecycleError as error:
-                log.warning("dockerd with %s did not come up (%s); log:\n%s", driver, error,
-                            tail(self.log_file, 8))
+                log.warning("dockerd with %s did not come up (%s); log:\n%s", driver, error, tail(self.log_file, 8))
                 self.stop()
         raise LifecycleError(f"dockerd did not start with any storage driver {DRIVERS}; see {self.log_file}")
 
@@ -281,6 +348,5 @@ def unmount_under(folder):
     kill -9 of dockerd, overlay and shm mounts and netns files stay behind."""
     prefix = str(Path(folder).resolve()) + "/"
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for point in sorted((m for m in mounts if m.startswith(prefix) or m + "/" == prefix),
-                        key=len, reverse=True):
+    for point in sorted((m for m in mounts if m.startswith(prefix) or m + "/" == prefix), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True)

@@ -34,29 +34,56 @@ def rule(port, *owner_uids):
     per uid, all of which must say "not this one")."""
     owners = [word for uid in owner_uids for word in ("-m", "owner", "!", "--uid-owner", str(uid))]
     uids = " and ".join(map(str, owner_uids))
-    return ["-o", "lo", "-p", "tcp", "-d", "127.0.0.0/8", "--dport", str(port), *owners,
-            "-m", "comment", "--comment", f"fizbuz: MMS management {port} for uid {uids} only",
-            "-j", "REJECT", "--reject-with", "tcp-reset"]
+    return [
+        "-o",
+        "lo",
+        "-p",
+        "tcp",
+        "-d",
+        "127.0.0.0/8",
+        "--dport",
+        str(port),
+        *owners,
+        "-m",
+        "comment",
+        "--comment",
+        f"fizbuz: MMS management {port} for uid {uids} only",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ]
 
 
 def _iptables(action, arguments, namespace=""):
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    return subprocess.run([*prefix, "iptables", "-w", "5", action, "OUTPUT", *arguments],
-                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*prefix, "iptables", "-w", "5", action, "OUTPUT", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _namespace():
     """The name of the network namespace this process is in ("" for the root
     one, or when `ip` cannot tell): the fleet starts a host's MMS inside its
     namespace but stops it from the root one."""
-    named = subprocess.run(["ip", "netns", "identify", str(os.getpid())], capture_output=True, text=True,
-                           timeout=30, stdin=subprocess.DEVNULL)
+    named = subprocess.run(
+        ["ip", "netns", "identify", str(os.getpid())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     return named.stdout.strip() if named.returncode == 0 else ""
 
 
 def _namespaces():
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30,
-                            stdin=subprocess.DEVNULL)
+    listed = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
     return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
 
 
@@ -67,8 +94,11 @@ def close(run_path, port, server_uid=None):
     (serving/mms/process.hand_over); root, which registers the model and
     manages the fleet's hosts, keeps its access."""
     if os.geteuid() != 0 or shutil.which("iptables") is None:
-        log.warning("the management API on 127.0.0.1:%d is open to every local user (an owner-only "
-                    "iptables rule needs root and iptables)", port)
+        log.warning(
+            "the management API on 127.0.0.1:%d is open to every local user (an owner-only "
+            "iptables rule needs root and iptables)",
+            port,
+        )
         return None
     owners = [server_uid] if server_uid not in (None, os.geteuid()) else []
     arguments = rule(port, *owners, os.geteuid())
@@ -76,10 +106,14 @@ def close(run_path, port, server_uid=None):
         added = _iptables("-I", arguments)
         if added.returncode != 0:
             raise LifecycleError(f"could not add the management API's owner-only rule: {added.stderr.strip()}")
-    Path(run_path, RECORD_NAME).write_text(json.dumps({"chain": "OUTPUT", "rule": arguments,
-                                                       "namespace": _namespace()}))
-    log.info("management API on 127.0.0.1:%d: only uid %s may connect (iptables owner match)", port,
-             " and ".join(map(str, [*owners, os.geteuid()])))
+    Path(run_path, RECORD_NAME).write_text(
+        json.dumps({"chain": "OUTPUT", "rule": arguments, "namespace": _namespace()})
+    )
+    log.info(
+        "management API on 127.0.0.1:%d: only uid %s may connect (iptables owner match)",
+        port,
+        " and ".join(map(str, [*owners, os.geteuid()])),
+    )
     return arguments
 
 

@@ -70,8 +70,13 @@ class RunFolder:
         return process
 
     def env(self):
-        return dict(os.environ, TMPDIR=str(self.tmp), TEMP=str(self.tmp),
-                    LOG_LOCATION=str(self.logs), METRICS_LOCATION=str(self.logs))
+        return dict(
+            os.environ,
+            TMPDIR=str(self.tmp),
+            TEMP=str(self.tmp),
+            LOG_LOCATION=str(self.logs),
+            METRICS_LOCATION=str(self.logs),
+        )
 
 
 def worker_processes(run):
@@ -82,14 +87,15 @@ def worker_processes(run):
     for process in psutil.process_iter(["cmdline"]):
         for word in process.info["cmdline"] or []:
             if word.startswith(marker):
-                found[word[len(marker):]] = process
+                found[word[len(marker) :]] = process
     return found
 
 
 def clean_stale(run):
     """After a crash (kill -9 of the frontend), remove what the dead server left."""
-    log.warning("found a stale pid file (pid %s is not running): cleaning up after the crashed server",
-                run.pid_file.read())
+    log.warning(
+        "found a stale pid file (pid %s is not running): cleaning up after the crashed server", run.pid_file.read()
+    )
     end_processes(worker_processes(run).values())  # orphaned workers of that server
     run.pid_file.remove()
     run.remove_sockets()
@@ -110,12 +116,16 @@ def hand_over(run, user, reads=(), writes=()):
     name, uid, gid = user
     blocked = blocked_folder(user, run.path, *reads)
     if blocked is not None:
-        raise LifecycleError(f"MMS runs as {name}, who cannot enter {blocked}: open it (chmod o+x) "
-                             f"or choose another folder")
+        raise LifecycleError(
+            f"MMS runs as {name}, who cannot enter {blocked}: open it (chmod o+x) or choose another folder"
+        )
     for path in (run.path, run.config, run.log_config):
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by MMS, written by root only
-    modes = {run.tmp: WRITABLE_MODES["tmp"], run.logs: WRITABLE_MODES["logs"],
-             **{Path(folder): WRITABLE_MODES["tmp"] for folder in writes}}
+    modes = {
+        run.tmp: WRITABLE_MODES["tmp"],
+        run.logs: WRITABLE_MODES["logs"],
+        **{Path(folder): WRITABLE_MODES["tmp"] for folder in writes},
+    }
     for folder, mode in modes.items():
         folder.mkdir(parents=True, exist_ok=True)
         # fwalk by folder descriptors: a folder swapped for a link meanwhile is never followed.
@@ -131,14 +141,29 @@ def launch(run, model_store, env=None, user=None):
     run.env(); its workers inherit it), as `user` ((name, uid, gid); None: as
     we are; see hand_over); returns the frontend process."""
     launcher = Path(sys.executable).parent / "mxnet-model-server"
-    command = [str(launcher), "--start", "--mms-config", str(run.config),
-               "--model-store", str(model_store), "--log-config", str(run.log_config)]
+    command = [
+        str(launcher),
+        "--start",
+        "--mms-config",
+        str(run.config),
+        "--model-store",
+        str(model_store),
+        "--log-config",
+        str(run.log_config),
+    ]
     env = dict(env or run.env())
     if user is not None:
         env.update(HOME=str(run.tmp), USER=user[0], LOGNAME=user[0])  # root's home is not its to write
     with open_log(run.console_log) as console:
-        launched = subprocess.run(as_user(command, user), cwd=run.path, env=env, stdout=console,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+        launched = subprocess.run(
+            as_user(command, user),
+            cwd=run.path,
+            env=env,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
     if launched.returncode != 0:
         raise LifecycleError(f"mxnet-model-server --start failed:\n{tail(run.console_log)}")
     process = run.server()

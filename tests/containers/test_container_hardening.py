@@ -59,14 +59,17 @@ def test_the_swarm_listens_and_advertises_on_loopback_only(running_stack):
     assert docker.run("info", "--format", "{{.Swarm.NodeAddr}}").strip() == "127.0.0.1"
     dockerd = running_stack.stack.dockerd(running_stack.state).pid_file.process()
     assert dockerd is not None
-    listening = [c.laddr for c in dockerd.net_connections(kind="tcp")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == SWARM_PORT]
+    listening = [
+        c.laddr
+        for c in dockerd.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == SWARM_PORT
+    ]
     assert listening and {address.ip for address in listening} == {"127.0.0.1"}, listening
 
 
 def test_stop_restores_exactly_the_iptables_rules_and_ip_forward_there_were(running_stack):
     state = running_stack.refresh().state
     assert any(state["changed"]["rules"].values()), state["changed"]  # the stack did change them
-    assert running_stack.kernel_state() != running_stack.before                    # (so this test can fail)
+    assert running_stack.kernel_state() != running_stack.before  # (so this test can fail)
     assert running_stack.stack.stop() is True
     assert running_stack.kernel_state() == running_stack.before

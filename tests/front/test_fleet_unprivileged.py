@@ -19,8 +19,7 @@ import pytest
 from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, expected_reply
 from serving.mms.metrics import control as metrics_control
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and another user need root")]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and another user need root")]
 
 
 def uids(pid):
@@ -30,13 +29,29 @@ def uids(pid):
 
 
 def in_namespace(host, user, *command):
-    return subprocess.run(["ip", "netns", "exec", host.namespace, "runuser", "-u", user, "--", *command],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["ip", "netns", "exec", host.namespace, "runuser", "-u", user, "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def management_status(host, user):
-    return in_namespace(host, user, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
-                        f"http://127.0.0.1:{host.management_port}/models").stdout
+    return in_namespace(
+        host,
+        user,
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        f"http://127.0.0.1:{host.management_port}/models",
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +67,11 @@ def test_every_mms_process_of_every_host_runs_unprivileged(hosts):
         # Every worker MMS reports READY has a process: both registrations, none missed.
         assert len(workers) == host.workers + host.single_workers, (host.name, workers)
         exporter = metrics_control.pid_file(host.run).process()
-        processes = {"frontend": host.frontend(), "exporter": exporter,
-                     **{f"worker {wid}": process for wid, process in workers.items()}}
+        processes = {
+            "frontend": host.frontend(),
+            "exporter": exporter,
+            **{f"worker {wid}": process for wid, process in workers.items()},
+        }
         assert None not in processes.values(), processes
         for what, process in processes.items():
             assert 0 not in uids(process.pid), (host.name, what, uids(process.pid))
@@ -73,12 +91,17 @@ def test_unprivileged_hosts_still_answer_right(fleet, hosts):
 def test_the_management_rule_names_the_mms_user_and_refuses_other_users(hosts):
     for host in hosts:
         uid = pwd.getpwnam(host.run_as).pw_uid
-        rules = subprocess.run(["ip", "netns", "exec", host.namespace, "iptables", "-w", "5", "-S", "OUTPUT"],
-                               capture_output=True, text=True, timeout=30, check=True).stdout
+        rules = subprocess.run(
+            ["ip", "netns", "exec", host.namespace, "iptables", "-w", "5", "-S", "OUTPUT"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         ours = [line for line in rules.splitlines() if f"--dport {host.management_port} " in line]
         assert len(ours) == 1 and f"! --uid-owner {uid} " in ours[0] and "! --uid-owner 0 " in ours[0], ours
         assert management_status(host, host.run_as) == "200"  # MMS's own user (its exporter asks there)
-        assert management_status(host, "nobody") == "000"     # anyone else: reset
+        assert management_status(host, "nobody") == "000"  # anyone else: reset
 
 
 def test_mms_cannot_change_what_it_serves_and_its_files_are_closed_to_others(hosts):
@@ -93,7 +116,9 @@ def test_mms_cannot_change_what_it_serves_and_its_files_are_closed_to_others(hos
         assert in_namespace(host, host.run_as, "test", "-r", str(host.model_store / MAR_FILE_NAME)).returncode == 0
         for folder in (run.tmp, run.logs):
             st = folder.stat()
-            assert st.st_uid == user.pw_uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_IROTH), \
-                (folder, oct(st.st_mode))
+            assert st.st_uid == user.pw_uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_IROTH), (
+                folder,
+                oct(st.st_mode),
+            )
             assert in_namespace(host, "nobody", "ls", str(folder)).returncode != 0, folder
         assert (run.logs / "mms_log.log").stat().st_uid == user.pw_uid  # written by MMS itself

@@ -68,6 +68,7 @@ def test_an_existing_acl_keeps_its_entries_and_its_mask_gains_only_x(open_tmp):
 def test_the_guard_rule_refuses_every_uid_but_the_listed_ones():
     words = guard.rule(8081, 999, 0)
     negated = [words[i + 2] for i, word in enumerate(words) if word == "!" and words[i + 1] == "--uid-owner"]
-    assert negated == ["999", "0"] and words.count("owner") == 2 and words[-3:] == ["REJECT", "--reject-with",
-                                                                                 "tcp-reset"]
+    assert (
+        negated == ["999", "0"] and words.count("owner") == 2 and words[-3:] == ["REJECT", "--reject-with", "tcp-reset"]
+    )
     assert guard.rule(8081, 0).count("--uid-owner") == 1

@@ -44,11 +44,30 @@ def start(run, port, management_port, timeout=30.0, poll_interval=1.0, user=None
     """Start the exporter and wait (bounded) until /metrics answers; returns its
     psutil.Process. `user` ((name, uid, gid)): the user MMS runs as, whose
     workers' files it reads: never root reading what an unprivileged server wrote."""
-    command = [sys.executable, "-m", EXPORTER_MODULE, "--port", port, "--multiproc-dir", multiproc_dir(run),
-               "--run-dir", run.path, "--management-port", management_port, "--poll-interval", poll_interval]
+    command = [
+        sys.executable,
+        "-m",
+        EXPORTER_MODULE,
+        "--port",
+        port,
+        "--multiproc-dir",
+        multiproc_dir(run),
+        "--run-dir",
+        run.path,
+        "--management-port",
+        management_port,
+        "--poll-interval",
+        poll_interval,
+    ]
     log.info("starting the metrics exporter on %s", metrics_url(port))
-    return start_server(as_user([str(word) for word in command], user), pid_file(run), log_path(run),
-                        ready=lambda: answers(port), what="the metrics exporter", timeout=timeout)
+    return start_server(
+        as_user([str(word) for word in command], user),
+        pid_file(run),
+        log_path(run),
+        ready=lambda: answers(port),
+        what="the metrics exporter",
+        timeout=timeout,
+    )
 
 
 def stop(run):

@@ -70,15 +70,19 @@ class FilesCollector:
     def fold_dead(self):
         """Fold the files of processes that no longer run; returns their pids."""
         with self.lock:
-            dead = sorted({pid for path in self.folder.glob("*.db")
-                           if (pid := pid_of(path)) is not None and not psutil.pid_exists(pid)})
+            dead = sorted(
+                {
+                    pid
+                    for path in self.folder.glob("*.db")
+                    if (pid := pid_of(path)) is not None and not psutil.pid_exists(pid)
+                }
+            )
             for pid in dead:
                 for typ in FOLDED_TYPES:
                     self._fold(typ, self.folder / f"{typ}_{pid}.db")
                 mark_process_dead(pid, str(self.folder))  # live gauges, if a handler ever has some
             if dead:
-                log.info("folded the metric files of finished worker(s) %s into the archive",
-                         ", ".join(map(str, dead)))
+                log.info("folded the metric files of finished worker(s) %s into the archive", ", ".join(map(str, dead)))
             return dead
 
     def _fold(self, typ, dead_file):
