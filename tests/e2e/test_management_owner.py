@@ -12,6 +12,7 @@ import pytest
 
 from fizbuz.lifecycle import free_port
 from serving.mms import guard
+from probes import curl_status
 
 pytestmark = [
     pytest.mark.e2e,
@@ -20,22 +21,7 @@ pytestmark = [
 
 
 def http_code(port, method, path, as_nobody):
-    command = [
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "5",
-        "-X",
-        method,
-        f"http://127.0.0.1:{port}{path}",
-    ]
-    if as_nobody:
-        command = ["runuser", "-u", "nobody", "--", *command]
-    return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout
+    return curl_status(f"http://127.0.0.1:{port}{path}", method, user="nobody" if as_nobody else None)
 
 
 def output_rules():

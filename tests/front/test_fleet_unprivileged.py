@@ -18,6 +18,7 @@ import pytest
 
 from fizbuz.contract import MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, expected_reply
 from serving.mms.metrics import control as metrics_control
+from probes import curl_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and another user need root")]
 
@@ -39,19 +40,7 @@ def in_namespace(host, user, *command):
 
 
 def management_status(host, user):
-    return in_namespace(
-        host,
-        user,
-        "curl",
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "5",
-        f"http://127.0.0.1:{host.management_port}/models",
-    ).stdout
+    return curl_status(f"http://127.0.0.1:{host.management_port}/models", user=user, namespace=host.namespace)
 
 
 @pytest.fixture(scope="module")

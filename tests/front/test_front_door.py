@@ -3,7 +3,6 @@
 import concurrent.futures
 import json
 import re
-import subprocess
 
 import pytest
 
@@ -13,6 +12,7 @@ from fizbuz.lifecycle import free_port, wait_until
 from serving.front import client, tokens
 from serving.front.config import FrontSettings
 from serving.front.nginx import FrontDoor
+from probes import curl_status
 
 pytestmark = pytest.mark.e2e
 
@@ -205,26 +205,7 @@ def test_management_port_is_unreachable_from_another_namespace(fleet):
     path = "/models/fizbuz_package"
 
     def curl(namespace, url):
-        command = (
-            [
-                "ip",
-                "netns",
-                "exec",
-                namespace,
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "3",
-                url,
-            ]
-            if namespace
-            else ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", url]
-        )
-        return subprocess.run(command, capture_output=True, text=True, timeout=20).stdout
+        return curl_status(url, max_time=3, namespace=namespace)
 
     # It exists and answers on the host's own loopback...
     assert curl(first.namespace, f"http://127.0.0.1:{first.management_port}{path}") == "200"
