@@ -73,6 +73,19 @@ def build_parser():
     return parser
 
 
+CLUSTER_HINT = """
+Use it:
+  eval "$(serving/containers/containers.sh env)"
+Nodes and tasks per node: serving/containers/containers.sh status
+Stop:  serving/containers/containers.sh stop"""
+STACK_HINT = """
+Use it:
+  eval "$(serving/containers/containers.sh env)"
+  curl --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" \
+       -H 'Content-Type: application/json' -d '{"input.1": 14}' "$FIZBUZ_URL/predictions/fizbuz_package"
+Stop:  serving/containers/containers.sh stop"""
+
+
 def main(argv=None):
     logs.setup("progress")
     try:
@@ -83,63 +96,25 @@ def main(argv=None):
     multinode = (Path(args.dir) / CLUSTER_STATE).exists() or (args.command == "start" and args.nodes > 1)
     stack = Cluster(args.dir) if multinode else Stack(args.dir)
     try:
-        if args.command == "start" and multinode:
-            if not os.path.isfile(args.mar):
-                raise LifecycleError(f"{args.mar} does not exist: run ./build_mar.sh")
-            stack.start(
-                ClusterOptions(
-                    nodes=args.nodes,
-                    managers=args.managers,
-                    replicas=args.replicas,
-                    mms_workers=args.workers,
-                    base=args.base,
-                    stack=args.stack,
-                    mar=os.path.abspath(args.mar),
-                    mms_cpus=args.cpus,
-                    mms_memory=args.memory,
-                )
-            )
-            print(
-                "\n".join(
-                    [
-                        "",
-                        "Use it:",
-                        '  eval "$(serving/containers/containers.sh env)"',
-                        "Nodes and tasks per node: serving/containers/containers.sh status",
-                        "Stop:  serving/containers/containers.sh stop",
-                    ]
-                )
-            )
-        elif args.command == "start":
+        if args.command == "start":
             if args.replicas < 1 or args.workers < 1:
                 raise LifecycleError("--replicas and --workers must be at least 1")
             if not os.path.isfile(args.mar):
                 raise LifecycleError(f"{args.mar} does not exist: run ./build_mar.sh")
-            stack.start(
-                Options(
-                    replicas=args.replicas,
-                    mms_workers=args.workers,
-                    front_port=args.front_port,
-                    base=args.base,
-                    stack=args.stack,
-                    mar=os.path.abspath(args.mar),
-                    mms_cpus=args.cpus,
-                    mms_memory=args.memory,
-                )
+            common = dict(
+                replicas=args.replicas,
+                mms_workers=args.workers,
+                base=args.base,
+                stack=args.stack,
+                mar=os.path.abspath(args.mar),
+                mms_cpus=args.cpus,
+                mms_memory=args.memory,
             )
-            print(
-                "\n".join(
-                    [
-                        "",
-                        "Use it:",
-                        '  eval "$(serving/containers/containers.sh env)"',
-                        '  curl --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" '
-                        "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' "
-                        '"$FIZBUZ_URL/predictions/fizbuz_package"',
-                        "Stop:  serving/containers/containers.sh stop",
-                    ]
-                )
-            )
+            if multinode:
+                stack.start(ClusterOptions(nodes=args.nodes, managers=args.managers, **common))
+            else:
+                stack.start(Options(front_port=args.front_port, **common))
+            print(CLUSTER_HINT if multinode else STACK_HINT)
         elif args.command == "stop":
             stack.stop()
         elif args.command == "status":
