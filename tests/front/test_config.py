@@ -12,6 +12,7 @@ from fizbuz.lifecycle import LifecycleError, free_port
 from serving.containers import images, stack
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
+from serving.mms.config import make_self_signed
 from serving.front.nginx import FrontDoor, NginxError
 
 
@@ -145,27 +146,7 @@ def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
 @pytest.fixture
 def tls_pair(tmp_path):
     pair = tmp_path / "tls"
-    pair.mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=x",
-            "-keyout",
-            str(pair / "k.pem"),
-            "-out",
-            str(pair / "c.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    make_self_signed(pair / "c.pem", pair / "k.pem")
     return pair
 
 
