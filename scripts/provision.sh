@@ -17,7 +17,9 @@ Each step is a quick no-op when its part is already in place:
   4. Prometheus for the metrics tests (serving/metrics/setup_prometheus.sh, apt);
   5. redis-server, redis-sentinel, cmake and g++, the Redis module's build and the
      redisai client's venv (serving/redis/setup.sh, apt);
-  6. the C++ LibTorch runner (cpp/build.sh; one to two minutes the first time).
+  6. the C++ LibTorch runner (cpp/build.sh; one to two minutes the first time);
+  7. the Redis module's AddressSanitizer + UBSan build (build/redis-asan) that
+     tests/redis/test_redis_sanitized.py loads (several minutes the first time).
 The container tier's docker.io and debootstrap are not here: ./run_tests.sh installs
 them before its second stage (serving/containers/setup_docker.sh).
 apt-get needs root, as in CI.
@@ -33,4 +35,7 @@ ensure_venv --dev
 say "building the C++ runner"
 # Quiet when it works; the build's output when it does not.
 build_log=$("$ROOT/cpp/build.sh" 2>&1) || { echo "$build_log" >&2; die "building the C++ runner failed"; }
+say "building the Redis module with AddressSanitizer + UBSan (build/redis-asan)"
+asan_log=$(FIZBUZ_REDIS_SANITIZE=ON FIZBUZ_REDIS_BUILD_DIR="$ROOT/build/redis-asan" "$ROOT/serving/redis/build.sh" 2>&1) ||
+  { echo "$asan_log" >&2; die "the sanitizer build of the Redis module failed"; }
 say "provisioned: every test tier can run"
