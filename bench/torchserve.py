@@ -92,12 +92,15 @@ def ensure_venv() -> Path:
 def stage_archive(folder: Path, venv: Path) -> Path:
     """Pack FizBuzNet for TorchServe into folder/model_store; returns the store."""
     stage, store = folder / "stage", folder / "model_store"
-    (stage / "fizbuz").mkdir(parents=True)
+    # torch-model-archiver copies the contents of a folder given in --extra-files to the
+    # archive's root: `extra` holds what must sit beside the handler, fizbuz/ as a folder.
+    extra = stage / "extra"
+    (extra / "fizbuz").mkdir(parents=True)
     store.mkdir()
     shutil.copy(HANDLER, stage / HANDLER.name)
-    shutil.copy(CODEC, stage / CODEC.name)
-    shutil.copy(MODEL_CLASS, stage / "fizbuz" / "model.py")
-    (stage / "fizbuz" / "__init__.py").write_text('"""FizBuzNet\'s class, from the project\'s fizbuz/model.py."""\n')
+    shutil.copy(CODEC, extra / CODEC.name)
+    shutil.copy(MODEL_CLASS, extra / "fizbuz" / "model.py")
+    (extra / "fizbuz" / "__init__.py").write_text('"""FizBuzNet\'s class, from the project\'s fizbuz/model.py."""\n')
     command = [
         str(venv / "bin" / "torch-model-archiver"),
         "--model-name",
@@ -109,7 +112,7 @@ def stage_archive(folder: Path, venv: Path) -> Path:
         "--handler",
         str(stage / HANDLER.name),
         "--extra-files",
-        f"{stage / CODEC.name},{stage / 'fizbuz'}",
+        str(extra),
         "--export-path",
         str(store),
     ]
@@ -206,7 +209,10 @@ class TorchServe:
         try:
             wait_until(self.ready, START_TIMEOUT_S, "TorchServe's workers", interval=0.5, alive=self.alive)
         except LifecycleError as error:
-            raise LifecycleError(f"{error}; ts_log.log ends with:\n{tail(self.logs / 'ts_log.log')}") from None
+            raise LifecycleError(
+                f"{error}; ts_log.log ends with:\n{tail(self.logs / 'ts_log.log')}\n(a worker's own traceback is "
+                "written at INFO: set MODEL_LOG's level to info in bench/torchserve/log4j2.xml to see it)"
+            ) from None
 
     def alive(self) -> bool:
         return self.process is not None and is_alive(self.process)
