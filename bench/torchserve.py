@@ -49,7 +49,7 @@ import psutil
 from bench import load_generator
 from bench.machine import write_report
 from bench.mms_path import check_answers, cpu_seconds
-from fizbuz import logs
+from fizbuz import logs, settings
 from fizbuz.contract import MODEL_NAME, ROOT, WEIGHTS
 from fizbuz.http_client import answers_smoke_request, call, predict_url
 from fizbuz.lifecycle import LifecycleError, end_family, free_ports, is_alive, spawn, tail, wait_until
@@ -78,7 +78,7 @@ BAD_BODIES = (b'{"input.1": 1023}', b'{"input.1": "14"}', b"not json", b'{"input
 
 
 def ts_venv() -> Path:
-    return Path(os.environ.get("FIZBUZ_TORCHSERVE_VENV") or ROOT / ".venv-torchserve")
+    return Path(settings.value("torchserve_venv"))
 
 
 def ensure_venv() -> Path:
