@@ -151,7 +151,14 @@ def test_the_archive_holds_what_the_handler_imports():
 
 
 @pytest.mark.parametrize(
-    "argv", [["--rounds", "0"], ["--duration", "0"], ["--connections", "0"], ["--ts-netty-threads", "-1"]]
+    "argv",
+    [
+        ["--rounds", "0"],
+        ["--duration", "0"],
+        ["--connections", "0"],
+        ["--torchserve", "nginx"],
+        ["--torchserve", "torchserve,torchserve"],
+    ],
 )
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -161,7 +168,7 @@ def test_bad_arguments_are_refused(argv, capsys):
 
 def test_help_of_the_bench_and_its_setup():
     bench = subprocess.run([sys.executable, "-m", "bench.torchserve", "-h"], capture_output=True, text=True, cwd=ROOT)
-    assert bench.returncode == 0 and "TorchServe" in bench.stdout and "--ts-netty-threads" in bench.stdout
+    assert bench.returncode == 0 and "TorchServe" in bench.stdout and "--torchserve" in bench.stdout
     setup = subprocess.run([str(torchserve.SETUP_SCRIPT), "-h"], capture_output=True, text=True)
     assert setup.returncode == 0 and "torchserve 0.12.0" in setup.stdout
     refused = subprocess.run([str(torchserve.SETUP_SCRIPT), "--bogus"], capture_output=True, text=True)
@@ -177,3 +184,37 @@ def test_requirements_pin_every_package():
 
 def test_the_bench_is_a_fizbuz_bench():
     assert cli.BENCHES["torchserve"].module == "bench.torchserve"
+
+
+def run(server, round_number, per_second, connections=64):
+    return torchserve.Run(server, connections, round_number, per_second, 1.0, 1000, 10.0, 20.0, 30.0)
+
+
+def test_ratios_pair_rounds_and_the_best_torchserve_is_the_faster():
+    runs = [
+        run("mms", 1, 300),
+        run("torchserve", 1, 100),
+        run("torchserve-own", 1, 150),
+        run("mms", 2, 200),
+        run("torchserve", 2, 200),
+        run("torchserve-own", 2, 100),
+        run("mms", 1, 9, connections=16),
+        run("torchserve", 1, 1, connections=16),
+        run("torchserve-own", 1, 3, connections=16),
+    ]
+    assert torchserve.paired(runs, 64, "per_second", "torchserve") == [3.0, 1.0]
+    assert torchserve.paired(runs, 64, "per_second", "torchserve-own") == [2.0, 2.0]
+    assert torchserve.best_torchserve(runs, 64, ["torchserve", "torchserve-own"]) == "torchserve"  # 150 vs 125
+    assert torchserve.best_torchserve(runs, 16, ["torchserve", "torchserve-own"]) == "torchserve-own"
+
+
+def test_both_frontend_configurations_differ_only_in_netty_and_the_jvm(tmp_path):
+    tuned, own = (
+        settings_of(torchserve.config_text((1, 2, 3), tmp_path, *torchserve.TS_FRONTENDS[name]))
+        for name in ("torchserve", "torchserve-own")
+    )
+    assert {key for key in tuned if tuned.get(key) != own.get(key)} == {
+        "number_of_netty_threads",
+        "netty_client_threads",
+        "vmargs",
+    }
