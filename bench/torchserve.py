@@ -133,11 +133,13 @@ def stage_archive(folder: Path, venv: Path) -> Path:
 
 
 def config_text(
-    ports: tuple[int, int, int], model_store: Path, netty_threads: int = 1, jvm_options: str = "-XX:+UseSerialGC"
+    ports: tuple[int, ...], model_store: Path, netty_threads: int = 1, jvm_options: str = "-XX:+UseSerialGC"
 ) -> str:
     """TorchServe's config.properties for the bench: loopback ports (inference,
-    management, metrics), the model loaded at start with the shipped batching."""
-    inference, management, metrics = ports
+    management, metrics, and the gRPC APIs TorchServe always opens: two of them
+    at their default ports would stop a second instance), the model loaded at
+    start with the shipped batching."""
+    inference, management, metrics, grpc_inference, grpc_management = ports
     model = {
         MODEL_NAME: {
             MODEL_VERSION: {
@@ -155,6 +157,10 @@ def config_text(
         "inference_address": f"http://127.0.0.1:{inference}",
         "management_address": f"http://127.0.0.1:{management}",
         "metrics_address": f"http://127.0.0.1:{metrics}",
+        "grpc_inference_address": "127.0.0.1",
+        "grpc_inference_port": grpc_inference,
+        "grpc_management_address": "127.0.0.1",
+        "grpc_management_port": grpc_management,
         "model_store": str(model_store),
         "load_models": f"{MODEL_NAME}.mar",
         "models": json.dumps(model),
@@ -184,7 +190,7 @@ class TorchServe:
         self, folder: Path, venv: Path, model_store: Path, netty_threads: int = 1, jvm_options: str = "-XX:+UseSerialGC"
     ) -> None:
         self.folder, self.venv = folder, venv
-        self.ports = free_ports(3)
+        self.ports = free_ports(5)
         self.logs, self.tmp = folder / "logs", folder / "tmp"
         self.config = folder / "config.properties"
         self.config_text = config_text(self.ports, model_store, netty_threads, jvm_options)

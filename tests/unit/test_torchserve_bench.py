@@ -110,10 +110,12 @@ def settings_of(text):
 
 
 def test_config_has_the_shipped_batching_on_loopback(tmp_path):
-    settings = settings_of(torchserve.config_text((1001, 1002, 1003), tmp_path))
+    settings = settings_of(torchserve.config_text((1001, 1002, 1003, 1004, 1005), tmp_path))
     assert settings["inference_address"] == "http://127.0.0.1:1001"
     assert settings["management_address"] == "http://127.0.0.1:1002"
     assert settings["metrics_address"] == "http://127.0.0.1:1003"
+    assert (settings["grpc_inference_address"], settings["grpc_inference_port"]) == ("127.0.0.1", "1004")
+    assert (settings["grpc_management_address"], settings["grpc_management_port"]) == ("127.0.0.1", "1005")
     assert settings["model_store"] == str(tmp_path)
     model = json.loads(settings["models"])[MODEL_NAME][torchserve.MODEL_VERSION]
     assert (model["batchSize"], model["maxBatchDelay"]) == (16, 1)
@@ -132,7 +134,7 @@ def test_config_has_the_shipped_batching_on_loopback(tmp_path):
 
 
 def test_netty_threads_zero_leaves_nettys_own(tmp_path):
-    settings = settings_of(torchserve.config_text((1, 2, 3), tmp_path, netty_threads=0, jvm_options=""))
+    settings = settings_of(torchserve.config_text((1, 2, 3, 4, 5), tmp_path, netty_threads=0, jvm_options=""))
     assert not {"number_of_netty_threads", "netty_client_threads", "vmargs"} & set(settings)
 
 
@@ -210,7 +212,7 @@ def test_ratios_pair_rounds_and_the_best_torchserve_is_the_faster():
 
 def test_both_frontend_configurations_differ_only_in_netty_and_the_jvm(tmp_path):
     tuned, own = (
-        settings_of(torchserve.config_text((1, 2, 3), tmp_path, *torchserve.TS_FRONTENDS[name]))
+        settings_of(torchserve.config_text((1, 2, 3, 4, 5), tmp_path, *torchserve.TS_FRONTENDS[name]))
         for name in ("torchserve", "torchserve-own")
     )
     assert {key for key in tuned if tuned.get(key) != own.get(key)} == {
