@@ -50,7 +50,7 @@ from pathlib import Path
 import psutil
 
 from bench import load_generator
-from bench.machine import write_report
+from bench.machine import describe, write_report
 from bench.mms_path import check_answers, cpu_seconds
 from fizbuz import logs, settings
 from fizbuz.contract import MODEL_NAME, ROOT, WEIGHTS
@@ -380,7 +380,8 @@ def versions(venv: Path) -> str:
     except (OSError, subprocess.SubprocessError) as error:
         theirs = f"not readable ({error})"
     mine = f"mxnet-model-server {version('mxnet-model-server')}, mxnet {version('mxnet')}"
-    return f"{mine}; TorchServe's venv: {theirs}"
+    machine = dict(describe())
+    return f"{mine}; TorchServe's venv: {theirs}; Java: {machine['Java']}; wrk: {machine['wrk']}"
 
 
 def report(args, runs: list[Run]) -> str:
