@@ -240,8 +240,11 @@ class TorchServe:
         status, text = call("GET", f"http://127.0.0.1:{self.ports[1]}/models/{MODEL_NAME}", timeout=5)
         if status != 200:
             return False
-        workers = json.loads(text)[0].get("workers", [])
-        return sum(w.get("status") == "READY" for w in workers) == WORKERS and answers_smoke_request(self.url)
+        try:
+            ready = sum(worker.get("status") == "READY" for worker in json.loads(text)[0]["workers"])
+        except (ValueError, LookupError, TypeError, AttributeError):  # not the description asked for: not ready
+            return False
+        return ready == WORKERS and answers_smoke_request(self.url)
 
     def frontend(self) -> psutil.Process | None:
         """The JVM (the launcher's one child)."""
