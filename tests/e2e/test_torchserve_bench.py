@@ -1,6 +1,6 @@
 """The TorchServe that `fizbuz bench torchserve` measures MMS against, really started:
 FizBuzNet packed by torch-model-archiver, served by TorchServe 0.12 from its own venv with
-the bench's config; every input answered right, bad bodies refused with a 400 JSON error,
+the bench's config (MMS's frontend tuning); every input answered right, bad bodies refused with a 400 JSON error,
 no line written per request, and nothing left running after its stop. (The bench's timed
 run itself is `fizbuz bench torchserve`; this is its set-up, checked.)"""
 
@@ -28,8 +28,10 @@ def line_counts(folder):
     return {path.name: len(path.read_text(errors="replace").splitlines()) for path in folder.iterdir()}
 
 
-@pytest.mark.parametrize("frontend", list(torchserve.TS_FRONTENDS))
-def test_the_bench_torchserve_answers_everything_and_stops_clean(torchserve_venv, tmp_path, frontend):
+def test_the_bench_torchserve_answers_everything_and_stops_clean(torchserve_venv, tmp_path):
+    # One of the bench's two TorchServes: they differ only in three frontend settings
+    # (tests/unit/test_torchserve_bench.py), and each start costs half a minute here.
+    frontend = "torchserve"
     store = torchserve.stage_archive(tmp_path, torchserve_venv)
     server = torchserve.TorchServe(tmp_path / "ts", torchserve_venv, store, *torchserve.TS_FRONTENDS[frontend])
     pids = []
