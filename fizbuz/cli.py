@@ -95,6 +95,7 @@ BENCHES: dict[str, Part] = {
     "front-cpu": Part("bench.front_door_cpu", "nginx's CPU per request through TLS, before / after each change"),
     "metrics-cost": Part("bench.metrics_cost", "what MMS's metrics cost: on / log lines / off"),
     "mms-path": Part("bench.mms_path", "MMS's path: as shipped vs worker patch vs tuned frontend; cold vs warm starts"),
+    "torchserve": Part("bench.torchserve", "MMS as shipped vs TorchServe 0.12's best configuration, side by side"),
     "front-metrics-cost": Part("bench.front_metrics_cost", "what the front door's metrics cost: on / off"),
     "metrics-picture": Part("bench.metrics_picture", "draw docs/metrics_under_kill.png from a real Prometheus"),
     "redis": Part("serving.redis.bench", "the Redis module's paths side by side"),

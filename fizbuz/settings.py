@@ -355,6 +355,13 @@ SETTINGS: tuple[Setting, ...] = (
     _s("cacert", Path, None, "clients", "the CA certificate that signed the front door's"),
     _s("token", str, None, "clients", "a bearer token for the front door (never put it on a command line)"),
     _s("clients_venv", Path, ROOT / ".venv-clients", "clients, bench v2", "tritonclient's own venv"),
+    _s(
+        "torchserve_venv",
+        Path,
+        ROOT / ".venv-torchserve",
+        "bench torchserve",
+        "TorchServe's own venv (bench/torchserve/setup.sh)",
+    ),
     _s("chromium", Path, Path("/usr/bin/chromium"), "render, tests", "the Chromium binary", "CHROMIUM"),
     _s("prometheus", Path, Path("/usr/bin/prometheus"), "tests, bench", "the Prometheus binary", "PROMETHEUS"),
     _s("test_multinode", bool, False, "run_tests.sh", "also run the multi-node tier (tests/multinode), a third stage"),

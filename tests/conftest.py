@@ -43,6 +43,7 @@ SLOW_FIXTURES = {
     "module_path": "builds the Redis module (serving/redis/build.sh)",
     "cli_binary": "builds the C++ runner (cpp/build.sh)",
     "clients_python": "the standard v2 clients' own venv (clients/setup.sh)",
+    "torchserve_venv": "TorchServe's own venv (bench/torchserve/setup.sh)",
 }
 # Folders whose every test is slow: each starts apt's redis-server with the built module.
 SLOW_FOLDERS = {Path(__file__).resolve().parent / "redis"}
