@@ -19,7 +19,9 @@ Each step is a quick no-op when its part is already in place:
      redisai client's venv (serving/redis/setup.sh, apt);
   6. the C++ LibTorch runner (cpp/build.sh; one to two minutes the first time);
   7. the Redis module's AddressSanitizer + UBSan build (build/redis-asan) that
-     tests/redis/test_redis_sanitized.py loads (several minutes the first time).
+     tests/redis/test_redis_sanitized.py loads (several minutes the first time);
+  8. TorchServe's own venv for its start test and bench (bench/torchserve/setup.sh,
+     about two minutes the first time).
 The container tier's docker.io and debootstrap are not here: ./run_tests.sh installs
 them before its second stage (serving/containers/setup_docker.sh).
 apt-get needs root, as in CI.
@@ -38,4 +40,5 @@ build_log=$("$ROOT/cpp/build.sh" 2>&1) || { echo "$build_log" >&2; die "building
 say "building the Redis module with AddressSanitizer + UBSan (build/redis-asan)"
 asan_log=$(FIZBUZ_REDIS_SANITIZE=ON FIZBUZ_REDIS_BUILD_DIR="$ROOT/build/redis-asan" "$ROOT/serving/redis/build.sh" 2>&1) ||
   { echo "$asan_log" >&2; die "the sanitizer build of the Redis module failed"; }
+"$ROOT/bench/torchserve/setup.sh"
 say "provisioned: every test tier can run"

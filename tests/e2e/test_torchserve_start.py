@@ -14,7 +14,7 @@ from fizbuz import answers
 from fizbuz.contract import MAX_INPUT, MIN_INPUT
 from fizbuz.http_client import predict
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the venv, when provisioning did not make it
 
 
 @pytest.fixture(scope="session")
