@@ -42,6 +42,8 @@ def build_parser():
                            "(measured by bench/adaptive.py)")
     settings.add_flag(start, "admission", "--admission")
     settings.add_flag(start, "retry_budget", "--retry-budget")
+    settings.add_flag(start, "retry_share", "--retry-share")
+    settings.add_flag(start, "retry_floor", "--retry-floor")
     settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
     start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
                        help="adaptive batching off: every request to the batched registration, no batch-1 "
@@ -62,6 +64,8 @@ def build_parser():
     limits.add_argument("--adaptive-threshold", type=int)
     limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
     limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
+    limits.add_argument("--retry-share", type=float, help="retries per recent success; 0: no share budget")
+    limits.add_argument("--retry-floor", type=float, help="retries/s allowed whatever the successes")
 
     # allow_abbrev=False: the old `--token VALUE` is refused, not taken for --token-file.
     token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)",
@@ -114,7 +118,8 @@ def run(args):
                           metrics_port=args.metrics_port,
                           single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
                           routing="batched" if args.batched_only else "adaptive",
-                          admission=args.admission, retry_budget=args.retry_budget, batch_size=args.batch_size)
+                          admission=args.admission, retry_budget=args.retry_budget, retry_share=args.retry_share,
+                          retry_floor=args.retry_floor, batch_size=args.batch_size)
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)
@@ -134,7 +139,8 @@ def run(args):
     elif args.command == "limits":
         changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap),
                                      ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold),
-                                     ("admission", args.admission), ("retry_budget", args.retry_budget))
+                                     ("admission", args.admission), ("retry_budget", args.retry_budget),
+                                     ("retry_share", args.retry_share), ("retry_floor", args.retry_floor))
                    if v is not None}
         if changes.get("routing", "batched") != "batched" and not all(
                 h.single_workers for h in fleet.hosts(fleet.require())):

@@ -66,6 +66,8 @@ class Options:
     # flight per retry-group entry (0: unbounded); each host's batch size.
     admission: int = FrontSettings.admission
     retry_budget: int = FrontSettings.retry_budget
+    retry_share: float = FrontSettings.retry_share    # retries per recent success (0: no share budget)
+    retry_floor: float = FrontSettings.retry_floor    # retries/s whatever the successes
     batch_size: int = Host.batch_size
 
 
@@ -174,7 +176,8 @@ class Fleet(JsonState):
                               body_cap=options.body_cap, read_timeout=options.read_timeout, workers=workers,
                               metrics_log=bool(options.metrics_port),
                               routing=options.routing, adaptive_threshold=options.adaptive_threshold,
-                              admission=options.admission, retry_budget=options.retry_budget)
+                              admission=options.admission, retry_budget=options.retry_budget,
+                              retry_share=options.retry_share, retry_floor=options.retry_floor)
         front = dataclasses.asdict(front)
         front["drained"] = []
         return {"id": fleet_id, "mode": mode, "subnet": subnet, "hosts": hosts, "front": front,
