@@ -11,7 +11,8 @@ workers) around each wrk run and divided by the requests wrk counted.
 Variants, each on top of the one before: "before" (the settings this started
 from: no admission caps, nginx workers = cores, 64k log buffers), the
 admission and retry-budget caps (max_conns in a shared zone), one nginx worker,
-256k log buffers. Writes bench/results/overload/front_cpu.{json,md}.
+the retry budget's share of successes (the Lua module, retry_budget.lua).
+Writes bench/results/overload/front_cpu.{json,md}.
 
 Examples:
   python -m bench.front_door_cpu                 # 3 rounds x 4 variants x 10 s
@@ -36,14 +37,14 @@ from serving.front import tokens
 from serving.front.fleet import Fleet, Options
 
 HERE = Path(__file__).resolve().parent
-BEFORE = {"workers": "auto", "log_buffer": "64k", "admission": 0, "retry_budget": 0}
+BEFORE = {"workers": "auto", "log_buffer": "64k", "admission": 0, "retry_budget": 0, "retry_share": 0.0}
+CAPS = {**BEFORE, "admission": 64, "retry_budget": 32}
 VARIANTS = {   # each on top of the one before it
     "before (no caps, workers auto = 2, 64k log buffers)": BEFORE,
-    "+ admission and retry-budget caps": {**BEFORE, "admission": 64, "retry_budget": 32},
-    "+ 1 nginx worker (after: the fleet's default now)": {**BEFORE, "admission": 64, "retry_budget": 32,
-                                                          "workers": "1"},
-    "+ 256k log buffers (not kept)": {**BEFORE, "admission": 64, "retry_budget": 32, "workers": "1",
-                                      "log_buffer": "256k"},
+    "+ admission and retry-budget caps": CAPS,
+    "+ 1 nginx worker": {**CAPS, "workers": "1"},
+    # the Lua module: a success deposited per request (log phase); the fleet's default now
+    "+ retry budget, share of successes (after)": {**CAPS, "workers": "1", "retry_share": 0.1, "retry_floor": 3.0},
 }
 
 
