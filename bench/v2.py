@@ -315,7 +315,7 @@ ACCESS_LINE = re.compile(r'client=(\S*) \[[^\]]*\] "POST ' + re.escape(GRPC_PATH
                          r' HTTP/2\.0" (\d{3}) .*? ustatus=(.*?) urt=')
 
 
-GRPC_OK_FIELD = " grpc=0"  # the door's gRPC status, the access log's last field
+GRPC_OK_FIELD = " grpc=0 "  # the door's gRPC status, followed by the retry budget's field
 
 
 def grpc_log_outcomes(text):
