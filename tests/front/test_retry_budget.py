@@ -106,7 +106,9 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
         replies, seconds = burst(fleet, numbers)
         return replies, seconds, wait_for_lines(fleet, after, len(numbers))
 
+    metrics_before = fleet.front_metrics()
     replies, seconds, lines = run()
+    metrics_after = fleet.front_metrics()
     for number, status, _, text in replies:
         if number != fleet.fail:
             assert (status, json.loads(text)) == (200, expected_reply(number))
@@ -121,6 +123,10 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
     assert len(granted) + len(spent) == len(good)          # every failed first try, and nothing else
     assert all(len(fleet.upstream_statuses(l)) == 1 for l in spent)     # a refused retry was never made
     assert all(len(fleet.upstream_statuses(l)) == 2 for l in granted)
+    # The front door's metrics counted the same verdicts.
+    counted = "fizbuz_front_retry_budget_total"
+    for name, found in (("granted", granted), ("spent", spent)):
+        assert metrics_after.total(counted, verdict=name) - metrics_before.total(counted, verdict=name) == len(found)
     # Within share x successes + floor x window, per window the burst spanned
     # (the successes counted: every one so far, at least those of the window).
     all_lines = post_lines(fleet, 0)
