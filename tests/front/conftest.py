@@ -180,7 +180,7 @@ def small_fleet(nginx_installed, mar_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def budget_fleet(nginx_installed, mar_path, tmp_path_factory):
-    """For the retry budget's tests (issue 23): one host, two workers of batch 1,
+    """For the retry budget's tests (issue 23): two hosts of one worker of batch 1,
     a test-only archive that sleeps `sleep_ms` per batch (a worker holds its
     request long enough to be killed holding it) and fails every batch holding
     `fail` (a 500 on any worker: a first try that fails on purpose). The share
@@ -189,7 +189,7 @@ def budget_fleet(nginx_installed, mar_path, tmp_path_factory):
     sleep_ms, fail, quiet_share, floor = 150, 7, 0.001, 1.0
     failing = archive.variant(mar_path, tmp_path_factory.mktemp("failing") / mar_path.name,
                               batch_sleep_ms=sleep_ms, fail_input=fail)
-    started = run_fleet(failing, hosts=1, workers=2, routing="batched", single_workers=0, batch_size=1,
+    started = run_fleet(failing, hosts=2, workers=1, routing="batched", single_workers=0, batch_size=1,
                         nginx_workers="1", retry_share=quiet_share, retry_floor=floor)
     try:
         running = RunningFleet(started)
