@@ -303,6 +303,9 @@ def retry_budget_fields(settings):
     http = ("    # The retry budget (issue 23, retry_budget.lua): counts shared by every nginx worker.\n"
             "    lua_shared_dict fizbuz_budget 1m;\n"
             f'    lua_package_path "{RETRY_BUDGET_LUA.parent}/?.lua;;";\n'
+            "    # Loaded by the master (root) at start and reload: the unprivileged workers\n"
+            "    # inherit it and need not read the checkout (a home folder may be closed to them).\n"
+            "    init_by_lua_block { require('retry_budget') }\n"
             "    # The retry locations' withdrawal runs before their `if`s, which act on it.\n"
             "    rewrite_by_lua_no_postpone on;")
     deposit = f"        log_by_lua_block {{ require('retry_budget').deposit({window}) }}"
