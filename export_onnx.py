@@ -47,7 +47,9 @@ def export(model, output_path):
 
 def _export(model, dummy, output_path):
     torch.onnx.export(
-        model, (dummy,), str(output_path),
+        model,
+        (dummy,),
+        str(output_path),
         dynamo=False,
         keep_initializers_as_inputs=True,  # MXNet's importer needs them as inputs
         opset_version=OPSET,
@@ -107,8 +109,9 @@ def summary(onnx_model):
 
 def parse_args(argv):
     parser = exporter_arguments(__doc__, DEFAULT_OUTPUT, "ONNX")
-    parser.add_argument("--summary", action="store_true",
-                        help="only print a summary of an existing ONNX file (--output) and exit")
+    parser.add_argument(
+        "--summary", action="store_true", help="only print a summary of an existing ONNX file (--output) and exit"
+    )
     return parser.parse_args(argv)
 
 

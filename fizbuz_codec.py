@@ -8,7 +8,7 @@ a request carrying n is answered with the label of n + 1.
 
 import json
 
-MODEL_NAME = "fizbuz_package"   # the registered name clients address
+MODEL_NAME = "fizbuz_package"  # the registered name clients address
 BITS = 10
 MIN_INPUT = 0
 # n + 1 must fit in BITS bits, so the largest number we answer for is 1023.
@@ -19,6 +19,13 @@ ERROR_STATUS = 400
 CLASS_LABELS = ("number", "Fizz", "Buzz", "FizzBuzz")
 # A known answer, for smoke checks and readiness probes (n=14 -> label of 15).
 SMOKE_INPUT, SMOKE_ANSWER = 14, "FizzBuzz"
+
+
+def is_decimal(text):
+    """True when `text` is ASCII digits only: str.isdigit() also takes '²' (which
+    int() refuses) and other scripts' digits (which int() reads), neither of
+    which a client's header or a log line of ours may carry."""
+    return text.isascii() and text.isdigit()
 
 
 def encode(number):
@@ -93,8 +100,8 @@ def payload_from_fields(fields):
         # What a JSON text sent as a form (`curl -d` without a Content-Type)
         # leaves after form decoding: nothing.
         raise InvalidInput(
-            f'no JSON body received: send {{"{INPUT_KEY}": 14}} with the header '
-            f"Content-Type: application/json")
+            f'no JSON body received: send {{"{INPUT_KEY}": 14}} with the header Content-Type: application/json'
+        )
     raise InvalidInput(f'send a JSON body like {{"{INPUT_KEY}": 14}}')
 
 
@@ -110,20 +117,15 @@ def validate_input(payload):
     Integral floats (14.0) are refused too: the contract is an integer.
     """
     if not isinstance(payload, dict):
-        raise InvalidInput(
-            f'body must be a JSON object like {{"{INPUT_KEY}": 14}}, '
-            f"got {type(payload).__name__}")
+        raise InvalidInput(f'body must be a JSON object like {{"{INPUT_KEY}": 14}}, got {type(payload).__name__}')
     if INPUT_KEY not in payload:
         raise InvalidInput(f'missing key "{INPUT_KEY}"')
     value = payload[INPUT_KEY]
     # bool is a subclass of int in Python; true/false are not numbers here.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(
-            f'"{INPUT_KEY}" must be an integer, got {_describe(value)}')
+        raise InvalidInput(f'"{INPUT_KEY}" must be an integer, got {_describe(value)}')
     if not MIN_INPUT <= value <= MAX_INPUT:
-        raise InvalidInput(
-            f'"{INPUT_KEY}" must be between {MIN_INPUT} and {MAX_INPUT}, '
-            f"got {_describe(value)}")
+        raise InvalidInput(f'"{INPUT_KEY}" must be between {MIN_INPUT} and {MAX_INPUT}, got {_describe(value)}')
     return value
 
 

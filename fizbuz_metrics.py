@@ -23,10 +23,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # don't. Unset (a plain MMS, not started by serving/mms/cli.py): "1".
 LOG_LINES_ENV = "FIZBUZ_MODEL_METRICS_LOG"
 
-REQUESTS = "fizbuz_requests"              # counter: fizbuz_requests_total{model, status}
+REQUESTS = "fizbuz_requests"  # counter: fizbuz_requests_total{model, status}
 HANDLER_SECONDS = "fizbuz_handler_seconds"  # histogram, one observation per batch
 STAGE_SECONDS = "fizbuz_handler_stage_seconds"  # histogram{stage}, one per stage per batch
-BATCH_SIZE = "fizbuz_batch_size"          # histogram of requests per batch
+BATCH_SIZE = "fizbuz_batch_size"  # histogram of requests per batch
 STAGES = ("preprocess", "inference", "postprocess")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
 
@@ -64,16 +64,28 @@ class HandlerMetrics:
         # environment, and a worker with metrics off never needs the package.
         from prometheus_client import Counter, Histogram
 
-        requests = Counter(REQUESTS, "Requests answered by the handler, by status class",
-                           ["model", "status"], registry=None)
+        requests = Counter(
+            REQUESTS, "Requests answered by the handler, by status class", ["model", "status"], registry=None
+        )
         self._status = {status: requests.labels(model, status) for status in STATUS_CLASSES}
-        self._handler = Histogram(HANDLER_SECONDS, "Time the handler took per batch (seconds)",
-                                  ["model"], buckets=HANDLER_BUCKETS, registry=None).labels(model)
-        stages = Histogram(STAGE_SECONDS, "Time of each handler stage per batch (seconds)",
-                           ["model", "stage"], buckets=STAGE_BUCKETS, registry=None)
+        self._handler = Histogram(
+            HANDLER_SECONDS,
+            "Time the handler took per batch (seconds)",
+            ["model"],
+            buckets=HANDLER_BUCKETS,
+            registry=None,
+        ).labels(model)
+        stages = Histogram(
+            STAGE_SECONDS,
+            "Time of each handler stage per batch (seconds)",
+            ["model", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=None,
+        )
         self._stages = [stages.labels(model, stage) for stage in STAGES]
-        self._batch = Histogram(BATCH_SIZE, "Requests per batch handed to the handler",
-                                ["model"], buckets=BATCH_BUCKETS, registry=None).labels(model)
+        self._batch = Histogram(
+            BATCH_SIZE, "Requests per batch handed to the handler", ["model"], buckets=BATCH_BUCKETS, registry=None
+        ).labels(model)
 
     def record_batch(self, good, bad, stage_seconds, handler_seconds):
         """One answered batch: `good` 200s, `bad` 400s, the three stage times and the total."""

@@ -62,8 +62,13 @@ SIGNATURE_FILE = "signature.json"
 PROTOCOL_HEADER, CALL_HEADER = v2.PROTOCOL_HEADER, v2.CALL_HEADER
 MODEL_HEADER, VERSION_HEADER = v2.MODEL_HEADER, v2.VERSION_HEADER
 HEADER_LENGTH_HEADER, ENCODING_HEADER = v2.HEADER_LENGTH_HEADER, v2.ENCODING_HEADER
-PHRASES = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 415: "Unsupported Media Type",
-           503: "Service Unavailable"}
+PHRASES = {
+    400: "Bad Request",
+    404: "Not Found",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    503: "Service Unavailable",
+}
 # Per-request deadlines (issue 23): the front door stamps each request with the
 # wall-clock time it arrived (RECEIVED_HEADER, nginx's $msec: seconds with
 # milliseconds) and passes the client's budget on: TIMEOUT_HEADER (milliseconds,
@@ -98,8 +103,9 @@ def align_for_frontend(replies, request_ids, phrases):
         # sends both as their UTF-8 bytes.
         size = len(reply.encode("utf-8")) if isinstance(reply, str) else len(reply)
         # status, phrase (length + text), header map (length 0), body length
-        body_start = (status_offset(record_start, ids[idx]) + INT_FIELD + INT_FIELD + len(phrases[idx])
-                      + INT_FIELD + INT_FIELD)
+        body_start = (
+            status_offset(record_start, ids[idx]) + INT_FIELD + INT_FIELD + len(phrases[idx]) + INT_FIELD + INT_FIELD
+        )
         end = body_start + size + 1  # + the newline
         pad = 0
         if idx + 1 < len(replies):
@@ -149,7 +155,8 @@ class MXNetModelService:
         aux_params = {k[4:]: v for k, v in params.items() if k.startswith("aux:")}
 
         self._executor = symbol.simple_bind(
-            mx.cpu(), grad_req="null", **{self.input_name: (self.batch_size, codec.BITS)})
+            mx.cpu(), grad_req="null", **{self.input_name: (self.batch_size, codec.BITS)}
+        )
         self._executor.copy_params_from(arg_params, aux_params)
         # One executor per forward size, sharing the weights: the bound batch
         # size, and powers of two up to MAX_ROWS for v2 requests of many numbers.
@@ -157,8 +164,8 @@ class MXNetModelService:
         # Every valid number maps to one row of this table (the bits of n + 1),
         # so building a batch is a single numpy gather.
         self._bit_table = np.array(
-            [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)],
-            dtype=np.float32)
+            [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)], dtype=np.float32
+        )
         # Prometheus counters in this worker's own files (when the run folder has
         # metrics on), labelled with the registered name: one archive registered
         # twice (batched and batch 1) counts as two models. MMS's per-batch
@@ -166,8 +173,7 @@ class MXNetModelService:
         self.metrics = fizbuz_metrics.for_worker(context.model_name or model_name)
         self.log_lines = fizbuz_metrics.log_lines_wanted()
         self.initialized = True
-        log.info("FizBuzNet loaded from %s: input %s, batch size %d",
-                 model_dir, self.input_name, self.batch_size)
+        log.info("FizBuzNet loaded from %s: input %s, batch size %d", model_dir, self.input_name, self.batch_size)
 
     def preprocess(self, batch, context):
         """Parse and validate each request. Returns one Request per item: its
@@ -187,11 +193,14 @@ class MXNetModelService:
             if protocol not in (REST, GRPC):
                 raise v2.V2Error(f"unknown protocol {protocol[:20]!r} from the front door")
             parsed.call = v2.route(
-                protocol, _text(headers.get(CALL_HEADER)), self._raw_body(request),
+                protocol,
+                _text(headers.get(CALL_HEADER)),
+                self._raw_body(request),
                 model=urllib.parse.unquote(_text(headers.get(MODEL_HEADER))),
                 version=urllib.parse.unquote(_text(headers.get(VERSION_HEADER))),
                 header_length=_text(headers.get(HEADER_LENGTH_HEADER)),
-                encoding=_text(headers.get(ENCODING_HEADER)))
+                encoding=_text(headers.get(ENCODING_HEADER)),
+            )
             if parsed.call.kind == v2.INFER:
                 check_deadline(headers, parsed.call.request.timeout_us)
                 parsed.numbers = parsed.call.request.numbers
@@ -242,15 +251,15 @@ class MXNetModelService:
         numbers = wanted[0] if len(wanted) == 1 else np.concatenate(wanted)
         parts = []
         for start in range(0, len(numbers), MAX_ROWS):
-            chunk = numbers[start:start + MAX_ROWS]
+            chunk = numbers[start : start + MAX_ROWS]
             executor, source, rows = self._executor_for(len(chunk))
             # rows past the chunk keep old inputs; their outputs are ignored
-            np.take(self._bit_table, chunk - codec.MIN_INPUT, axis=0, out=rows[:len(chunk)])
+            np.take(self._bit_table, chunk - codec.MIN_INPUT, axis=0, out=rows[: len(chunk)])
             # _sync_copyfrom is what `input[:] = rows` ends in, minus ~20 us of
             # generic indexing checks per call.
             source._sync_copyfrom(rows)
             executor.forward(is_train=False)
-            parts.append(executor.outputs[0].asnumpy()[:len(chunk)])
+            parts.append(executor.outputs[0].asnumpy()[: len(chunk)])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     @staticmethod
@@ -265,7 +274,7 @@ class MXNetModelService:
             if request.numbers is None:  # a metadata call: answered without the model
                 replies.append(request.call.reply)
                 continue
-            scores = logits[row:row + len(request.numbers)]
+            scores = logits[row : row + len(request.numbers)]
             row += len(request.numbers)
             classes = scores.argmax(axis=1).tolist()
             labels = [codec.readable(n + 1, c) for n, c in zip(request.numbers.tolist(), classes)]
@@ -289,9 +298,12 @@ class MXNetModelService:
             phrases.append("" if status == 200 else PHRASES[status])
         replies = align_for_frontend(replies, context.request_ids, phrases)
         bad = sum(request.error is not None for request in requests)
-        self.metrics.record_batch(len(batch) - bad, bad,
-                                  (preprocessed - started, inferred - preprocessed, finished - inferred),
-                                  time.perf_counter() - started)
+        self.metrics.record_batch(
+            len(batch) - bad,
+            bad,
+            (preprocessed - started, inferred - preprocessed, finished - inferred),
+            time.perf_counter() - started,
+        )
         metrics = context.metrics
         if self.log_lines and metrics is not None:
             metrics.add_time("PreprocessTime", round((preprocessed - started) * 1000, 3))
@@ -316,12 +328,14 @@ def _budget_ms(headers, timeout_us):
     budgets = []
     text = _text(headers.get(TIMEOUT_HEADER))
     if text:
-        if not text.isdigit() or not 0 < int(text) <= MAX_TIMEOUT_MS:
-            raise codec.InvalidInput(f"{TIMEOUT_HEADER} must be a whole number of milliseconds, "
-                                     f"1..{MAX_TIMEOUT_MS}, got {text[:20]!r}")
+        if not codec.is_decimal(text) or not 0 < int(text) <= MAX_TIMEOUT_MS:
+            raise codec.InvalidInput(
+                f"{TIMEOUT_HEADER} must be a whole number of milliseconds, 1..{MAX_TIMEOUT_MS}, got {text[:20]!r}"
+            )
         budgets.append(int(text))
     grpc_timeout = _text(headers.get(GRPC_TIMEOUT_HEADER))
-    if 2 <= len(grpc_timeout) <= 9 and grpc_timeout[:-1].isdigit() and grpc_timeout[-1] in GRPC_TIMEOUT_UNITS_MS:
+    unit = grpc_timeout[-1:]
+    if 2 <= len(grpc_timeout) <= 9 and codec.is_decimal(grpc_timeout[:-1]) and unit in GRPC_TIMEOUT_UNITS_MS:
         budgets.append(int(grpc_timeout[:-1]) * GRPC_TIMEOUT_UNITS_MS[grpc_timeout[-1]])
     if timeout_us:
         budgets.append(timeout_us / 1000)
@@ -340,19 +354,22 @@ def check_deadline(headers, timeout_us=0, now=None):
     except ValueError:
         raise codec.InvalidInput(f"{RECEIVED_HEADER} must be the time in seconds, got {received[:20]!r}")
     if waited > budget:
-        raise DeadlinePassed(f"the request's deadline passed before it could run: it waited {waited:.0f} ms "
-                             f"of its {budget:g} ms; not run")
+        raise DeadlinePassed(
+            f"the request's deadline passed before it could run: it waited {waited:.0f} ms "
+            f"of its {budget:g} ms; not run"
+        )
 
 
 class Request:
     """One request of a batch, parsed: its protocol, the numbers it asks about
     (None for an error or a metadata call), the v2 call, the error."""
+
     __slots__ = ("protocol", "numbers", "call", "error")
 
     def __init__(self, protocol):
         self.protocol = protocol
         self.numbers = None
-        self.call = None     # fizbuz_v2.Call for v2 and gRPC
+        self.call = None  # fizbuz_v2.Call for v2 and gRPC
         self.error = None
 
     def http_status(self):

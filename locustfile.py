@@ -46,20 +46,23 @@ class FizBuzUser(FastHttpUser):
     def predict(self):
         number = random.randint(MIN_INPUT, MAX_INPUT)
         body = json.dumps({INPUT_KEY: number}).encode()
-        with self.client.post(PREDICT_PATH, data=body, headers=JSON_HEADERS,
-                              name="predict", catch_response=True) as response:
+        with self.client.post(
+            PREDICT_PATH, data=body, headers=JSON_HEADERS, name="predict", catch_response=True
+        ) as response:
             if reply_is_right(number, response.status_code, response.content or b""):
                 response.success()
             else:
                 text = (response.content or b"")[:120].decode("utf-8", "replace").strip()
-                response.failure(f"n={number}: expected 200 with {expected_label(number)}, "
-                                 f"got {response.status_code} {text}")
+                response.failure(
+                    f"n={number}: expected 200 with {expected_label(number)}, got {response.status_code} {text}"
+                )
 
     @task(1)
     def bad_request(self):
         what, body, content_type = random.choice(BAD_REQUESTS)
-        with self.client.post(PREDICT_PATH, data=body, headers={"Content-Type": content_type},
-                              name="bad request", catch_response=True) as response:
+        with self.client.post(
+            PREDICT_PATH, data=body, headers={"Content-Type": content_type}, name="bad request", catch_response=True
+        ) as response:
             if 400 <= response.status_code < 500:
                 response.success()
             else:

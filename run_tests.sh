@@ -52,7 +52,7 @@ if [ "$#" -gt 0 ]; then
   exec "$PY" -m pytest "$@"
 fi
 "$ROOT/scripts/provision.sh"
-"$PY" -m pytest
+"$PY" -m pytest --durations=15  # the slowest tests listed at the end: where the tier's time goes
 # Second stage: the container tier (its own dockerd, a one-node Swarm, images built
 # from a debootstrapped Debian base); progress lines as it goes.
 say "second stage: the container tier (-m containers, about 8 minutes)"

@@ -37,6 +37,8 @@ Environment (defaults in brackets):
                    MMS's own PredictionTime and the handler's four (Prometheus has them all)
   FIZBUZ_MMS_FAST_PROTOCOL [1]  0: MMS's workers exactly as MMS 1.0.8 ships them, without the worker
                    patch serving/mms/fast_worker.py (buffered frame decoder, no per-batch log lines)
+  FIZBUZ_MMS_RUN_AS       []      started by root: run MMS (frontend, workers, exporter) as this unprivileged
+                   user (a system user made when missing; the fleet's hosts use fizbuz-mms)
   FIZBUZ_TLS              [0]     1 serves predictions over HTTPS (management stays HTTP on loopback)
   FIZBUZ_TLS_CERT, FIZBUZ_TLS_KEY        PEM certificate and PKCS#8 key [a self-signed pair in the run folder]
   FIZBUZ_RUN_DIR   [$ROOT/run]  pid file, sockets, generated config, logs/

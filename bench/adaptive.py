@@ -43,8 +43,15 @@ from pathlib import Path
 from bench import machine, report
 from bench.load_generator import LoadError, ensure_tools, run_wrk, wrk_binary
 from fizbuz import answers
-from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, MODEL_STORE, PREDICT_PATH,
-                             SINGLE_MODEL_NAME)
+from fizbuz.contract import (
+    MAR_FILE_NAME,
+    MAX_INPUT,
+    MIN_INPUT,
+    MODEL_NAME,
+    MODEL_STORE,
+    PREDICT_PATH,
+    SINGLE_MODEL_NAME,
+)
 from fizbuz.http_client import predict
 from fizbuz.lifecycle import free_port
 from serving.flask.private import PrivateGunicorn
@@ -63,8 +70,14 @@ ROUTINGS = ("batched", "single", "adaptive")
 # routes exactly like batched-only (its batch-1 share shows it), so its p99 is
 # judged against this spread.
 CONTROL = "batched-again"
-NAMES = {"batched": "front-batched", "single": "front-single", "adaptive": "front-adaptive",
-         CONTROL: "front-batched (again)", "mms": "mms-b1-w2 straight", "flask": "flask-sync"}
+NAMES = {
+    "batched": "front-batched",
+    "single": "front-single",
+    "adaptive": "front-adaptive",
+    CONTROL: "front-batched (again)",
+    "mms": "mms-b1-w2 straight",
+    "flask": "flask-sync",
+}
 
 
 def say(message):
@@ -100,8 +113,15 @@ class Targets:
         return tuple(samples.total("fizbuz_requests_total", model=model) for model in (MODEL_NAME, SINGLE_MODEL_NAME))
 
     def scale_single(self, workers):
-        run_in(self.host.namespace, management.set_workers, self.host.management_port, workers, workers, 120,
-               model=SINGLE_MODEL_NAME)
+        run_in(
+            self.host.namespace,
+            management.set_workers,
+            self.host.management_port,
+            workers,
+            workers,
+            120,
+            model=SINGLE_MODEL_NAME,
+        )
 
     def url_and_headers(self, name):
         if name == "mms":
@@ -139,10 +159,18 @@ class Targets:
             result = run_wrk(url, connections, seconds, threads=2, log_file=self.wrk_log, headers=headers)
         except LoadError as error:
             raise SystemExit(f"{NAMES[name]} c={connections}: {error}")
-        row = {"config": NAMES[name], "routing": name, "concurrency": connections,
-               "req_per_s": round(result.good_per_second, 1), "p50_ms": result.p50_ms, "p90_ms": result.p90_ms,
-               "p99_ms": result.p99_ms, "max_ms": result.max_ms, "errors": result.errors,
-               "load_avg_1m": round(os.getloadavg()[0], 2)}
+        row = {
+            "config": NAMES[name],
+            "routing": name,
+            "concurrency": connections,
+            "req_per_s": round(result.good_per_second, 1),
+            "p50_ms": result.p50_ms,
+            "p90_ms": result.p90_ms,
+            "p99_ms": result.p99_ms,
+            "max_ms": result.max_ms,
+            "errors": result.errors,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
         if front:  # which registration answered (the exporter may lag a few requests at the end)
             batched, single = (after - first for after, first in zip(self.answered(), before))
             row["batch1_share"] = round(single / (batched + single), 4) if batched + single else None
@@ -168,11 +196,18 @@ def paired(rows, name, other, c, key):
 
 def paired_ratios(rows, name, other, c, key):
     """name/other in each round where both ran."""
+
     def value(routing, round_index):
-        return next((r[key] for r in rows if r["routing"] == routing and r["concurrency"] == c
-                     and r["round"] == round_index), None)
-    return [value(name, i) / value(other, i) for i in sorted({r["round"] for r in rows})
-            if value(name, i) and value(other, i)]
+        return next(
+            (r[key] for r in rows if r["routing"] == routing and r["concurrency"] == c and r["round"] == round_index),
+            None,
+        )
+
+    return [
+        value(name, i) / value(other, i)
+        for i in sorted({r["round"] for r in rows})
+        if value(name, i) and value(other, i)
+    ]
 
 
 def threshold_from(rows, levels):
@@ -202,8 +237,9 @@ def derive(targets, args):
     for split, rows in measured.items():
         threshold = threshold_from(rows, args.derive_levels)
         # Predicted adaptive: batch 1 up to the threshold, batched above.
-        predicted = sum(median(rows, "single" if c <= threshold else "batched", c, "req_per_s")
-                        for c in args.derive_levels)
+        predicted = sum(
+            median(rows, "single" if c <= threshold else "batched", c, "req_per_s") for c in args.derive_levels
+        )
         per_split[split] = {"threshold": threshold, "predicted_req_per_s_sum": round(predicted), "rows": rows}
         say(f"batch-1 workers {split}: threshold {threshold}, predicted adaptive {predicted:,.0f} req/s summed")
     best = max(per_split, key=lambda s: per_split[s]["predicted_req_per_s_sum"])
@@ -218,8 +254,7 @@ ORDERS = list(itertools.permutations(ROUTINGS))
 
 
 def compare(targets, args):
-    say(f"phase 2: {args.rounds} rounds, {args.warmup} s untimed + {args.duration} s per point, "
-        f"levels {args.levels}")
+    say(f"phase 2: {args.rounds} rounds, {args.warmup} s untimed + {args.duration} s per point, levels {args.levels}")
     rows = []
     for round_index in range(args.rounds):
         for c in args.levels:
@@ -246,67 +281,119 @@ def verdicts(rows, levels):
     if 1 in levels:  # the baselines run at c=1 only
         a_p50, b1_p50, fl_p50 = (median(rows, n, 1, "p50_ms") for n in ("adaptive", "mms", "flask"))
         vs_b1, vs_flask = paired(rows, "adaptive", "mms", 1, "p50_ms"), paired(rows, "adaptive", "flask", 1, "p50_ms")
-        out.append((f"c=1 p50: adaptive {a_p50:.2f} ms vs MMS batch 1 straight {b1_p50:.2f} ms: "
-                    f"{ratio_text(vs_b1)}; bar 1.3x", vs_b1[0] <= 1.3))
-        out.append((f"c=1 p50: adaptive vs Flask sync {fl_p50:.2f} ms: {ratio_text(vs_flask)}; bar 2x",
-                    vs_flask[0] <= 2))
+        out.append(
+            (
+                f"c=1 p50: adaptive {a_p50:.2f} ms vs MMS batch 1 straight {b1_p50:.2f} ms: "
+                f"{ratio_text(vs_b1)}; bar 1.3x",
+                vs_b1[0] <= 1.3,
+            )
+        )
+        out.append(
+            (f"c=1 p50: adaptive vs Flask sync {fl_p50:.2f} ms: {ratio_text(vs_flask)}; bar 2x", vs_flask[0] <= 2)
+        )
     top = max(levels)
     a_rps, b_rps = median(rows, "adaptive", top, "req_per_s"), median(rows, "batched", top, "req_per_s")
     a_p99, b_p99 = median(rows, "adaptive", top, "p99_ms"), median(rows, "batched", top, "p99_ms")
     rps, p99 = paired(rows, "adaptive", "batched", top, "req_per_s"), paired(rows, "adaptive", "batched", top, "p99_ms")
-    out.append((f"c={top} req/s: adaptive {a_rps:,.0f} vs batched-only {b_rps:,.0f}: {ratio_text(rps)}; bar 0.9x",
-                rps[0] >= 0.9))
+    out.append(
+        (
+            f"c={top} req/s: adaptive {a_rps:,.0f} vs batched-only {b_rps:,.0f}: {ratio_text(rps)}; bar 0.9x",
+            rps[0] >= 0.9,
+        )
+    )
     # "No worse" can only be told apart from noise as far as batched-only differs
     # from itself: the A/A control's typical spread, max(r, 1/r) over rounds.
     control = paired(rows, CONTROL, "batched", top, "p99_ms")
     spread_aa = statistics.median(max(r, 1 / r) for r in paired_ratios(rows, CONTROL, "batched", top, "p99_ms"))
     share = median(rows, "adaptive", top, "batch1_share")
-    out.append((f"c={top} p99: adaptive {a_p99:.2f} ms vs batched-only {b_p99:.2f} ms: {ratio_text(p99)}; "
-                f"A/A control (batched-only again / batched-only): {ratio_text(control)}, typical spread "
-                f"{spread_aa:.2f}x; adaptive sent {share:.2%} of these requests to batch 1; "
-                f"bar: no worse, i.e. at most 1.00x or within the A/A spread", p99[0] <= max(1.0, spread_aa)))
+    out.append(
+        (
+            f"c={top} p99: adaptive {a_p99:.2f} ms vs batched-only {b_p99:.2f} ms: {ratio_text(p99)}; "
+            f"A/A control (batched-only again / batched-only): {ratio_text(control)}, typical spread "
+            f"{spread_aa:.2f}x; adaptive sent {share:.2%} of these requests to batch 1; "
+            f"bar: no worse, i.e. at most 1.00x or within the A/A spread",
+            p99[0] <= max(1.0, spread_aa),
+        )
+    )
     for c in levels:
         b, s, a = (median(rows, n, c, "req_per_s") for n in ROUTINGS)
-        worse = min(paired(rows, "adaptive", "batched", c, "req_per_s")[0],
-                    paired(rows, "adaptive", "single", c, "req_per_s")[0])
-        best = max(paired(rows, "adaptive", "batched", c, "req_per_s")[0],
-                   paired(rows, "adaptive", "single", c, "req_per_s")[0])
-        out.append((f"c={c}: adaptive {a:,.0f} req/s vs batched {b:,.0f} and batch 1 {s:,.0f} "
-                    f"(adaptive / each, paired: {worse:.2f}x and {best:.2f}x); bar: not below both",
-                    best >= 1.0 or a >= min(b, s)))
+        worse = min(
+            paired(rows, "adaptive", "batched", c, "req_per_s")[0],
+            paired(rows, "adaptive", "single", c, "req_per_s")[0],
+        )
+        best = max(
+            paired(rows, "adaptive", "batched", c, "req_per_s")[0],
+            paired(rows, "adaptive", "single", c, "req_per_s")[0],
+        )
+        out.append(
+            (
+                f"c={c}: adaptive {a:,.0f} req/s vs batched {b:,.0f} and batch 1 {s:,.0f} "
+                f"(adaptive / each, paired: {worse:.2f}x and {best:.2f}x); bar: not below both",
+                best >= 1.0 or a >= min(b, s),
+            )
+        )
     return out
 
 
 def write(rows, derivation, split, threshold, args, output, settings_lines):
     output.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (output / "adaptive.json").write_text(json.dumps(
-        {"run": stamp, "split": split, "threshold": threshold, "rows": rows,
-         "derivation": {str(k): v for k, v in derivation.items()}}, indent=1))
+    (output / "adaptive.json").write_text(
+        json.dumps(
+            {
+                "run": stamp,
+                "split": split,
+                "threshold": threshold,
+                "rows": rows,
+                "derivation": {str(k): v for k, v in derivation.items()},
+            },
+            indent=1,
+        )
+    )
     lines = [f"# Adaptive batching through the front door ({stamp})", ""]
     lines += [f"- {line}" for line in settings_lines] + [""]
-    lines += ["## Phase 1: worker split and threshold", "",
-              "Median req/s over the phase's rounds; the threshold is the largest level up to which batch 1 "
-              "beat batching at every level.", ""]
+    lines += [
+        "## Phase 1: worker split and threshold",
+        "",
+        "Median req/s over the phase's rounds; the threshold is the largest level up to which batch 1 "
+        "beat batching at every level.",
+        "",
+    ]
     levels = args.derive_levels
-    lines += ["| batch-1 workers | routing | " + " | ".join(f"c={c}" for c in levels) + " |",
-              "|---|---|" + "---:|" * len(levels)]
+    lines += [
+        "| batch-1 workers | routing | " + " | ".join(f"c={c}" for c in levels) + " |",
+        "|---|---|" + "---:|" * len(levels),
+    ]
     for s, found in derivation.items():
         for name in ROUTINGS[:2]:
-            lines.append(f"| {s} | {name} | " + " | ".join(
-                f"{median(found['rows'], name, c, 'req_per_s'):,.0f}" for c in levels) + " |")
-    lines += [""] + [f"- batch-1 workers {s}: threshold **{f['threshold']}**, predicted adaptive "
-                     f"{f['predicted_req_per_s_sum']:,} req/s summed over the levels" for s, f in derivation.items()]
-    lines += ["", f"Chosen: **{split} batch-1 worker(s)** beside the 2 batched ones, **threshold {threshold}** "
-              f"(batch 1 while at most {threshold} client connections are open).", ""]
-    lines += ["## Phase 2: side by side", "",
-              f"Median over {args.rounds} interleaved rounds (the routings in every order) of {args.duration} s "
-              f"per point, each after {args.warmup} s untimed at the same target and concurrency (range in brackets); "
-              "every run's errors are counted (non-2xx or socket errors). *to batch 1*: the share of the timed "
-              f"run's requests the batch-1 registration answered (the host's metrics). At c={max(args.levels)} "
-              "batched-only runs twice per round (the second after its own reload): the A/A control.", "",
-              "| c | configuration | req/s (range) | p50 ms (range) | p99 ms (range) | errors | to batch 1 |",
-              "|---:|---|---:|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {s} | {name} | "
+                + " | ".join(f"{median(found['rows'], name, c, 'req_per_s'):,.0f}" for c in levels)
+                + " |"
+            )
+    lines += [""] + [
+        f"- batch-1 workers {s}: threshold **{f['threshold']}**, predicted adaptive "
+        f"{f['predicted_req_per_s_sum']:,} req/s summed over the levels"
+        for s, f in derivation.items()
+    ]
+    lines += [
+        "",
+        f"Chosen: **{split} batch-1 worker(s)** beside the 2 batched ones, **threshold {threshold}** "
+        f"(batch 1 while at most {threshold} client connections are open).",
+        "",
+    ]
+    lines += [
+        "## Phase 2: side by side",
+        "",
+        f"Median over {args.rounds} interleaved rounds (the routings in every order) of {args.duration} s "
+        f"per point, each after {args.warmup} s untimed at the same target and concurrency (range in brackets); "
+        "every run's errors are counted (non-2xx or socket errors). *to batch 1*: the share of the timed "
+        f"run's requests the batch-1 registration answered (the host's metrics). At c={max(args.levels)} "
+        "batched-only runs twice per round (the second after its own reload): the A/A control.",
+        "",
+        "| c | configuration | req/s (range) | p50 ms (range) | p99 ms (range) | errors | to batch 1 |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for c in args.levels:
         for name in (*ROUTINGS, CONTROL, "mms", "flask"):
             if median(rows, name, c, "req_per_s") is None:
@@ -315,40 +402,67 @@ def write(rows, derivation, split, threshold, args, output, settings_lines):
             (r0, r1), (l0, l1), (q0, q1) = (spread(rows, name, c, k) for k in ("req_per_s", "p50_ms", "p99_ms"))
             errors = sum(r["errors"] for r in rows if r["routing"] == name and r["concurrency"] == c)
             bold = "**" if name == "adaptive" else ""
-            shares = [r["batch1_share"] for r in rows if r["routing"] == name and r["concurrency"] == c
-                      and r.get("batch1_share") is not None]
+            shares = [
+                r["batch1_share"]
+                for r in rows
+                if r["routing"] == name and r["concurrency"] == c and r.get("batch1_share") is not None
+            ]
             share = f"{statistics.median(shares):.1%}" if shares else ""
-            lines.append(f"| {c} | {bold}{NAMES[name]}{bold} | {rps:,.0f} ({r0:,.0f}–{r1:,.0f}) | "
-                         f"{p50:.2f} ({l0:.2f}–{l1:.2f}) | {p99:.2f} ({q0:.2f}–{q1:.2f}) | {errors} | {share} |")
+            lines.append(
+                f"| {c} | {bold}{NAMES[name]}{bold} | {rps:,.0f} ({r0:,.0f}–{r1:,.0f}) | "
+                f"{p50:.2f} ({l0:.2f}–{l1:.2f}) | {p99:.2f} ({q0:.2f}–{q1:.2f}) | {errors} | {share} |"
+            )
     checked = verdicts(rows, args.levels)
     lines += ["", "## The issue's figures", ""]
     lines += [f"- {'holds' if ok else '**does not hold**'}: {text}" for text, ok in checked]
     lines += ["", "![req/s and p99 vs concurrency: batched, batch 1, adaptive](requests_per_second.png)", ""]
     (output / "adaptive.md").write_text("\n".join(lines))
-    plot_rows = [dict(r, kind="flask" if r["routing"] == "flask" else "front") for r in rows
-                 if r["routing"] != CONTROL]
-    plot_rows = [{**r, **{k: median(rows, r["routing"], r["concurrency"], k) for k in ("req_per_s", "p99_ms")}}
-                 for r in plot_rows if r["round"] == 0]
-    report.plot(plot_rows, output / "requests_per_second.png",
-                f"through the front door: batched, batch 1, adaptive (threshold {threshold}); medians of "
-                f"{args.rounds} rounds ({stamp})")
+    plot_rows = [dict(r, kind="flask" if r["routing"] == "flask" else "front") for r in rows if r["routing"] != CONTROL]
+    plot_rows = [
+        {**r, **{k: median(rows, r["routing"], r["concurrency"], k) for k in ("req_per_s", "p99_ms")}}
+        for r in plot_rows
+        if r["round"] == 0
+    ]
+    report.plot(
+        plot_rows,
+        output / "requests_per_second.png",
+        f"through the front door: batched, batch 1, adaptive (threshold {threshold}); medians of "
+        f"{args.rounds} rounds ({stamp})",
+    )
     print("\n".join(lines), flush=True)
     return all(ok for _, ok in checked)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", type=int_list, default=[1, 2, 4, 8, 16, 32, 64],
-                        help="phase 2 concurrencies, the ramp (default 1,2,4,8,16,32,64)")
-    parser.add_argument("--rounds", type=int, default=6,
-                        help="phase 2 rounds (default 6: every order of the three routings once)")
+    parser.add_argument(
+        "--levels",
+        type=int_list,
+        default=[1, 2, 4, 8, 16, 32, 64],
+        help="phase 2 concurrencies, the ramp (default 1,2,4,8,16,32,64)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="phase 2 rounds (default 6: every order of the three routings once)"
+    )
     parser.add_argument("--duration", type=int, default=5, help="phase 2 seconds per point (default 5)")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="phase 2 untimed seconds before each timed run, same target and concurrency (default 1)")
-    parser.add_argument("--splits", type=int_list, default=[1, 2],
-                        help="workers of the batch-1 registration to try in phase 1 (default 1,2)")
-    parser.add_argument("--derive-levels", type=int_list, default=[1, 2, 3, 4, 6, 8, 12, 16],
-                        help="phase 1 concurrencies (default 1,2,3,4,6,8,12,16)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="phase 2 untimed seconds before each timed run, same target and concurrency (default 1)",
+    )
+    parser.add_argument(
+        "--splits",
+        type=int_list,
+        default=[1, 2],
+        help="workers of the batch-1 registration to try in phase 1 (default 1,2)",
+    )
+    parser.add_argument(
+        "--derive-levels",
+        type=int_list,
+        default=[1, 2, 3, 4, 6, 8, 12, 16],
+        help="phase 1 concurrencies (default 1,2,3,4,6,8,12,16)",
+    )
     parser.add_argument("--derive-rounds", type=int, default=2, help="phase 1 rounds (default 2)")
     parser.add_argument("--derive-seconds", type=int, default=3, help="phase 1 seconds per point (default 3)")
     parser.add_argument("--threshold", type=int, help="skip phase 1: use this threshold (and --splits' first value)")
@@ -366,15 +480,24 @@ def main(argv=None):
     directory = Path(tempfile.mkdtemp(prefix="fbz-adapt-"))
     say(f"work folder (fleet, servers, wrk log): {directory}")
     fleet = Fleet(directory / "fleet")
-    mms = PrivateMms(model_store=Path(args.mar).parent, run_dir=directory / "mms", batch_size=1,
-                     max_batch_delay=0, workers=2)
+    mms = PrivateMms(
+        model_store=Path(args.mar).parent, run_dir=directory / "mms", batch_size=1, max_batch_delay=0, workers=2
+    )
     (directory / "flask").mkdir()
     flask = PrivateGunicorn("sync", workers=2, run_dir=directory / "flask")
     started = time.monotonic()
     load_before = os.getloadavg()
     try:
-        state = fleet.start(Options(hosts=1, workers=2, single_workers=max(args.splits), front_port=free_port(),
-                                    mar=args.mar, adaptive_threshold=args.threshold or 1))
+        state = fleet.start(
+            Options(
+                hosts=1,
+                workers=2,
+                single_workers=max(args.splits),
+                front_port=free_port(),
+                mar=args.mar,
+                adaptive_threshold=args.threshold or 1,
+            )
+        )
         mms.start()
         flask.start()
         targets = Targets(fleet, state, mms, flask, directory / "wrk.log")

@@ -69,26 +69,38 @@ def measure(model_dir, bound, size, seconds, rounds):
     medians = [statistics.median(calls) for calls, _ in results]
     calls, stages = results[medians.index(min(medians))]
     per_call = min(medians) * 1e6
-    return {"bound": bound, "size": size, "calls": sum(len(c) for c, _ in results), "per_call_us": per_call,
-            "per_request_us": per_call / size, "spread_us": (max(medians) - min(medians)) * 1e6,
-            "p99_call_us": statistics.quantiles(calls, n=100)[98] * 1e6,
-            **{name: statistics.median(values) * 1000 for name, values in stages.items()}}
+    return {
+        "bound": bound,
+        "size": size,
+        "calls": sum(len(c) for c, _ in results),
+        "per_call_us": per_call,
+        "per_request_us": per_call / size,
+        "spread_us": (max(medians) - min(medians)) * 1e6,
+        "p99_call_us": statistics.quantiles(calls, n=100)[98] * 1e6,
+        **{name: statistics.median(values) * 1000 for name, values in stages.items()},
+    }
 
 
 def markdown(results, engine):
-    lines = ["| registered batch | requests per call | calls | µs per call (median) | rounds' spread µs | "
-             "p99 µs per call | **µs per request** | preprocess µs | inference µs | postprocess µs |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| registered batch | requests per call | calls | µs per call (median) | rounds' spread µs | "
+        "p99 µs per call | **µs per request** | preprocess µs | inference µs | postprocess µs |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['bound']} | {r['size']} | {r['calls']} | {r['per_call_us']:.1f} | "
-                     f"{r['spread_us']:.1f} | {r['p99_call_us']:.1f} | **{r['per_request_us']:.1f}** | "
-                     f"{r['PreprocessTime']:.0f} | {r['InferenceTime']:.0f} | {r['PostprocessTime']:.0f} |")
+        lines.append(
+            f"| {r['bound']} | {r['size']} | {r['calls']} | {r['per_call_us']:.1f} | "
+            f"{r['spread_us']:.1f} | {r['p99_call_us']:.1f} | **{r['per_request_us']:.1f}** | "
+            f"{r['PreprocessTime']:.0f} | {r['InferenceTime']:.0f} | {r['PostprocessTime']:.0f} |"
+        )
     lines.append("")
-    lines.append("Figures from the quietest of several rounds (lowest median call time); the spread is the "
-                 "highest minus the lowest round median, a gauge of interference from other processes. "
-                 "Stage times are medians of the handler's own metrics (1 µs resolution); µs per request = "
-                 "median call time / requests per call. OMP_NUM_THREADS=1 as in an MMS worker; "
-                 f"MXNet engine: {engine}.")
+    lines.append(
+        "Figures from the quietest of several rounds (lowest median call time); the spread is the "
+        "highest minus the lowest round median, a gauge of interference from other processes. "
+        "Stage times are medians of the handler's own metrics (1 µs resolution); µs per request = "
+        "median call time / requests per call. OMP_NUM_THREADS=1 as in an MMS worker; "
+        f"MXNet engine: {engine}."
+    )
     return "\n".join(lines)
 
 
@@ -98,9 +110,11 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent per case (default: 2)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per case; the quietest counts (default: 5)")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
-    parser.add_argument("--mxnet-engine", metavar="NAME",
-                        help="set MXNET_ENGINE_TYPE, e.g. ThreadedEnginePerDevice (default: the "
-                             "handler's own choice, NaiveEngine)")
+    parser.add_argument(
+        "--mxnet-engine",
+        metavar="NAME",
+        help="set MXNET_ENGINE_TYPE, e.g. ThreadedEnginePerDevice (default: the handler's own choice, NaiveEngine)",
+    )
     args = parser.parse_args()
     if args.mxnet_engine:
         os.environ["MXNET_ENGINE_TYPE"] = args.mxnet_engine  # read when mxnet is imported, below
@@ -113,8 +127,7 @@ def main():
         model_dir = archive.unpack(mar, folder / "model")
         results = []
         for bound, size in CASES:
-            print(f"==> handle() with {size} request(s), registered batch size {bound}, {args.seconds:g} s",
-                  flush=True)
+            print(f"==> handle() with {size} request(s), registered batch size {bound}, {args.seconds:g} s", flush=True)
             results.append(measure(model_dir, bound, size, args.seconds, max(args.rounds, 1)))
     # fizbuz_service sets NaiveEngine unless MXNET_ENGINE_TYPE says otherwise.
     table = markdown(results, os.environ.get("MXNET_ENGINE_TYPE", "NaiveEngine"))

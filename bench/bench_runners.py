@@ -71,10 +71,14 @@ def mean_microseconds(call, calls):
 
 # --- the three runners: each returns (forward_us, classify_us) per call ---
 
+
 def time_cpp(model_path, batch_size, calls):
-    result = subprocess.run([str(CLI), str(model_path), "--bench", str(calls),
-                             "--batch-size", str(batch_size)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(CLI), str(model_path), "--bench", str(calls), "--batch-size", str(batch_size)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     match = BENCH_LINE.fullmatch(result.stdout.strip())
     if result.returncode != 0 or not match:
         raise RuntimeError(f"fizbuz_cli --bench failed: {result.stdout}{result.stderr}")
@@ -112,8 +116,7 @@ def time_mxnet(service, batch_size, calls):
 
 def time_cold_start(model_path):
     start = time.perf_counter()
-    result = subprocess.run([str(CLI), str(model_path), "14"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([str(CLI), str(model_path), "14"], capture_output=True, text=True, timeout=120)
     elapsed_ms = (time.perf_counter() - start) * 1000
     if result.returncode != 0 or result.stdout != "FizzBuzz\n":
         raise RuntimeError(f"fizbuz_cli 14 failed: {result.stdout}{result.stderr}")
@@ -121,6 +124,7 @@ def time_cold_start(model_path):
 
 
 # --- set-up ---
+
 
 def build_cli():
     say("building the C++ runner (cpp/build.sh; quick when already built)")
@@ -142,6 +146,7 @@ def mxnet_services(work_dir, batch_sizes):
 
 
 # --- the report ---
+
 
 def command_output(*command):
     try:
@@ -184,63 +189,69 @@ def table_lines(results, batch_sizes):
             rounds = results[(runner, batch_size)]
             classify, low, high = median_and_range([c for _, c in rounds])
             forward = statistics.median(f for f, _ in rounds)
-            lines.append(f"| {runner} | {batch_size} | {classify:.1f} | {classify / batch_size:.2f} | "
-                         f"{forward:.1f} | {low:.1f}..{high:.1f} |")
+            lines.append(
+                f"| {runner} | {batch_size} | {classify:.1f} | {classify / batch_size:.2f} | "
+                f"{forward:.1f} | {low:.1f}..{high:.1f} |"
+            )
     return lines
 
 
 def report(args, results, cold_starts, machine):
     cold, cold_low, cold_high = median_and_range(cold_starts)
-    return "\n".join([
-        "# FizBuzNet runners: C++ LibTorch vs PyTorch eager vs MXNet (handler path)",
-        "",
-        f"Written by `bench/bench_runners.py --rounds {args.rounds} --calls {args.calls}` on "
-        f"{datetime.date.today().isoformat()}.",
-        "",
-        "## Machine",
-        "",
-        *machine,
-        "",
-        "The machine has only 2 cores and other jobs (other agents' builds and tests) may have been "
-        "running at the same time, so each figure is the **median over "
-        f"{args.rounds} rounds** of that round's mean per call ({args.calls} calls per round after "
-        f"{WARM_UP_CALLS} warm-up calls), with the runners interleaved in every round; the last "
-        "column shows the spread. Read the figures as orders of magnitude, not as exact values.",
-        "",
-        "## Per-call latency (one thread each, as in an MMS worker)",
-        "",
-        *table_lines(results, args.batch_sizes),
-        "",
-        "- *numbers -> classes*: a list of inputs n in, class indices out: encode the bits of "
-        "n + 1, one forward pass, argmax. C++: `Runner::classify`; eager: "
-        "`model(encode_batch(...)).argmax(1).tolist()`; MXNet: `MXNetModelService.inference` "
-        "(a numpy gather from a precomputed bit table into the executor bound at that batch size).",
-        "- *forward only*: the model on an already-encoded batch. C++: `Module::forward`; eager: "
-        "`model(x)`; MXNet: `executor.forward()` + `wait_to_read()`.",
-        "- All inside one process; the HTTP, MMS frontend and JSON costs of serving are not included.",
-        "",
-        "## C++ CLI cold start",
-        "",
-        f"`fizbuz_cli fizbuz.pt 14` as a fresh process (start, load LibTorch and the model, check "
-        f"it, answer): median **{cold:.0f} ms** ({cold_low:.0f}..{cold_high:.0f}) over "
-        f"{len(cold_starts)} runs.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# FizBuzNet runners: C++ LibTorch vs PyTorch eager vs MXNet (handler path)",
+            "",
+            f"Written by `bench/bench_runners.py --rounds {args.rounds} --calls {args.calls}` on "
+            f"{datetime.date.today().isoformat()}.",
+            "",
+            "## Machine",
+            "",
+            *machine,
+            "",
+            "The machine has only 2 cores and other jobs (other agents' builds and tests) may have been "
+            "running at the same time, so each figure is the **median over "
+            f"{args.rounds} rounds** of that round's mean per call ({args.calls} calls per round after "
+            f"{WARM_UP_CALLS} warm-up calls), with the runners interleaved in every round; the last "
+            "column shows the spread. Read the figures as orders of magnitude, not as exact values.",
+            "",
+            "## Per-call latency (one thread each, as in an MMS worker)",
+            "",
+            *table_lines(results, args.batch_sizes),
+            "",
+            "- *numbers -> classes*: a list of inputs n in, class indices out: encode the bits of "
+            "n + 1, one forward pass, argmax. C++: `Runner::classify`; eager: "
+            "`model(encode_batch(...)).argmax(1).tolist()`; MXNet: `MXNetModelService.inference` "
+            "(a numpy gather from a precomputed bit table into the executor bound at that batch size).",
+            "- *forward only*: the model on an already-encoded batch. C++: `Module::forward`; eager: "
+            "`model(x)`; MXNet: `executor.forward()` + `wait_to_read()`.",
+            "- All inside one process; the HTTP, MMS frontend and JSON costs of serving are not included.",
+            "",
+            "## C++ CLI cold start",
+            "",
+            f"`fizbuz_cli fizbuz.pt 14` as a fresh process (start, load LibTorch and the model, check "
+            f"it, answer): median **{cold:.0f} ms** ({cold_low:.0f}..{cold_high:.0f}) over "
+            f"{len(cold_starts)} runs.",
+            "",
+        ]
+    )
 
 
 RUNNERS = ("C++ LibTorch", "PyTorch eager", "MXNet (handler)")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="rounds per figure (default: %(default)s)")
-    parser.add_argument("--calls", type=int, default=5000,
-                        help="timed calls per runner per round (default: %(default)s)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64],
-                        help="batch sizes to time (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="where to write the results (default: %(default)s)")
+    parser.add_argument(
+        "--calls", type=int, default=5000, help="timed calls per runner per round (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1, 64], help="batch sizes to time (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the results (default: %(default)s)"
+    )
     parser.add_argument("--no-write", action="store_true", help="only print the results")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 1:

@@ -40,7 +40,7 @@ from serving.front.fleet import Fleet, Options
 HERE = Path(__file__).resolve().parent
 BEFORE = {"workers": "auto", "log_buffer": "64k", "admission": 0, "retry_budget": 0, "retry_share": 0.0}
 CAPS = {**BEFORE, "admission": 64, "retry_budget": 32}
-VARIANTS = {   # each on top of the one before it
+VARIANTS = {  # each on top of the one before it
     "before (no caps, workers auto = 2, 64k log buffers)": BEFORE,
     "+ admission and retry-budget caps": CAPS,
     "+ 1 nginx worker": {**CAPS, "workers": "1"},
@@ -61,8 +61,11 @@ def profile(fleet, url, headers, seconds, log_file, output):
     """perf's top symbols in the nginx workers while wrk runs; '' when perf cannot run."""
     pids = ",".join(str(w.pid) for w in fleet.door.workers())
     data = output / "perf.data"
-    recorder = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(data), "-p", pids],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorder = subprocess.Popen(
+        ["perf", "record", "-F", "999", "-g", "-o", str(data), "-p", pids],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         run_wrk(url, 64, seconds, threads=2, log_file=log_file, headers=headers)
     finally:
@@ -70,30 +73,57 @@ def profile(fleet, url, headers, seconds, log_file, output):
         recorder.wait(timeout=60)
     lines = []
     for sort, limit in (("dso", "1"), ("dso,symbol", "1")):
-        report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", sort, "-g", "none",
-                                 "--stdio", "--percent-limit", limit], capture_output=True, text=True, timeout=120)
-        lines += [line.rstrip() for line in report.stdout.splitlines()
-                  if line.strip() and not line.startswith("#") and "%" in line] + [""]
+        report = subprocess.run(
+            [
+                "perf",
+                "report",
+                "-i",
+                str(data),
+                "--no-children",
+                "--sort",
+                sort,
+                "-g",
+                "none",
+                "--stdio",
+                "--percent-limit",
+                limit,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines += [
+            line.rstrip()
+            for line in report.stdout.splitlines()
+            if line.strip() and not line.startswith("#") and "%" in line
+        ] + [""]
     data.unlink(missing_ok=True)
     return "\n".join(lines).strip()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.front_door_cpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.front_door_cpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10, help="seconds per run (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default: %(default)s)")
-    parser.add_argument("--variants", type=int, nargs="+", choices=range(1, len(VARIANTS) + 1),
-                        default=list(range(1, len(VARIANTS) + 1)), metavar="N",
-                        help="which variants, by number in the table (default: all)")
+    parser.add_argument(
+        "--variants",
+        type=int,
+        nargs="+",
+        choices=range(1, len(VARIANTS) + 1),
+        default=list(range(1, len(VARIANTS) + 1)),
+        metavar="N",
+        help="which variants, by number in the table (default: all)",
+    )
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "overload"))
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.rounds < 1 or args.connections < 1:
         parser.error("--seconds, --rounds and --connections must be at least 1")
     chosen = {name: changes for number, (name, changes) in enumerate(VARIANTS.items(), 1) if number in args.variants}
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # stop the fleet on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the fleet on the way out
     ensure_tools()
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -103,8 +133,16 @@ def main(argv=None):
     rows, top = [], ""
     try:
         front_port, metrics_port = free_ports(2)
-        state = fleet.start(Options(hosts=1, workers=2, front_port=front_port, metrics_port=metrics_port,
-                                    mar=args.mar, nginx_workers=BEFORE["workers"]))
+        state = fleet.start(
+            Options(
+                hosts=1,
+                workers=2,
+                front_port=front_port,
+                metrics_port=metrics_port,
+                mar=args.mar,
+                nginx_workers=BEFORE["workers"],
+            )
+        )
         url = f"https://{state['front']['listen']}{PREDICT_PATH}"
         headers = [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"]
         run_wrk(url, args.connections, 5, threads=2, log_file=log_file, headers=headers)  # warm-up
@@ -116,10 +154,17 @@ def main(argv=None):
                 before = nginx_cpu_seconds(fleet)
                 result = run_wrk(url, args.connections, args.seconds, threads=2, log_file=log_file, headers=headers)
                 used = nginx_cpu_seconds(fleet) - before
-                row = {"variant": name, "round": round_, "load_avg_1m": os.getloadavg()[0],
-                       "requests": result.requests, "req_per_s": round(result.good_per_second, 1),
-                       "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
-                       "nginx_cpu_us_per_request": round(used / max(1, result.requests) * 1e6, 1)}
+                row = {
+                    "variant": name,
+                    "round": round_,
+                    "load_avg_1m": os.getloadavg()[0],
+                    "requests": result.requests,
+                    "req_per_s": round(result.good_per_second, 1),
+                    "p50_ms": result.p50_ms,
+                    "p99_ms": result.p99_ms,
+                    "errors": result.errors,
+                    "nginx_cpu_us_per_request": round(used / max(1, result.requests) * 1e6, 1),
+                }
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     except LoadError as error:
@@ -134,25 +179,38 @@ def main(argv=None):
 def write(rows, top, output, args, chosen):
     (output / "front_cpu.json").write_text(json.dumps({"rows": rows, "perf_top": top}, indent=2))
     loads = [r["load_avg_1m"] for r in rows]
-    lines = [f"# The front door's CPU per request ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             f"Command: `python -m bench.front_door_cpu {' '.join(sys.argv[1:])}`".rstrip(), "",
-             f"wrk, c={args.connections}, HTTPS with the token, {args.seconds} s per run, {args.rounds} interleaved "
-             "rounds; one host with 2 MMS workers (batch 16) in a namespace; nginx's CPU from /proc around each "
-             f"run. Same 2 cores for wrk, nginx and MMS, shared with other jobs (1-minute load average "
-             f"{min(loads):.1f}..{max(loads):.1f}).", "",
-             "| variant | nginx CPU µs/request (median) | runs | req/s (median) | p50 ms | p99 ms | errors |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# The front door's CPU per request ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"Command: `python -m bench.front_door_cpu {' '.join(sys.argv[1:])}`".rstrip(),
+        "",
+        f"wrk, c={args.connections}, HTTPS with the token, {args.seconds} s per run, {args.rounds} interleaved "
+        "rounds; one host with 2 MMS workers (batch 16) in a namespace; nginx's CPU from /proc around each "
+        f"run. Same 2 cores for wrk, nginx and MMS, shared with other jobs (1-minute load average "
+        f"{min(loads):.1f}..{max(loads):.1f}).",
+        "",
+        "| variant | nginx CPU µs/request (median) | runs | req/s (median) | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in chosen:
         mine = sorted((r for r in rows if r["variant"] == name), key=lambda r: r["nginx_cpu_us_per_request"])
         middle = mine[len(mine) // 2]
         speeds = sorted(r["req_per_s"] for r in mine)
-        lines.append(f"| {name} | {middle['nginx_cpu_us_per_request']} | "
-                     f"{', '.join(str(r['nginx_cpu_us_per_request']) for r in mine)} | "
-                     f"{speeds[len(speeds) // 2]:,.0f} | "
-                     f"{middle['p50_ms']} | {middle['p99_ms']} | {sum(r['errors'] for r in mine)} |")
-    lines += ["", f"perf, the nginx workers during one run of the last variant ({list(VARIANTS)[-1]}; "
-              "by binary, then symbols over 1%):",
-              "", "```", top or "(perf could not run here)", "```"]
+        lines.append(
+            f"| {name} | {middle['nginx_cpu_us_per_request']} | "
+            f"{', '.join(str(r['nginx_cpu_us_per_request']) for r in mine)} | "
+            f"{speeds[len(speeds) // 2]:,.0f} | "
+            f"{middle['p50_ms']} | {middle['p99_ms']} | {sum(r['errors'] for r in mine)} |"
+        )
+    lines += [
+        "",
+        f"perf, the nginx workers during one run of the last variant ({list(VARIANTS)[-1]}; "
+        "by binary, then symbols over 1%):",
+        "",
+        "```",
+        top or "(perf could not run here)",
+        "```",
+    ]
     (output / "front_cpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -81,19 +81,31 @@ def one_run(args, fleet, state, name, url, headers, wrk_log):
     cpu_before = [cpu_seconds([p]) for p in watched]
     scraping = Scraper(metrics) if exporter else contextlib.nullcontext()
     with scraping:
-        result = load_generator.run_wrk(url, args.connections, args.duration, args.wrk_threads, wrk_log,
-                                        headers=headers)
+        result = load_generator.run_wrk(
+            url, args.connections, args.duration, args.wrk_threads, wrk_log, headers=headers
+        )
     cpu = [cpu_seconds([p]) - before for p, before in zip(watched, cpu_before)]
-    row = {"config": name, "req_per_s": result.good_per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-           "requests": result.requests, "errors": result.errors, "load_avg_1m": os.getloadavg()[0],
-           "nginx_cpu_us": sum(cpu[:len(workers)]) / max(1, result.requests) * 1e6}
+    row = {
+        "config": name,
+        "req_per_s": result.good_per_second,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "requests": result.requests,
+        "errors": result.errors,
+        "load_avg_1m": os.getloadavg()[0],
+        "nginx_cpu_us": sum(cpu[: len(workers)]) / max(1, result.requests) * 1e6,
+    }
     if result.errors:
         raise LifecycleError(f"'{name}' had {result.errors} errors: {result.error_detail}")
     if exporter:
         row["lag_at_end_bytes"] = lag(metrics)
         started = time.monotonic()
-        wait_until(flushed_and_read(fleet.door.logs / front_log.LOG_NAME, lambda: lag(metrics) == 0), 120,
-                   "the exporter to catch up", interval=0.2)
+        wait_until(
+            flushed_and_read(fleet.door.logs / front_log.LOG_NAME, lambda: lag(metrics) == 0),
+            120,
+            "the exporter to catch up",
+            interval=0.2,
+        )
         row["catch_up_s"] = time.monotonic() - started
         row["exporter_cpu_us"] = (cpu_seconds([exporter]) - cpu_before[-1]) / max(1, result.requests) * 1e6
         row["counted"] = int(counted_200(metrics) - counted_before)
@@ -108,8 +120,9 @@ def measure(args, folder):
     rows = []
     try:
         front_port, metrics_port = free_ports(2)
-        state = fleet.start(Options(hosts=1, workers=args.workers, front_port=front_port, metrics_port=metrics_port,
-                                    mar=args.mar))
+        state = fleet.start(
+            Options(hosts=1, workers=args.workers, front_port=front_port, metrics_port=metrics_port, mar=args.mar)
+        )
         url = f"https://{state['front']['listen']}{PREDICT_PATH}"
         headers = [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"]
         wrk_log = folder / "wrk.log"
@@ -123,11 +136,23 @@ def measure(args, folder):
                 row = one_run(args, fleet, state, name, url, headers, wrk_log)
                 row["round"] = round_number
                 rows.append(row)
-                extra = (f"  exporter {row['exporter_cpu_us']:.1f} µs/request, counted {row['counted']:,} of "
-                         f"{row['requests']:,} answered, lag {row['lag_at_end_bytes'] / 1024:.0f} KiB at the end, "
-                         f"caught up in {row['catch_up_s']:.1f} s" if name == "on" else "")
-                log.info("round %d  %-4s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  nginx %.1f µs/request%s", round_number,
-                         name, row["req_per_s"], row["p50_ms"], row["p99_ms"], row["nginx_cpu_us"], extra)
+                extra = (
+                    f"  exporter {row['exporter_cpu_us']:.1f} µs/request, counted {row['counted']:,} of "
+                    f"{row['requests']:,} answered, lag {row['lag_at_end_bytes'] / 1024:.0f} KiB at the end, "
+                    f"caught up in {row['catch_up_s']:.1f} s"
+                    if name == "on"
+                    else ""
+                )
+                log.info(
+                    "round %d  %-4s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  nginx %.1f µs/request%s",
+                    round_number,
+                    name,
+                    row["req_per_s"],
+                    row["p50_ms"],
+                    row["p99_ms"],
+                    row["nginx_cpu_us"],
+                    extra,
+                )
     finally:
         fleet.stop()
     return rows
@@ -136,41 +161,57 @@ def measure(args, folder):
 def report(args, rows):
     runs = {name: [r for r in rows if r["config"] == name] for name in LABELS}
     median = lambda name, key: statistics.median(r[key] for r in runs[name])
-    lines = [f"# What the front door's metrics cost (wrk through the front door, c={args.connections})", "",
-             f"One run of `python -m bench.front_metrics_cost`: {args.rounds} alternating rounds of "
-             f"{args.duration} s per configuration, wrk with {args.wrk_threads} threads, one host with "
-             f"{args.workers} MMS workers (shipped batching), nginx with the fleet's default workers. wrk, nginx, "
-             "the exporter and MMS share the machine's cores with other people's jobs: compare the columns of "
-             "one run, not figures across runs.", "",
-             "| configuration | median req/s | rounds (req/s) | median p50 ms | median p99 ms | nginx CPU µs/request |",
-             "|---|---:|---|---:|---:|---:|"]
+    lines = [
+        f"# What the front door's metrics cost (wrk through the front door, c={args.connections})",
+        "",
+        f"One run of `python -m bench.front_metrics_cost`: {args.rounds} alternating rounds of "
+        f"{args.duration} s per configuration, wrk with {args.wrk_threads} threads, one host with "
+        f"{args.workers} MMS workers (shipped batching), nginx with the fleet's default workers. wrk, nginx, "
+        "the exporter and MMS share the machine's cores with other people's jobs: compare the columns of "
+        "one run, not figures across runs.",
+        "",
+        "| configuration | median req/s | rounds (req/s) | median p50 ms | median p99 ms | nginx CPU µs/request |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
     for name in LABELS:
         rounds = ", ".join(f"{r['req_per_s']:,.0f}" for r in runs[name])
-        lines.append(f"| {LABELS[name]} | {median(name, 'req_per_s'):,.0f} | {rounds} | {median(name, 'p50_ms'):.2f} | "
-                     f"{median(name, 'p99_ms'):.2f} | {median(name, 'nginx_cpu_us'):.1f} |")
+        lines.append(
+            f"| {LABELS[name]} | {median(name, 'req_per_s'):,.0f} | {rounds} | {median(name, 'p50_ms'):.2f} | "
+            f"{median(name, 'p99_ms'):.2f} | {median(name, 'nginx_cpu_us'):.1f} |"
+        )
     ratios = [on["req_per_s"] / off["req_per_s"] - 1 for on, off in zip(runs["on"], runs["off"])]
-    lines += ["", f"Paired within each round, 'on' vs 'off': median **{statistics.median(ratios):+.1%}** "
-              f"(rounds: {', '.join(f'{r:+.1%}' for r in ratios)}); medians of the columns: "
-              f"{median('on', 'req_per_s') / median('off', 'req_per_s') - 1:+.1%}.", "",
-              "The exporter in the 'on' runs (it runs niced, so under full load it may fall behind and catch up "
-              "after). It counts a few more 200s than wrk reports: wrk stops with up to c requests in flight, "
-              "which nginx still answers and logs.", "",
-              "| round | exporter CPU µs/request | counted / answered by wrk | lag at the end of the run | "
-              "catch-up after | log bytes/request |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"Paired within each round, 'on' vs 'off': median **{statistics.median(ratios):+.1%}** "
+        f"(rounds: {', '.join(f'{r:+.1%}' for r in ratios)}); medians of the columns: "
+        f"{median('on', 'req_per_s') / median('off', 'req_per_s') - 1:+.1%}.",
+        "",
+        "The exporter in the 'on' runs (it runs niced, so under full load it may fall behind and catch up "
+        "after). It counts a few more 200s than wrk reports: wrk stops with up to c requests in flight, "
+        "which nginx still answers and logs.",
+        "",
+        "| round | exporter CPU µs/request | counted / answered by wrk | lag at the end of the run | "
+        "catch-up after | log bytes/request |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in runs["on"]:
-        lines.append(f"| {r['round']} | {r['exporter_cpu_us']:.1f} | {r['counted']:,} / {r['requests']:,} | "
-                     f"{r['lag_at_end_bytes'] / 1024:,.0f} KiB | {r['catch_up_s']:.1f} s | "
-                     f"{r['log_bytes_per_request']:.0f} |")
+        lines.append(
+            f"| {r['round']} | {r['exporter_cpu_us']:.1f} | {r['counted']:,} / {r['requests']:,} | "
+            f"{r['lag_at_end_bytes'] / 1024:,.0f} KiB | {r['catch_up_s']:.1f} s | "
+            f"{r['log_bytes_per_request']:.0f} |"
+        )
     return write_report(lines, args.output, args.load_before)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6,
-                        help="an even number gives each slot to each (default %(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="an even number gives each slot to each (default %(default)s)"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per run (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=5,
-                        help="untimed seconds per configuration first (default %(default)s)")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed seconds per configuration first (default %(default)s)"
+    )
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--workers", type=int, default=2, help="MMS workers on the host (default %(default)s)")
@@ -183,8 +224,9 @@ def main(argv=None):
     logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    rows = load_generator.measure_in_temp("front_cost", "fbz-fcost-", lambda folder: measure(args, folder),
-                                          (LifecycleError, FleetError, NginxError))
+    rows = load_generator.measure_in_temp(
+        "front_cost", "fbz-fcost-", lambda folder: measure(args, folder), (LifecycleError, FleetError, NginxError)
+    )
     if rows is None:
         return 1
     print(report(args, rows))

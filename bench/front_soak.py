@@ -38,8 +38,7 @@ def main(argv=None):
     kills = []
     try:
         front_port, metrics_port = free_ports(2)
-        state = fleet.start(Options(hosts=2, workers=2, front_port=front_port, metrics_port=metrics_port,
-                                    mar=args.mar))
+        state = fleet.start(Options(hosts=2, workers=2, front_port=front_port, metrics_port=metrics_port, mar=args.mar))
         hosts = fleet.hosts(state)
         address, port = state["front"]["listen"].rsplit(":", 1)
         token = tokens.read(fleet.token_file)["default"]
@@ -57,29 +56,40 @@ def main(argv=None):
                     if workers:
                         victim = workers[sorted(workers)[0]]
                         os.kill(victim.pid, signal.SIGKILL)
-                        kills.append({"at_s": round(time.monotonic() - started, 1), "host": host.name,
-                                      "pid": victim.pid})
-                        print(f"killed worker {victim.pid} of {host.name} at {kills[-1]['at_s']} s; "
-                              f"{load.result.sent} sent, {len(load.result.failed)} failed so far", flush=True)
+                        kills.append(
+                            {"at_s": round(time.monotonic() - started, 1), "host": host.name, "pid": victim.pid}
+                        )
+                        print(
+                            f"killed worker {victim.pid} of {host.name} at {kills[-1]['at_s']} s; "
+                            f"{load.result.sent} sent, {len(load.result.failed)} failed so far",
+                            flush=True,
+                        )
                     next_kill += args.kill_every
         summary = load.result.summary()
-        summary.update(minutes=args.minutes, concurrency=args.concurrency, kills=kills,
-                       req_per_s=round(summary["sent"] / (args.minutes * 60), 1),
-                       retried_in_access_log=sum(1 for line in fleet.door.access_log.read_text().splitlines()
-                                                 if "ustatus=50" in line))
+        summary.update(
+            minutes=args.minutes,
+            concurrency=args.concurrency,
+            kills=kills,
+            req_per_s=round(summary["sent"] / (args.minutes * 60), 1),
+            retried_in_access_log=sum(
+                1 for line in fleet.door.access_log.read_text().splitlines() if "ustatus=50" in line
+            ),
+        )
     finally:
         fleet.stop()
         shutil.rmtree(directory, ignore_errors=True)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "soak.json").write_text(json.dumps(summary, indent=2))
-    text = (f"# Front door soak ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; a shared 2-core machine)\n\n"
-            f"{args.minutes:g} minutes, {args.concurrency} clients (Python, answer-checking), 2 hosts x 2 workers, "
-            f"a worker killed every {args.kill_every:g} s ({len(kills)} kills)\n\n"
-            f"| sent | failed | wrong | resent (reused connection closed) | p50 ms | p99 ms | max ms | "
-            f"requests retried by the front door |\n|---|---|---|---|---|---|---|---|\n"
-            f"| {summary['sent']} | {summary['failed']} | {summary['wrong']} | {summary['resent']} | "
-            f"{summary['p50_ms']} | {summary['p99_ms']} | {summary['max_ms']} | {summary['retried_in_access_log']} |\n")
+    text = (
+        f"# Front door soak ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; a shared 2-core machine)\n\n"
+        f"{args.minutes:g} minutes, {args.concurrency} clients (Python, answer-checking), 2 hosts x 2 workers, "
+        f"a worker killed every {args.kill_every:g} s ({len(kills)} kills)\n\n"
+        f"| sent | failed | wrong | resent (reused connection closed) | p50 ms | p99 ms | max ms | "
+        f"requests retried by the front door |\n|---|---|---|---|---|---|---|---|\n"
+        f"| {summary['sent']} | {summary['failed']} | {summary['wrong']} | {summary['resent']} | "
+        f"{summary['p50_ms']} | {summary['p99_ms']} | {summary['max_ms']} | {summary['retried_in_access_log']} |\n"
+    )
     (output / "soak.md").write_text(text)
     print(text)
     return 0 if summary["failed"] == 0 and summary["wrong"] == 0 else 1

@@ -110,8 +110,7 @@ def main(argv=None):
     rounds = []
     try:
         front_port, metrics_port = free_ports(2)
-        state = fleet.start(Options(hosts=2, workers=2, front_port=front_port, metrics_port=metrics_port,
-                                    mar=args.mar))
+        state = fleet.start(Options(hosts=2, workers=2, front_port=front_port, metrics_port=metrics_port, mar=args.mar))
         address, port = state["front"]["listen"].rsplit(":", 1)
         cafile, token = state["front"]["certificate"], tokens.read(fleet.token_file)["default"]
         load_before = os.getloadavg()[0]
@@ -121,24 +120,40 @@ def main(argv=None):
             with Flood(address, int(port), cafile, args.connections, args.slow) as flood:
                 flooded = holder_p99(address, int(port), cafile, token, args.clients, args.answers)
                 reopened = flood.reopened
-            rounds.append({"round": number + 1, "idle_p99_ms": idle["p99_ms"], "flood_p99_ms": flooded["p99_ms"],
-                           "idle_p50_ms": idle["p50_ms"], "flood_p50_ms": flooded["p50_ms"],
-                           "ratio_p99": round(flooded["p99_ms"] / idle["p99_ms"], 2),
-                           "flood_reopened": reopened})
+            rounds.append(
+                {
+                    "round": number + 1,
+                    "idle_p99_ms": idle["p99_ms"],
+                    "flood_p99_ms": flooded["p99_ms"],
+                    "idle_p50_ms": idle["p50_ms"],
+                    "flood_p50_ms": flooded["p50_ms"],
+                    "ratio_p99": round(flooded["p99_ms"] / idle["p99_ms"], 2),
+                    "flood_reopened": reopened,
+                }
+            )
             print(rounds[-1], flush=True)
         load_after = os.getloadavg()[0]
     finally:
         fleet.stop()
         shutil.rmtree(directory, ignore_errors=True)
     median = statistics.median(r["ratio_p99"] for r in rounds)
-    result = {"command": " ".join([".venv/bin/python -m bench.idle_flood", *argv]), "rounds": rounds,
-              "median_ratio_p99": median, "load_average_1m": [round(load_before, 2), round(load_after, 2)],
-              "clients": args.clients, "connections": args.connections, "slow": args.slow, "answers": args.answers}
+    result = {
+        "command": " ".join([".venv/bin/python -m bench.idle_flood", *argv]),
+        "rounds": rounds,
+        "median_ratio_p99": median,
+        "load_average_1m": [round(load_before, 2), round(load_after, 2)],
+        "clients": args.clients,
+        "connections": args.connections,
+        "slow": args.slow,
+        "answers": args.answers,
+    }
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "idle_flood.json").write_text(json.dumps(result, indent=2))
-    rows = "".join(f"| {r['round']} | {r['idle_p99_ms']} | {r['flood_p99_ms']} | {r['ratio_p99']} | "
-                   f"{r['flood_reopened']} |\n" for r in rounds)
+    rows = "".join(
+        f"| {r['round']} | {r['idle_p99_ms']} | {r['flood_p99_ms']} | {r['ratio_p99']} | {r['flood_reopened']} |\n"
+        for r in rounds
+    )
     (output / "idle_flood.md").write_text(
         f"# A token holder under a flood of connections without a token "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; a shared 2-core machine)\n\n"
@@ -148,7 +163,8 @@ def main(argv=None):
         f"Rounds interleaved (idle door, then flooded). Load average (1 min) {load_before:.2f} before, "
         f"{load_after:.2f} after.\n\n"
         f"| round | idle p99 ms | flooded p99 ms | ratio | flood connections reopened |\n|---|---|---|---|---|\n"
-        f"{rows}\nMedian p99 ratio: **{median}** (goal: at most 2).\n")
+        f"{rows}\nMedian p99 ratio: **{median}** (goal: at most 2).\n"
+    )
     print(f"median p99 ratio {median}; written to {output}/idle_flood.{{json,md}}")
     return 0
 

@@ -25,7 +25,7 @@ class LoadResult:
     connections: int
     requests: int
     seconds: float
-    errors: int          # socket errors + non-2xx/3xx answers
+    errors: int  # socket errors + non-2xx/3xx answers
     p50_ms: float
     p90_ms: float
     p99_ms: float
@@ -83,24 +83,41 @@ def measure_in_temp(name, prefix, measure, errors=(), tools=("wrk",)):
 def run_wrk(url, connections, seconds, threads, log_file, timeout_s=5, headers=()):
     """headers: extra request headers, "Name: value" each (e.g. a bearer token)."""
     threads = max(1, min(threads, connections))
-    command = [wrk_binary() or "wrk", "-t", str(threads), "-c", str(connections),
-               "-d", f"{seconds}s", "--timeout", f"{timeout_s}s", "-s", str(LUA_SCRIPT)]
+    command = [
+        wrk_binary() or "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        f"{timeout_s}s",
+        "-s",
+        str(LUA_SCRIPT),
+    ]
     for header in headers:
         command += ["-H", header]
     command.append(url)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL)
     with open(log_file, "a") as log:
         log.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
-    summary = next((line[len(SUMMARY_MARKER):] for line in result.stdout.splitlines()
-                    if line.startswith(SUMMARY_MARKER)), None)
+    summary = next(
+        (line[len(SUMMARY_MARKER) :] for line in result.stdout.splitlines() if line.startswith(SUMMARY_MARKER)), None
+    )
     if result.returncode != 0 or summary is None:
         raise LoadError(f"wrk failed (exit {result.returncode}): {result.stderr.strip() or result.stdout[-500:]}")
     figures = json.loads(summary)
     errors = figures["errors"]
     latency = figures["latency_us"]
     return LoadResult(
-        connections=connections, requests=figures["requests"],
-        seconds=figures["duration_us"] / 1e6, errors=sum(errors.values()),
-        p50_ms=latency["p50"] / 1000, p90_ms=latency["p90"] / 1000, p99_ms=latency["p99"] / 1000,
-        max_ms=latency["max"] / 1000, error_detail=errors)
+        connections=connections,
+        requests=figures["requests"],
+        seconds=figures["duration_us"] / 1e6,
+        errors=sum(errors.values()),
+        p50_ms=latency["p50"] / 1000,
+        p90_ms=latency["p90"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        max_ms=latency["max"] / 1000,
+        error_detail=errors,
+    )

@@ -68,8 +68,12 @@ def describe(wrk="wrk", nginx="nginx"):
 def write_report(lines, output, load_before):
     """End a results page with the machine line and write it to `output`; returns the text."""
     machine = dict(describe())
-    lines = list(lines) + ["", f"Machine: {machine['CPU']}, {machine['memory']}; 1-minute load average "
-                           f"{load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it.", ""]
+    lines = list(lines) + [
+        "",
+        f"Machine: {machine['CPU']}, {machine['memory']}; 1-minute load average "
+        f"{load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it.",
+        "",
+    ]
     text = "\n".join(lines)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(text)

@@ -74,12 +74,19 @@ class Scraper:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6,
-                        help="a multiple of 3 gives each configuration each slot equally (default %(default)s)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=6,
+        help="a multiple of 3 gives each configuration each slot equally (default %(default)s)",
+    )
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=10,
-                        help="untimed seconds per server first: the Java frontend needs them to warm up "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=10,
+        help="untimed seconds per server first: the Java frontend needs them to warm up (default %(default)s)",
+    )
     parser.add_argument("--connections", type=int, default=64, help="default %(default)s")
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--output", default=str(HERE / "results" / "metrics" / "cost.md"))
@@ -107,14 +114,20 @@ def measure(args, folder):
                 server = servers[name]
                 scraping = Scraper(server.metrics_url) if CONFIGS[name][1] else contextlib.nullcontext()
                 with scraping:
-                    result = load_generator.run_wrk(server.url, args.connections, args.duration,
-                                                    args.wrk_threads, wrk_log)
+                    result = load_generator.run_wrk(
+                        server.url, args.connections, args.duration, args.wrk_threads, wrk_log
+                    )
                 if CONFIGS[name][1] and scraping.failures:
                     raise LifecycleError(f"{scraping.failures} of {scraping.scrapes} scrapes failed")
                 if result.errors:
                     raise LifecycleError(f"'{name}' had {result.errors} errors: {result.error_detail}")
-                log.info("round %d  %-10s %8.0f req/s  p99 %.2f ms", round_number, name,
-                         result.good_per_second, result.p99_ms)
+                log.info(
+                    "round %d  %-10s %8.0f req/s  p99 %.2f ms",
+                    round_number,
+                    name,
+                    result.good_per_second,
+                    result.p99_ms,
+                )
                 results[name].append(result)
     return results
 
@@ -122,26 +135,36 @@ def measure(args, folder):
 def report(args, results):
     medians = {name: statistics.median(r.good_per_second for r in runs) for name, runs in results.items()}
     lines = [
-        "# What metrics cost (wrk, c=%d)" % args.connections, "",
+        "# What metrics cost (wrk, c=%d)" % args.connections,
+        "",
         f"One run of `python -m bench.metrics_cost`: {args.rounds} alternating rounds of {args.duration} s "
         f"per configuration, wrk with {args.wrk_threads} threads, shipped batching (batch 16, delay 1 ms, "
         "2 workers). The machine was shared with other jobs: compare the columns of one run, not "
-        "figures across runs.", "",
+        "figures across runs.",
+        "",
         "| configuration | median req/s | rounds (req/s) | median p99 ms | vs off | vs log lines |",
         "|---|---:|---|---:|---:|---:|",
     ]
     for name, runs in results.items():
         rounds = ", ".join(f"{r.good_per_second:,.0f}" for r in runs)
         p99 = statistics.median(r.p99_ms for r in runs)
-        lines.append(f"| {LABELS[name]} | {medians[name]:,.0f} | {rounds} | {p99:.2f} | "
-                     f"{medians[name] / medians['off'] - 1:+.1%} | {medians[name] / medians['log-lines'] - 1:+.1%} |")
+        lines.append(
+            f"| {LABELS[name]} | {medians[name]:,.0f} | {rounds} | {p99:.2f} | "
+            f"{medians[name] / medians['off'] - 1:+.1%} | {medians[name] / medians['log-lines'] - 1:+.1%} |"
+        )
     # Load from other jobs moves whole rounds; a ratio inside one round cancels most of it.
-    lines += ["", "Paired within each round (the configurations ran back to back), 'on' relative to the others:", "",
-              "| 'on' vs | median of the round ratios | each round |", "|---|---:|---|"]
+    lines += [
+        "",
+        "Paired within each round (the configurations ran back to back), 'on' relative to the others:",
+        "",
+        "| 'on' vs | median of the round ratios | each round |",
+        "|---|---:|---|",
+    ]
     for other in ("off", "log-lines"):
         ratios = [on.good_per_second / them.good_per_second - 1 for on, them in zip(results["on"], results[other])]
-        lines.append(f"| {other} | {statistics.median(ratios):+.1%} | "
-                     + ", ".join(f"{ratio:+.1%}" for ratio in ratios) + " |")
+        lines.append(
+            f"| {other} | {statistics.median(ratios):+.1%} | " + ", ".join(f"{ratio:+.1%}" for ratio in ratios) + " |"
+        )
     return write_report(lines, args.output, args.load_before)
 
 
@@ -149,8 +172,9 @@ def main(argv=None):
     logs.setup("progress")
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
-    results = load_generator.measure_in_temp("cost", "fbz-cost-", lambda folder: measure(args, folder),
-                                             (LifecycleError,))
+    results = load_generator.measure_in_temp(
+        "cost", "fbz-cost-", lambda folder: measure(args, folder), (LifecycleError,)
+    )
     if results is None:
         return 1
     print(report(args, results))

@@ -70,9 +70,15 @@ def draw(data, kill_at, summary, settings, output):
         (axes[0], [("req_per_s", "answered 2xx req/s", "tab:blue")], "req/s"),
         (axes[1], [("p50_ms", "p50", "tab:green"), ("p99_ms", "p99", "tab:red")], "handler time per batch (ms, log)"),
         (axes[2], [("mean_batch", "mean batch size", "tab:purple")], "requests per batch"),
-        (axes[3], [("ready", "workers READY (management API)", "tab:blue"),
-                   ("processes", "worker processes alive", "tab:orange"),
-                   ("restarts", "worker restarts (total)", "tab:red")], "workers"),
+        (
+            axes[3],
+            [
+                ("ready", "workers READY (management API)", "tab:blue"),
+                ("processes", "worker processes alive", "tab:orange"),
+                ("restarts", "worker restarts (total)", "tab:red"),
+            ],
+            "workers",
+        ),
     ]
     for axis, lines, label in panels:
         for key, name, colour in lines:
@@ -86,8 +92,14 @@ def draw(data, kill_at, summary, settings, output):
             axis.set_yscale("log")  # one stalled batch must not flatten the rest
         else:
             axis.set_ylim(bottom=0)
-    axes[0].annotate("kill -9 one worker", xy=(kill_at, axes[0].get_ylim()[1] * 0.95), xytext=(6, 0),
-                     textcoords="offset points", fontsize=9, va="top")
+    axes[0].annotate(
+        "kill -9 one worker",
+        xy=(kill_at, axes[0].get_ylim()[1] * 0.95),
+        xytext=(6, 0),
+        textcoords="offset points",
+        fontsize=9,
+        va="top",
+    )
     axes[3].set_xlabel("seconds since the load started")
     failed = summary["answered"] - summary["statuses"].get(200, 0)
     failures = ", ".join(f"{count} × {status}" for status, count in summary["failed_statuses"].items())
@@ -96,7 +108,8 @@ def draw(data, kill_at, summary, settings, output):
         f"Prometheus scraping the exporter every {SCRAPE}, rates over {WINDOW}\n"
         f"client side: {summary['answered']:,} answered, {failed} failed"
         f"{f' ({failures}, the killed worker’s batch)' if failed else ''}, {summary['wrong_answers']} wrong",
-        fontsize=10)
+        fontsize=10,
+    )
     figure.tight_layout()
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=100)
@@ -107,8 +120,10 @@ def run(args):
     kill_at = args.kill_at if args.kill_at is not None else args.duration / 2
     with PrivateMms() as mms, PrivatePrometheus([f"127.0.0.1:{mms.metrics_port}"], interval=SCRAPE) as prometheus:
         wait_until(prometheus.targets_up, 60, "Prometheus to scrape the exporter")
-        settings = (f"batch_size {mms.describe().get('batchSize')}, "
-                    f"{len(mms.ready_workers())} workers, max_batch_delay {mms.describe().get('maxBatchDelay')} ms")
+        settings = (
+            f"batch_size {mms.describe().get('batchSize')}, "
+            f"{len(mms.ready_workers())} workers, max_batch_delay {mms.describe().get('maxBatchDelay')} ms"
+        )
         log.info("load: c=%d for %.0f s, killing one worker at %.0f s", args.concurrency, args.duration, kill_at)
         started = time.time()
         load = BackgroundLoad(mms.inference_port, args.concurrency, args.duration).start()
@@ -120,11 +135,17 @@ def run(args):
         summary = load.join()
         ended = time.time()
         # Until Prometheus has scraped past the end of the load.
-        wait_until(lambda: (prometheus.value("max(timestamp(fizbuz_management_api_up))") or 0) > ended + 1,
-                   30, "a scrape after the load")
+        wait_until(
+            lambda: (prometheus.value("max(timestamp(fizbuz_management_api_up))") or 0) > ended + 1,
+            30,
+            "a scrape after the load",
+        )
         data = series(prometheus, started, started - 2, ended + 2)
-    summary = dict(summary, concurrency=args.concurrency,
-                   failed_statuses={k: v for k, v in summary["statuses"].items() if k != 200})
+    summary = dict(
+        summary,
+        concurrency=args.concurrency,
+        failed_statuses={k: v for k, v in summary["statuses"].items() if k != 200},
+    )
     draw(data, killed - started, summary, settings, args.output)
     return summary
 

@@ -56,12 +56,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "mms_path"
 # MMS's frontend as it was before issue 25: Netty's own thread counts (0) and the
 # JVM's own collector on this machine (G1); no warm-up (the bench warms every server).
 UNTUNED_FRONTEND = {"mms_netty_threads": 0, "mms_netty_client_threads": 0, "mms_jvm_options": "-XX:+UseG1GC"}
-CONFIGS = {"before": {"mms_fast_protocol": 0, **UNTUNED_FRONTEND},
-           "worker": dict(UNTUNED_FRONTEND),
-           "after": {}}
+CONFIGS = {"before": {"mms_fast_protocol": 0, **UNTUNED_FRONTEND}, "worker": dict(UNTUNED_FRONTEND), "after": {}}
 PATCH_LINE = "fizbuz fast worker: buffered protocol, no per-batch metric lines"
-LABELS = {"before": "MMS as shipped (before)", "worker": "the worker patch only",
-          "after": "worker patch + tuned frontend (after: the default)"}
+LABELS = {
+    "before": "MMS as shipped (before)",
+    "worker": "the worker patch only",
+    "after": "worker patch + tuned frontend (after: the default)",
+}
 # Frames of a py-spy profile, grouped by what they are (file:function prefixes).
 PROFILE_GROUPS = {
     "frame decoding": ("otf_message_handler.py", "fast_worker.py"),
@@ -79,8 +80,8 @@ class Run:
     per_second: float
     p99_ms: float
     requests: int
-    frontend_us: float   # frontend CPU per answered request
-    workers_us: float    # all workers' CPU per answered request
+    frontend_us: float  # frontend CPU per answered request
+    workers_us: float  # all workers' CPU per answered request
 
 
 def cpu_seconds(processes):
@@ -120,8 +121,16 @@ def timed_run(server, name, connections, seconds, round_number, wrk_log, threads
     if result.errors:
         raise LifecycleError(f"{name} c={connections}: {result.errors} errors: {result.error_detail}")
     answered = result.requests - result.error_detail["status"]
-    return Run(name, connections, round_number, result.good_per_second, result.p99_ms, answered,
-               (after[0] - before[0]) / answered * 1e6, (after[1] - before[1]) / answered * 1e6)
+    return Run(
+        name,
+        connections,
+        round_number,
+        result.good_per_second,
+        result.p99_ms,
+        answered,
+        (after[0] - before[0]) / answered * 1e6,
+        (after[1] - before[1]) / answered * 1e6,
+    )
 
 
 def profile(server, name, seconds, output, wrk_log):
@@ -129,14 +138,41 @@ def profile(server, name, seconds, output, wrk_log):
     spy = Path(sys.executable).parent / "py-spy"
     worker = min(server.workers().values(), key=lambda process: process.pid)
     raw = output / f"{name}.raw.txt"
-    load = subprocess.Popen([load_generator.wrk_binary() or "wrk", "-t2", "-c64", f"-d{seconds + 6}s", "-s",
-                             str(load_generator.LUA_SCRIPT), server.url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = subprocess.Popen(
+        [
+            load_generator.wrk_binary() or "wrk",
+            "-t2",
+            "-c64",
+            f"-d{seconds + 6}s",
+            "-s",
+            str(load_generator.LUA_SCRIPT),
+            server.url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for form, path in (("flamegraph", output / f"{name}.svg"), ("raw", raw)):
-            subprocess.run([str(spy), "record", "--nonblocking", "-p", str(worker.pid), "-d", str(seconds // 2),
-                            "-r", "250", "-f", form, "-o", str(path)],
-                           check=True, capture_output=True, timeout=seconds * 3 + 30)
+            subprocess.run(
+                [
+                    str(spy),
+                    "record",
+                    "--nonblocking",
+                    "-p",
+                    str(worker.pid),
+                    "-d",
+                    str(seconds // 2),
+                    "-r",
+                    "250",
+                    "-f",
+                    form,
+                    "-o",
+                    str(path),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=seconds * 3 + 30,
+            )
     finally:
         load.terminate()
         load.wait(30)
@@ -178,10 +214,18 @@ def measure(args, folder):
             order = list(servers) if round_number % 2 else list(reversed(servers))
             for connections in args.connections:
                 for name in order:
-                    run = timed_run(servers[name], name, connections, args.duration, round_number, wrk_log,
-                                    args.wrk_threads)
-                    log.info("round %d c=%-3d %-6s %8.0f req/s  frontend %6.1f us/req  workers %6.1f us/req",
-                             round_number, connections, name, run.per_second, run.frontend_us, run.workers_us)
+                    run = timed_run(
+                        servers[name], name, connections, args.duration, round_number, wrk_log, args.wrk_threads
+                    )
+                    log.info(
+                        "round %d c=%-3d %-6s %8.0f req/s  frontend %6.1f us/req  workers %6.1f us/req",
+                        round_number,
+                        connections,
+                        name,
+                        run.per_second,
+                        run.frontend_us,
+                        run.workers_us,
+                    )
                     runs.append(run)
         if args.profile:
             for name, server in ((name, servers[name]) for name in ("before", "after")):
@@ -203,39 +247,55 @@ def startup_runs(args, wrk_log):
                 began = time.monotonic()
                 server.start()
                 took = time.monotonic() - began
-                run = timed_run(server, f"warm-up {passes}", 64, args.startup_seconds, round_number, wrk_log,
-                                args.wrk_threads)
+                run = timed_run(
+                    server, f"warm-up {passes}", 64, args.startup_seconds, round_number, wrk_log, args.wrk_threads
+                )
             finally:
                 server.stop()
                 server.remove()
-            log.info("start-up round %d, %d warm-up passes: start %.1f s, then %.0f req/s, frontend %.1f us/req",
-                     round_number, passes, took, run.per_second, run.frontend_us)
+            log.info(
+                "start-up round %d, %d warm-up passes: start %.1f s, then %.0f req/s, frontend %.1f us/req",
+                round_number,
+                passes,
+                took,
+                run.per_second,
+                run.frontend_us,
+            )
             rows.append((run, took))
     return rows
 
 
 def startup_report(args, rows):
     names = [f"warm-up {passes}" for passes in (0, args.warm_passes)]
-    lines = ["", f"## Warm-up before ready: the first {args.startup_seconds} s at c=64 after a start", "",
-             f"{args.startup_rounds} interleaved rounds; each a fresh server started with no warm-up, and one with "
-             f"{args.warm_passes} passes over every input (every answer checked) before it says ready "
-             "(`FIZBUZ_MMS_WARMUP`); then wrk at c=64 for the first seconds. The start's time includes the "
-             "warm-up.", "",
-             "| start | median start s | median req/s | rounds (req/s) | frontend CPU µs/req | workers CPU µs/req |",
-             "|---|---:|---:|---|---:|---:|"]
+    lines = [
+        "",
+        f"## Warm-up before ready: the first {args.startup_seconds} s at c=64 after a start",
+        "",
+        f"{args.startup_rounds} interleaved rounds; each a fresh server started with no warm-up, and one with "
+        f"{args.warm_passes} passes over every input (every answer checked) before it says ready "
+        "(`FIZBUZ_MMS_WARMUP`); then wrk at c=64 for the first seconds. The start's time includes the "
+        "warm-up.",
+        "",
+        "| start | median start s | median req/s | rounds (req/s) | frontend CPU µs/req | workers CPU µs/req |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
     for name in names:
         mine = [(run, took) for run, took in rows if run.config == name]
-        lines.append(f"| {name} passes | {statistics.median(t for _, t in mine):.1f} | "
-                     f"{statistics.median(r.per_second for r, _ in mine):,.0f} | "
-                     f"{', '.join(f'{r.per_second:,.0f}' for r, _ in mine)} | "
-                     f"{statistics.median(r.frontend_us for r, _ in mine):.1f} | "
-                     f"{statistics.median(r.workers_us for r, _ in mine):.1f} |")
+        lines.append(
+            f"| {name} passes | {statistics.median(t for _, t in mine):.1f} | "
+            f"{statistics.median(r.per_second for r, _ in mine):,.0f} | "
+            f"{', '.join(f'{r.per_second:,.0f}' for r, _ in mine)} | "
+            f"{statistics.median(r.frontend_us for r, _ in mine):.1f} | "
+            f"{statistics.median(r.workers_us for r, _ in mine):.1f} |"
+        )
     by = {(run.config, run.round): run for run, _ in rows}
     rounds = sorted({run.round for run, _ in rows})
     for key, what in (("per_second", "req/s"), ("frontend_us", "frontend CPU per request")):
         ratios = [getattr(by[(names[1], n)], key) / getattr(by[(names[0], n)], key) for n in rounds]
-        lines.append(f"\nWarmed / cold, paired by round, {what}: **{statistics.median(ratios):.2f}x** "
-                     f"({', '.join(f'{x:.2f}' for x in ratios)}).")
+        lines.append(
+            f"\nWarmed / cold, paired by round, {what}: **{statistics.median(ratios):.2f}x** "
+            f"({', '.join(f'{x:.2f}' for x in ratios)})."
+        )
     return lines
 
 
@@ -252,7 +312,8 @@ def paired(runs, connections, key, name="after"):
 
 def report(args, runs, shares, startup=()):
     lines = [
-        "# MMS's own per-request path: before and after issue 25", "",
+        "# MMS's own per-request path: before and after issue 25",
+        "",
         f"One run of `{' '.join(['python -m bench.mms_path', *args.argv])}`: "
         f"{args.rounds} interleaved rounds (order flipped each round) of {args.duration} s of wrk "
         f"({args.wrk_threads} threads) per point, straight to MMS, after {args.warmup} s of warm-up each; "
@@ -260,20 +321,27 @@ def report(args, runs, shares, startup=()):
         "answered all 1023 inputs right first. CPU per request is read from /proc while wrk ran "
         "(user + system of the Java frontend, and of both workers together), divided by the answered "
         "requests. The machine is shared with other jobs: compare within this run (the paired "
-        "ratios), not with other runs.", "",
+        "ratios), not with other runs.",
+        "",
         "| c | configuration | median req/s | rounds | median p99 ms | frontend CPU µs/req | workers CPU µs/req |",
         "|---:|---|---:|---|---:|---:|---:|",
     ]
     for c in args.connections:
         for name in CONFIGS:
             rounds = ", ".join(f"{r.per_second:,.0f}" for r in runs if r.config == name and r.connections == c)
-            lines.append(f"| {c} | {LABELS[name]} | {median_of(runs, name, c, 'per_second'):,.0f} | {rounds} | "
-                         f"{median_of(runs, name, c, 'p99_ms'):.2f} | {median_of(runs, name, c, 'frontend_us'):.1f} | "
-                         f"{median_of(runs, name, c, 'workers_us'):.1f} |")
-    lines += ["", "Each configuration / before, paired within each round (median, and each round): 'the worker "
-              "patch only' is what the worker patch bought; 'after' adds the frontend's tuning to it.", "",
-              "| c | configuration | req/s | workers CPU per request | frontend CPU per request |",
-              "|---:|---|---|---|---|"]
+            lines.append(
+                f"| {c} | {LABELS[name]} | {median_of(runs, name, c, 'per_second'):,.0f} | {rounds} | "
+                f"{median_of(runs, name, c, 'p99_ms'):.2f} | {median_of(runs, name, c, 'frontend_us'):.1f} | "
+                f"{median_of(runs, name, c, 'workers_us'):.1f} |"
+            )
+    lines += [
+        "",
+        "Each configuration / before, paired within each round (median, and each round): 'the worker "
+        "patch only' is what the worker patch bought; 'after' adds the frontend's tuning to it.",
+        "",
+        "| c | configuration | req/s | workers CPU per request | frontend CPU per request |",
+        "|---:|---|---|---|---|",
+    ]
     for c in args.connections:
         for name in [n for n in CONFIGS if n != "before"]:
             cells = []
@@ -282,13 +350,16 @@ def report(args, runs, shares, startup=()):
                 cells.append(f"**{statistics.median(ratios):.2f}x** ({', '.join(f'{x:.2f}' for x in ratios)})")
             lines.append(f"| {c} | {LABELS[name]} | " + " | ".join(cells) + " |")
     if shares:
-        lines += ["", "Where one worker's time goes under c=64 (py-spy, share of samples whose stack holds "
-                  "the frame; flame graphs: [before.svg](before.svg), [after.svg](after.svg)):", "",
-                  "| part | " + " | ".join(LABELS[name] for name in shares) + " |",
-                  "|---|" + "---:|" * len(shares)]
+        lines += [
+            "",
+            "Where one worker's time goes under c=64 (py-spy, share of samples whose stack holds "
+            "the frame; flame graphs: [before.svg](before.svg), [after.svg](after.svg)):",
+            "",
+            "| part | " + " | ".join(LABELS[name] for name in shares) + " |",
+            "|---|" + "---:|" * len(shares),
+        ]
         for group in PROFILE_GROUPS:
-            lines.append(f"| {group} | " + " | ".join(f"{shares[name][0].get(group, 0):.0%}" for name in shares)
-                         + " |")
+            lines.append(f"| {group} | " + " | ".join(f"{shares[name][0].get(group, 0):.0%}" for name in shares) + " |")
         lines.append("| samples | " + " | ".join(str(shares[name][1]) for name in shares) + " |")
     if startup:
         lines += startup_report(args, startup)
@@ -299,19 +370,33 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="default %(default)s")
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed seconds per server first (JIT; default "
-                        "%(default)s)")
-    parser.add_argument("--connections", type=lambda text: [int(c) for c in text.split(",")], default=[1, 16, 64],
-                        help="comma-separated (default 1,16,64)")
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="untimed seconds per server first (JIT; default %(default)s)"
+    )
+    parser.add_argument(
+        "--connections",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[1, 16, 64],
+        help="comma-separated (default 1,16,64)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the py-spy profiles")
     parser.add_argument("--profile-seconds", type=int, default=16, help="default %(default)s")
-    parser.add_argument("--startup-rounds", type=int, default=3,
-                        help="rounds of the warm-up comparison, fresh servers each (0: skip; default %(default)s)")
-    parser.add_argument("--startup-seconds", type=int, default=5,
-                        help="seconds of wrk right after a start (default %(default)s)")
-    parser.add_argument("--warm-passes", type=int, default=settings.default("mms_warmup"),
-                        help="the warmed server's passes (default: the shipped %(default)s)")
+    parser.add_argument(
+        "--startup-rounds",
+        type=int,
+        default=3,
+        help="rounds of the warm-up comparison, fresh servers each (0: skip; default %(default)s)",
+    )
+    parser.add_argument(
+        "--startup-seconds", type=int, default=5, help="seconds of wrk right after a start (default %(default)s)"
+    )
+    parser.add_argument(
+        "--warm-passes",
+        type=int,
+        default=settings.default("mms_warmup"),
+        help="the warmed server's passes (default: the shipped %(default)s)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="default %(default)s")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1 or not args.connections or min(args.connections) < 1:
@@ -325,8 +410,9 @@ def main(argv=None):
     args = parse_args(argv)
     args.load_before = os.getloadavg()[0]
     args.output.mkdir(parents=True, exist_ok=True)
-    measured = load_generator.measure_in_temp("mms_path", "fbz-mms-path-", lambda folder: measure(args, folder),
-                                              (LifecycleError, subprocess.SubprocessError))
+    measured = load_generator.measure_in_temp(
+        "mms_path", "fbz-mms-path-", lambda folder: measure(args, folder), (LifecycleError, subprocess.SubprocessError)
+    )
     if measured is None:
         return 1
     print(report(args, *measured))

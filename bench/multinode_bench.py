@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.containers_bench import wrk
 from bench.load_generator import ensure_tools
+from fizbuz import logs
 from fizbuz.contract import PREDICT_PATH, ROOT
 from fizbuz.lifecycle import free_port
 from serving.containers import faults
@@ -42,10 +43,12 @@ log = logging.getLogger(__name__)
 def fault_rows(cluster, cafile, token):
     nodes = cluster.nodes()
     edge, model_nodes = nodes[0], nodes[1:]
-    plan = [("v2", lambda: faults.drain(cluster, model_nodes[0])),
-            ("card", lambda: faults.rolling_update(cluster)),
-            ("card", lambda: faults.cut_network(cluster, model_nodes[1])),
-            ("v2", lambda: faults.kill_engine(cluster, model_nodes[1]))]
+    plan = [
+        ("v2", lambda: faults.drain(cluster, model_nodes[0])),
+        ("card", lambda: faults.rolling_update(cluster)),
+        ("card", lambda: faults.cut_network(cluster, model_nodes[1])),
+        ("v2", lambda: faults.kill_engine(cluster, model_nodes[1])),
+    ]
     rows = []
     for protocol, fault in plan:
         cluster.spread(model_nodes)
@@ -54,8 +57,12 @@ def fault_rows(cluster, cafile, token):
             result = fault()
             load.wait_for_answers(load.result.answered + 300)
         summary = load.result.summary()
-        row = {**dataclasses.asdict(result), "protocol": protocol, "load_avg_1m": round(os.getloadavg()[0], 1),
-               **{key: summary[key] for key in ("sent", "failed", "wrong", "p99_ms", "max_ms")}}
+        row = {
+            **dataclasses.asdict(result),
+            "protocol": protocol,
+            "load_avg_1m": round(os.getloadavg()[0], 1),
+            **{key: summary[key] for key in ("sent", "failed", "wrong", "p99_ms", "max_ms")},
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -64,11 +71,14 @@ def fault_rows(cluster, cafile, token):
 def speed_rows(cluster, fleet_state, fleet, rounds, duration, connections, wrk_log):
     edge = cluster.nodes()[0]
     targets = {
-        "cluster (3-node Swarm, overlay)": (f"https://{edge.address}:{FRONT_PORT}{PREDICT_PATH}",
-                                            [f"Authorization: Bearer "
-                                             f"{tokens.read(cluster.builder.token_file)['default']}"]),
-        "fleet (namespaces)": (f"https://{fleet_state['front']['listen']}{PREDICT_PATH}",
-                               [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"]),
+        "cluster (3-node Swarm, overlay)": (
+            f"https://{edge.address}:{FRONT_PORT}{PREDICT_PATH}",
+            [f"Authorization: Bearer {tokens.read(cluster.builder.token_file)['default']}"],
+        ),
+        "fleet (namespaces)": (
+            f"https://{fleet_state['front']['listen']}{PREDICT_PATH}",
+            [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"],
+        ),
     }
     rows = []
     for limit in ("1", "0"):
@@ -81,9 +91,13 @@ def speed_rows(cluster, fleet_state, fleet, rounds, duration, connections, wrk_l
             if round_number % 2:
                 order.reverse()  # neither always goes first
             for name, (url, headers) in order:
-                row = {"target": name, "cpu_limit": "1 CPU" if limit == "1" else "none", "round": round_number,
-                       "load_avg_1m": round(os.getloadavg()[0], 1),
-                       **wrk(url, connections, duration, wrk_log, headers)}
+                row = {
+                    "target": name,
+                    "cpu_limit": "1 CPU" if limit == "1" else "none",
+                    "round": round_number,
+                    "load_avg_1m": round(os.getloadavg()[0], 1),
+                    **wrk(url, connections, duration, wrk_log, headers),
+                }
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     return rows
@@ -97,7 +111,7 @@ def main(argv=None):
     parser.add_argument("--skip-faults", action="store_true", help="only the req/s table")
     parser.add_argument("--output", default=str(HERE / "results" / "multinode" / "multinode.md"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s")
+    logs.setup("progress")
     ensure_tools()
     subprocess.run([str(ROOT / "serving/containers/setup_docker.sh")], check=True)
     folder = Path(tempfile.mkdtemp(prefix="fbzm-bench-"))
@@ -111,8 +125,9 @@ def main(argv=None):
             fault_table = fault_rows(cluster, cafile, tokens.read(cluster.builder.token_file)["default"])
         cluster.spread(cluster.nodes(state)[1:])
         fleet_state = fleet.start(FleetOptions(hosts=2, workers=1, front_port=free_port()))
-        speed = speed_rows(cluster, fleet_state, fleet, args.rounds, args.duration, args.connections,
-                           folder / "wrk.log")
+        speed = speed_rows(
+            cluster, fleet_state, fleet, args.rounds, args.duration, args.connections, folder / "wrk.log"
+        )
     finally:
         for what in (fleet.stop, cluster.stop):
             try:
@@ -126,53 +141,82 @@ def main(argv=None):
 
 def write(figures, fault_table, speed, output, args):
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps({"figures": figures, "faults": fault_table, "speed": speed},
-                                                      indent=2))
+    output.with_suffix(".json").write_text(
+        json.dumps({"figures": figures, "faults": fault_table, "speed": speed}, indent=2)
+    )
     timings = figures.get("timings", {})
-    lines = ["# Multi-node Swarm figures", "",
-             f"`.venv/bin/python -m bench.multinode_bench`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"on this shared 2-core machine (other jobs ran; 1-minute load average in the rows). Three Docker "
-             f"Engines 20.10 (Debian), each in its own network namespace, all three managers; node 0 the edge "
-             f"(front door), nodes 1 and 2 the model nodes (one MMS task of 1 worker each).", "",
-             "| step | seconds |", "|---|---:|",
-             f"| bridge, registry, 3 engines, swarm init + joins, labels | {timings.get('nodes_s', '-')} |",
-             f"| images (base, MMS, front) built on the host, pushed to the registry | {timings.get('build_s', '-')} |",
-             f"| `docker stack deploy` to the first right answer through the front door (nodes pull the images) | "
-             f"{timings.get('deploy_to_first_answer_s', '-')} |", ""]
+    lines = [
+        "# Multi-node Swarm figures",
+        "",
+        f"`.venv/bin/python -m bench.multinode_bench`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"on this shared 2-core machine (other jobs ran; 1-minute load average in the rows). Three Docker "
+        f"Engines 20.10 (Debian), each in its own network namespace, all three managers; node 0 the edge "
+        f"(front door), nodes 1 and 2 the model nodes (one MMS task of 1 worker each).",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+        f"| bridge, registry, 3 engines, swarm init + joins, labels | {timings.get('nodes_s', '-')} |",
+        f"| images (base, MMS, front) built on the host, pushed to the registry | {timings.get('build_s', '-')} |",
+        f"| `docker stack deploy` to the first right answer through the front door (nodes pull the images) | "
+        f"{timings.get('deploy_to_first_answer_s', '-')} |",
+        "",
+    ]
     if fault_table:
-        lines += ["Faults under 32 answer-checking clients through the front door (each: the fault, Swarm's view of "
-                  "it, the tasks back to the desired count on the other nodes, the node healed):", "",
-                  "| fault | node | clients | sent | failed | wrong | p99 ms | max ms | to desired count, s | "
-                  "node back, s | load avg |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r['fault']} | {r['node']} | {r['protocol']} | {r['sent']:,} | {r['failed']} | {r['wrong']} | "
-                  f"{r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['recovered_s']:.1f} | {r['healed_s']:.1f} | "
-                  f"{r['load_avg_1m']} |" for r in fault_table]
+        lines += [
+            "Faults under 32 answer-checking clients through the front door (each: the fault, Swarm's view of "
+            "it, the tasks back to the desired count on the other nodes, the node healed):",
+            "",
+            "| fault | node | clients | sent | failed | wrong | p99 ms | max ms | to desired count, s | "
+            "node back, s | load avg |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['fault']} | {r['node']} | {r['protocol']} | {r['sent']:,} | {r['failed']} | {r['wrong']} | "
+            f"{r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['recovered_s']:.1f} | {r['healed_s']:.1f} | "
+            f"{r['load_avg_1m']} |"
+            for r in fault_table
+        ]
         lines += [""]
     if speed:
-        lines += [f"wrk at c={args.connections}, {args.duration} s per run, {args.rounds} interleaved rounds per "
-                  f"CPU limit, the cluster and the fleet up at once (2 MMS hosts x 1 worker each, nginx front door "
-                  f"with HTTPS and a token):", "",
-                  "| through | MMS CPU limit | median req/s | range | median p99 ms | errors |",
-                  "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            f"wrk at c={args.connections}, {args.duration} s per run, {args.rounds} interleaved rounds per "
+            f"CPU limit, the cluster and the fleet up at once (2 MMS hosts x 1 worker each, nginx front door "
+            f"with HTTPS and a token):",
+            "",
+            "| through | MMS CPU limit | median req/s | range | median p99 ms | errors |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         groups = list(dict.fromkeys((row["target"], row["cpu_limit"]) for row in speed))
         medians = {}
         for name, limit in groups:
             mine = [row for row in speed if (row["target"], row["cpu_limit"]) == (name, limit)]
             rates = [row["req_per_s"] for row in mine]
             medians[(name, limit)] = statistics.median(rates)
-            lines.append(f"| {name} | {limit} | {medians[(name, limit)]:,.0f} | {min(rates):,.0f} – "
-                         f"{max(rates):,.0f} | {statistics.median(row['p99_ms'] for row in mine):.1f} | "
-                         f"{sum(r['errors'] for r in mine)} |")
+            lines.append(
+                f"| {name} | {limit} | {medians[(name, limit)]:,.0f} | {min(rates):,.0f} – "
+                f"{max(rates):,.0f} | {statistics.median(row['p99_ms'] for row in mine):.1f} | "
+                f"{sum(r['errors'] for r in mine)} |"
+            )
         lines += [""]
         for limit in dict.fromkeys(limit for _, limit in groups):
             pair = [medians[key] for key in groups if key[1] == limit]
             if len(pair) == 2:
-                lines.append(f"Ratio cluster / fleet, MMS CPU limit {limit} (medians, measured side by side): "
-                             f"{pair[0] / pair[1]:.2f}.")
-        lines += ["", "Rounds:", "", "| round | through | CPU limit | req/s | p50 ms | p99 ms | load avg |",
-                  "|---|---|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['round']} | {r['target']} | {r['cpu_limit']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} | "
-                  f"{r['p99_ms']:.1f} | {r['load_avg_1m']} |" for r in speed]
+                lines.append(
+                    f"Ratio cluster / fleet, MMS CPU limit {limit} (medians, measured side by side): "
+                    f"{pair[0] / pair[1]:.2f}."
+                )
+        lines += [
+            "",
+            "Rounds:",
+            "",
+            "| round | through | CPU limit | req/s | p50 ms | p99 ms | load avg |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['round']} | {r['target']} | {r['cpu_limit']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.1f} | {r['load_avg_1m']} |"
+            for r in speed
+        ]
     output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -8,8 +8,20 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-COLUMNS = ["config", "kind", "concurrency", "req_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors",
-           "vs_flask", "vs_nginx", "load_avg_1m"]
+COLUMNS = [
+    "config",
+    "kind",
+    "concurrency",
+    "req_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "errors",
+    "vs_flask",
+    "vs_nginx",
+    "load_avg_1m",
+]
 
 
 def add_ratios(rows):
@@ -53,13 +65,16 @@ def _ratio(value, as_percent=False):
 
 
 def _table(rows):
-    lines = ["| configuration | c | req/s | p50 ms | p90 ms | p99 ms | errors | vs Flask best | of nginx |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| configuration | c | req/s | p50 ms | p90 ms | p99 ms | errors | vs Flask best | of nginx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         lines.append(
             f"| {row['config']} | {row['concurrency']} | {row['req_per_s']:,.0f} | {row['p50_ms']:.2f} | "
             f"{row['p90_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {_ratio(row['vs_flask'])} | "
-            f"{_ratio(row['vs_nginx'], as_percent=True)} |")
+            f"{_ratio(row['vs_nginx'], as_percent=True)} |"
+        )
     return "\n".join(lines)
 
 
@@ -68,10 +83,15 @@ def write_markdown(path, title, notes, machine, settings, rows, handler_markdown
     parts += [f"> {note}" for note in notes] + [""]
     parts += ["## Machine", ""] + [f"- **{k}**: {v}" for k, v in machine] + [""]
     parts += ["## Settings", ""] + [f"- {line}" for line in settings] + [""]
-    parts += ["## Peak req/s per configuration", "",
-              "Each configuration's best concurrency; ratios are against the best Flask/gunicorn "
-              "worker class and the fixed-reply nginx at that same concurrency.", "",
-              _table(sorted(peaks(rows), key=lambda r: -r["req_per_s"])), ""]
+    parts += [
+        "## Peak req/s per configuration",
+        "",
+        "Each configuration's best concurrency; ratios are against the best Flask/gunicorn "
+        "worker class and the fixed-reply nginx at that same concurrency.",
+        "",
+        _table(sorted(peaks(rows), key=lambda r: -r["req_per_s"])),
+        "",
+    ]
     parts += ["## Every point", "", _table(rows), ""]
     if failures:
         parts += ["## Failed configurations", ""] + [f"- **{name}**: {error}" for name, error in failures] + [""]

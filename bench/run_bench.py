@@ -65,23 +65,43 @@ def configurations(args):
     """(name, kind, factory(folder, model_store) -> server, description), in run order."""
     found = []
     for workers in (1, 2):
-        found.append((f"mms-b1-w{workers}", "mms",
-                      lambda f, s, w=workers: MmsServer(f, s, batch_size=1, max_batch_delay=0, workers=w),
-                      f"MMS, batch 1, {workers} worker(s)"))
+        found.append(
+            (
+                f"mms-b1-w{workers}",
+                "mms",
+                lambda f, s, w=workers: MmsServer(f, s, batch_size=1, max_batch_delay=0, workers=w),
+                f"MMS, batch 1, {workers} worker(s)",
+            )
+        )
     for batch in args.batch_sizes:
         for delay in args.delays:
-            found.append((f"mms-b{batch}-d{delay}", "mms",
-                          lambda f, s, b=batch, d=delay: MmsServer(f, s, batch_size=b, max_batch_delay=d,
-                                                                   workers=args.mms_workers),
-                          f"MMS, batch_size {batch}, max_batch_delay {delay} ms, {args.mms_workers} workers"))
-    found.append(("flask-sync", "flask",
-                  lambda f, s: GunicornServer(f, "sync", workers=args.flask_workers, threads=1),
-                  f"Flask + gunicorn, {args.flask_workers} sync workers"))
-    found.append(("flask-gthread", "flask",
-                  lambda f, s: GunicornServer(f, "gthread", workers=args.flask_workers, threads=args.threads),
-                  f"Flask + gunicorn, {args.flask_workers} gthread workers x {args.threads} threads"))
-    found.append(("nginx", "nginx", lambda f, s: NginxServer(f, workers=CORES),
-                  f"nginx, fixed reply, {CORES} workers"))
+            found.append(
+                (
+                    f"mms-b{batch}-d{delay}",
+                    "mms",
+                    lambda f, s, b=batch, d=delay: MmsServer(
+                        f, s, batch_size=b, max_batch_delay=d, workers=args.mms_workers
+                    ),
+                    f"MMS, batch_size {batch}, max_batch_delay {delay} ms, {args.mms_workers} workers",
+                )
+            )
+    found.append(
+        (
+            "flask-sync",
+            "flask",
+            lambda f, s: GunicornServer(f, "sync", workers=args.flask_workers, threads=1),
+            f"Flask + gunicorn, {args.flask_workers} sync workers",
+        )
+    )
+    found.append(
+        (
+            "flask-gthread",
+            "flask",
+            lambda f, s: GunicornServer(f, "gthread", workers=args.flask_workers, threads=args.threads),
+            f"Flask + gunicorn, {args.flask_workers} gthread workers x {args.threads} threads",
+        )
+    )
+    found.append(("nginx", "nginx", lambda f, s: NginxServer(f, workers=CORES), f"nginx, fixed reply, {CORES} workers"))
     patterns = [p.strip() for p in args.configs.split(",") if p.strip()]
     chosen = [c for c in found if any(fnmatch.fnmatch(c[0], p) for p in patterns)]
     if not chosen:
@@ -111,12 +131,24 @@ def bench_configuration(name, kind, factory, folder, model_store, args):
         for connections in args.concurrency:
             load = os.getloadavg()[0]
             result = load_generator.run_wrk(server.url, connections, args.duration, args.wrk_threads, wrk_log)
-            rows.append({"config": name, "kind": kind, "concurrency": connections,
-                         "req_per_s": result.good_per_second, "p50_ms": result.p50_ms, "p90_ms": result.p90_ms,
-                         "p99_ms": result.p99_ms, "max_ms": result.max_ms, "errors": result.errors,
-                         "load_avg_1m": load})
-            say(f"{name} c={connections}: {result.good_per_second:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-                f"p99 {result.p99_ms:.2f} ms, errors {result.errors}")
+            rows.append(
+                {
+                    "config": name,
+                    "kind": kind,
+                    "concurrency": connections,
+                    "req_per_s": result.good_per_second,
+                    "p50_ms": result.p50_ms,
+                    "p90_ms": result.p90_ms,
+                    "p99_ms": result.p99_ms,
+                    "max_ms": result.max_ms,
+                    "errors": result.errors,
+                    "load_avg_1m": load,
+                }
+            )
+            say(
+                f"{name} c={connections}: {result.good_per_second:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+                f"p99 {result.p99_ms:.2f} ms, errors {result.errors}"
+            )
     return rows
 
 
@@ -128,13 +160,22 @@ def run_handler_bench(model_store, work, seconds, engines):
     for engine in engines:
         say(f"handler micro-benchmark (bench/bench_handler.py), MXNet engine: {engine}")
         table = work / f"handler-{engine}.md"
-        command = [sys.executable, str(HERE / "bench_handler.py"), "--seconds", str(seconds),
-                   "--mar", str(model_store / MAR_FILE_NAME), "--markdown", str(table)]
+        command = [
+            sys.executable,
+            str(HERE / "bench_handler.py"),
+            "--seconds",
+            str(seconds),
+            "--mar",
+            str(model_store / MAR_FILE_NAME),
+            "--markdown",
+            str(table),
+        ]
         if engine != "default":
             command += ["--mxnet-engine", engine]
         with open(work / "bench_handler.log", "a") as log:
-            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    timeout=600)
+            result = subprocess.run(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=600
+            )
         if result.returncode != 0:
             say(f"the handler micro-benchmark failed; see {work / 'bench_handler.log'}")
             continue
@@ -144,31 +185,51 @@ def run_handler_bench(model_store, work, seconds, engines):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="*",
-                        help="comma-separated names or patterns to run, e.g. 'mms-b1-*,flask-*' (see --list)")
+    parser.add_argument(
+        "--configs", default="*", help="comma-separated names or patterns to run, e.g. 'mms-b1-*,flask-*' (see --list)"
+    )
     parser.add_argument("--list", action="store_true", help="print the configurations and exit")
     parser.add_argument("--batch-sizes", type=int_list, default=[8, 16], help="MMS batching sweep (default: 8,16)")
-    parser.add_argument("--delays", type=int_list, default=[0, 1, 2, 5],
-                        help="max_batch_delay values in ms for the sweep (default: 0,1,2,5)")
-    parser.add_argument("--concurrency", type=int_list, default=[1, 16, 64],
-                        help="wrk connections per point (default: 1,16,64)")
+    parser.add_argument(
+        "--delays",
+        type=int_list,
+        default=[0, 1, 2, 5],
+        help="max_batch_delay values in ms for the sweep (default: 0,1,2,5)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int_list, default=[1, 16, 64], help="wrk connections per point (default: 1,16,64)"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per point (default: 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed seconds before the points (default: 3)")
-    parser.add_argument("--wrk-threads", type=int, default=2,
-                        help="wrk threads, at most one per connection (default: 2)")
-    parser.add_argument("--check-sample", type=int, default=200,
-                        help="random inputs checked before timing (default: 200, plus both bounds)")
-    parser.add_argument("--mms-workers", type=int, default=CORES,
-                        help=f"workers for the batching sweep (default: {CORES})")
+    parser.add_argument(
+        "--wrk-threads", type=int, default=2, help="wrk threads, at most one per connection (default: 2)"
+    )
+    parser.add_argument(
+        "--check-sample",
+        type=int,
+        default=200,
+        help="random inputs checked before timing (default: 200, plus both bounds)",
+    )
+    parser.add_argument(
+        "--mms-workers", type=int, default=CORES, help=f"workers for the batching sweep (default: {CORES})"
+    )
     parser.add_argument("--flask-workers", type=int, default=CORES, help=f"gunicorn workers (default: {CORES})")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: 4)")
-    parser.add_argument("--handler-seconds", type=float, default=2.0,
-                        help="seconds per case of the handler micro-benchmark; 0 skips it (default: 2)")
-    parser.add_argument("--handler-engines", default="default,ThreadedEnginePerDevice",
-                        help="MXNet engines for the handler micro-benchmark; 'default' is the handler's "
-                             "own choice (default: default,ThreadedEnginePerDevice)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 5 configurations, 3 s points, c=1,16, into bench/results/quick")
+    parser.add_argument(
+        "--handler-seconds",
+        type=float,
+        default=2.0,
+        help="seconds per case of the handler micro-benchmark; 0 skips it (default: 2)",
+    )
+    parser.add_argument(
+        "--handler-engines",
+        default="default,ThreadedEnginePerDevice",
+        help="MXNet engines for the handler micro-benchmark; 'default' is the handler's "
+        "own choice (default: default,ThreadedEnginePerDevice)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 5 configurations, 3 s points, c=1,16, into bench/results/quick"
+    )
     parser.add_argument("--output-dir", type=Path, help="where results go (default: bench/results)")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the results' notes")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk/nginx")
@@ -220,8 +281,11 @@ def main():
             failures.append((name, str(error)))
             print(f"run_bench.py: CONFIGURATION {name} FAILED: {error}", file=sys.stderr, flush=True)
     engines = [e.strip() for e in args.handler_engines.split(",") if e.strip()]
-    handler_md = run_handler_bench(model_store, work, args.handler_seconds, engines) \
-        if args.handler_seconds > 0 and engines else None
+    handler_md = (
+        run_handler_bench(model_store, work, args.handler_seconds, engines)
+        if args.handler_seconds > 0 and engines
+        else None
+    )
     load_after = os.getloadavg()
     minutes = (time.monotonic() - started) / 60
 
@@ -241,15 +305,24 @@ def main():
         "wrk, the servers and anything else on the machine share its cores: "
         "ratios measured side by side in this run mean more than absolute figures.",
         "wrk 4 corrects its percentiles for coordinated omission: one stall of half a second adds "
-        "samples for the requests it held up, so p99 can be far above p50 (max_ms is in results.csv)."]
+        "samples for the requests it held up, so p99 can be far above p50 (max_ms is in results.csv).",
+    ]
     title = f"fizbuz-serve benchmark ({stamp})"
     report.write_csv(rows, output / "results.csv")
     if rows:
         report.plot(rows, output / PLOT_NAME, title)
-    report.write_markdown(output / "results.md", title, notes, machine.describe(load_generator.wrk_binary(),
-                          find_nginx()), settings, rows, handler_md, failures, PLOT_NAME)
-    say(f"results: {output / 'results.md'}, {output / 'results.csv'}, {output / PLOT_NAME} "
-        f"({minutes:.1f} min)")
+    report.write_markdown(
+        output / "results.md",
+        title,
+        notes,
+        machine.describe(load_generator.wrk_binary(), find_nginx()),
+        settings,
+        rows,
+        handler_md,
+        failures,
+        PLOT_NAME,
+    )
+    say(f"results: {output / 'results.md'}, {output / 'results.csv'}, {output / PLOT_NAME} ({minutes:.1f} min)")
     if failures:
         die(f"{len(failures)} configuration(s) failed: {', '.join(n for n, _ in failures)}; logs in {work}")
     if not args.keep_logs:

@@ -71,22 +71,33 @@ class Server:
         batches form; raise ServerError on any wrong answer."""
         numbers = random.Random(seed).sample(range(MIN_INPUT, MAX_INPUT + 1), sample_size)
         numbers += [MIN_INPUT, MAX_INPUT]
-        wrong = answers.ask_all(lambda number: predict(self.url, number), numbers, threads=16,
-                                right=lambda n, status, text: answers.reply_equals(status, text, self.expected(n)))
+        wrong = answers.ask_all(
+            lambda number: predict(self.url, number),
+            numbers,
+            threads=16,
+            right=lambda n, status, text: answers.reply_equals(status, text, self.expected(n)),
+        )
         if wrong:
-            raise ServerError(f"{answers.summary(wrong, len(numbers))} (this server's expected: "
-                              f"{self.expected(wrong[0].number)})")
+            raise ServerError(
+                f"{answers.summary(wrong, len(numbers))} (this server's expected: {self.expected(wrong[0].number)})"
+            )
         return len(numbers)
 
 
 class MmsServer(Server):
     """A throw-away MMS (serving.mms.private) with the given batching."""
+
     kind = "mms"
 
     def __init__(self, folder, model_store, batch_size, max_batch_delay, workers):
         super().__init__(folder)
-        self.mms = PrivateMms(model_store=model_store, run_dir=self.folder, batch_size=batch_size,
-                              max_batch_delay=max_batch_delay, workers=workers)
+        self.mms = PrivateMms(
+            model_store=model_store,
+            run_dir=self.folder,
+            batch_size=batch_size,
+            max_batch_delay=max_batch_delay,
+            workers=workers,
+        )
         self.port = self.mms.inference_port
 
     def start(self):
@@ -98,6 +109,7 @@ class MmsServer(Server):
 
 class GunicornServer(Server):
     """The Flask baseline: a throw-away gunicorn (serving.flask.private)."""
+
     kind = "flask"
 
     def __init__(self, folder, worker_class, workers, threads):
@@ -137,6 +149,7 @@ http {{
 
 class NginxServer(Server):
     """nginx answering one fixed reply: the ceiling of HTTP on this machine."""
+
     kind = "nginx"
 
     def __init__(self, folder, workers):
@@ -149,14 +162,20 @@ class NginxServer(Server):
 
     def start(self, timeout=30):
         config = self.folder / "nginx.conf"
-        config.write_text(NGINX_CONFIG.format(workers=self.workers, folder=self.folder,
-                                              port=self.port, reply=NGINX_REPLY))
+        config.write_text(
+            NGINX_CONFIG.format(workers=self.workers, folder=self.folder, port=self.port, reply=NGINX_REPLY)
+        )
         # nginx writes its own pid file too (the config's `pid`): the same pid.
         command = foreground_command(self.folder, config, self.folder / "error.log")
         try:
-            process = start_server(command, self.pid_file, self.log,
-                                   ready=lambda: call("GET", f"http://127.0.0.1:{self.port}/", timeout=2)[0] == 200,
-                                   what=f"nginx on port {self.port}", timeout=timeout)
+            process = start_server(
+                command,
+                self.pid_file,
+                self.log,
+                ready=lambda: call("GET", f"http://127.0.0.1:{self.port}/", timeout=2)[0] == 200,
+                what=f"nginx on port {self.port}",
+                timeout=timeout,
+            )
         except LifecycleError as error:
             self.fail(str(error))
         self.pid = process.pid

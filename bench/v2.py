@@ -82,12 +82,13 @@ def int_list(text):
 
 # ------------------------------------------------------------ requests (pure)
 
+
 def request_numbers(n):
     """The N-sized requests that cover all 1023 inputs: consecutive chunks of
     the inputs, the last one wrapping around to the start."""
     count = math.ceil(len(INPUTS) / n)
     cycle = INPUTS * (1 + (count * n) // len(INPUTS))
-    return [cycle[i * n:(i + 1) * n] for i in range(count)]
+    return [cycle[i * n : (i + 1) * n] for i in range(count)]
 
 
 def card_body(numbers):
@@ -97,25 +98,40 @@ def card_body(numbers):
 
 
 def json_body(numbers):
-    return json.dumps({"inputs": [{"name": INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1],
-                                   "data": numbers}],
-                       "outputs": [{"name": LABEL_OUTPUT}]}, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "inputs": [{"name": INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1], "data": numbers}],
+            "outputs": [{"name": LABEL_OUTPUT}],
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def binary_body(numbers):
     """(body, JSON header length): the JSON header, then the numbers as
     little-endian int64; the labels asked back binary (the output's
     `binary_data`, as tritonclient asks)."""
-    header = json.dumps({"inputs": [{"name": INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1],
-                                     "parameters": {"binary_data_size": 8 * len(numbers)}}],
-                         "outputs": [{"name": LABEL_OUTPUT, "parameters": {"binary_data": True}}]},
-                        separators=(",", ":")).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": INPUT_NAME,
+                    "datatype": "INT64",
+                    "shape": [len(numbers), 1],
+                    "parameters": {"binary_data_size": 8 * len(numbers)},
+                }
+            ],
+            "outputs": [{"name": LABEL_OUTPUT, "parameters": {"binary_data": True}}],
+        },
+        separators=(",", ":"),
+    ).encode()
     return header + struct.pack(f"<{len(numbers)}q", *numbers), len(header)
 
 
 def grpc_request(numbers):
     """A serialized (unframed) ModelInferRequest, raw little-endian int64 input."""
     import fizbuz_v2  # protobuf: only where a gRPC target is built
+
     message = fizbuz_v2.MESSAGES["ModelInferRequest"](model_name=MODEL_NAME)
     message.inputs.add(name=INPUT_NAME, datatype="INT64", shape=[len(numbers), 1])
     message.raw_input_contents.append(struct.pack(f"<{len(numbers)}q", *numbers))
@@ -156,10 +172,14 @@ end
 
 def lua_script(bodies, headers):
     """wrk's script for these bodies (bytes) and fixed headers {name: value}."""
-    header_lines = "\n".join(f"wrk.headers[{lua_string(k.encode())}] = {lua_string(str(v).encode())}"
-                             for k, v in headers.items())
-    return LUA_TEMPLATE % {"post_inputs": (HERE / "post_inputs.lua").read_text(),
-                           "bodies": ",\n".join(f"  {lua_string(b)}" for b in bodies), "headers": header_lines}
+    header_lines = "\n".join(
+        f"wrk.headers[{lua_string(k.encode())}] = {lua_string(str(v).encode())}" for k, v in headers.items()
+    )
+    return LUA_TEMPLATE % {
+        "post_inputs": (HERE / "post_inputs.lua").read_text(),
+        "bodies": ",\n".join(f"  {lua_string(b)}" for b in bodies),
+        "headers": header_lines,
+    }
 
 
 @dataclass
@@ -204,12 +224,13 @@ class Target:
 
 # ------------------------------------------------------------ replies (pure)
 
+
 def bytes_tensor(raw):
     """BYTES elements: each a 4-byte little-endian length, then the bytes."""
     items, at = [], 0
     while at < len(raw):
-        (length,) = struct.unpack("<I", raw[at:at + 4])
-        items.append(raw[at + 4:at + 4 + length].decode())
+        (length,) = struct.unpack("<I", raw[at : at + 4])
+        items.append(raw[at + 4 : at + 4 + length].decode())
         at += 4 + length
     return items
 
@@ -234,13 +255,14 @@ def labels_from_rest(protocol, body, header_length=None):
                 raise ValueError("next_number came back as JSON, not binary")
             continue
         if output["name"] == LABEL_OUTPUT:
-            return bytes_tensor(body[at:at + size])
+            return bytes_tensor(body[at : at + size])
         at += size
     raise ValueError("no next_number output in the reply")
 
 
 def labels_from_grpc(reply_bytes):
     import fizbuz_v2
+
     reply = fizbuz_v2.MESSAGES["ModelInferResponse"].FromString(reply_bytes)
     for index, output in enumerate(reply.outputs):
         if output.name == LABEL_OUTPUT:
@@ -250,10 +272,12 @@ def labels_from_grpc(reply_bytes):
 
 # ------------------------------------------------------------ tools' reports (pure)
 
+
 def parse_wrk(stdout):
     """bench/v2.py's Lua summary line -> figures (req/s from 2xx answers only)."""
-    summary = next((line[len(SUMMARY_MARKER):] for line in stdout.splitlines() if line.startswith(SUMMARY_MARKER)),
-                   None)
+    summary = next(
+        (line[len(SUMMARY_MARKER) :] for line in stdout.splitlines() if line.startswith(SUMMARY_MARKER)), None
+    )
     if summary is None:
         raise ValueError("no WRK_SUMMARY line in wrk's output")
     figures = json.loads(summary)
@@ -261,14 +285,23 @@ def parse_wrk(stdout):
     errors = figures["errors"]
     latency = figures["latency_us"]
     good = figures["requests"] - errors["status"]
-    return {"requests": figures["requests"], "good": good, "seconds": seconds, "req_per_s": good / seconds,
-            "errors": sum(errors.values()), "p50_ms": latency["p50"] / 1000, "p99_ms": latency["p99"] / 1000,
-            "max_ms": latency["max"] / 1000}
+    return {
+        "requests": figures["requests"],
+        "good": good,
+        "seconds": seconds,
+        "req_per_s": good / seconds,
+        "errors": sum(errors.values()),
+        "p50_ms": latency["p50"] / 1000,
+        "p99_ms": latency["p99"] / 1000,
+        "max_ms": latency["max"] / 1000,
+    }
 
 
 H2_FINISHED = re.compile(r"^finished in ([\d.]+)(ms|s),")
-H2_REQUESTS = re.compile(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                         r"(\d+) errored, (\d+) timeout")
+H2_REQUESTS = re.compile(
+    r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+    r"(\d+) errored, (\d+) timeout"
+)
 H2_STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 
 
@@ -303,16 +336,25 @@ def parse_h2load(stdout, log_text):
     if seconds is None or requests is None or status is None:
         raise ValueError("h2load's output lacks its summary lines")
     total, started, done, succeeded, failed, errored, timeout = requests
-    elapsed = sorted(int(fields[2]) for fields in (line.split("\t") for line in log_text.splitlines())
-                     if len(fields) >= 3)
+    elapsed = sorted(
+        int(fields[2]) for fields in (line.split("\t") for line in log_text.splitlines()) if len(fields) >= 3
+    )
     ms = [v / 1000 for v in elapsed]
-    return {"requests": done, "good": status[0], "seconds": seconds, "req_per_s": status[0] / seconds,
-            "errors": failed + errored + timeout + status[2] + status[3] + status[1],
-            "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": ms[-1] if ms else None}
+    return {
+        "requests": done,
+        "good": status[0],
+        "seconds": seconds,
+        "req_per_s": status[0] / seconds,
+        "errors": failed + errored + timeout + status[2] + status[3] + status[1],
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": ms[-1] if ms else None,
+    }
 
 
-ACCESS_LINE = re.compile(r'client=(\S*) \[[^\]]*\] "POST ' + re.escape(GRPC_PATH) +
-                         r' HTTP/2\.0" (\d{3}) .*? ustatus=(.*?) urt=')
+ACCESS_LINE = re.compile(
+    r'client=(\S*) \[[^\]]*\] "POST ' + re.escape(GRPC_PATH) + r' HTTP/2\.0" (\d{3}) .*? ustatus=(.*?) urt='
+)
 
 
 GRPC_OK_FIELD = " grpc=0 "  # the door's gRPC status, followed by the retry budget's field
@@ -341,6 +383,7 @@ def grpc_log_outcomes(text):
 
 # ------------------------------------------------------------ plan and figures (pure)
 
+
 def plan_round(round_index, levels, sizes, batch_c, size_protocols, seed):
     """[(Target, c)] for one round: a group per concurrency (the four protocols
     at N=1; at batch_c also the N-sized requests), groups and targets in a
@@ -348,8 +391,7 @@ def plan_round(round_index, levels, sizes, batch_c, size_protocols, seed):
     rng = random.Random(seed * 1000 + round_index)
     groups = []
     for c in sorted(set(levels) | {batch_c}):
-        group = [(Target(p), c) for p in PROTOCOLS] if c in levels else \
-            [(Target(p), c) for p in size_protocols]
+        group = [(Target(p), c) for p in PROTOCOLS] if c in levels else [(Target(p), c) for p in size_protocols]
         if c == batch_c:
             group += [(Target(p, n), c) for p in size_protocols for n in sizes if n != 1]
         rng.shuffle(group)
@@ -372,8 +414,10 @@ def paired_ratios(rows, target, other, c, key, other_c=None):
     other_c = c if other_c is None else other_c
 
     def value(name, level, index):
-        return next((r[key] for r in rows if r["target"] == name and r["concurrency"] == level
-                     and r["round"] == index), None)
+        return next(
+            (r[key] for r in rows if r["target"] == name and r["concurrency"] == level and r["round"] == index), None
+        )
+
     out = []
     for index in sorted({r["round"] for r in rows}):
         a, b = value(target, c, index), value(other, other_c, index)
@@ -399,22 +443,34 @@ def verdicts(rows, levels, sizes, batch_c, size_protocols):
     for protocol in ("json", "binary"):
         ratio = ratio_summary(paired_ratios(rows, protocol, "card", top, "req_per_s"))
         if ratio:
-            out.append((f"c={top} req/s: {LABELS[protocol]} {median(rows, protocol, top, 'req_per_s'):,.0f} vs the "
-                        f"card's path {median(rows, 'card', top, 'req_per_s'):,.0f}: {text(ratio)}; aim >= 0.85x",
-                        ratio[0] >= 0.85))
+            out.append(
+                (
+                    f"c={top} req/s: {LABELS[protocol]} {median(rows, protocol, top, 'req_per_s'):,.0f} vs the "
+                    f"card's path {median(rows, 'card', top, 'req_per_s'):,.0f}: {text(ratio)}; aim >= 0.85x",
+                    ratio[0] >= 0.85,
+                )
+            )
     if 64 in sizes:
         for protocol in size_protocols:
             ratio = ratio_summary(paired_ratios(rows, f"{protocol}-N64", protocol, batch_c, "pred_per_s"))
             if ratio:
-                out.append((f"c={batch_c} predictions/s, {LABELS[protocol]}: N=64 "
-                            f"{median(rows, f'{protocol}-N64', batch_c, 'pred_per_s'):,.0f} vs N=1 "
-                            f"{median(rows, protocol, batch_c, 'pred_per_s'):,.0f}: {text(ratio)}; aim >= 10x",
-                            ratio[0] >= 10))
+                out.append(
+                    (
+                        f"c={batch_c} predictions/s, {LABELS[protocol]}: N=64 "
+                        f"{median(rows, f'{protocol}-N64', batch_c, 'pred_per_s'):,.0f} vs N=1 "
+                        f"{median(rows, protocol, batch_c, 'pred_per_s'):,.0f}: {text(ratio)}; aim >= 10x",
+                        ratio[0] >= 10,
+                    )
+                )
     ratio = ratio_summary(paired_ratios(rows, "grpc", "binary", top, "req_per_s"))
     if ratio:
-        out.append((f"c={top} req/s: v2 gRPC {median(rows, 'grpc', top, 'req_per_s'):,.0f} vs REST (v2 binary) "
-                    f"{median(rows, 'binary', top, 'req_per_s'):,.0f}: {text(ratio)}; aim >= 0.85x",
-                    ratio[0] >= 0.85))
+        out.append(
+            (
+                f"c={top} req/s: v2 gRPC {median(rows, 'grpc', top, 'req_per_s'):,.0f} vs REST (v2 binary) "
+                f"{median(rows, 'binary', top, 'req_per_s'):,.0f}: {text(ratio)}; aim >= 0.85x",
+                ratio[0] >= 0.85,
+            )
+        )
     if 64 in sizes and "grpc" in size_protocols and "binary" in size_protocols:
         ratio = ratio_summary(paired_ratios(rows, "grpc-N64", "binary-N64", batch_c, "req_per_s"))
         if ratio:
@@ -423,6 +479,7 @@ def verdicts(rows, levels, sizes, batch_c, size_protocols):
 
 
 # ------------------------------------------------------------ the run (servers, tools)
+
 
 def h2load_binary():
     return shutil.which("h2load")
@@ -437,6 +494,7 @@ class Bench:
     def __init__(self, fleet, state, directory):
         self.fleet, self.dir = fleet, directory
         from serving.front import tokens
+
         self.host = fleet.hosts(state)[0]
         self.address = state["front"]["listen"]
         self.cafile = state["front"]["certificate"]
@@ -445,7 +503,7 @@ class Bench:
         self.tool_log = directory / "tools.log"
         self.grpc_files = {}
         self.scripts = {}
-        self.rates = {}   # (target, c) -> the last req/s h2load measured
+        self.rates = {}  # (target, c) -> the last req/s h2load measured
 
     # answers
     def _connection(self, local):
@@ -497,14 +555,26 @@ class Bench:
 
     def _check_grpc(self, numbers, messages):
         from bench.v2_grpc_call import pack_messages, read_replies
+
         python = clients_python()
         if not python.exists():
             say(f"no {python}: making the standard clients' venv (clients/setup.sh)")
             subprocess.run([str(ROOT / "clients" / "setup.sh")], check=True, timeout=900)
         requests, replies = self.dir / "grpc-check.in", self.dir / "grpc-check.out"
         requests.write_bytes(pack_messages(messages))
-        subprocess.run([str(python), str(HERE / "v2_grpc_call.py"), self.address, self.cafile, self.token,
-                        str(requests), str(replies)], check=True, timeout=300)
+        subprocess.run(
+            [
+                str(python),
+                str(HERE / "v2_grpc_call.py"),
+                self.address,
+                self.cafile,
+                self.token,
+                str(requests),
+                str(replies),
+            ],
+            check=True,
+            timeout=300,
+        )
         wrong = []
         for chunk, (code, body) in zip(numbers, read_replies(replies.read_bytes())):
             try:
@@ -519,17 +589,19 @@ class Bench:
     def handler_errors(self):
         from serving.front.network import run_in
         from serving.metrics.scrape import scrape
+
         samples = run_in(self.host.namespace, scrape, f"http://127.0.0.1:{self.host.metrics_port}/metrics")
         return sum(samples.total("fizbuz_requests_total", status=s) for s in ("4xx", "5xx"))
 
     def _tool(self, command, seconds):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL)
         with open(self.tool_log, "a") as log:
             log.write(f"$ {' '.join(command)}\n{result.stdout[-3000:]}{result.stderr[-3000:]}\n")
         if result.returncode != 0:
-            raise SystemExit(f"{command[0]} failed (exit {result.returncode}): "
-                             f"{result.stderr.strip()[-500:] or result.stdout[-500:]}")
+            raise SystemExit(
+                f"{command[0]} failed (exit {result.returncode}): "
+                f"{result.stderr.strip()[-500:] or result.stdout[-500:]}"
+            )
         return result.stdout
 
     def wrk(self, target, c, seconds):
@@ -538,9 +610,23 @@ class Bench:
             script = self.scripts[target.name] = self.dir / f"{target.name}.lua"
             script.write_text(target.wrk_script())
         from bench.load_generator import wrk_binary
-        command = [wrk_binary() or "wrk", "-t", str(min(2, c)), "-c", str(c), "-d", f"{seconds}s",
-                   "--timeout", "5s", "-s", str(script), "-H", f"Authorization: Bearer {self.token}",
-                   f"https://{self.address}{target.path}"]
+
+        command = [
+            wrk_binary() or "wrk",
+            "-t",
+            str(min(2, c)),
+            "-c",
+            str(c),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            "-H",
+            f"Authorization: Bearer {self.token}",
+            f"https://{self.address}{target.path}",
+        ]
         return parse_wrk(self._tool(command, seconds))
 
     def h2load(self, target, c, seconds):
@@ -552,16 +638,34 @@ class Bench:
         data = self.grpc_files.get(target.name)
         if data is None:
             import fizbuz_v2
+
             data = self.grpc_files[target.name] = self.dir / f"{target.name}.grpc"
             data.write_bytes(fizbuz_v2.grpc_frame(target.bodies()[0][0]))
         rate = self.rates.get((target.name, c))
         count = h2load_count(rate, seconds, c)
         log_file = self.dir / "h2load-requests.log"
         log_file.unlink(missing_ok=True)  # h2load appends
-        command = [h2load_binary() or "h2load", "-t", str(min(2, c)), "-c", str(c), "-m", "1", "-n", str(count),
-                   "-d", str(data), "-H", "content-type: application/grpc", "-H", "te: trailers",
-                   "-H", f"authorization: Bearer {self.token}", f"--log-file={log_file}",
-                   f"https://{self.address}{target.path}"]
+        command = [
+            h2load_binary() or "h2load",
+            "-t",
+            str(min(2, c)),
+            "-c",
+            str(c),
+            "-m",
+            "1",
+            "-n",
+            str(count),
+            "-d",
+            str(data),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "-H",
+            f"authorization: Bearer {self.token}",
+            f"--log-file={log_file}",
+            f"https://{self.address}{target.path}",
+        ]
         # A run is cut at 60 s past its expected length (then the whole bench stops: the fleet is stopped).
         stdout = self._tool(command, seconds if rate else 10)
         figures = parse_h2load(stdout, log_file.read_text())
@@ -577,10 +681,19 @@ class Bench:
         if target.protocol == "grpc" and not warm:  # no warm-up to size h2load's count on: an untimed run does
             warm = tool(target, c, seconds)
         figures = tool(target, c, seconds)
-        row = {"target": target.name, "protocol": target.protocol, "n": target.n, "concurrency": c,
-               "req_per_s": round(figures["req_per_s"], 1), "pred_per_s": round(figures["req_per_s"] * target.n, 1),
-               "p50_ms": figures["p50_ms"], "p99_ms": figures["p99_ms"], "max_ms": figures["max_ms"],
-               "requests": figures["requests"], "errors": figures["errors"] + (warm["errors"] if warm else 0)}
+        row = {
+            "target": target.name,
+            "protocol": target.protocol,
+            "n": target.n,
+            "concurrency": c,
+            "req_per_s": round(figures["req_per_s"], 1),
+            "pred_per_s": round(figures["req_per_s"] * target.n, 1),
+            "p50_ms": figures["p50_ms"],
+            "p99_ms": figures["p99_ms"],
+            "max_ms": figures["max_ms"],
+            "requests": figures["requests"],
+            "errors": figures["errors"] + (warm["errors"] if warm else 0),
+        }
         if target.protocol == "grpc":
             time.sleep(1.2)  # the access log is buffered (flush=1s)
             with open(self.access_log, "rb") as log:
@@ -590,8 +703,9 @@ class Bench:
             row.update(grpc_log_lines=total, grpc_log_ok=good, grpc_log_abandoned=abandoned, grpc_done=done)
             # Wrong: a line neither answered nor abandoned, more abandoned than the runs' connections
             # (h2load's end drops at most one request per connection), fewer answered than h2load got.
-            row["errors"] += (total - good - abandoned) + max(0, abandoned - c * (2 if warm else 1)) \
-                + max(0, done - good)
+            row["errors"] += (
+                (total - good - abandoned) + max(0, abandoned - c * (2 if warm else 1)) + max(0, done - good)
+            )
         row["handler_errors"] = self.handler_errors() - errors_before
         row["errors"] += int(row["handler_errors"])
         row["load_avg_1m"] = round(os.getloadavg()[0], 2)
@@ -600,13 +714,23 @@ class Bench:
 
 # ------------------------------------------------------------ results
 
+
 def write(rows, args, output, settings_lines, checked_lines, command):
     output.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     aims = verdicts(rows, args.levels, args.sizes, args.batch_concurrency, args.size_protocols)
-    (output / "v2.json").write_text(json.dumps(
-        {"run": stamp, "command": command, "settings": settings_lines,
-         "aims": [{"text": t, "holds": ok} for t, ok in aims], "rows": rows}, indent=1))
+    (output / "v2.json").write_text(
+        json.dumps(
+            {
+                "run": stamp,
+                "command": command,
+                "settings": settings_lines,
+                "aims": [{"text": t, "holds": ok} for t, ok in aims],
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
     def cell(target, c, key, fmt):
         found = values(rows, target, c, key)
@@ -624,48 +748,62 @@ def write(rows, args, output, settings_lines, checked_lines, command):
     def ms(v):
         return f"{v:.2f}"
 
-    lines = [f"# The Open Inference Protocol v2 through the front door ({stamp})", "",
-             f"Made by: `{command}`", ""]
+    lines = [f"# The Open Inference Protocol v2 through the front door ({stamp})", "", f"Made by: `{command}`", ""]
     lines += [f"- {line}" for line in settings_lines] + [""]
-    lines += ["## Protocols side by side (N=1: one number per request)", "",
-              f"Median over {args.rounds} interleaved rounds of {args.duration} s per point, each after "
-              f"{args.warmup} s untimed at the same target and concurrency (range over rounds in brackets). "
-              "errors: every non-2xx answer or socket error of the timed and untimed runs, plus for gRPC any "
-              "ModelInfer the access log shows without a host's 200 and any 4xx/5xx the host's handler counted.", "",
-              "| c | protocol | req/s (range) | p50 ms (range) | p99 ms (range) | errors |",
-              "|---:|---|---:|---:|---:|---:|"]
+    lines += [
+        "## Protocols side by side (N=1: one number per request)",
+        "",
+        f"Median over {args.rounds} interleaved rounds of {args.duration} s per point, each after "
+        f"{args.warmup} s untimed at the same target and concurrency (range over rounds in brackets). "
+        "errors: every non-2xx answer or socket error of the timed and untimed runs, plus for gRPC any "
+        "ModelInfer the access log shows without a host's 200 and any 4xx/5xx the host's handler counted.",
+        "",
+        "| c | protocol | req/s (range) | p50 ms (range) | p99 ms (range) | errors |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for c in args.levels:
         for protocol in PROTOCOLS:
             if not values(rows, protocol, c, "req_per_s"):
                 continue
-            lines.append(f"| {c} | {LABELS[protocol]} | {cell(protocol, c, 'req_per_s', num)} | "
-                         f"{cell(protocol, c, 'p50_ms', ms)} | {cell(protocol, c, 'p99_ms', ms)} | "
-                         f"{errors(protocol, c)} |")
+            lines.append(
+                f"| {c} | {LABELS[protocol]} | {cell(protocol, c, 'req_per_s', num)} | "
+                f"{cell(protocol, c, 'p50_ms', ms)} | {cell(protocol, c, 'p99_ms', ms)} | "
+                f"{errors(protocol, c)} |"
+            )
     bc = args.batch_concurrency
-    lines += ["", f"## Numbers per request (c={bc})", "",
-              "predictions/s = req/s x N.", "",
-              "| protocol | N | predictions/s (range) | req/s | p50 ms | p99 ms | errors |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"## Numbers per request (c={bc})",
+        "",
+        "predictions/s = req/s x N.",
+        "",
+        "| protocol | N | predictions/s (range) | req/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for protocol in args.size_protocols:
         for n in args.sizes:
             name = Target(protocol, n).name
             if not values(rows, name, bc, "req_per_s"):
                 continue
-            lines.append(f"| {LABELS[protocol]} | {n} | {cell(name, bc, 'pred_per_s', num)} | "
-                         f"{num(median(rows, name, bc, 'req_per_s'))} | {ms(median(rows, name, bc, 'p50_ms'))} | "
-                         f"{ms(median(rows, name, bc, 'p99_ms'))} | {errors(name, bc)} |")
+            lines.append(
+                f"| {LABELS[protocol]} | {n} | {cell(name, bc, 'pred_per_s', num)} | "
+                f"{num(median(rows, name, bc, 'req_per_s'))} | {ms(median(rows, name, bc, 'p50_ms'))} | "
+                f"{ms(median(rows, name, bc, 'p99_ms'))} | {errors(name, bc)} |"
+            )
     lines += ["", "## The issue's aims (ratios paired within rounds: median, range)", ""]
     lines += [f"- {'' if ok is None else ('holds: ' if ok else '**does not hold**: ')}{t}" for t, ok in aims]
     lines += ["", "## Answers and outcomes", ""] + [f"- {line}" for line in checked_lines]
     grpc_rows = [r for r in rows if r["protocol"] == "grpc"]
     if grpc_rows:
-        lines.append(f"- gRPC under load: {sum(r['grpc_done'] for r in grpc_rows):,} requests done by h2load "
-                     f"(timed + untimed), {sum(r['grpc_log_lines'] for r in grpc_rows):,} ModelInfer lines in the "
-                     f"access log, {sum(r['grpc_log_ok'] for r in grpc_rows):,} of them with the token's client "
-                     f"name and a host's 200, {sum(r['grpc_log_abandoned'] for r in grpc_rows):,} abandoned "
-                     "when h2load ended a run (000/499; at most one per connection); handler 4xx/5xx during gRPC runs: "
-                     f"{sum(r['handler_errors'] for r in grpc_rows):.0f}. A line counts as answered only with the "
-                     "door's gRPC status 0 (the access log's `grpc=` field).")
+        lines.append(
+            f"- gRPC under load: {sum(r['grpc_done'] for r in grpc_rows):,} requests done by h2load "
+            f"(timed + untimed), {sum(r['grpc_log_lines'] for r in grpc_rows):,} ModelInfer lines in the "
+            f"access log, {sum(r['grpc_log_ok'] for r in grpc_rows):,} of them with the token's client "
+            f"name and a host's 200, {sum(r['grpc_log_abandoned'] for r in grpc_rows):,} abandoned "
+            "when h2load ended a run (000/499; at most one per connection); handler 4xx/5xx during gRPC runs: "
+            f"{sum(r['handler_errors'] for r in grpc_rows):.0f}. A line counts as answered only with the "
+            "door's gRPC status 0 (the access log's `grpc=` field)."
+        )
     lines += ["", "![req/s by protocol and concurrency; predictions/s by numbers per request](v2.png)", ""]
     (output / "v2.md").write_text("\n".join(lines))
     try:
@@ -678,8 +816,10 @@ def write(rows, args, output, settings_lines, checked_lines, command):
 
 def plot(rows, args, path, stamp):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
     xs = list(range(len(args.levels)))
     width = 0.8 / len(PROTOCOLS)
@@ -692,8 +832,7 @@ def plot(rows, args, path, stamp):
     left.legend(fontsize=9)
     left.grid(True, axis="y", alpha=0.3)
     for protocol in args.size_protocols:
-        points = [(n, median(rows, Target(protocol, n).name, args.batch_concurrency, "pred_per_s"))
-                  for n in args.sizes]
+        points = [(n, median(rows, Target(protocol, n).name, args.batch_concurrency, "pred_per_s")) for n in args.sizes]
         points = [(n, v) for n, v in points if v]
         right.plot([n for n, _ in points], [v for _, v in points], marker="o", label=LABELS[protocol])
     right.set_xscale("log", base=2)
@@ -711,20 +850,38 @@ def plot(rows, args, path, stamp):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m bench.v2", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", type=int_list, default=[1, 16, 64],
-                        help="concurrencies for the four protocols at N=1 (default 1,16,64)")
-    parser.add_argument("--sizes", type=int_list, default=[1, 16, 64, 256],
-                        help="numbers per request for the predictions/s figures (default 1,16,64,256)")
-    parser.add_argument("--size-protocols", type=lambda t: [p for p in t.split(",") if p], default=["binary", "grpc"],
-                        help="protocols measured at --sizes (default binary,grpc; json works too)")
-    parser.add_argument("--batch-concurrency", type=int, default=64,
-                        help="the concurrency of the --sizes figures (default 64)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.v2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--levels",
+        type=int_list,
+        default=[1, 16, 64],
+        help="concurrencies for the four protocols at N=1 (default 1,16,64)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int_list,
+        default=[1, 16, 64, 256],
+        help="numbers per request for the predictions/s figures (default 1,16,64,256)",
+    )
+    parser.add_argument(
+        "--size-protocols",
+        type=lambda t: [p for p in t.split(",") if p],
+        default=["binary", "grpc"],
+        help="protocols measured at --sizes (default binary,grpc; json works too)",
+    )
+    parser.add_argument(
+        "--batch-concurrency", type=int, default=64, help="the concurrency of the --sizes figures (default 64)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=int, default=5, help="timed seconds per point (default 5)")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="untimed seconds before each timed run, same target and concurrency (default 1)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed seconds before each timed run, same target and concurrency (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=20, help="seed of the rounds' orders (default 20)")
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", type=Path, default=HERE / "results" / "v2")
@@ -737,13 +894,17 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"--size-protocols: {', '.join(bad)} cannot carry N numbers (binary, grpc or json)")
     arguments = sys.argv[1:] if argv is None else list(argv)
-    command = " ".join(([f"FIZBUZ_CLIENTS_VENV={os.environ['FIZBUZ_CLIENTS_VENV']}"]
-                        if os.environ.get("FIZBUZ_CLIENTS_VENV") else []) + ["python -m bench.v2", *arguments])
+    clients_venv = settings.source("clients_venv") is not None
+    command = " ".join(
+        ([f"FIZBUZ_CLIENTS_VENV={settings.value('clients_venv')}"] if clients_venv else [])
+        + ["python -m bench.v2", *arguments]
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the fleet is stopped
     from bench import load_generator, machine
     from fizbuz.lifecycle import free_port
     from serving.front.fleet import Fleet, Options
     from serving.front.nginx import find_nginx
+
     load_generator.FINDERS.setdefault("nghttp2-client", h2load_binary)
     load_generator.ensure_tools("wrk", "nginx", "nghttp2-client")
     if not Path(args.mar).is_file():
@@ -753,8 +914,9 @@ def main(argv=None):
     fleet = Fleet(directory / "fleet")
     started = time.monotonic()
     load_before = os.getloadavg()
-    targets = [Target(p) for p in PROTOCOLS] + [Target(p, n) for p in args.size_protocols for n in args.sizes
-                                                 if n != 1 or p not in PROTOCOLS]
+    targets = [Target(p) for p in PROTOCOLS] + [
+        Target(p, n) for p in args.size_protocols for n in args.sizes if n != 1 or p not in PROTOCOLS
+    ]
     checked_lines, rows = [], []
     try:
         state = fleet.start(Options(hosts=1, workers=2, front_port=free_port(), metrics_port=0, mar=args.mar))
@@ -762,14 +924,17 @@ def main(argv=None):
         for target in targets:
             t0 = time.monotonic()
             inputs = bench.check(target)
-            line = (f"{target.label}: all {inputs} inputs right in {len(request_numbers(target.n))} requests "
-                    f"({time.monotonic() - t0:.1f} s)")
+            line = (
+                f"{target.label}: all {inputs} inputs right in {len(request_numbers(target.n))} requests "
+                f"({time.monotonic() - t0:.1f} s)"
+            )
             checked_lines.append(line)
             say(line)
         say(f"{args.rounds} rounds, {args.warmup} s untimed + {args.duration} s per point")
         for round_index in range(args.rounds):
-            plan = plan_round(round_index, args.levels, args.sizes, args.batch_concurrency, args.size_protocols,
-                              args.seed)
+            plan = plan_round(
+                round_index, args.levels, args.sizes, args.batch_concurrency, args.size_protocols, args.seed
+            )
             for position, (target, c) in enumerate(plan):
                 row = dict(bench.run(target, c, args.duration, args.warmup), round=round_index, position=position)
                 rows.append(row)
@@ -797,7 +962,8 @@ def main(argv=None):
         f"load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, after: "
         f"{'/'.join(f'{v:.2f}' for v in load_after)}; median of the 1-minute figure at the end of each point: "
         f"{statistics.median(r['load_avg_1m'] for r in rows):.2f}; the 2 cores are shared with other engineers' jobs"
-        if rows else "no rows",
+        if rows
+        else "no rows",
     ]
     good = write(rows, args, args.output, settings_lines, checked_lines, command)
     shutil.rmtree(directory, ignore_errors=True)

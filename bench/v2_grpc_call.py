@@ -16,14 +16,14 @@ import struct
 import sys
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
-IN_FLIGHT = 16   # calls at once on the one channel (HTTP/2 streams)
+IN_FLIGHT = 16  # calls at once on the one channel (HTTP/2 streams)
 
 
 def read_messages(data):
     messages, at = [], 0
     while at < len(data):
-        (length,) = struct.unpack(">I", data[at:at + 4])
-        messages.append(data[at + 4:at + 4 + length])
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        messages.append(data[at + 4 : at + 4 + length])
         at += 4 + length
     return messages
 
@@ -39,8 +39,8 @@ def pack_replies(replies):
 def read_replies(data):
     replies, at = [], 0
     while at < len(data):
-        code, length = struct.unpack(">iI", data[at:at + 8])
-        replies.append((code, data[at + 8:at + 8 + length]))
+        code, length = struct.unpack(">iI", data[at : at + 8])
+        replies.append((code, data[at + 8 : at + 8 + length]))
         at += 8 + length
     return replies
 
@@ -58,7 +58,7 @@ def main(argv):
     with grpc.secure_channel(target, credentials) as channel:
         call = channel.unary_unary(METHOD)  # bytes in, bytes out
         for start in range(0, len(requests), IN_FLIGHT):
-            futures = [call.future(r, metadata=metadata, timeout=30) for r in requests[start:start + IN_FLIGHT]]
+            futures = [call.future(r, metadata=metadata, timeout=30) for r in requests[start : start + IN_FLIGHT]]
             for future in futures:
                 try:
                     replies.append((0, future.result()))

@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 
 import fizbuz_codec as codec
+from fizbuz import settings
 from fizbuz.answers import expected_labels
 
 MODEL = codec.MODEL_NAME
@@ -50,18 +51,26 @@ class Tally:
 
     def summary(self, seconds):
         # sent, answered, failed: requests; ok, wrong: numbers
-        return {"sent": self.sent, "answered": self.answered, "ok": self.ok, "wrong": self.wrong,
-                "failed": self.failed, "seconds": round(seconds, 3),
-                "failure_samples": dict(self.errors.most_common(5))}
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "ok": self.ok,
+            "wrong": self.wrong,
+            "failed": self.failed,
+            "seconds": round(seconds, 3),
+            "failure_samples": dict(self.errors.most_common(5)),
+        }
 
 
 def caller(protocol):
     """A caller's loop; a failure to even set up its client is counted, not raised."""
+
     def run(options, stop, tally):
         try:
             (http_caller if protocol == "http" else grpc_caller)(options, stop, tally)
         except Exception as error:  # noqa: BLE001
             tally.add(0, 0, f"caller could not start: {type(error).__name__}: {error}")
+
     return run
 
 
@@ -75,8 +84,10 @@ def http_caller(options, stop, tally):
         ssl_context = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT)
         ssl_context.load_verify_locations(cafile=options.cacert)
         return ssl_context
-    server = client.InferenceServerClient(options.url, ssl=True, ssl_context_factory=context,
-                                          connection_timeout=30, network_timeout=30)
+
+    server = client.InferenceServerClient(
+        options.url, ssl=True, ssl_context_factory=context, connection_timeout=30, network_timeout=30
+    )
     headers = {"Authorization": f"Bearer {options.token}"}
 
     def call(numbers):
@@ -85,11 +96,13 @@ def http_caller(options, stop, tally):
         outputs = [client.InferRequestedOutput("next_number", binary_data=options.binary)]
         # tritonclient writes into the headers it is given: a fresh dict each call
         return server.infer(MODEL, [tensor], outputs=outputs, headers=dict(headers)).as_numpy("next_number")
+
     run_caller(options, stop, tally, call)
 
 
 def grpc_caller(options, stop, tally):
     import tritonclient.grpc as client
+
     server = client.InferenceServerClient(options.url, ssl=True, root_certificates=options.cacert)
     metadata = {"authorization": f"Bearer {options.token}"}  # gRPC metadata keys are lower case
 
@@ -97,8 +110,10 @@ def grpc_caller(options, stop, tally):
         tensor = client.InferInput("input.1", [len(numbers), 1], "INT64")
         tensor.set_data_from_numpy(numbers.reshape(-1, 1))
         outputs = [client.InferRequestedOutput("next_number")]
-        return server.infer(MODEL, [tensor], outputs=outputs, headers=dict(metadata),
-                            client_timeout=30).as_numpy("next_number")
+        return server.infer(MODEL, [tensor], outputs=outputs, headers=dict(metadata), client_timeout=30).as_numpy(
+            "next_number"
+        )
+
     run_caller(options, stop, tally, call)
 
 
@@ -106,8 +121,9 @@ def run_caller(options, stop, tally, call):
     rng = random.Random()
     done = 0
     while not stop.is_set() and (not options.requests or done < options.requests):
-        numbers = np.array([rng.randint(codec.MIN_INPUT, codec.MAX_INPUT) for _ in range(options.numbers)],
-                           dtype=np.int64)
+        numbers = np.array(
+            [rng.randint(codec.MIN_INPUT, codec.MAX_INPUT) for _ in range(options.numbers)], dtype=np.int64
+        )
         done += 1
         try:
             # BYTES come back as bytes (binary) or str (JSON)
@@ -129,17 +145,22 @@ def report(tally, stop, options, started):
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--protocol", choices=("http", "grpc"), default="http")
-    parser.add_argument("--url", default=None,
-                        help="host:port (env FIZBUZ_GRPC_URL for grpc, else FIZBUZ_URL without its scheme)")
-    parser.add_argument("--cacert", default=os.environ.get("FIZBUZ_CACERT"),
-                        help="the front door's CA certificate (env FIZBUZ_CACERT)")
+    parser.add_argument(
+        "--url", default=None, help="host:port (env FIZBUZ_GRPC_URL for grpc, else FIZBUZ_URL without its scheme)"
+    )
+    settings.add_flag(parser, "cacert", "--cacert")
     parser.add_argument("--concurrency", type=int, default=32, help="callers, each with its own client")
     parser.add_argument("--numbers", type=int, default=1, help="numbers per request (1..1024)")
-    parser.add_argument("--json", dest="binary", action="store_false",
-                        help="HTTP: tensors as JSON (default: binary, tritonclient's default)")
+    parser.add_argument(
+        "--json",
+        dest="binary",
+        action="store_false",
+        help="HTTP: tensors as JSON (default: binary, tritonclient's default)",
+    )
     parser.add_argument("--requests", type=int, default=0, help="requests per caller (0: until stopped)")
     parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long at the latest")
     parser.add_argument("--stop-file", help="stop when this file exists")
@@ -147,14 +168,17 @@ def parse(argv):
     options = parser.parse_args(argv)
     if options.url is None:
         if options.protocol == "grpc":
-            options.url = os.environ.get("FIZBUZ_GRPC_URL")
+            options.url = settings.value("grpc_url")
         else:
-            options.url = os.environ.get("FIZBUZ_URL", "").split("://", 1)[-1] or None
-    options.token = os.environ.get("FIZBUZ_TOKEN", "")  # never on a command line
-    missing = [name for name, value in (("--url", options.url), ("--cacert", options.cacert),
-                                        ("FIZBUZ_TOKEN", options.token)) if not value]
+            options.url = (settings.value("url") or "").split("://", 1)[-1] or None
+    options.token = settings.value("token") or ""  # never on a command line
+    missing = [
+        name
+        for name, value in (("--url", options.url), ("--cacert", options.cacert), ("FIZBUZ_TOKEN", options.token))
+        if not value
+    ]
     if missing:
-        parser.error(f"missing {', '.join(missing)}: eval \"$(serving/front/fleet.sh env)\" first")
+        parser.error(f'missing {", ".join(missing)}: eval "$(serving/front/fleet.sh env)" first')
     if not 1 <= options.numbers <= 1024:
         parser.error("--numbers must be 1..1024")
     return options
@@ -166,14 +190,17 @@ def main(argv=None):
     started = time.monotonic()
     if options.protocol == "http":
         import gevent  # tritonclient.http runs on gevent: the callers are greenlets
+
         callers = [gevent.spawn(caller("http"), options, stop, tally) for _ in range(options.concurrency)]
         reporter = gevent.spawn(report_greenlet, tally, stop, options, started)
         gevent.joinall(callers)
         stop.set()
         reporter.join()
     else:
-        threads = [threading.Thread(target=caller("grpc"), args=(options, stop, tally), daemon=True)
-                   for _ in range(options.concurrency)]
+        threads = [
+            threading.Thread(target=caller("grpc"), args=(options, stop, tally), daemon=True)
+            for _ in range(options.concurrency)
+        ]
         reporter = threading.Thread(target=report, args=(tally, stop, options, started), daemon=True)
         for thread in threads + [reporter]:
             thread.start()
@@ -187,6 +214,7 @@ def main(argv=None):
 
 def report_greenlet(tally, stop, options, started):
     import gevent
+
     while not stop.is_set():
         gevent.sleep(options.progress)
         print(json.dumps({"answered": tally.answered, "failed": tally.failed}), flush=True)

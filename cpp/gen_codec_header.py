@@ -24,7 +24,8 @@ def header_text():
     labels = ", ".join(c_string(label) for label in codec.CLASS_LABELS)
     rows = ",\n".join(
         "    {{" + ", ".join(str(bit) for bit in codec.encode(n + 1)) + "}}"
-        for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1))
+        for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)
+    )
     count = codec.MAX_INPUT - codec.MIN_INPUT + 1
     return f"""// Generated from fizbuz_codec.py by cpp/gen_codec_header.py at build time. Do not edit.
 #pragma once

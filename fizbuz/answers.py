@@ -6,6 +6,7 @@ check (serving/front/hosts.py) and the tests all judge replies here, so "a
 right answer" means one thing everywhere: the label of n + 1, from
 fizbuz_codec.true_label, never a copy of a table.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -21,6 +22,7 @@ Reply = tuple[int, "bytes | str"]
 
 class Wrong(NamedTuple):
     """One input answered wrongly (or not at all), with what came back."""
+
     number: int
     status: int
     body: str
@@ -77,17 +79,27 @@ def wrong_labels(numbers: Iterable[int], labels) -> list[Wrong]:
     labels = list(labels or [])
     wrong = [Wrong(n, 200, str(label)) for n, label in zip(numbers, labels) if label != expected_label(n)]
     if len(labels) != len(numbers):
-        wrong.append(Wrong(numbers[len(labels)] if len(labels) < len(numbers) else -1, 200,
-                           f"{len(labels)} labels for {len(numbers)} inputs"))
+        wrong.append(
+            Wrong(
+                numbers[len(labels)] if len(labels) < len(numbers) else -1,
+                200,
+                f"{len(labels)} labels for {len(numbers)} inputs",
+            )
+        )
     return wrong
 
 
-def ask_all(ask: Callable[[int], Reply], numbers: Iterable[int], threads: int = 8,
-            right: Callable[[int, int, bytes | str], bool] = reply_is_right) -> list[Wrong]:
+def ask_all(
+    ask: Callable[[int], Reply],
+    numbers: Iterable[int],
+    threads: int = 8,
+    right: Callable[[int, int, bytes | str], bool] = reply_is_right,
+) -> list[Wrong]:
     """Ask about every number, `threads` at a time (so a batching server forms
     batches), through `ask(number) -> (status, body)`; the inputs whose reply is
     not right, [] when all are. An `ask` that raises counts as a wrong answer
     (status 0) rather than ending the check."""
+
     def one(number: int) -> Wrong | None:
         try:
             status, body = ask(number)

@@ -24,18 +24,29 @@ def build(model_store, log_file=None, timeout=900):
     folder beside it (never the checkout's tracked fizbuz_package/). Returns the
     .mar's path; output goes to `log_file` (or is kept for the error)."""
     model_store = Path(model_store)
-    env = dict(os.environ, FIZBUZ_MODEL_STORE=str(model_store),
-               FIZBUZ_STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME))
+    env = dict(
+        os.environ,
+        FIZBUZ_MODEL_STORE=str(model_store),
+        FIZBUZ_STAGING_DIR=str(model_store.parent / f"{model_store.name}-staging" / MODEL_NAME),
+    )
     output = open(log_file, "a") if log_file else subprocess.PIPE
     try:
-        result = subprocess.run([str(ROOT / "build_mar.sh")], env=env, stdout=output, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, timeout=timeout, text=True)
+        result = subprocess.run(
+            [str(ROOT / "build_mar.sh")],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            text=True,
+        )
     finally:
         if log_file:
             output.close()
     if result.returncode != 0:
-        raise BuildError(f"./build_mar.sh failed; see {log_file}" if log_file
-                         else f"./build_mar.sh failed:\n{result.stdout}")
+        raise BuildError(
+            f"./build_mar.sh failed; see {log_file}" if log_file else f"./build_mar.sh failed:\n{result.stdout}"
+        )
     return model_store / MAR_FILE_NAME
 
 
@@ -96,14 +107,17 @@ def variant(mar_path, target, swap_labels=False, batch_sleep_ms=0, fail_input=No
                 if FORWARD_LINE not in data:
                     raise ValueError("the handler's forward pass was not found: cannot make the slow archive")
                 pause = b"        time.sleep(%f)  # a slow archive, for tests (fizbuz.archive.variant)\n" % (
-                    batch_sleep_ms / 1000)
+                    batch_sleep_ms / 1000
+                )
                 data = data.replace(FORWARD_LINE, pause + FORWARD_LINE)
             if item.filename == "fizbuz_service.py" and fail_input is not None:
                 if FORWARD_LINE not in data:
                     raise ValueError("the handler's forward pass was not found: cannot make the failing archive")
-                fault = (b"        if any(%d in part for part in wanted):  # a failing archive, for tests\n"
-                         b"            raise RuntimeError('input %d fails on purpose (fizbuz.archive.variant)')\n"
-                         % (int(fail_input), int(fail_input)))
+                fault = (
+                    b"        if any(%d in part for part in wanted):  # a failing archive, for tests\n"
+                    b"            raise RuntimeError('input %d fails on purpose (fizbuz.archive.variant)')\n"
+                    % (int(fail_input), int(fail_input))
+                )
                 data = data.replace(FORWARD_LINE, fault + FORWARD_LINE)
             copy.writestr(item, data)
     return target

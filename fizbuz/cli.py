@@ -44,13 +44,25 @@ class Part:
 
 PARTS: dict[str, Part] = {
     # serving
-    "mms": Part("serving.mms.cli", "one MMS on this host: start | stop | status | scale (start_mms.sh)",
-                script="start_mms.sh", script_commands=frozenset({"start"})),
-    "fleet": Part("serving.front.cli", "the nginx front door over a namespace fleet: start | stop | status | env | "
-                                       "token | drain | rollout ... (fleet.sh)",
-                  script="serving/front/fleet.sh", script_commands=frozenset({"start"})),
-    "stack": Part("serving.containers.cli", "the Docker Swarm stack: start | stop | status | env (containers.sh)",
-                  script="serving/containers/containers.sh", script_commands=frozenset({"start"})),
+    "mms": Part(
+        "serving.mms.cli",
+        "one MMS on this host: start | stop | status | scale (start_mms.sh)",
+        script="start_mms.sh",
+        script_commands=frozenset({"start"}),
+    ),
+    "fleet": Part(
+        "serving.front.cli",
+        "the nginx front door over a namespace fleet: start | stop | status | env | "
+        "token | drain | rollout ... (fleet.sh)",
+        script="serving/front/fleet.sh",
+        script_commands=frozenset({"start"}),
+    ),
+    "stack": Part(
+        "serving.containers.cli",
+        "the Docker Swarm stack: start | stop | status | env (containers.sh)",
+        script="serving/containers/containers.sh",
+        script_commands=frozenset({"start"}),
+    ),
     "redis": Part("serving.redis.cli", "redis-server with the FizBuzNet module: start | stop | status | ..."),
     "flask": Part("serving.flask.cli", "the Flask + gunicorn server: start | stop | status"),
     # the model
@@ -95,16 +107,23 @@ def listing(title: str, parts: dict[str, Part]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = "\n\n".join([
-        listing("parts:", PARTS),
-        listing("benchmarks (fizbuz bench NAME):", BENCHES),
-        "other:\n  settings  every setting: its FIZBUZ_ name, old name, default and value here\n"
-        "  test      run the tests (./run_tests.sh with the same arguments)",
-    ])
-    parser = argparse.ArgumentParser(prog="fizbuz", description=__doc__.split("\n\n")[0],
-                                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=[*PARTS, "bench", "settings", "test"], metavar="PART",
-                        help="what to run (listed below)")
+    epilog = "\n\n".join(
+        [
+            listing("parts:", PARTS),
+            listing("benchmarks (fizbuz bench NAME):", BENCHES),
+            "other:\n  settings  every setting: its FIZBUZ_ name, old name, default and value here\n"
+            "  test      run the tests (./run_tests.sh with the same arguments)",
+        ]
+    )
+    parser = argparse.ArgumentParser(
+        prog="fizbuz",
+        description=__doc__.split("\n\n")[0],
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "part", choices=[*PARTS, "bench", "settings", "test"], metavar="PART", help="what to run (listed below)"
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the part's own arguments (fizbuz PART -h)")
     return parser
 
@@ -135,8 +154,11 @@ def run_part(name: str, part: Part, args: list[str]) -> int:
 
 def run_bench(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
-        print("usage: fizbuz bench NAME [ARGS ...]\n\n" + listing("benchmarks:", BENCHES)
-              + "\n\nEach writes its figures to one results file under bench/results/ (fizbuz bench NAME -h).")
+        print(
+            "usage: fizbuz bench NAME [ARGS ...]\n\n"
+            + listing("benchmarks:", BENCHES)
+            + "\n\nEach writes its figures to one results file under bench/results/ (fizbuz bench NAME -h)."
+        )
         return 0 if args else 2
     name = args[0]
     if name not in BENCHES:
@@ -151,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench(args.args)
     if args.part == "settings":
         from fizbuz import settings
+
         return settings.main(args.args)
     if args.part == "test":
         return subprocess.call([str(ROOT / "run_tests.sh"), *args.args])

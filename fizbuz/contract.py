@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from fizbuz_codec import (  # noqa: F401 (re-exported)
-    INPUT_KEY, MAX_INPUT, MIN_INPUT, MODEL_NAME, OUTPUT_KEY, SMOKE_ANSWER, SMOKE_INPUT, true_label)
+    INPUT_KEY,
+    MAX_INPUT,
+    MIN_INPUT,
+    MODEL_NAME,
+    OUTPUT_KEY,
+    SMOKE_ANSWER,
+    SMOKE_INPUT,
+    true_label,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,27 +29,33 @@ HANDLER = "fizbuz_service:handle"
 
 # Artifacts.
 WEIGHTS = ROOT / "assets" / "fizbuz_model.pth"
-PACKAGE_DIR = ROOT / MODEL_NAME              # the folder model-archiver packs
+PACKAGE_DIR = ROOT / MODEL_NAME  # the folder model-archiver packs
 ONNX_PATH = PACKAGE_DIR / "fizbuz.onnx"
 MODEL_STORE = ROOT / "model_store"
 MAR_FILE_NAME = f"{MODEL_NAME}.mar"
 TORCHSCRIPT_PATH = ROOT / "build" / "fizbuz.pt"
-REDIS_MODULE = ROOT / "build" / "redis" / "fizbuz_ai.so"   # serving/redis/build.sh's default
+REDIS_MODULE = ROOT / "build" / "redis" / "fizbuz_ai.so"  # serving/redis/build.sh's default
 RUN_DIR = ROOT / "run"
 
 # What build_mar.sh copies beside the converted model, and the archive's exact file list.
 ARCHIVE_SOURCES = ("fizbuz_service.py", "fizbuz_codec.py", "fizbuz_v2.py", "fizbuz_metrics.py", "signature.json")
-ARCHIVE_FILES = frozenset({
-    "MAR-INF/MANIFEST.json",
-    *ARCHIVE_SOURCES,
-    f"{MODEL_NAME}-symbol.json",   # written by model-archiver --convert
-    f"{MODEL_NAME}-0000.params",
-})
+ARCHIVE_FILES = frozenset(
+    {
+        "MAR-INF/MANIFEST.json",
+        *ARCHIVE_SOURCES,
+        f"{MODEL_NAME}-symbol.json",  # written by model-archiver --convert
+        f"{MODEL_NAME}-0000.params",
+    }
+)
 
 # The sources a built archive depends on: newer ones make it stale.
-ARCHIVE_INPUTS = (WEIGHTS, *(ROOT / name for name in ARCHIVE_SOURCES),
-                  ROOT / "export_onnx.py", ROOT / "fizbuz" / "model.py", ROOT / "build_mar.sh")
-
+ARCHIVE_INPUTS = (
+    WEIGHTS,
+    *(ROOT / name for name in ARCHIVE_SOURCES),
+    ROOT / "export_onnx.py",
+    ROOT / "fizbuz" / "model.py",
+    ROOT / "build_mar.sh",
+)
 
 
 def request_body(number):

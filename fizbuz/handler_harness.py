@@ -26,6 +26,7 @@ def load_service(model_dir, batch_size):
     """The handler's service initialised on an unpacked archive, as a worker
     registered with `batch_size` does it."""
     import fizbuz_service  # needs mxnet: imported only where a handler is wanted
+
     service = fizbuz_service.MXNetModelService()
     service.initialize(load_context(model_dir, batch_size))
     return service

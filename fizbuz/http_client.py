@@ -39,8 +39,14 @@ def predict_url(port, address="127.0.0.1", tls=False, path=PREDICT_PATH):
 
 def predict(url, number, timeout=10.0, cafile=None, headers=None):
     """POST one prediction request; returns (status, text)."""
-    return call("POST", url, timeout, request_body(number),
-                {"Content-Type": "application/json", **(headers or {})}, cafile=cafile)
+    return call(
+        "POST",
+        url,
+        timeout,
+        request_body(number),
+        {"Content-Type": "application/json", **(headers or {})},
+        cafile=cafile,
+    )
 
 
 def answers_smoke_request(url, timeout=5.0, cafile=None, headers=None):

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import random
 import shutil
 import socket
@@ -36,6 +37,7 @@ class LifecycleError(FizbuzError):
 
 # --------------------------------------------------------------------------- ports
 
+
 def port_is_free(port, host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -49,8 +51,9 @@ def port_is_free(port, host="127.0.0.1"):
 def check_port_free(port, what, host="127.0.0.1", hint=""):
     """Raise LifecycleError when `port` cannot be bound on `host`."""
     if not port_is_free(port, host):
-        raise LifecycleError(f"port {port} ({what}) is already in use on {host}: stop what listens "
-                             f"there, or choose another port{hint}")
+        raise LifecycleError(
+            f"port {port} ({what}) is already in use on {host}: stop what listens there, or choose another port{hint}"
+        )
 
 
 def free_port(taken=(), host="127.0.0.1"):
@@ -70,6 +73,7 @@ def free_ports(count, host="127.0.0.1"):
 
 
 # --------------------------------------------------------------------------- waiting
+
 
 def wait_until(condition, timeout, what, interval=0.1, alive=None, not_yet=()):
     """Poll `condition` until it returns a truthy value (returned) or `timeout`
@@ -93,6 +97,7 @@ def wait_until(condition, timeout, what, interval=0.1, alive=None, not_yet=()):
 
 
 # --------------------------------------------------------------------------- processes
+
 
 def end_family(process, grace=10.0):
     """Stop `process` (a psutil.Process or a pid) and all its descendants:
@@ -225,16 +230,30 @@ class PidFile:
         return process.pid if process is not None else None
 
 
+def open_log(path):
+    """`path` opened for appending, never through a symbolic link: a server run
+    as an unprivileged user owns its logs folder, and a link it put there must
+    not make root append to (or, in `tail`, read out) a file of root's."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644), "ab")
+
+
 def spawn(command, log_path, env=None, cwd=None, pid_file=None):
     """Start `command` in a session of its own (so a Ctrl-C meant for the caller
     does not reach it and its family can be ended as one), output to `log_path`.
     Returns the psutil.Process; the pid goes to `pid_file` when given."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as output:
+    with open_log(log_path) as output:
         # psutil.Popen: one object that is both the child (reaped on exit) and a psutil.Process.
-        process = psutil.Popen([str(part) for part in command], stdout=output, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+        process = psutil.Popen(
+            [str(part) for part in command],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     if pid_file is not None:
         pid_file.write(process.pid)
     return process
@@ -293,8 +312,9 @@ def server_cli(argv, prog, description, commands, make_settings, errors=()):
     `commands[name](make_settings())`, and print a FizbuzError (its exit
     code), a ValueError or one of `errors` (exit 1) as one line instead of a
     traceback."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", nargs="?", default="start", choices=tuple(commands))
     args = parser.parse_args(argv)
     logs.setup("progress")
@@ -306,11 +326,15 @@ def server_cli(argv, prog, description, commands, make_settings, errors=()):
 
 
 def tail(path, lines=20):
+    """The last lines of a log (not through a link: see open_log)."""
     try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as handle:
+            text = handle.read().decode(errors="replace")
     except FileNotFoundError:
         return f"({path} does not exist)"
-
+    except OSError as error:  # ELOOP: a link
+        return f"({path} not read: {error.strerror})"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class ScriptedServer:
@@ -327,8 +351,14 @@ class ScriptedServer:
         self.pid = None
 
     def run_script(self, script, *args, timeout=300):
-        return subprocess.run([str(script), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [str(script), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def start(self):
         result = self.run_script(self.script_path, "start")

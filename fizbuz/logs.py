@@ -31,8 +31,9 @@ class _ProgressFormatter(logging.Formatter):
         return text
 
 
-def setup(style: Literal["plain", "progress", "server"] = "progress", level: int = logging.INFO,
-          stream: TextIO | None = None) -> None:
+def setup(
+    style: Literal["plain", "progress", "server"] = "progress", level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
     """Install the root handler once: progress lines on stdout, plain and
     server lines on stderr (as logging's own default), or on `stream`."""
     root = logging.getLogger()

@@ -15,11 +15,20 @@ PARITY_TOLERANCE = 1e-5
 def report_parity(log, max_diff, mismatched, compared, output_path):
     """Log how an exported model compares with the eager one on every input;
     returns the exit status an export script should end with (0 = parity)."""
-    log.info("parity on all %d inputs: max |%s| = %.3g, argmax mismatches = %d",
-             1 << BITS, compared, max_diff, len(mismatched))
+    log.info(
+        "parity on all %d inputs: max |%s| = %.3g, argmax mismatches = %d",
+        1 << BITS,
+        compared,
+        max_diff,
+        len(mismatched),
+    )
     if max_diff > PARITY_TOLERANCE or mismatched:
-        log.error("PARITY FAILED: max diff %.3g (tolerance %g), argmax differs at %s",
-                  max_diff, PARITY_TOLERANCE, mismatched[:20])
+        log.error(
+            "PARITY FAILED: max diff %.3g (tolerance %g), argmax differs at %s",
+            max_diff,
+            PARITY_TOLERANCE,
+            mismatched[:20],
+        )
         return 1
     log.info("parity OK: %s matches PyTorch", output_path)
     return 0
@@ -27,12 +36,11 @@ def report_parity(log, max_diff, mismatched, compared, output_path):
 
 def exporter_arguments(description, default_output, what):
     """The command line every exporter shares: --weights, --output, --quiet."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=WEIGHTS,
-                        help="trained state_dict (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=default_output,
-                        help=f"where to write the {what} model (default: %(default)s)")
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="trained state_dict (default: %(default)s)")
+    parser.add_argument(
+        "--output", type=Path, default=default_output, help=f"where to write the {what} model (default: %(default)s)"
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the traced graphs")
     return parser
 

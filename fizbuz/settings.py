@@ -38,10 +38,10 @@ BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "fal
 
 @dataclass(frozen=True)
 class Setting:
-    key: str                  # FIZBUZ_<KEY upper-cased> in the environment
-    kind: type                # int, float, str, bool or Path
-    default: object           # None: unset (the part decides, e.g. a self-signed certificate)
-    parts: str                # which commands read it
+    key: str  # FIZBUZ_<KEY upper-cased> in the environment
+    kind: type  # int, float, str, bool or Path
+    default: object  # None: unset (the part decides, e.g. a self-signed certificate)
+    parts: str  # which commands read it
     help: str
     old: tuple[str, ...] = ()  # names before the prefix, still read
     low: float | None = None
@@ -63,58 +63,148 @@ SETTINGS: tuple[Setting, ...] = (
     # ---------------------------------------------------------------- one MMS (fizbuz mms, start_mms.sh)
     _s("run_dir", Path, RUN_DIR, "mms", "the server's run folder: pid file, sockets, config, logs/"),
     _s("mms_timeout", float, 120.0, "mms", "seconds to wait for each start-up step", "MMS_TIMEOUT", 1, 3600),
-    _s("mms_response_timeout", int, None, "mms, stack",
-       "MMS's default_response_timeout in s (also bounds a worker's model load; default: config.properties' 30)",
-       "MMS_RESPONSE_TIMEOUT", 1, 3600),
-    _s("mms_warmup", int, 4, "mms",
-       "passes over every input (0..1022), 16 at a time, each answer checked, before a server counts as ready: "
-       "they warm the Java frontend's JIT (0: one smoke request only)", (), 0, 100),
-    _s("mms_netty_threads", int, None, "mms, stack",
-       "Netty threads of MMS's frontend serving the APIs (number_of_netty_threads; 0: Netty's own, 2 x cores; "
-       "default: config.properties' 1)", (), 0, 64),
-    _s("mms_netty_client_threads", int, None, "mms, stack",
-       "Netty threads of MMS's frontend talking to its workers (netty_client_threads; 0: Netty's own; "
-       "default: config.properties' 1)", (), 0, 64),
-    _s("mms_jvm_options", str, None, "mms, stack",
-       "JVM options for MMS's Java frontend, space-separated, each starting with '-' (vmargs; default: "
-       "config.properties' -XX:+UseSerialGC)"),
-    _s("inference_address", str, "127.0.0.1", "mms",
-       "address the predictions API binds to (management always stays on 127.0.0.1)", "INFERENCE_ADDRESS"),
+    _s(
+        "mms_response_timeout",
+        int,
+        None,
+        "mms, stack",
+        "MMS's default_response_timeout in s (also bounds a worker's model load; default: config.properties' 30)",
+        "MMS_RESPONSE_TIMEOUT",
+        1,
+        3600,
+    ),
+    _s(
+        "mms_warmup",
+        int,
+        4,
+        "mms",
+        "passes over every input (0..1022), 16 at a time, each answer checked, before a server counts as ready: "
+        "they warm the Java frontend's JIT (0: one smoke request only)",
+        (),
+        0,
+        100,
+    ),
+    _s(
+        "mms_netty_threads",
+        int,
+        None,
+        "mms, stack",
+        "Netty threads of MMS's frontend serving the APIs (number_of_netty_threads; 0: Netty's own, 2 x cores; "
+        "default: config.properties' 1)",
+        (),
+        0,
+        64,
+    ),
+    _s(
+        "mms_netty_client_threads",
+        int,
+        None,
+        "mms, stack",
+        "Netty threads of MMS's frontend talking to its workers (netty_client_threads; 0: Netty's own; "
+        "default: config.properties' 1)",
+        (),
+        0,
+        64,
+    ),
+    _s(
+        "mms_jvm_options",
+        str,
+        None,
+        "mms, stack",
+        "JVM options for MMS's Java frontend, space-separated, each starting with '-' (vmargs; default: "
+        "config.properties' -XX:+UseSerialGC)",
+    ),
+    _s(
+        "inference_address",
+        str,
+        "127.0.0.1",
+        "mms",
+        "address the predictions API binds to (management always stays on 127.0.0.1)",
+        "INFERENCE_ADDRESS",
+    ),
     _s("inference_port", int, 8080, "mms, stack", "MMS's predictions API port", "INFERENCE_PORT", 1, MAX_MMS_PORT),
-    _s("management_port", int, 8081, "mms", "MMS's management API port (127.0.0.1)", "MANAGEMENT_PORT",
-       1, MAX_MMS_PORT),
-    _s("metrics_port", int, 8082, "mms", "MMS's Prometheus exporter port; 0 turns the exporter off",
-       "METRICS_PORT", 0, 65535),
-    _s("model_store", Path, MODEL_STORE, "mms, build_mar.sh", "where the .mar is built and served from",
-       "MODEL_STORE"),
+    _s(
+        "management_port", int, 8081, "mms", "MMS's management API port (127.0.0.1)", "MANAGEMENT_PORT", 1, MAX_MMS_PORT
+    ),
+    _s(
+        "metrics_port",
+        int,
+        8082,
+        "mms",
+        "MMS's Prometheus exporter port; 0 turns the exporter off",
+        "METRICS_PORT",
+        0,
+        65535,
+    ),
+    _s("model_store", Path, MODEL_STORE, "mms, build_mar.sh", "where the .mar is built and served from", "MODEL_STORE"),
     _s("batch_size", int, 16, "mms, fleet", "largest batch a worker gets", "BATCH_SIZE", 1, 1024),
     _s("max_batch_delay", int, 1, "mms", "ms a worker waits to fill a batch", "MAX_BATCH_DELAY", 0, 10000),
-    _s("workers", int, 2, "mms, fleet", "MMS worker processes per host (one per core suits this model)", "WORKERS",
-       1, 16),
-    _s("single_workers", int, 0, "mms",
-       "also register fizbuz_package_single (batch 1, no delay) with this many workers", "SINGLE_WORKERS", 0, 16),
+    _s(
+        "workers",
+        int,
+        2,
+        "mms, fleet",
+        "MMS worker processes per host (one per core suits this model)",
+        "WORKERS",
+        1,
+        16,
+    ),
+    _s(
+        "single_workers",
+        int,
+        0,
+        "mms",
+        "also register fizbuz_package_single (batch 1, no delay) with this many workers",
+        "SINGLE_WORKERS",
+        0,
+        16,
+    ),
     _s("scale_single", bool, False, "scale_workers.sh", "scale fizbuz_package_single instead", "SCALE_SINGLE"),
-    _s("access_log", bool, False, "mms", "MMS's access log and per-request/per-batch lines (cost throughput)",
-       "ACCESS_LOG"),
+    _s(
+        "access_log",
+        bool,
+        False,
+        "mms",
+        "MMS's access log and per-request/per-batch lines (cost throughput)",
+        "ACCESS_LOG",
+    ),
     _s("metrics", bool, True, "mms", "the exporter and the handler's Prometheus counters", "METRICS"),
-    _s("model_metrics_log", int, None, "mms",
-       "1: per-batch metric lines in model_metrics.log, MMS's PredictionTime and the handler's four "
-       "(default 0 with metrics on, 1 off)",
-       "MODEL_METRICS_LOG", 0, 1),
-    _s("mms_fast_protocol", bool, True, "mms",
-       "the worker patch serving/mms/fast_worker.py (buffered frame decoder, no per-batch log lines); "
-       "0: MMS's workers exactly as MMS 1.0.8 ships them"),
+    _s(
+        "model_metrics_log",
+        int,
+        None,
+        "mms",
+        "1: per-batch metric lines in model_metrics.log, MMS's PredictionTime and the handler's four "
+        "(default 0 with metrics on, 1 off)",
+        "MODEL_METRICS_LOG",
+        0,
+        1,
+    ),
+    _s(
+        "mms_fast_protocol",
+        bool,
+        True,
+        "mms",
+        "the worker patch serving/mms/fast_worker.py (buffered frame decoder, no per-batch log lines); "
+        "0: MMS's workers exactly as MMS 1.0.8 ships them",
+    ),
+    _s(
+        "mms_run_as",
+        str,
+        None,
+        "mms",
+        "when root starts MMS: the unprivileged user its frontend, workers and exporter run as (made when "
+        "missing); unset: they run as the caller",
+    ),
     _s("tls", bool, False, "mms", "serve predictions over HTTPS", "TLS"),
     _s("tls_cert", Path, None, "mms, fleet", "PEM certificate (default: a self-signed one)", "TLS_CERT"),
     _s("tls_key", Path, None, "mms, fleet", "PEM private key, PKCS#8", "TLS_KEY"),
     # ---------------------------------------------------------------- the model's files
     _s("weights", Path, WEIGHTS, "build_mar.sh, flask", "the trained weights"),
-    _s("staging_dir", Path, PACKAGE_DIR, "build_mar.sh", "where the archive's folder is staged",
-       "STAGING_DIR"),
+    _s("staging_dir", Path, PACKAGE_DIR, "build_mar.sh", "where the archive's folder is staged", "STAGING_DIR"),
     _s("venv", Path, ROOT / ".venv", "every script", "the project's virtual environment"),
     # ---------------------------------------------------------------- the front door (fizbuz fleet, fleet.sh)
-    _s("fleet_dir", Path, RUN_DIR / "fleet", "fleet", "the fleet's folder: state, tokens, nginx, hosts",
-       "FLEET_DIR"),
+    _s("fleet_dir", Path, RUN_DIR / "fleet", "fleet", "the fleet's folder: state, tokens, nginx, hosts", "FLEET_DIR"),
     _s("hosts", int, 2, "fleet", "model hosts behind the front door", "HOSTS", 1, 16),
     _s("front_port", int, 8443, "fleet, stack", "the front door's HTTPS port", "FRONT_PORT", 1, 65535),
     _s("front_address", str, "127.0.0.1", "fleet", "address the front door listens on", "FRONT_ADDRESS"),
@@ -122,39 +212,139 @@ SETTINGS: tuple[Setting, ...] = (
     _s("rate", int, 50000, "fleet", "requests/s per token (nginx limit_req)", "RATE", 1, 1_000_000),
     _s("burst", int, 10000, "fleet", "requests per token allowed over the rate at once", "BURST", 0, 1_000_000),
     _s("body_cap", str, "4k", "fleet", "largest card-path request body (nginx size)", "BODY_CAP"),
-    _s("nginx_workers", str, "1", "fleet", "nginx worker processes (1: cheapest beside MMS on a small box; "
-       "auto: one per core, for a front door on a machine of its own)", "NGINX_WORKERS"),
-    _s("front_metrics_port", int, 9113, "fleet", "the front door's exporter port; 0: no metrics",
-       "FRONT_METRICS_PORT", 0, 65535),
+    _s(
+        "nginx_workers",
+        str,
+        "1",
+        "fleet",
+        "nginx worker processes (1: cheapest beside MMS on a small box; "
+        "auto: one per core, for a front door on a machine of its own)",
+        "NGINX_WORKERS",
+    ),
+    _s(
+        "front_metrics_port",
+        int,
+        9113,
+        "fleet",
+        "the front door's exporter port; 0: no metrics",
+        "FRONT_METRICS_PORT",
+        0,
+        65535,
+    ),
     _s("read_timeout", float, 3.0, "fleet", "seconds nginx waits for a host's answer", "READ_TIMEOUT", 0.1, 600),
-    _s("fleet_single_workers", int, 1, "fleet",
-       "batch-1 workers per host for adaptive batching (0 with --batched-only)", "SINGLE_WORKERS", 0, 16),
-    _s("adaptive_threshold", int, 8, "fleet", "at most this many open client connections: a request goes to batch 1",
-       "ADAPTIVE_THRESHOLD", 0, 100000),
+    _s(
+        "fleet_mms_user",
+        str,
+        "fizbuz-mms",
+        "fleet",
+        "the unprivileged system user each local host's MMS runs as when root starts the fleet (made when missing)",
+    ),
+    _s(
+        "fleet_single_workers",
+        int,
+        1,
+        "fleet",
+        "batch-1 workers per host for adaptive batching (0 with --batched-only)",
+        "SINGLE_WORKERS",
+        0,
+        16,
+    ),
+    _s(
+        "adaptive_threshold",
+        int,
+        8,
+        "fleet",
+        "at most this many open client connections: a request goes to batch 1",
+        "ADAPTIVE_THRESHOLD",
+        0,
+        100000,
+    ),
     _s("adaptive", bool, True, "fleet", "adaptive batching (0: every request batched)", "ADAPTIVE"),
-    _s("admission", int, 64, "fleet", "requests in flight per host before the front door answers 503 + Retry-After "
-       "(0: no admission control; docs/overload.md)", "ADMISSION", 0, 100000),
+    _s(
+        "admission",
+        int,
+        64,
+        "fleet",
+        "requests in flight per host before the front door answers 503 + Retry-After "
+        "(0: no admission control; docs/overload.md)",
+        "ADMISSION",
+        0,
+        100000,
+    ),
     _s("retry_budget", int, 32, "fleet", "retries in flight per host entry (0: unbounded)", "RETRY_BUDGET", 0, 100000),
-    _s("retry_share", float, 0.1, "fleet", "retries on another host per recent (10 s) successful request "
-       "(0: no share budget; docs/overload.md)", "RETRY_SHARE", 0, 1),
-    _s("retry_floor", float, 3.0, "fleet", "retries/s allowed whatever the successes (a quiet door still retries "
-       "a worker's death)", "RETRY_FLOOR", 0, 1000),
+    _s(
+        "retry_share",
+        float,
+        0.1,
+        "fleet",
+        "retries on another host per recent (10 s) successful request (0: no share budget; docs/overload.md)",
+        "RETRY_SHARE",
+        0,
+        1,
+    ),
+    _s(
+        "retry_floor",
+        float,
+        3.0,
+        "fleet",
+        "retries/s allowed whatever the successes (a quiet door still retries a worker's death)",
+        "RETRY_FLOOR",
+        0,
+        1000,
+    ),
     # ---------------------------------------------------------------- the Swarm stack (fizbuz stack, containers.sh)
-    _s("containers_dir", Path, RUN_DIR / "containers", "stack", "the stack's folder: dockerd, state, tokens",
-       "CONTAINERS_DIR"),
+    _s(
+        "containers_dir",
+        Path,
+        RUN_DIR / "containers",
+        "stack",
+        "the stack's folder: dockerd, state, tokens",
+        "CONTAINERS_DIR",
+    ),
     _s("stack", str, "fizbuz", "stack", "the stack's name", "STACK"),
     _s("replicas", int, 2, "stack", "MMS tasks", "REPLICAS", 1, 32),
     _s("stack_workers", int, 1, "stack", "MMS workers per task", "WORKERS", 1, 16),
     _s("base", str, "local", "stack", "base image: local (debootstrap) or an image name", "BASE"),
     _s("mms_cpus", str, "1", "stack", "CPU limit per MMS task", "MMS_CPUS"),
     _s("mms_memory", str, "768M", "stack", "memory limit per MMS task", "MMS_MEMORY"),
-    _s("nodes", int, 1, "stack", "Swarm nodes (1: this machine's engine; 2..9: one engine per network namespace)",
-       "NODES", 1, 9),
+    _s(
+        "swarm_address",
+        str,
+        "127.0.0.1",
+        "stack",
+        "the address a one-node Swarm listens (2377) and advertises on (docker swarm init)",
+    ),
+    _s(
+        "nodes",
+        int,
+        1,
+        "stack",
+        "Swarm nodes (1: this machine's engine; 2..9: one engine per network namespace)",
+        "NODES",
+        1,
+        9,
+    ),
     _s("managers", int, 1, "stack", "of the nodes, how many are managers (3 for a quorum)", "MANAGERS", 1, 9),
-    _s("drain_seconds", float, 3.0, "stack (in the MMS image)", "seconds a stopping task keeps answering",
-       "DRAIN_SECONDS", 0, 600),
-    _s("health_timeout", float, 4.0, "stack (in the MMS image)", "the health check's timeout", "HEALTH_TIMEOUT",
-       0.1, 600),
+    _s(
+        "drain_seconds",
+        float,
+        3.0,
+        "stack (in the MMS image)",
+        "seconds a stopping task keeps answering",
+        "DRAIN_SECONDS",
+        0,
+        600,
+    ),
+    _s(
+        "health_timeout",
+        float,
+        4.0,
+        "stack (in the MMS image)",
+        "the health check's timeout",
+        "HEALTH_TIMEOUT",
+        0.1,
+        600,
+    ),
     _s("image_version", str, "dev", "stack (in the images)", "the images' version label"),
     # ---------------------------------------------------------------- Flask + gunicorn (fizbuz flask, serve.sh)
     _s("flask_port", int, 8000, "flask", "gunicorn's port on 127.0.0.1", "PORT", 1, 65535),
@@ -211,8 +401,9 @@ def _parse(setting: Setting, name: str, text: str):
     except (KeyError, ValueError):
         kind = {bool: "0 or 1", int: "a whole number", float: "a number"}.get(setting.kind, "a value")
         raise SettingError(f"{name}={text!r} is not {kind} ({setting.help})") from None
-    if setting.kind in (int, float) and ((setting.low is not None and value < setting.low)
-                                         or (setting.high is not None and value > setting.high)):
+    if setting.kind in (int, float) and (
+        (setting.low is not None and value < setting.low) or (setting.high is not None and value > setting.high)
+    ):
         raise SettingError(f"{name}={text!r} is outside {setting.low:g}..{setting.high:g} ({setting.help})")
     return value
 
@@ -278,12 +469,18 @@ def _shown(default) -> str:
 
 
 def markdown() -> str:
-    lines = ["# Settings", "",
-             "Every setting, generated from `fizbuz/settings.py` by `fizbuz settings --markdown` "
-             "(a test keeps this page current).", "",
-             "Precedence, highest first: a command-line flag, `FIZBUZ_<NAME>` in the environment, the old "
-             "unprefixed name (still read, with a deprecation line), the default below.", "",
-             "| setting | old name | default | read by | what |", "|---|---|---|---|---|"]
+    lines = [
+        "# Settings",
+        "",
+        "Every setting, generated from `fizbuz/settings.py` by `fizbuz settings --markdown` "
+        "(a test keeps this page current).",
+        "",
+        "Precedence, highest first: a command-line flag, `FIZBUZ_<NAME>` in the environment, the old "
+        "unprefixed name (still read, with a deprecation line), the default below.",
+        "",
+        "| setting | old name | default | read by | what |",
+        "|---|---|---|---|---|",
+    ]
     for s in SETTINGS:
         default = "unset" if s.default is None else f"`{_shown(s.default)}`"
         old = ", ".join(f"`{name}`" for name in s.old) or "-"
@@ -305,8 +502,11 @@ def table(environ=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fizbuz settings", description=__doc__.split("\n\n")[0],
-                                     epilog="Precedence: flag > FIZBUZ_<NAME> > old name > default.")
+    parser = argparse.ArgumentParser(
+        prog="fizbuz settings",
+        description=__doc__.split("\n\n")[0],
+        epilog="Precedence: flag > FIZBUZ_<NAME> > old name > default.",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the docs page (docs/settings.md)")
     sub = parser.add_subparsers(dest="command")
     get = sub.add_parser("get", help="print settings' values, one per line (for shell scripts: one start-up)")

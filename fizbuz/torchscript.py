@@ -64,8 +64,9 @@ def parity_report(model, scripted_path):
         eager_logits = model(every_input)
         scripted_logits = reloaded(every_input)
     if scripted_logits.shape != eager_logits.shape:
-        raise ValueError(f"{scripted_path} returns shape {tuple(scripted_logits.shape)}, "
-                         f"the eager model {tuple(eager_logits.shape)}")
+        raise ValueError(
+            f"{scripted_path} returns shape {tuple(scripted_logits.shape)}, the eager model {tuple(eager_logits.shape)}"
+        )
     max_diff = (eager_logits - scripted_logits).abs().max().item()
     mismatched = (eager_logits.argmax(1) != scripted_logits.argmax(1)).nonzero().flatten()
     return max_diff, mismatched.tolist()
@@ -73,8 +74,9 @@ def parity_report(model, scripted_path):
 
 def parse_args(argv):
     parser = exporter_arguments(__doc__, DEFAULT_OUTPUT, "TorchScript")
-    parser.add_argument("--check", action="store_true",
-                        help="do not export: only check parity of the existing --output")
+    parser.add_argument(
+        "--check", action="store_true", help="do not export: only check parity of the existing --output"
+    )
     return parser.parse_args(argv)
 
 
@@ -91,8 +93,7 @@ def main(argv=None):
             return 2
     else:
         log.info("tracing %s -> %s", args.weights, args.output)
-        log.info("(TorchScript is in maintenance mode; torch.export + AOTInductor is its "
-                 "successor, see README)")
+        log.info("(TorchScript is in maintenance mode; torch.export + AOTInductor is its successor, see README)")
         traced = export(model, args.output)
         if not args.quiet:
             log.info("== traced graph (TorchScript IR) ==")

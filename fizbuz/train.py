@@ -54,32 +54,40 @@ def train(seed, epochs, lr, weight_decay, report_every):
         loss.backward()
         optimizer.step()
         if epoch % report_every == 0 or epoch == epochs:
-            log.info("epoch %5d/%d  loss %.5f  train accuracy %.4f",
-                     epoch, epochs, loss.item(), accuracy(model, TRAINING))
+            log.info(
+                "epoch %5d/%d  loss %.5f  train accuracy %.4f", epoch, epochs, loss.item(), accuracy(model, TRAINING)
+            )
     model.eval()
     return model
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--epochs", type=int, default=4000, help="default: %(default)s")
     parser.add_argument("--lr", type=float, default=0.01, help="default: %(default)s")
     parser.add_argument("--weight-decay", type=float, default=0.05, help="default: %(default)s")
     parser.add_argument("--report-every", type=int, default=500, help="default: %(default)s")
-    parser.add_argument("--min-accuracy", type=float, default=1.0,
-                        help="fail below this held-out accuracy (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="where to save the state_dict (default: %(default)s)")
+    parser.add_argument(
+        "--min-accuracy", type=float, default=1.0, help="fail below this held-out accuracy (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="where to save the state_dict (default: %(default)s)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     logs.setup("plain")
-    log.info("training FizBuzNet on %d..%d, holding out %d..%d (seed %d)",
-             TRAINING.start, TRAINING.stop - 1, HELD_OUT.start, HELD_OUT.stop - 1, args.seed)
+    log.info(
+        "training FizBuzNet on %d..%d, holding out %d..%d (seed %d)",
+        TRAINING.start,
+        TRAINING.stop - 1,
+        HELD_OUT.start,
+        HELD_OUT.stop - 1,
+        args.seed,
+    )
     model = train(args.seed, args.epochs, args.lr, args.weight_decay, args.report_every)
     held_out = accuracy(model, HELD_OUT)
     everything = accuracy(model, EVERYTHING)

@@ -51,8 +51,8 @@ class BrowserError(FizbuzError):
 @dataclass
 class Session:
     page: Page
-    profile: str       # the temporary --user-data-dir
-    pid: int | None    # the browser's main process
+    profile: str  # the temporary --user-data-dir
+    pid: int | None  # the browser's main process
 
 
 def processes_using(profile):
@@ -81,9 +81,14 @@ def headless_page(width=1280, height=800, scale=1, binary=CHROMIUM):
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=binary, headless=True, args=list(FLAGS),
-                viewport={"width": width, "height": height}, device_scale_factor=scale,
-                timeout=LAUNCH_TIMEOUT_MS)
+                profile,
+                executable_path=binary,
+                headless=True,
+                args=list(FLAGS),
+                viewport={"width": width, "height": height},
+                device_scale_factor=scale,
+                timeout=LAUNCH_TIMEOUT_MS,
+            )
             try:
                 page = context.pages[0] if context.pages else context.new_page()
                 yield Session(page, profile, main_process(profile))

@@ -71,8 +71,9 @@ class Settings:
         if not re.fullmatch(r"[0-9]+", self.port_text) or not 1 <= int(self.port_text) <= 65535:
             raise LifecycleError(f"NETRON_PORT must be a port number, got '{self.port_text}'")
         if self.port_text in self.mms_ports:
-            raise LifecycleError(f"NETRON_PORT={self.port_text} is an MMS port (8080 inference, "
-                                 f"8081 management); pick another")
+            raise LifecycleError(
+                f"NETRON_PORT={self.port_text} is an MMS port (8080 inference, 8081 management); pick another"
+            )
         return int(self.port_text)
 
     @property
@@ -105,9 +106,14 @@ def launch(settings, model):
         raise LifecycleError(f"netron is not installed in {netron.parent.parent}: run scripts/setup_env.sh --dev")
     log.info("serving %s with netron %s", model, importlib.metadata.version("netron"))
     model_url = f"{settings.url}data/{model.name}"
-    process = start_server([netron, "--host", settings.host, "--port", port, model], settings.pid_file,
-                           settings.log_file, ready=lambda: answers(settings.url) and answers(model_url),
-                           what=f"netron to answer at {settings.url}", timeout=settings.timeout)
+    process = start_server(
+        [netron, "--host", settings.host, "--port", port, model],
+        settings.pid_file,
+        settings.log_file,
+        ready=lambda: answers(settings.url) and answers(model_url),
+        what=f"netron to answer at {settings.url}",
+        timeout=settings.timeout,
+    )
     print(f"netron is ready: {settings.url}  (pid {process.pid})", flush=True)
     if settings.browse:
         if not settings.display:
@@ -146,8 +152,7 @@ def end_own_netron():
 def serve(settings, model):
     running = already_running(settings)
     if running is not None:
-        raise LifecycleError(f"netron already runs in the background (pid {running.pid}); "
-                             f"'{PROG} stop' first")
+        raise LifecycleError(f"netron already runs in the background (pid {running.pid}); '{PROG} stop' first")
     process = code = None
     try:
         process = launch(settings, model)
@@ -196,8 +201,12 @@ def status(settings, model=None):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, usage="%(prog)s [-h] [MODE] [MODEL]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__,
+        usage="%(prog)s [-h] [MODE] [MODEL]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("words", nargs="*", metavar="[MODE] [MODEL]", help=f"MODE is one of {', '.join(MODES)}")
     args = parser.parse_args(argv)
     words = list(args.words)

@@ -41,8 +41,7 @@ def consent_already_given(session, url):
     # is answered; a fresh profile would always ask. Outside hosts do not
     # resolve in this browser, so nothing is reported anywhere.
     if url.startswith("http"):
-        session.page.context.add_cookies([{"name": "consent", "value": str(int(time.time() * 1000)),
-                                           "url": url}])
+        session.page.context.add_cookies([{"name": "consent", "value": str(int(time.time() * 1000)), "url": url}])
 
 
 def first_text(box):
@@ -87,27 +86,37 @@ def render(url, screenshot=None, deadline=60, margin=24, scale=2):
         if graph["message"] is not None:
             hint = ""
             if "update" in graph["message"].lower():
-                hint = (" (netron's page refuses to work 180 days after its build date;"
-                        " pin a newer netron in requirements-dev.txt)")
-            raise RenderError(f"netron shows a message instead of the graph: "
-                              f"{graph['message']!r}{hint}")
+                hint = (
+                    " (netron's page refuses to work 180 days after its build date;"
+                    " pin a newer netron in requirements-dev.txt)"
+                )
+            raise RenderError(f"netron shows a message instead of the graph: {graph['message']!r}{hint}")
         if screenshot:
             box = page.locator("#origin").bounding_box()
-            clip = {"x": max(box["x"] - margin, 0), "y": max(box["y"] - margin, 0),
-                    "width": box["width"] + 2 * margin, "height": box["height"] + 2 * margin}
+            clip = {
+                "x": max(box["x"] - margin, 0),
+                "y": max(box["y"] - margin, 0),
+                "width": box["width"] + 2 * margin,
+                "height": box["height"] + 2 * margin,
+            }
             page.screenshot(path=str(screenshot), clip=clip)
         return {key: graph[key] for key in ("ops", "inputs", "outputs")}
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m inspection.render_netron", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m inspection.render_netron",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("url", help="a netron page, e.g. http://127.0.0.1:8090/")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the graph here")
-    parser.add_argument("--expect", nargs="*", default=[], metavar="OP",
-                        help="op types that must be drawn (e.g. Gemm Sigmoid)")
-    parser.add_argument("--deadline", type=float, default=60,
-                        help="seconds to wait for the graph (default: %(default)s)")
+    parser.add_argument(
+        "--expect", nargs="*", default=[], metavar="OP", help="op types that must be drawn (e.g. Gemm Sigmoid)"
+    )
+    parser.add_argument(
+        "--deadline", type=float, default=60, help="seconds to wait for the graph (default: %(default)s)"
+    )
     return parser.parse_args(argv)
 
 

@@ -19,8 +19,9 @@ from serving.mms.cli import DEFAULTS
 from serving.mms.private import PrivateMms
 
 
-async def kill_worker_under_load(server, concurrency, warm_answers=200, answers_after=500, recovery_timeout=60.0,
-                                 hold=False):
+async def kill_worker_under_load(
+    server, concurrency, warm_answers=200, answers_after=500, recovery_timeout=60.0, hold=False
+):
     """One kill -9 of a worker while `concurrency` clients ask; the load runs by counts:
     `warm_answers` before the kill (a steady state), `answers_after` once the model has
     all its workers back. Failures whose body says "Worker died" are the requests the
@@ -54,8 +55,8 @@ async def kill_worker_under_load(server, concurrency, warm_answers=200, answers_
 
         def recovered():
             pids = {p.pid for p in server.workers().values()}
-            return (len(server.ready_workers()) == len(before) and len(pids) == len(before)
-                    and victim.pid not in pids)
+            return len(server.ready_workers()) == len(before) and len(pids) == len(before) and victim.pid not in pids
+
         recovered_after = None
         if await wait_for(recovered, recovery_timeout, load):
             recovered_after = time.monotonic() - killed  # a figure for the report, never asserted on
@@ -65,8 +66,11 @@ async def kill_worker_under_load(server, concurrency, warm_answers=200, answers_
         stop.set()
         await load
     return {
-        "concurrency": concurrency, "requests": result.sent, "answered": result.answered,
-        "failed": len(result.failures), "wrong": len(result.wrong),
+        "concurrency": concurrency,
+        "requests": result.sent,
+        "answered": result.answered,
+        "failed": len(result.failures),
+        "wrong": len(result.wrong),
         "transport_errors": sum(result.transport_errors.values()),
         "failure_statuses": sorted({status for _, status, _ in result.failures}),
         "failure_bodies": sorted({body.decode("utf-8", "replace").strip() for _, _, body in result.failures}),
@@ -91,28 +95,34 @@ async def wait_for(condition, timeout, load, interval=0.05):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m loadtest.faults", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=3, help="kills per concurrency (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="default: %(default)s")
     parser.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="default: %(default)s")
-    parser.add_argument("--hold", action="store_true",
-                        help="stop the worker before its kill, so that the kill meets a batch in flight")
+    parser.add_argument(
+        "--hold", action="store_true", help="stop the worker before its kill, so that the kill meets a batch in flight"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    print(f"{'c':>4} {'trial':>5} {'requests':>9} {'failed':>6} {'wrong':>5} {'recovered s':>11} "
-          f"{'max ms':>8}  failure statuses")
+    print(
+        f"{'c':>4} {'trial':>5} {'requests':>9} {'failed':>6} {'wrong':>5} {'recovered s':>11} "
+        f"{'max ms':>8}  failure statuses"
+    )
     with PrivateMms(batch_size=args.batch_size, workers=args.workers) as server:
         for concurrency in args.concurrency:
             for trial in range(1, args.trials + 1):
                 row = asyncio.run(kill_worker_under_load(server, concurrency, hold=args.hold))
-                print(f"{concurrency:>4} {trial:>5} {row['requests']:>9} {row['failed']:>6} {row['wrong']:>5} "
-                      f"{row['recovered_after_s']!s:>11} {row['max_latency_ms']:>8}  {row['failure_statuses']}",
-                      flush=True)
+                print(
+                    f"{concurrency:>4} {trial:>5} {row['requests']:>9} {row['failed']:>6} {row['wrong']:>5} "
+                    f"{row['recovered_after_s']!s:>11} {row['max_latency_ms']:>8}  {row['failure_statuses']}",
+                    flush=True,
+                )
     return 0
 
 

@@ -54,13 +54,15 @@ class LoadResult:
 
     def summary(self):
         return {
-            "requests": self.sent, "answered": self.answered,
+            "requests": self.sent,
+            "answered": self.answered,
             "req_per_s": round(self.answered / self.elapsed, 1) if self.elapsed else 0.0,
             "p50_ms": round(self.percentile(0.50) * 1000, 2),
             "p90_ms": round(self.percentile(0.90) * 1000, 2),
             "p99_ms": round(self.percentile(0.99) * 1000, 2),
             "max_ms": round(max(self.latencies, default=float("nan")) * 1000, 2),
-            "statuses": dict(self.statuses), "wrong_answers": len(self.wrong),
+            "statuses": dict(self.statuses),
+            "wrong_answers": len(self.wrong),
             "transport_errors": dict(self.transport_errors),
         }
 
@@ -100,8 +102,9 @@ async def connection_loop(session, url, start, deadline, budget, result):
         number = number + 1 if number < MAX_INPUT else MIN_INPUT
 
 
-async def run_load(port=8080, concurrency=16, duration=None, total=None, timeout=30.0, result=None,
-                   url=None, cafile=None, stop=None):
+async def run_load(
+    port=8080, concurrency=16, duration=None, total=None, timeout=30.0, result=None, url=None, cafile=None, stop=None
+):
     """Run the load against `url` (default: the predictions URL on 127.0.0.1:`port`);
     stops after `duration` seconds, once `result` holds `total` requests, or once the
     asyncio.Event `stop` is set (each client finishes the request it is in).
@@ -113,7 +116,7 @@ async def run_load(port=8080, concurrency=16, duration=None, total=None, timeout
     deadline = time.monotonic() + (duration if duration is not None else 24 * 3600)
     budget = (lambda: True) if total is None else (lambda: result.sent < total)
     if stop is not None:
-        budget = (lambda within=budget: within() and not stop.is_set())
+        budget = lambda within=budget: within() and not stop.is_set()
     spread = (MAX_INPUT - MIN_INPUT + 1) // max(concurrency, 1)
     tls = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     # limit=concurrency: the pool holds exactly one keep-alive connection per client loop.
@@ -121,26 +124,41 @@ async def run_load(port=8080, concurrency=16, duration=None, total=None, timeout
     began = time.monotonic()
     # Lean requests (no User-Agent/Accept/Accept-Encoding; nothing to decompress)
     # keep the client's CPU share small on a machine it shares with the server.
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
-                                     skip_auto_headers=AUTO_HEADERS, auto_decompress=False) as session:
-        await asyncio.gather(*(connection_loop(session, url, MIN_INPUT + i * spread, deadline, budget, result)
-                               for i in range(concurrency)))
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        skip_auto_headers=AUTO_HEADERS,
+        auto_decompress=False,
+    ) as session:
+        await asyncio.gather(
+            *(
+                connection_loop(session, url, MIN_INPUT + i * spread, deadline, budget, result)
+                for i in range(concurrency)
+            )
+        )
     result.elapsed = time.monotonic() - began
     return result
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m loadtest.loadgen", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.loadgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=8080, help="inference port on 127.0.0.1 (default: %(default)s)")
     parser.add_argument("--url", help="the full predictions URL instead (another host, HTTPS, a front door)")
     parser.add_argument("--cafile", help="CA certificate that signs an HTTPS server's (e.g. a self-signed one)")
-    parser.add_argument("--concurrency", "-c", type=int, default=16,
-                        help="keep-alive connections, each with one request in flight (default: %(default)s)")
+    parser.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=16,
+        help="keep-alive connections, each with one request in flight (default: %(default)s)",
+    )
     parser.add_argument("--duration", "-d", type=float, help="seconds to run (default: 10)")
     parser.add_argument("--requests", "-n", type=int, help="requests to send (instead of --duration)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds one request may take (default: %(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds one request may take (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
@@ -151,8 +169,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    result = asyncio.run(run_load(args.port, args.concurrency, args.duration, args.requests, args.timeout,
-                                  url=args.url, cafile=args.cafile))
+    result = asyncio.run(
+        run_load(
+            args.port, args.concurrency, args.duration, args.requests, args.timeout, url=args.url, cafile=args.cafile
+        )
+    )
     print(json.dumps(result.summary(), indent=2))
     for number, status, body in (result.wrong + result.failures)[:10]:
         print(f"  n={number} status={status} body={body!r}", file=sys.stderr)

@@ -50,10 +50,10 @@ V2_INFER_PATH = f"/v2/models/{fizbuz_v2.MODEL_NAME}/infer"
 REJECTIONS = (429, 503)
 # The generator is "behind schedule" when more than this share of its sends left
 # later than LATE_SEND after their scheduled time.
-WARM_PATH = "/openloop-warm-up"   # a path no fizbuz server serves: a 404 from its front
+WARM_PATH = "/openloop-warm-up"  # a path no fizbuz server serves: a 404 from its front
 LATE_SEND = 0.010
 LATE_SHARE = 0.01
-TIMEOUT_HEADER = fizbuz_v2.TIMEOUT_HEADER   # the per-request deadline the front door and handler honour
+TIMEOUT_HEADER = fizbuz_v2.TIMEOUT_HEADER  # the per-request deadline the front door and handler honour
 
 
 def schedule(rate, duration, arrival, seed=0):
@@ -73,9 +73,12 @@ def schedule(rate, duration, arrival, seed=0):
 
 
 def v2_body(number):
-    return json.dumps({"inputs": [{"name": fizbuz_v2.INPUT_NAME, "datatype": "INT64", "shape": [1, 1],
-                                   "data": [number]}],
-                       "outputs": [{"name": fizbuz_v2.LABEL_OUTPUT}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [{"name": fizbuz_v2.INPUT_NAME, "datatype": "INT64", "shape": [1, 1], "data": [number]}],
+            "outputs": [{"name": fizbuz_v2.LABEL_OUTPUT}],
+        }
+    ).encode()
 
 
 def v2_right(number, status, body):
@@ -92,14 +95,15 @@ REQUESTS = {  # protocol: (path, body maker, answer check)
 @dataclass
 class Outcomes:
     """What happened to every scheduled request."""
+
     scheduled: int = 0
     sent: int = 0
-    cap_hit: int = 0                      # not sent: --max-outstanding requests were already out
-    classes: Counter = field(default_factory=Counter)   # right, wrong, 4xx:429, 5xx:503, timeout, connection_error
+    cap_hit: int = 0  # not sent: --max-outstanding requests were already out
+    classes: Counter = field(default_factory=Counter)  # right, wrong, 4xx:429, 5xx:503, timeout, connection_error
     without_retry_after: Counter = field(default_factory=Counter)  # 429/503 that lacked the header
-    latencies: dict = field(default_factory=dict)        # class -> [seconds from the scheduled time]
-    send_lags: list = field(default_factory=list)        # seconds each send left after its time
-    samples: dict = field(default_factory=dict)          # class -> one body, to show
+    latencies: dict = field(default_factory=dict)  # class -> [seconds from the scheduled time]
+    send_lags: list = field(default_factory=list)  # seconds each send left after its time
+    samples: dict = field(default_factory=dict)  # class -> one body, to show
     elapsed: float = 0.0
     max_outstanding_seen: int = 0
 
@@ -111,12 +115,14 @@ class Outcomes:
 
     @property
     def rejected(self):
-        return sum(n for kind, n in self.classes.items() if kind in {f"4xx:{c}" for c in REJECTIONS}
-                   | {f"5xx:{c}" for c in REJECTIONS})
+        return sum(
+            n
+            for kind, n in self.classes.items()
+            if kind in {f"4xx:{c}" for c in REJECTIONS} | {f"5xx:{c}" for c in REJECTIONS}
+        )
 
     def rejection_latencies(self):
-        return [t for kind, values in self.latencies.items()
-                if kind in ("4xx:429", "5xx:503") for t in values]
+        return [t for kind, values in self.latencies.items() if kind in ("4xx:429", "5xx:503") for t in values]
 
     @property
     def behind_schedule(self):
@@ -128,18 +134,23 @@ class Outcomes:
         rejected = self.rejection_latencies()
         lags = self.send_lags
         return {
-            "scheduled": self.scheduled, "sent": self.sent, "cap_hit": self.cap_hit,
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "cap_hit": self.cap_hit,
             "classes": dict(sorted(self.classes.items())),
             "rejections_without_retry_after": dict(self.without_retry_after),
             "goodput_per_s": round(len(right) / self.elapsed, 1) if self.elapsed else 0.0,
-            "admitted_p50_ms": _ms(percentile(right, 0.50)), "admitted_p99_ms": _ms(percentile(right, 0.99)),
+            "admitted_p50_ms": _ms(percentile(right, 0.50)),
+            "admitted_p99_ms": _ms(percentile(right, 0.99)),
             "admitted_max_ms": _ms(max(right, default=float("nan"))),
-            "rejected_p50_ms": _ms(percentile(rejected, 0.50)), "rejected_p99_ms": _ms(percentile(rejected, 0.99)),
+            "rejected_p50_ms": _ms(percentile(rejected, 0.50)),
+            "rejected_p99_ms": _ms(percentile(rejected, 0.99)),
             "send_lag_p99_ms": _ms(percentile(lags, 0.99)),
             "late_sends": sum(lag > LATE_SEND for lag in lags),
             "behind_schedule": self.behind_schedule,
             "max_outstanding": self.max_outstanding_seen,
-            "seconds": round(self.elapsed, 2), "samples": self.samples,
+            "seconds": round(self.elapsed, 2),
+            "samples": self.samples,
         }
 
 
@@ -162,12 +173,12 @@ def classify(status, right):
 
 @dataclass
 class Target:
-    base_url: str                  # "https://127.0.0.1:8443"
+    base_url: str  # "https://127.0.0.1:8443"
     protocol: str = "card"
     token: str = None
     cafile: str = None
-    timeout: float = 10.0          # seconds the generator waits for one answer
-    deadline_ms: int = 0           # sent as the Timeout-Ms header when > 0
+    timeout: float = 10.0  # seconds the generator waits for one answer
+    deadline_ms: int = 0  # sent as the Timeout-Ms header when > 0
 
     def headers(self):
         headers = {"Content-Type": "application/json"}
@@ -181,8 +192,7 @@ class Target:
 async def _one(session, target, number, due, outcomes):
     path, make_body, is_right = REQUESTS[target.protocol]
     try:
-        async with session.post(target.base_url + path, data=make_body(number),
-                                headers=target.headers()) as response:
+        async with session.post(target.base_url + path, data=make_body(number), headers=target.headers()) as response:
             body = await response.read()
             status, retry_after = response.status, response.headers.get("Retry-After")
     except asyncio.TimeoutError:
@@ -201,12 +211,14 @@ async def _warm(session, target, connections):
     """Open `connections` keep-alive connections before the clock starts (a GET
     of a path nothing serves: answered by the server's front, costs no model
     work), so TLS handshakes do not make the first sends late."""
+
     async def touch():
         try:
             async with session.get(target.base_url + WARM_PATH) as response:
                 await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass  # the run itself will count what goes wrong
+
     await asyncio.gather(*(touch() for _ in range(connections)))
 
 
@@ -221,8 +233,12 @@ async def run(target, rate, duration, arrival="constant", seed=0, max_outstandin
     connector = aiohttp.TCPConnector(limit=max_outstanding, ssl=tls if tls else True)
     outstanding = set()
     numbers = range(MIN_INPUT, MAX_INPUT + 1)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=target.timeout),
-                                     skip_auto_headers=AUTO_HEADERS, auto_decompress=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=target.timeout),
+        skip_auto_headers=AUTO_HEADERS,
+        auto_decompress=False,
+    ) as session:
         await _warm(session, target, min(warm, max_outstanding))
         start = time.monotonic()
         for index, offset in enumerate(offsets):
@@ -250,8 +266,9 @@ def run_sync(target, rate, duration, **kwargs):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m loadtest.openloop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.openloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="the server's base URL, e.g. https://127.0.0.1:8443")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="card", help="(default: %(default)s)")
     parser.add_argument("--rate", type=float, required=True, help="requests per second offered")
@@ -260,30 +277,52 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="the Poisson schedule's seed (default: %(default)s)")
     parser.add_argument("--token", help="bearer token (the front door's)")
     parser.add_argument("--cafile", help="CA certificate for an HTTPS server")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds the generator waits for one answer (default: %(default)s)")
-    parser.add_argument("--deadline-ms", type=int, default=0,
-                        help=f"send a {TIMEOUT_HEADER} header (the server skips work past it); 0: none")
-    parser.add_argument("--warm", type=int, default=32,
-                        help="keep-alive connections opened before the clock starts (default: %(default)s)")
-    parser.add_argument("--max-outstanding", type=int, default=10000,
-                        help="requests out at once before a send is skipped and counted (default: %(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds the generator waits for one answer (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--deadline-ms",
+        type=int,
+        default=0,
+        help=f"send a {TIMEOUT_HEADER} header (the server skips work past it); 0: none",
+    )
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=32,
+        help="keep-alive connections opened before the clock starts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-outstanding",
+        type=int,
+        default=10000,
+        help="requests out at once before a send is skipped and counted (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.max_outstanding < 1 or args.deadline_ms < 0 or args.warm < 0:
-        parser.error("--rate, --duration and --max-outstanding must be positive, --deadline-ms and --warm "
-                     "not negative")
+        parser.error("--rate, --duration and --max-outstanding must be positive, --deadline-ms and --warm not negative")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     target = Target(args.url.rstrip("/"), args.protocol, args.token, args.cafile, args.timeout, args.deadline_ms)
-    outcomes = run_sync(target, args.rate, args.duration, arrival=args.arrival, seed=args.seed,
-                        max_outstanding=args.max_outstanding, warm=args.warm)
+    outcomes = run_sync(
+        target,
+        args.rate,
+        args.duration,
+        arrival=args.arrival,
+        seed=args.seed,
+        max_outstanding=args.max_outstanding,
+        warm=args.warm,
+    )
     print(json.dumps(outcomes.summary(), indent=2))
     if outcomes.behind_schedule:
-        print("openloop: the generator could not keep its schedule (late sends): the offered rate was "
-              "not really offered; lower --rate or run it on another machine", file=sys.stderr)
+        print(
+            "openloop: the generator could not keep its schedule (late sends): the offered rate was "
+            "not really offered; lower --rate or run it on another machine",
+            file=sys.stderr,
+        )
         return 2
     bad = {k for k in outcomes.classes if k in ("wrong", "timeout", "connection_error")}
     return 1 if bad or outcomes.without_retry_after else 0

@@ -26,15 +26,21 @@ def soak(server, duration, concurrency, warmup=5.0):
     result = asyncio.run(loadgen.run_load(server.inference_port, concurrency, duration=duration))
     after = worker_rss_mb(server)
     report = result.summary()
-    report.update(duration_s=duration, concurrency=concurrency, rss_start_mb=before, rss_end_mb=after,
-                  rss_growth_mb={w: round(after[w] - before[w], 1) for w in before if w in after},
-                  workers_replaced=sorted(set(before) ^ set(after)))
+    report.update(
+        duration_s=duration,
+        concurrency=concurrency,
+        rss_start_mb=before,
+        rss_end_mb=after,
+        rss_growth_mb={w: round(after[w] - before[w], 1) for w in before if w in after},
+        workers_replaced=sorted(set(before) ^ set(after)),
+    )
     return report, result
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m loadtest.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=600.0, help="seconds (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=64, help="default: %(default)s")
     parser.add_argument("--max-rss-growth-mb", type=float, default=10.0, help="default: %(default)s")
@@ -47,8 +53,7 @@ def main(argv=None):
         report, result = soak(server, args.duration, args.concurrency)
     print(json.dumps(report, indent=2))
     grew = [w for w, growth in report["rss_growth_mb"].items() if growth > args.max_rss_growth_mb]
-    healthy = not (result.failures or result.wrong or result.transport_errors or grew
-                   or report["workers_replaced"])
+    healthy = not (result.failures or result.wrong or result.transport_errors or grew or report["workers_replaced"])
     print("soak: " + ("PASS" if healthy else "FAIL"), file=sys.stderr)
     return 0 if healthy else 1
 

@@ -85,6 +85,7 @@ def eager_model():
     # Imported here: torch loads only for the tests that use the model.
     from fizbuz.contract import WEIGHTS
     from fizbuz.model import load_model
+
     return load_model(WEIGHTS)
 
 
@@ -92,6 +93,7 @@ def eager_model():
 def torchscript_model(eager_model, tmp_path_factory):
     """A fizbuz.pt traced from the committed weights, in a temp folder."""
     from fizbuz import torchscript
+
     path = tmp_path_factory.mktemp("torchscript") / "fizbuz.pt"
     torchscript.export(eager_model, path)
     return path

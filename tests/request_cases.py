@@ -34,8 +34,7 @@ BAD_BODIES = [
     ("infinity", b'{"input.1": Infinity}', "application/json", "must be an integer"),
     # curl -d sends application/x-www-form-urlencoded unless told otherwise, and
     # form decoding drops a JSON text sent that way: the client is told what to send.
-    ("JSON sent as a form", b'{"input.1": 14}', "application/x-www-form-urlencoded",
-     "Content-Type: application/json"),
+    ("JSON sent as a form", b'{"input.1": 14}', "application/x-www-form-urlencoded", "Content-Type: application/json"),
 ]
 BAD_BODY_IDS = [case[0] for case in BAD_BODIES]
 

@@ -32,7 +32,6 @@ from fizbuz import logs, settings
 from fizbuz.errors import FizbuzError
 
 
-
 def port(text):
     value = int(text)
     if not 1 <= value <= 65535:
@@ -41,16 +40,22 @@ def port(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="containers.sh", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="containers.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     settings.add_flag(parser, "containers_dir", "--dir")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="build and deploy the stack")
     settings.add_flag(start, "replicas", "--replicas")
     settings.add_flag(start, "stack_workers", "--workers")
     settings.add_flag(start, "front_port", "--front-port", type=port)
-    settings.add_flag(start, "base", "--base", what="base image: 'local' builds Debian 12 with debootstrap (no "
-                                              "Docker Hub needed); or e.g. debian:bookworm-slim")
+    settings.add_flag(
+        start,
+        "base",
+        "--base",
+        what="base image: 'local' builds Debian 12 with debootstrap (no "
+        "Docker Hub needed); or e.g. debian:bookworm-slim",
+    )
     settings.add_flag(start, "stack", "--stack")
     start.add_argument("--mar", default=Options.mar, help="the model archive to ship (model_store/...)")
     settings.add_flag(start, "mms_cpus", "--cpus")
@@ -59,12 +64,26 @@ def build_parser():
     settings.add_flag(start, "managers", "--managers")
     commands.add_parser("stop", help="remove everything start made")
     commands.add_parser("status", help="engine, services, tasks, /ready")
-    commands.add_parser("env", help="export lines for the front door: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, "
-                                    "FIZBUZ_CACERT")
+    commands.add_parser(
+        "env", help="export lines for the front door: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT"
+    )
     update = commands.add_parser("update", help="roll a new archive out as a new image tag")
     update.add_argument("mar", help="the new .mar")
     update.add_argument("--version", help="the image tag (default: from the content)")
     return parser
+
+
+CLUSTER_HINT = """
+Use it:
+  eval "$(serving/containers/containers.sh env)"
+Nodes and tasks per node: serving/containers/containers.sh status
+Stop:  serving/containers/containers.sh stop"""
+STACK_HINT = """
+Use it:
+  eval "$(serving/containers/containers.sh env)"
+  curl --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" \
+       -H 'Content-Type: application/json' -d '{"input.1": 14}' "$FIZBUZ_URL/predictions/fizbuz_package"
+Stop:  serving/containers/containers.sh stop"""
 
 
 def main(argv=None):
@@ -77,28 +96,25 @@ def main(argv=None):
     multinode = (Path(args.dir) / CLUSTER_STATE).exists() or (args.command == "start" and args.nodes > 1)
     stack = Cluster(args.dir) if multinode else Stack(args.dir)
     try:
-        if args.command == "start" and multinode:
-            if not os.path.isfile(args.mar):
-                raise LifecycleError(f"{args.mar} does not exist: run ./build_mar.sh")
-            stack.start(ClusterOptions(nodes=args.nodes, managers=args.managers, replicas=args.replicas,
-                                       mms_workers=args.workers, base=args.base, stack=args.stack,
-                                       mar=os.path.abspath(args.mar), mms_cpus=args.cpus, mms_memory=args.memory))
-            print("\n".join(["", "Use it:", '  eval "$(serving/containers/containers.sh env)"',
-                             "Nodes and tasks per node: serving/containers/containers.sh status",
-                             "Stop:  serving/containers/containers.sh stop"]))
-        elif args.command == "start":
+        if args.command == "start":
             if args.replicas < 1 or args.workers < 1:
                 raise LifecycleError("--replicas and --workers must be at least 1")
             if not os.path.isfile(args.mar):
                 raise LifecycleError(f"{args.mar} does not exist: run ./build_mar.sh")
-            stack.start(Options(replicas=args.replicas, mms_workers=args.workers, front_port=args.front_port,
-                                base=args.base, stack=args.stack, mar=os.path.abspath(args.mar),
-                                mms_cpus=args.cpus, mms_memory=args.memory))
-            print("\n".join(["", "Use it:", '  eval "$(serving/containers/containers.sh env)"',
-                             '  curl --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" '
-                             "-H 'Content-Type: application/json' -d '{\"input.1\": 14}' "
-                             '"$FIZBUZ_URL/predictions/fizbuz_package"',
-                             "Stop:  serving/containers/containers.sh stop"]))
+            common = dict(
+                replicas=args.replicas,
+                mms_workers=args.workers,
+                base=args.base,
+                stack=args.stack,
+                mar=os.path.abspath(args.mar),
+                mms_cpus=args.cpus,
+                mms_memory=args.memory,
+            )
+            if multinode:
+                stack.start(ClusterOptions(nodes=args.nodes, managers=args.managers, **common))
+            else:
+                stack.start(Options(front_port=args.front_port, **common))
+            print(CLUSTER_HINT if multinode else STACK_HINT)
         elif args.command == "stop":
             stack.stop()
         elif args.command == "status":
@@ -112,8 +128,10 @@ def main(argv=None):
                 raise LifecycleError(f"{args.mar} does not exist")
             result = stack.update(os.path.abspath(args.mar), args.version)
             if result != "completed":
-                print(f"containers.sh: the update was not applied (Swarm: {result}); the previous image serves",
-                      file=sys.stderr)
+                print(
+                    f"containers.sh: the update was not applied (Swarm: {result}); the previous image serves",
+                    file=sys.stderr,
+                )
                 return 1
         return 0
     except (FizbuzError, ValueError) as error:

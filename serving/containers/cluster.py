@@ -35,12 +35,12 @@ import psutil
 
 from fizbuz.lifecycle import JsonState, LifecycleError, PidFile, free_port, spawn, wait_until
 from serving.containers.daemon import Docker, unmount_under
-from serving.containers.stack import STACK_FILE, Options, Stack
+from serving.containers.stack import Options, Stack, stack_file
 
 STATE_FILE = "cluster.json"
-SUBNET = "198.18.{}"          # 198.18.0.0/15 is for tests: no LAN uses it
+SUBNET = "198.18.{}"  # 198.18.0.0/15 is for tests: no LAN uses it
 FIRST_HOST = 10
-FRONT_PORT = 8443             # inside the edge node's namespace: no host port is taken
+FRONT_PORT = 8443  # inside the edge node's namespace: no host port is taken
 MODEL_LABEL, EDGE_LABEL = "fizbuz.role=model", "fizbuz.role=edge"
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,34 @@ class Node:
         # nsenter --net only (not `ip netns exec`: it remounts /sys and hides
         # the cgroup mounts dockerd needs); unshare --uts: the node's own
         # hostname, which Swarm takes as the node's name.
-        return ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--uts",
-                "sh", "-c", 'hostname "$0" && exec "$@"', self.name,
-                "dockerd", "--data-root", self.folder / "data", "--exec-root", self.exec_root,
-                "--host", f"unix://{self.socket}", "--pidfile", self.folder / "dockerd-own.pid",
-                "--storage-driver", "overlay2", "--bridge", "none", "--userland-proxy=false",
-                "--insecure-registry", self.registry, "--log-level", "warn"]
+        return [
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            self.name,
+            "dockerd",
+            "--data-root",
+            self.folder / "data",
+            "--exec-root",
+            self.exec_root,
+            "--host",
+            f"unix://{self.socket}",
+            "--pidfile",
+            self.folder / "dockerd-own.pid",
+            "--storage-driver",
+            "overlay2",
+            "--bridge",
+            "none",
+            "--userland-proxy=false",
+            "--insecure-registry",
+            self.registry,
+            "--log-level",
+            "warn",
+        ]
 
     def start_engine(self, timeout=90):
         if self.pid_file.process() is not None and self.answers():
@@ -124,8 +146,9 @@ class Node:
         unmount_under(self.exec_root)  # what a killed engine left mounted
         (self.folder / "dockerd-own.pid").unlink(missing_ok=True)
         process = spawn(self.command(), self.log_file, pid_file=self.pid_file)
-        wait_until(self.answers, timeout, f"the engine of {self.name}", interval=0.3,
-                   alive=lambda: process.poll() is None)
+        wait_until(
+            self.answers, timeout, f"the engine of {self.name}", interval=0.3, alive=lambda: process.poll() is None
+        )
 
     def processes(self):
         """Every process of this node: those in its network namespace (dockerd,
@@ -195,7 +218,7 @@ class Cluster(JsonState):
     def __init__(self, directory):
         self.dir = Path(directory).resolve()
         self.state_file = self.dir / STATE_FILE
-        self.builder = Stack(self.dir / "builder")   # builds the images on the host (own dockerd)
+        self.builder = Stack(self.dir / "builder")  # builds the images on the host (own dockerd)
         self.registry_dir = self.dir / "registry"
         self.registry_pid = PidFile(self.registry_dir / "registry.pid", "docker-registry")
 
@@ -210,8 +233,11 @@ class Cluster(JsonState):
 
     def node(self, name_or_index):
         nodes = self.nodes()
-        return nodes[name_or_index] if isinstance(name_or_index, int) else next(
-            n for n in nodes if n.name == name_or_index)
+        return (
+            nodes[name_or_index]
+            if isinstance(name_or_index, int)
+            else next(n for n in nodes if n.name == name_or_index)
+        )
 
     def manager(self, state=None):
         """A manager whose engine answers (any of them: one may be lost)."""
@@ -232,14 +258,30 @@ class Cluster(JsonState):
             raise LifecycleError("no free /24 in 198.18.0.0/16")
         cid = secrets.token_hex(3)
         subnet = SUBNET.format(random.choice(free))
-        state = {"id": cid, "options": dataclasses.asdict(options), "bridge": f"fbz{cid}br",
-                 "gateway": f"{subnet}.1", "registry_port": free_port(), "deployed": False,
-                 "owner_pid": os.getpid(), "timings": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "nodes": [dict(index=i, name=f"fbz{cid}-n{i}", netns=f"fbz{cid}n{i}", veth=f"fbz{cid}h{i}",
-                                address=f"{subnet}.{FIRST_HOST + i}", exec_root=f"/run/fbz{cid}n{i}",
-                                role="manager" if i < options.managers else "worker",
-                                label=EDGE_LABEL if i == 0 else MODEL_LABEL)
-                           for i in range(options.nodes)]}
+        state = {
+            "id": cid,
+            "options": dataclasses.asdict(options),
+            "bridge": f"fbz{cid}br",
+            "gateway": f"{subnet}.1",
+            "registry_port": free_port(),
+            "deployed": False,
+            "owner_pid": os.getpid(),
+            "timings": {},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "nodes": [
+                dict(
+                    index=i,
+                    name=f"fbz{cid}-n{i}",
+                    netns=f"fbz{cid}n{i}",
+                    veth=f"fbz{cid}h{i}",
+                    address=f"{subnet}.{FIRST_HOST + i}",
+                    exec_root=f"/run/fbz{cid}n{i}",
+                    role="manager" if i < options.managers else "worker",
+                    label=EDGE_LABEL if i == 0 else MODEL_LABEL,
+                )
+                for i in range(options.nodes)
+            ],
+        }
         return state
 
     # ------------------------------------------------------------ start
@@ -275,7 +317,8 @@ class Cluster(JsonState):
             # br_netfilter sends bridged frames through FORWARD, whose policy a
             # dockerd sets to DROP: let the nodes talk to each other.
             state["filter_table_was_empty"] = not any(
-                line.startswith(":") for line in run("iptables-save", "-t", "filter", check=False).stdout.splitlines())
+                line.startswith(":") for line in run("iptables-save", "-t", "filter", check=False).stdout.splitlines()
+            )
             state["forward_rule"] = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
             self.save(state)
             run("iptables", "-I", *state["forward_rule"][:1], "1", *state["forward_rule"][1:])
@@ -285,14 +328,23 @@ class Cluster(JsonState):
             return
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         config = self.registry_dir / "config.yml"
-        config.write_text("\n".join([
-            "version: 0.1", "log: {level: warn}",
-            f"storage: {{filesystem: {{rootdirectory: {self.registry_dir / 'data'}}}, delete: {{enabled: true}}}}",
-            f"http: {{addr: \"{self.registry_address(state)}\"}}", ""]))
+        config.write_text(
+            "\n".join(
+                [
+                    "version: 0.1",
+                    "log: {level: warn}",
+                    f"storage: {{filesystem: {{rootdirectory: {self.registry_dir / 'data'}}}, "
+                    "delete: {enabled: true}}",
+                    f'http: {{addr: "{self.registry_address(state)}"}}',
+                    "",
+                ]
+            )
+        )
         if shutil.which("docker-registry") is None:
             raise LifecycleError("docker-registry is missing (serving/containers/setup_docker.sh installs it)")
-        process = spawn(["docker-registry", "serve", config], self.registry_dir / "registry.log",
-                        pid_file=self.registry_pid)
+        process = spawn(
+            ["docker-registry", "serve", config], self.registry_dir / "registry.log", pid_file=self.registry_pid
+        )
 
         def answers():
             try:
@@ -315,8 +367,16 @@ class Cluster(JsonState):
             docker = node.docker()
             if docker.run("info", "--format", "{{.Swarm.LocalNodeState}}").strip() != "active":
                 log.info("%s joins as a %s", node.name, node.role)
-                docker.run("swarm", "join", "--advertise-addr", node.address, "--token", tokens[node.role],
-                           f"{nodes[0].address}:2377", timeout=120)
+                docker.run(
+                    "swarm",
+                    "join",
+                    "--advertise-addr",
+                    node.address,
+                    "--token",
+                    tokens[node.role],
+                    f"{nodes[0].address}:2377",
+                    timeout=120,
+                )
         wait_until(lambda: self._ready_nodes(first) >= len(nodes), 120, "every node Ready", interval=0.5)
         for node in nodes:
             spec = next(s for s in state["nodes"] if s["name"] == node.name)
@@ -329,20 +389,31 @@ class Cluster(JsonState):
     def _images(self, state, options):
         """Build on the host (the builder stack's own dockerd), push to the registry."""
         registry = self.registry_address(state)
-        build_options = Options(replicas=options.replicas, mms_workers=options.mms_workers, front_port=FRONT_PORT,
-                                base=options.base, stack=options.stack, mar=options.mar, mms_cpus=options.mms_cpus,
-                                mms_memory=options.mms_memory, engine="own", registry=registry,
-                                # Three engines, two tasks and the load share the cores: a check
-                                # can take 5 s when the machine is busy; kill only a task that
-                                # fails for a minute and more, and check (a Python start each
-                                # time) less often.
-                                health_interval="10s", health_timeout="20s", health_retries=5,
-                                # A worker's model load took over 30 s (MMS's response timeout)
-                                # at a load average of 30: the task exited and started again.
-                                response_timeout="120",
-                                front_address=self.edge(state).address,
-                                placement=f"node.labels.{MODEL_LABEL.replace('=', '==')}",
-                                front_placement=f"node.labels.{EDGE_LABEL.replace('=', '==')}")
+        build_options = Options(
+            replicas=options.replicas,
+            mms_workers=options.mms_workers,
+            front_port=FRONT_PORT,
+            base=options.base,
+            stack=options.stack,
+            mar=options.mar,
+            mms_cpus=options.mms_cpus,
+            mms_memory=options.mms_memory,
+            engine="own",
+            registry=registry,
+            # Three engines, two tasks and the load share the cores: a check
+            # can take 5 s when the machine is busy; kill only a task that
+            # fails for a minute and more, and check (a Python start each
+            # time) less often.
+            health_interval="10s",
+            health_timeout="20s",
+            health_retries=5,
+            # A worker's model load took over 30 s (MMS's response timeout)
+            # at a load average of 30: the task exited and started again.
+            response_timeout="120",
+            front_address=self.edge(state).address,
+            placement=f"node.labels.{MODEL_LABEL.replace('=', '==')}",
+            front_placement=f"node.labels.{EDGE_LABEL.replace('=', '==')}",
+        )
         started = time.monotonic()
         bstate, docker, mms_image, front_image = self.builder.prepare(build_options)
         state["timings"]["build_s"] = round(time.monotonic() - started, 1)
@@ -364,26 +435,43 @@ class Cluster(JsonState):
         manager = self.manager(state)
         state.update(deployed=True, mms_image=mms_image, front_image=front_image)
         self.save(state)
-        log.info("deploying stack %s: %s x %s on the model nodes, %s on the edge node %s", state["options"]["stack"],
-                 env["REPLICAS"], mms_image, front_image, self.edge(state).address)
+        log.info(
+            "deploying stack %s: %s x %s on the model nodes, %s on the edge node %s",
+            state["options"]["stack"],
+            env["REPLICAS"],
+            mms_image,
+            front_image,
+            self.edge(state).address,
+        )
         started = time.monotonic()
         saved, manager.env = manager.env, dict(manager.env, **env)
         try:
-            manager.run("stack", "deploy", "--prune", "-c", STACK_FILE, state["options"]["stack"])
+            manager.run("stack", "deploy", "--prune", "-c", stack_file(self.dir, state), state["options"]["stack"])
         finally:
             manager.env = saved
+            self.save(state)  # with whether the backend overlay is encrypted (stack_file)
         self.wait_converged(timeout)
         state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
         self.save(state)
-        log.info("the stack serves on https://%s:%d (%.0f s after deploy)", self.edge(state).address, FRONT_PORT,
-                 state["timings"]["deploy_to_first_answer_s"])
+        log.info(
+            "the stack serves on https://%s:%d (%.0f s after deploy)",
+            self.edge(state).address,
+            FRONT_PORT,
+            state["timings"]["deploy_to_first_answer_s"],
+        )
 
     def tasks(self, service="mms"):
         """Swarm's tasks of a service meant to run: [(task id, task name, node name, state)]."""
         state = self.require()
         text = self.manager(state).run(
-            "service", "ps", "--filter", "desired-state=running", "--format",
-            "{{.ID}}\t{{.Name}}\t{{.Node}}\t{{.CurrentState}}", f"{state['options']['stack']}_{service}")
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.ID}}\t{{.Name}}\t{{.Node}}\t{{.CurrentState}}",
+            f"{state['options']['stack']}_{service}",
+        )
         # check=True: a manager without a leader (an election after a node came
         # back) raises LifecycleError, which the waits take as "not yet", never 0 tasks.
         return [tuple(line.split("\t")) for line in text.splitlines() if line.count("\t") == 3]
@@ -400,20 +488,35 @@ class Cluster(JsonState):
     def wait_converged(self, timeout=300):
         state = self.require()
         replicas = state["options"]["replicas"]
-        wait_until(lambda: sum(self.running_tasks().values()) >= replicas, timeout,
-                   f"{replicas} running (healthy) MMS tasks", interval=1,
-                   not_yet=(LifecycleError,))
-        wait_until(lambda: self.builder.ready()[0] == 200, timeout, "the front door's /ready to say 200",
-                   interval=0.5, not_yet=(OSError,))
+        wait_until(
+            lambda: sum(self.running_tasks().values()) >= replicas,
+            timeout,
+            f"{replicas} running (healthy) MMS tasks",
+            interval=1,
+            not_yet=(LifecycleError,),
+        )
+        wait_until(
+            lambda: self.builder.ready()[0] == 200,
+            timeout,
+            "the front door's /ready to say 200",
+            interval=0.5,
+            not_yet=(OSError,),
+        )
         # /ready answers before the front door's own health check has passed (Starting)
-        wait_until(lambda: sum(self.running_tasks("front").values()) >= 1, timeout, "the front door task Running",
-                   interval=1, not_yet=(LifecycleError,))
+        wait_until(
+            lambda: sum(self.running_tasks("front").values()) >= 1,
+            timeout,
+            "the front door task Running",
+            interval=1,
+            not_yet=(LifecycleError,),
+        )
 
     # ------------------------------------------------------------ faults and operations
     def node_states(self):
         """{node name: (status, availability, manager status)} as a manager sees them."""
-        text = self.manager().run("node", "ls", "--format",
-                                  "{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}")
+        text = self.manager().run(
+            "node", "ls", "--format", "{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}"
+        )
         return {line.split("\t")[0]: tuple(line.split("\t")[1:]) for line in text.splitlines() if line}
 
     def settled(self, polls=3):
@@ -428,7 +531,8 @@ class Cluster(JsonState):
             states = self.node_states()
             roles = sorted(manager for _, _, manager in states.values() if manager)
             if roles != sorted(["Leader"] + ["Reachable"] * (managers - 1)) or any(
-                    (status, availability) != ("Ready", "Active") for status, availability, _ in states.values()):
+                (status, availability) != ("Ready", "Active") for status, availability, _ in states.values()
+            ):
                 return False
         return True
 
@@ -457,8 +561,11 @@ class Cluster(JsonState):
             status = update_status()
             if status.get("StartedAt") == before:
                 return None
-            return status.get("State") if status.get("State") in (
-                "completed", "rollback_completed", "paused", "rollback_paused") else None
+            return (
+                status.get("State")
+                if status.get("State") in ("completed", "rollback_completed", "paused", "rollback_paused")
+                else None
+            )
 
         result = wait_until(finished, timeout, f"the rolling update of {service}", interval=1)
         self.wait_converged(timeout)
@@ -469,6 +576,7 @@ class Cluster(JsonState):
         after a fault, and a rolling restart can put both new tasks on one node):
         one task more, which Swarm places on the node with the fewest, then one
         less, which Swarm takes from the node with the most."""
+
         def spread_out():
             counts = self.running_tasks()
             return all(counts.get(node.name) for node in nodes)
@@ -480,11 +588,21 @@ class Cluster(JsonState):
         manager = self.manager()
         log.info("spreading %s over %s: %s", service, [node.name for node in nodes], self.running_tasks())
         manager.run("service", "update", "--detach", "--replicas", str(replicas + 1), service, timeout=60)
-        wait_until(lambda: sum(self.running_tasks().values()) > replicas and spread_out(), timeout,
-                   "the extra task Running on the empty node", interval=1, not_yet=(LifecycleError,))
+        wait_until(
+            lambda: sum(self.running_tasks().values()) > replicas and spread_out(),
+            timeout,
+            "the extra task Running on the empty node",
+            interval=1,
+            not_yet=(LifecycleError,),
+        )
         manager.run("service", "update", "--detach", "--replicas", str(replicas), service, timeout=60)
-        wait_until(lambda: sum(self.running_tasks().values()) == replicas and spread_out(), timeout,
-                   f"{replicas} tasks, one per node", interval=1, not_yet=(LifecycleError,))
+        wait_until(
+            lambda: sum(self.running_tasks().values()) == replicas and spread_out(),
+            timeout,
+            f"{replicas} tasks, one per node",
+            interval=1,
+            not_yet=(LifecycleError,),
+        )
 
     # ------------------------------------------------------------ reports
     def env_lines(self):
@@ -492,15 +610,22 @@ class Cluster(JsonState):
 
     def status(self):
         state = self.require()
-        lines = [f"multi-node cluster {state['id']} (state {self.state_file}), bridge {state['bridge']} "
-                 f"{state['gateway']}/24, registry {self.registry_address(state)}"]
+        lines = [
+            f"multi-node cluster {state['id']} (state {self.state_file}), bridge {state['bridge']} "
+            f"{state['gateway']}/24, registry {self.registry_address(state)}"
+        ]
         for node in self.nodes(state):
-            lines.append(f"  {node.name}  {node.address}  {node.role:7}  {node.spec['label']:18}  "
-                         f"engine {'answers' if node.answers() else 'DOWN'}")
+            lines.append(
+                f"  {node.name}  {node.address}  {node.role:7}  {node.spec['label']:18}  "
+                f"engine {'answers' if node.answers() else 'DOWN'}"
+            )
         try:
             manager = self.manager(state)
-            lines.append(manager.run("node", "ls", "--format",
-                                     "{{.Hostname}}  {{.Status}}  {{.Availability}}  {{.ManagerStatus}}").rstrip())
+            lines.append(
+                manager.run(
+                    "node", "ls", "--format", "{{.Hostname}}  {{.Status}}  {{.Availability}}  {{.ManagerStatus}}"
+                ).rstrip()
+            )
             for service in ("mms", "front"):
                 for _, name, node, current in self.tasks(service):
                     lines.append(f"  {name:22} on {node:14} {current}")
@@ -519,9 +644,11 @@ class Cluster(JsonState):
             log.info("no multi-node cluster in %s", self.dir)
             return False
         steps = [(f"node {node.name}", node.remove) for node in self.nodes(state)]
-        steps += [("the builder (images, its dockerd)", self.builder.stop),
-                  ("the registry", self._remove_registry),
-                  ("the bridge and its iptables rule", lambda: self._remove_bridge(state))]
+        steps += [
+            ("the builder (images, its dockerd)", self.builder.stop),
+            ("the registry", self._remove_registry),
+            ("the bridge and its iptables rule", lambda: self._remove_bridge(state)),
+        ]
         failed = []
         for what, step in steps:
             try:
@@ -545,9 +672,14 @@ class Cluster(JsonState):
         if state.get("forward_rule"):
             while run("iptables", "-D", *state["forward_rule"], check=False).returncode == 0:
                 pass
-            if state.get("filter_table_was_empty") and shutil.which("nft") and not any(
-                    line.startswith("-A ") for line in run("iptables-save", "-t", "filter", check=False)
-                    .stdout.splitlines()):
+            if (
+                state.get("filter_table_was_empty")
+                and shutil.which("nft")
+                and not any(
+                    line.startswith("-A ")
+                    for line in run("iptables-save", "-t", "filter", check=False).stdout.splitlines()
+                )
+            ):
                 run("nft", "delete", "table", "ip", "filter", check=False)
         if state["bridge"] in _links():
             run("ip", "link", "delete", state["bridge"])
@@ -559,8 +691,11 @@ def leftovers(state):
     found = [name for name in names if name in _links()]
     found += [f"netns {n['netns']}" for n in state["nodes"] if Path(f"/run/netns/{n['netns']}").exists()]
     mounts = Path("/proc/mounts").read_text()
-    found += [f"mount {line.split()[1]}" for line in mounts.splitlines()
-              if any(n["exec_root"] in line or n["name"] in line for n in state["nodes"])]
+    found += [
+        f"mount {line.split()[1]}"
+        for line in mounts.splitlines()
+        if any(n["exec_root"] in line or n["name"] in line for n in state["nodes"])
+    ]
     rules = run("iptables-save", "-t", "filter", check=False).stdout
     found += [f"iptables: {line}" for line in rules.splitlines() if state["bridge"] in line]
     return found

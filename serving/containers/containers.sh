@@ -23,7 +23,8 @@ Usage: serving/containers/containers.sh COMMAND [options]     (COMMAND -h for it
 
 Environment: FIZBUZ_CONTAINERS_DIR [run/containers], FIZBUZ_REPLICAS [2], FIZBUZ_STACK_WORKERS [1 per replica],
 FIZBUZ_FRONT_PORT [8443], FIZBUZ_BASE [local: debootstrap; or e.g. debian:bookworm-slim], FIZBUZ_STACK [fizbuz],
-FIZBUZ_MMS_CPUS [1], FIZBUZ_MMS_MEMORY [768M], FIZBUZ_NODES [1], FIZBUZ_MANAGERS [1].
+FIZBUZ_MMS_CPUS [1], FIZBUZ_MMS_MEMORY [768M], FIZBUZ_NODES [1], FIZBUZ_MANAGERS [1],
+FIZBUZ_SWARM_ADDRESS [127.0.0.1: where a one-node Swarm listens (2377) and advertises].
 USAGE
 }
 case "${1:-}" in

@@ -3,13 +3,16 @@ our own with its own data-root, exec-root, socket, pid file and log, started
 when none runs and stopped (with everything it left in the kernel: mounts,
 bridges, iptables chains, the forwarding switch) by `stop`.
 
-What was there before is written down at start (`HostSnapshot`), so stop only
-removes what is new."""
+What each step of ours changed in the kernel (iptables rules and chains,
+bridges, the FORWARD policy, ip_forward) is recorded in the state file right
+after that step (`changes`, `merge`), so stop undoes exactly that (`undo`),
+never by pattern: rules other programs added meanwhile stay."""
 
 import dataclasses
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,16 +53,23 @@ class Docker:
         command = [self.binary, *map(str, args)]
         if output is not None:
             with open(output, "ab") as sink:
-                done = subprocess.run(command, env=self.env, stdin=stdin, stdout=sink, stderr=subprocess.STDOUT,
-                                      timeout=timeout)
+                done = subprocess.run(
+                    command, env=self.env, stdin=stdin, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout
+                )
             text, error = "", tail(output, 30)
         else:
-            done = subprocess.run(command, env=self.env, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout)
+            done = subprocess.run(
+                command,
+                env=self.env,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+            )
             text, error = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
         if check and done.returncode != 0:
-            raise LifecycleError(f"docker {' '.join(map(str, args[:3]))} failed (exit {done.returncode}):\n"
-                                 f"{error.strip()[-3000:]}")
+            raise LifecycleError(
+                f"docker {' '.join(map(str, args[:3]))} failed (exit {done.returncode}):\n{error.strip()[-3000:]}"
+            )
         return text if done.returncode == 0 else None
 
     def answers(self):
@@ -74,6 +84,7 @@ class Docker:
 
 # --------------------------------------------------------------------------- the host's state
 
+
 def _ip_links():
     done = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True)
     return [link["ifname"] for link in json.loads(done.stdout or "[]")]
@@ -84,49 +95,170 @@ def _iptables_save(table):
     return done.stdout.splitlines() if done.returncode == 0 else []
 
 
+TABLES = ("filter", "nat")  # (mangle: iptables-nft would make it by listing it)
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
 @dataclasses.dataclass
 class HostSnapshot:
-    """What the kernel held before our dockerd: links, iptables rules and
-    chains, the forwarding switch."""
+    """What the kernel holds at one moment: links, iptables rules and chains,
+    the forwarding switch. Taken before and after each step of ours that makes
+    the engine change them (its start, swarm init, a deployment); the
+    difference is what that step changed (`changes`)."""
+
     links: list
     iptables: dict
     ip_forward: str
 
     @classmethod
     def take(cls):
-        return cls(links=_ip_links(), iptables={t: _iptables_save(t) for t in ("filter", "nat")},
-                   ip_forward=Path("/proc/sys/net/ipv4/ip_forward").read_text().strip())
+        return cls(
+            links=_ip_links(),
+            iptables={t: _iptables_save(t) for t in TABLES},
+            ip_forward=IP_FORWARD.read_text().strip(),
+        )
 
     def restore(self):
-        """Remove bridges, iptables rules and chains that are new since the
-        snapshot and were made by Docker; put the forwarding switch back."""
-        for link in BRIDGES:
-            if link in _ip_links() and link not in self.links:
-                subprocess.run(["ip", "link", "delete", link], capture_output=True)
-                log.info("removed the bridge %s", link)
-        for table, before in self.iptables.items():
-            before = set(before)
-            now = _iptables_save(table)
-            for line in now:
-                if line.startswith("-A ") and line not in before and ("DOCKER" in line or "docker" in line):
-                    subprocess.run(["iptables", "-t", table, "-D", *line[3:].split()], capture_output=True)
-            for line in now:
-                if line.startswith(":DOCKER") and not any(b.split()[0] == line.split()[0] for b in before
-                                                          if b.startswith(":")):
-                    chain = line[1:].split()[0]
-                    subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
-                    subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
-            if table == "filter":  # dockerd sets FORWARD to DROP; no table before means ACCEPT
-                policy = next((b.split()[1] for b in before if b.startswith(":FORWARD ")), "ACCEPT")
-                subprocess.run(["iptables", "-P", "FORWARD", policy], capture_output=True)
-            if not before and shutil.which("nft") and not any(
-                    line.startswith("-A ") for line in _iptables_save(table)):
-                # iptables-nft made the table for dockerd: take it away again.
-                subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
-        Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward + "\n")
+        """For a state file written before changes were recorded: remove
+        bridges, iptables rules and chains new since the snapshot and made by
+        Docker (by pattern); put the forwarding switch back."""
+        after = HostSnapshot.take()
+        undo(changes(self, after, only=lambda line: "DOCKER" in line or "docker" in line), self)
+
+
+def _chains(lines):
+    """{chain: policy} declared in iptables-save lines (":NAME POLICY [counters]")."""
+    return {line[1:].split()[0]: line.split()[1] for line in lines if line.startswith(":")}
+
+
+def changes(before, after, only=lambda line: True):
+    """What changed from `before` to `after` (two HostSnapshots), as a state
+    file keeps it: rules and chains added per table, Docker's bridges added,
+    the FORWARD policy and ip_forward as [before, after] when they changed."""
+    found = {
+        "rules": {},
+        "chains": {},
+        "links": [link for link in BRIDGES if link in after.links and link not in before.links],
+    }
+    for table in TABLES:
+        was, now = before.iptables.get(table, []), after.iptables.get(table, [])
+        rules = [line for line in now if line.startswith("-A ") and line not in set(was) and only(line)]
+        chains = [chain for chain in _chains(now) if chain not in _chains(was) and only(chain)]
+        found["rules"][table], found["chains"][table] = rules, chains
+    policies = [_chains(snapshot.iptables.get("filter", [])).get("FORWARD", "ACCEPT") for snapshot in (before, after)]
+    found["forward_policy"] = policies if policies[0] != policies[1] else None
+    found["ip_forward"] = [before.ip_forward, after.ip_forward] if before.ip_forward != after.ip_forward else None
+    return found
+
+
+def merge(recorded, new):
+    """`recorded` (a state file's changes, or None) with `new` added: what stop will undo."""
+    if not recorded:
+        return new
+    for kind in ("rules", "chains"):
+        for table, lines in new[kind].items():
+            recorded[kind].setdefault(table, []).extend(l for l in lines if l not in recorded[kind][table])
+    recorded["links"] += [link for link in new["links"] if link not in recorded["links"]]
+    for key in ("forward_policy", "ip_forward"):  # the first value before us, the last one we set
+        if new[key]:
+            recorded[key] = [recorded[key][0] if recorded[key] else new[key][0], new[key][1]]
+    return recorded
+
+
+def _iptables(table, *args):
+    return subprocess.run(["iptables", "-w", "10", "-t", table, *args], capture_output=True, text=True)
+
+
+def undo(recorded, before):
+    """Undo exactly what was recorded (merge/changes), nothing else: each
+    recorded rule still there is deleted, each recorded chain flushed and
+    deleted, Docker's recorded bridges removed, and the FORWARD policy and
+    ip_forward set back when they still hold the value we caused. `before`:
+    the snapshot taken before our dockerd started (which tables existed)."""
+    for link in recorded["links"]:
+        if link in _ip_links():
+            subprocess.run(["ip", "link", "delete", link], capture_output=True)
+            log.info("removed the bridge %s", link)
+    for table in TABLES:
+        present = set(_iptables_save(table))
+        for line in reversed(recorded["rules"].get(table, [])):
+            if line in present:
+                _iptables(table, "-D", *shlex.split(line)[1:])
+        chains = recorded["chains"].get(table, [])
+        for chain in chains:
+            _iptables(table, "-F", chain)
+        for chain in chains:  # after every flush: one chain may jump to another
+            _iptables(table, "-X", chain)
+        if (
+            not before.iptables.get(table)
+            and shutil.which("nft")
+            and not any(line.startswith("-A ") for line in _iptables_save(table))
+            and recorded["chains"].get(table)
+        ):
+            # iptables-nft made the table for dockerd: take it away again.
+            subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+    policy = recorded.get("forward_policy")
+    if policy and _chains(_iptables_save("filter")).get("FORWARD") == policy[1]:
+        _iptables("filter", "-P", "FORWARD", policy[0])
+    forward = recorded.get("ip_forward")
+    if forward and IP_FORWARD.read_text().strip() == forward[1]:
+        IP_FORWARD.write_text(forward[0] + "\n")
+
+
+# --------------------------------------------------------------------------- encrypted overlays
+
+
+def overlay_encryption():
+    """(works, why): whether this kernel can carry an encrypted overlay
+    (`driver_opts: encrypted`): Docker keys IPsec ESP with AES-GCM
+    (rfc4106(gcm(aes))) between nodes, which needs the kernel's esp4 and GCM.
+    Asked the kernel itself: one such security association added in a
+    throw-away network namespace, which goes with it."""
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        return False, "cannot check without root and iproute2"
+    namespace = f"fbzesp{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", namespace], capture_output=True, text=True, timeout=30)
+    if made.returncode != 0:
+        return False, f"cannot make a namespace to check in: {made.stderr.strip()}"
+    try:
+        added = subprocess.run(
+            [
+                "ip",
+                "-n",
+                namespace,
+                "xfrm",
+                "state",
+                "add",
+                "src",
+                "192.0.2.1",
+                "dst",
+                "192.0.2.2",
+                "proto",
+                "esp",
+                "spi",
+                "0x100",
+                "reqid",
+                "1",
+                "mode",
+                "transport",
+                "aead",
+                "rfc4106(gcm(aes))",
+                "0x" + "00" * 20,
+                "64",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+    if added.returncode != 0:
+        return False, f"the kernel refuses an ESP AES-GCM security association ({added.stderr.strip()})"
+    return True, "ESP with AES-GCM works"
 
 
 # --------------------------------------------------------------------------- our own dockerd
+
 
 class Dockerd:
     """A dockerd of our own; every path it writes is under `folder` and
@@ -142,13 +274,26 @@ class Dockerd:
         self.log_file = self.folder / "logs" / "dockerd.log"
 
     def command(self, driver):
-        return ["dockerd", "--data-root", self.data_root, "--exec-root", self.exec_root,
-                "--host", f"unix://{self.socket}", "--pidfile", self.folder / "dockerd-own.pid",
-                "--storage-driver", driver,
-                "--bridge", "none",            # no docker0: builds use the host's network
-                # Published ports by iptables alone: docker-proxy (userland) halved req/s at c=64.
-                "--userland-proxy=false",
-                "--log-level", "warn", *self.extra_args]
+        return [
+            "dockerd",
+            "--data-root",
+            self.data_root,
+            "--exec-root",
+            self.exec_root,
+            "--host",
+            f"unix://{self.socket}",
+            "--pidfile",
+            self.folder / "dockerd-own.pid",
+            "--storage-driver",
+            driver,
+            "--bridge",
+            "none",  # no docker0: builds use the host's network
+            # Published ports by iptables alone: docker-proxy (userland) halved req/s at c=64.
+            "--userland-proxy=false",
+            "--log-level",
+            "warn",
+            *self.extra_args,
+        ]
 
     def start(self, timeout=90):
         """Try the storage drivers in order; returns the one that works."""
@@ -157,17 +302,25 @@ class Dockerd:
         for driver in DRIVERS:
             if driver == "fuse-overlayfs" and shutil.which("fuse-overlayfs") is None:
                 continue
-            log.info("starting our own dockerd (storage driver %s, data-root %s, log %s)",
-                     driver, self.data_root, self.log_file)
+            log.info(
+                "starting our own dockerd (storage driver %s, data-root %s, log %s)",
+                driver,
+                self.data_root,
+                self.log_file,
+            )
             process = spawn(self.command(driver), self.log_file, pid_file=self.pid_file)
             docker = Docker(self.socket)
             try:
-                wait_until(docker.answers, timeout, "our dockerd to answer", interval=0.3,
-                           alive=lambda: process.poll() is None)  # noqa: B023 (called in this iteration only)
+                wait_until(
+                    docker.answers,
+                    timeout,
+                    "our dockerd to answer",
+                    interval=0.3,
+                    alive=lambda process=process: process.poll() is None,
+                )
                 return driver
             except LifecycleError as error:
-                log.warning("dockerd with %s did not come up (%s); log:\n%s", driver, error,
-                            tail(self.log_file, 8))
+                log.warning("dockerd with %s did not come up (%s); log:\n%s", driver, error, tail(self.log_file, 8))
                 self.stop()
         raise LifecycleError(f"dockerd did not start with any storage driver {DRIVERS}; see {self.log_file}")
 
@@ -195,6 +348,5 @@ def unmount_under(folder):
     kill -9 of dockerd, overlay and shm mounts and netns files stay behind."""
     prefix = str(Path(folder).resolve()) + "/"
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for point in sorted((m for m in mounts if m.startswith(prefix) or m + "/" == prefix),
-                        key=len, reverse=True):
+    for point in sorted((m for m in mounts if m.startswith(prefix) or m + "/" == prefix), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True)

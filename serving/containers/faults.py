@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 class FaultResult:
     fault: str
     node: str
-    hit: str               # what showed the fault landed (Swarm's view)
-    recovered_s: float     # from the fault to the desired task count on the other nodes
-    healed_s: float        # from the fault to the node back (Ready, Active)
+    hit: str  # what showed the fault landed (Swarm's view)
+    recovered_s: float  # from the fault to the desired task count on the other nodes
+    healed_s: float  # from the fault to the node back (Ready, Active)
 
 
 def _wait(cluster, condition, timeout, what):
@@ -44,7 +44,7 @@ def _settle(cluster, timeout):
 
 
 def _node_is(cluster, node, *fields):
-    return cluster.node_states().get(node.name, ())[:len(fields)] == fields
+    return cluster.node_states().get(node.name, ())[: len(fields)] == fields
 
 
 def drain(cluster, victim, timeout=300):
@@ -53,15 +53,20 @@ def drain(cluster, victim, timeout=300):
     started = time.monotonic()
     cluster.set_availability(victim, "drain")
     try:
-        _wait(cluster, lambda: _node_is(cluster, victim, "Ready", "Drain")
-              and not cluster.running_tasks().get(victim.name), timeout, f"{victim.name} drained, no task left")
+        _wait(
+            cluster,
+            lambda: _node_is(cluster, victim, "Ready", "Drain") and not cluster.running_tasks().get(victim.name),
+            timeout,
+            f"{victim.name} drained, no task left",
+        )
         _wait(cluster, lambda: _elsewhere(cluster, victim, replicas), timeout, "the tasks on the other nodes")
         recovered = time.monotonic() - started
     finally:
         cluster.set_availability(victim, "active")
     _settle(cluster, timeout)
-    return FaultResult("node drained", victim.name, "Swarm showed the node Drain with no task", recovered,
-                       time.monotonic() - started)
+    return FaultResult(
+        "node drained", victim.name, "Swarm showed the node Drain with no task", recovered, time.monotonic() - started
+    )
 
 
 def cut_network(cluster, victim, timeout=300):
@@ -91,15 +96,21 @@ def kill_engine(cluster, victim, timeout=300):
         raise LifecycleError(f"{victim.name} survived the kill")
     expected = ("Down", "Active", "Unreachable") if victim.role == "manager" else ("Down",)
     try:
-        _wait(cluster, lambda: _node_is(cluster, victim, *expected), timeout,
-              f"{victim.name} seen {' '.join(expected)}")
+        _wait(
+            cluster, lambda: _node_is(cluster, victim, *expected), timeout, f"{victim.name} seen {' '.join(expected)}"
+        )
         _wait(cluster, lambda: _elsewhere(cluster, victim, replicas), timeout, "the tasks on the other nodes")
         recovered = time.monotonic() - started
     finally:
         victim.start_engine()
     _settle(cluster, timeout)
-    return FaultResult("engine killed" + (" (a manager of 3)" if victim.role == "manager" else ""), victim.name,
-                       f"Swarm saw the node {' '.join(expected)}", recovered, time.monotonic() - started)
+    return FaultResult(
+        "engine killed" + (" (a manager of 3)" if victim.role == "manager" else ""),
+        victim.name,
+        f"Swarm saw the node {' '.join(expected)}",
+        recovered,
+        time.monotonic() - started,
+    )
 
 
 def rolling_update(cluster, timeout=600):

@@ -29,8 +29,8 @@ PROBES = (2, 4, 14, 6)
 # exact case, which is why this goes through http.client and not urllib, which
 # rewrites header names).
 V2_HEADERS = {
-    "Content-Type": v2.BINARY_TYPE,        # MMS hands the handler the raw bytes
-    "X-Fizbuz-Protocol": "v2",             # REST (fizbuz_service.REST)
+    "Content-Type": v2.BINARY_TYPE,  # MMS hands the handler the raw bytes
+    "X-Fizbuz-Protocol": "v2",  # REST (fizbuz_service.REST)
     "X-Fizbuz-Call": "ModelInfer",
     "X-Fizbuz-Model": v2.MODEL_NAME,
     # No X-Fizbuz-Version: the latest version, as for a URL without /versions/
@@ -41,10 +41,11 @@ PROBE_ID = "fizbuz-health"
 
 def v2_request(numbers=PROBES):
     """(body, headers) of a v2 infer call for `numbers`, labels only."""
-    document = {"id": PROBE_ID,
-                "inputs": [{"name": v2.INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1],
-                            "data": list(numbers)}],
-                "outputs": [{"name": v2.LABEL_OUTPUT}]}
+    document = {
+        "id": PROBE_ID,
+        "inputs": [{"name": v2.INPUT_NAME, "datatype": "INT64", "shape": [len(numbers), 1], "data": list(numbers)}],
+        "outputs": [{"name": v2.LABEL_OUTPUT}],
+    }
     return json.dumps(document).encode(), dict(V2_HEADERS)
 
 
@@ -83,8 +84,10 @@ def check_v2(port, timeout, numbers=PROBES):
         return f"v2 ModelInfer: HTTP {status}, an unreadable reply ({error}): {reply[:120]!r}"
     wanted = [expected_reply(number)[v2.LABEL_OUTPUT] for number in numbers]
     if status != 200 or inner_status != 200 or content_type != v2.JSON_TYPE or labels != wanted:
-        return (f"v2 ModelInfer: HTTP {status}, envelope {inner_status} {content_type}, labels {labels} "
-                f"(expected {wanted}): {payload[:120]!r}")
+        return (
+            f"v2 ModelInfer: HTTP {status}, envelope {inner_status} {content_type}, labels {labels} "
+            f"(expected {wanted}): {payload[:120]!r}"
+        )
     return None
 
 

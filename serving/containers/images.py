@@ -24,18 +24,39 @@ log = logging.getLogger(__name__)
 # The project's own modules the MMS image runs (its start/registration logic,
 # the metrics exporter, the health check): nothing that imports torch.
 APP_FILES = (
-    "fizbuz_codec.py", "fizbuz_metrics.py", "fizbuz_v2.py",
-    "fizbuz/__init__.py", "fizbuz/answers.py", "fizbuz/contract.py", "fizbuz/errors.py", "fizbuz/http_client.py",
-    "fizbuz/lifecycle.py", "fizbuz/logs.py", "fizbuz/settings.py",
+    "fizbuz_codec.py",
+    "fizbuz_metrics.py",
+    "fizbuz_v2.py",
+    "fizbuz/__init__.py",
+    "fizbuz/answers.py",
+    "fizbuz/contract.py",
+    "fizbuz/errors.py",
+    "fizbuz/http_client.py",
+    "fizbuz/lifecycle.py",
+    "fizbuz/logs.py",
+    "fizbuz/settings.py",
+    "fizbuz/users.py",
     "serving/__init__.py",
-    "serving/mms/__init__.py", "serving/mms/cli.py", "serving/mms/config.py", "serving/mms/guard.py",
+    "serving/mms/__init__.py",
+    "serving/mms/cli.py",
+    "serving/mms/config.py",
+    "serving/mms/guard.py",
     "serving/mms/management.py",
-    "serving/mms/process.py", "serving/mms/config.properties", "serving/mms/log4j.properties",
-    "serving/mms/fast_worker.py", "serving/mms/worker_boot/sitecustomize.py",
-    "serving/metrics/__init__.py", "serving/metrics/serve.py",
-    "serving/mms/metrics/__init__.py", "serving/mms/metrics/control.py", "serving/mms/metrics/exporter.py",
-    "serving/mms/metrics/multiproc.py", "serving/mms/metrics/workers.py",
-    "serving/containers/__init__.py", "serving/containers/entrypoint.py", "serving/containers/health.py",
+    "serving/mms/process.py",
+    "serving/mms/config.properties",
+    "serving/mms/log4j.properties",
+    "serving/mms/fast_worker.py",
+    "serving/mms/worker_boot/sitecustomize.py",
+    "serving/metrics/__init__.py",
+    "serving/metrics/serve.py",
+    "serving/mms/metrics/__init__.py",
+    "serving/mms/metrics/control.py",
+    "serving/mms/metrics/exporter.py",
+    "serving/mms/metrics/multiproc.py",
+    "serving/mms/metrics/workers.py",
+    "serving/containers/__init__.py",
+    "serving/containers/entrypoint.py",
+    "serving/containers/health.py",
 )
 REQUIREMENTS = HERE / "requirements-image.txt"
 # The front door's routing of the Open Inference Protocol (run by njs): baked
@@ -57,18 +78,25 @@ def build_base(docker, tag, folder, mirror=DEBIAN_MIRROR):
     Path(folder).mkdir(parents=True, exist_ok=True)
     rootfs = Path(folder) / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
-    log.info("debootstrap --variant=minbase bookworm from %s (about a minute; log %s)", mirror,
-             Path(folder) / "debootstrap.log")
+    log.info(
+        "debootstrap --variant=minbase bookworm from %s (about a minute; log %s)",
+        mirror,
+        Path(folder) / "debootstrap.log",
+    )
     started = time.monotonic()
     with open(Path(folder) / "debootstrap.log", "wb") as output:
-        done = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
-                              stdout=output, stderr=subprocess.STDOUT, timeout=1200)
+        done = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=1200,
+        )
     if done.returncode != 0:
         raise LifecycleError(f"debootstrap failed; see {Path(folder) / 'debootstrap.log'}")
     slim(rootfs)
     log.info("debootstrap done in %.0f s; importing it as %s", time.monotonic() - started, tag)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    docker.run("import", "--change", "CMD [\"bash\"]", "-", tag, stdin=tar.stdout, timeout=600)
+    docker.run("import", "--change", 'CMD ["bash"]', "-", tag, stdin=tar.stdout, timeout=600)
     tar.wait()
     shutil.rmtree(rootfs, ignore_errors=True)
     return tag
@@ -90,8 +118,15 @@ def slim(rootfs):
     """Drop the bootstrap's package cache, apt lists, docs and translations."""
     (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
     (rootfs / "etc/dpkg/dpkg.cfg.d/01-fizbuz-slim").write_text(SLIM_RULES)
-    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_Packages",
-                    "var/lib/apt/lists/*Release*", "usr/share/man/*", "usr/share/info/*", "usr/share/lintian/*"):
+    for pattern in (
+        "var/cache/apt/archives/*.deb",
+        "var/cache/apt/*.bin",
+        "var/lib/apt/lists/*_Packages",
+        "var/lib/apt/lists/*Release*",
+        "usr/share/man/*",
+        "usr/share/info/*",
+        "usr/share/lintian/*",
+    ):
         for item in rootfs.glob(pattern):
             shutil.rmtree(item) if item.is_dir() else item.unlink()
     for item in (rootfs / "usr/share/doc").glob("*/*"):
@@ -110,9 +145,27 @@ def wheels(folder):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     log.info("downloading the image's Python wheels into %s (pinned by constraints.txt)", folder)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                           "--only-binary", ":all:", "-d", str(folder), "-r", str(REQUIREMENTS),
-                           "-c", str(ROOT / "constraints.txt")], capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary",
+            ":all:",
+            "-d",
+            str(folder),
+            "-r",
+            str(REQUIREMENTS),
+            "-c",
+            str(ROOT / "constraints.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         raise LifecycleError(f"pip download failed:\n{done.stderr[-2000:]}")
 

@@ -2,8 +2,11 @@
 
 The state file is written before anything is made and updated after every
 step, so `stop` finds and removes everything this code made (the stack, the
-images it built, the swarm it created, its own dockerd and what that left in
-the kernel), also after a crash half-way."""
+images it built, the swarm it created, its own dockerd and the iptables rules,
+chains, bridges and switches it changed, recorded step by step), also after a
+crash half-way. MMS tasks are on an internal, encrypted overlay only (stack.yml;
+unencrypted, with a warning, where the kernel has no ESP); Swarm listens on
+FIZBUZ_SWARM_ADDRESS (loopback) only."""
 
 import dataclasses
 import hashlib
@@ -18,7 +21,16 @@ from fizbuz.contract import MAR_FILE_NAME, MODEL_STORE
 from fizbuz.lifecycle import JsonState, LifecycleError, check_port_free, wait_until
 from fizbuz.private_files import write_private
 from serving.containers import images
-from serving.containers.daemon import DEFAULT_SOCKET, Docker, Dockerd, HostSnapshot
+from serving.containers.daemon import (
+    DEFAULT_SOCKET,
+    Docker,
+    Dockerd,
+    HostSnapshot,
+    changes,
+    merge,
+    overlay_encryption,
+    undo,
+)
 from serving.front import client, config, tokens
 from serving.mms.config import tls_files
 
@@ -27,11 +39,44 @@ STACK_FILE = HERE / "stack.yml"
 # Where the front image keeps nginx's own files (made by Dockerfile.front) and
 # gets the rest (stack.yml's configs and secrets).
 FRONT_PREFIX = "/tmp/nginx"
-FRONT_FILES = dict(tokens_map="/run/secrets/fizbuz_tokens_map", certificate="/run/secrets/fizbuz_front_cert",
-                   key="/run/secrets/fizbuz_front_key", error_log="stderr", door_js=images.FRONT_DOOR_JS)
+FRONT_FILES = dict(
+    tokens_map="/run/secrets/fizbuz_tokens_map",
+    certificate="/run/secrets/fizbuz_front_cert",
+    key="/run/secrets/fizbuz_front_key",
+    error_log="stderr",
+    door_js=images.FRONT_DOOR_JS,
+)
 MMS_PORT = settings.default("inference_port")  # Dockerfile.mms's FIZBUZ_INFERENCE_PORT
 STATE_FILE = "state.json"
-LOCAL_BASE = "local"   # build the base with debootstrap (Docker Hub not needed)
+SWARM_PORT = 2377
+ENCRYPTED_LINE = 'driver_opts: {encrypted: ""}'
+
+
+def stack_file(folder, state):
+    """The stack file to deploy: stack.yml, whose backend overlay is encrypted;
+    where this kernel cannot encrypt (daemon.overlay_encryption) a copy in
+    `folder` without that line, with a warning, recorded in the state."""
+    if "backend_encrypted" not in state:
+        works, why = overlay_encryption()
+        state["backend_encrypted"], state["backend_encryption_note"] = works, why
+        if not works:
+            log.warning(
+                "the backend overlay is NOT encrypted: %s. MMS stays on the internal network only; "
+                "between machines its traffic would cross in clear",
+                why,
+            )
+    if state["backend_encrypted"]:
+        return STACK_FILE
+    lines = STACK_FILE.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() != ENCRYPTED_LINE]
+    if len(kept) != len(lines) - 1:
+        raise LifecycleError(f"{STACK_FILE} lost its line {ENCRYPTED_LINE!r}")
+    copy = Path(folder) / "stack-unencrypted.yml"
+    copy.write_text("".join(kept))
+    return copy
+
+
+LOCAL_BASE = "local"  # build the base with debootstrap (Docker Hub not needed)
 log = logging.getLogger(__name__)
 
 
@@ -51,24 +96,33 @@ class Options:
     burst: int = 10000
     body_cap: str = "4k"
     read_timeout: float = 3
-    engine: str = "auto"    # "own": always our own dockerd (tests), never one that runs already
+    engine: str = "auto"  # "own": always our own dockerd (tests), never one that runs already
     # The multi-node cluster (cluster.py): the registry our own dockerd pushes
     # to over plain HTTP, and the address the front door's certificate names.
     registry: str = ""
     front_address: str = "127.0.0.1"
-    health_interval: str = "3s"    # the MMS health check's (stack.yml; Dockerfile.mms's by default)
+    health_interval: str = "3s"  # the MMS health check's (stack.yml; Dockerfile.mms's by default)
     health_timeout: str = "5s"
     health_retries: int = 3
-    response_timeout: str = "30"   # MMS's default_response_timeout (serving/mms/config.properties)
+    response_timeout: str = "30"  # MMS's default_response_timeout (serving/mms/config.properties)
 
 
 def front_settings(options):
     """The fleet's front door in DNS mode: the MMS tasks are Swarm's
     tasks.<stack>_mms. Batched routing only: the tasks register no batch-1 model."""
     return config.FrontSettings(
-        listen="8443", hosts=[], dns_hosts=f"tasks.{options.stack}_mms:{MMS_PORT}", workers="2",
-        rate=options.rate, burst=options.burst, body_cap=options.body_cap, read_timeout=options.read_timeout,
-        metrics_log=False, routing="batched", **FRONT_FILES)
+        listen="8443",
+        hosts=[],
+        dns_hosts=f"tasks.{options.stack}_mms:{MMS_PORT}",
+        workers="2",
+        rate=options.rate,
+        burst=options.burst,
+        body_cap=options.body_cap,
+        read_timeout=options.read_timeout,
+        metrics_log=False,
+        routing="batched",
+        **FRONT_FILES,
+    )
 
 
 def front_address(state):
@@ -93,8 +147,9 @@ class Stack(JsonState):
 
     def dockerd(self, state):
         registry = state["options"].get("registry")
-        return Dockerd(self.dir / "dockerd", state["exec_root"],
-                       extra_args=("--insecure-registry", registry) if registry else ())
+        return Dockerd(
+            self.dir / "dockerd", state["exec_root"], extra_args=("--insecure-registry", registry) if registry else ()
+        )
 
     # ------------------------------------------------------------ start
     def start(self, options):
@@ -113,9 +168,16 @@ class Stack(JsonState):
         state = self.load()
         if state is None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            state = {"id": secrets.token_hex(3), "options": dataclasses.asdict(options), "images": [],
-                     "own_dockerd": False, "swarm_created": False, "deployed": False, "timings": {},
-                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            state = {
+                "id": secrets.token_hex(3),
+                "options": dataclasses.asdict(options),
+                "images": [],
+                "own_dockerd": False,
+                "swarm_created": False,
+                "deployed": False,
+                "timings": {},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
             state["exec_root"] = f"/run/fizbuz-docker-{state['id']}"
             self.save(state)  # first: from here on, stop can find everything
         else:
@@ -124,8 +186,9 @@ class Stack(JsonState):
         docker = self._engine(state)
         base = self._base(state, docker, options)
         mms_image = self.build_mms(state, docker, base, options.mar)
-        front_image = self._build(state, docker, "fizbuz-front", images.front_context(self.dir / "build" / "front"),
-                                  base)
+        front_image = self._build(
+            state, docker, "fizbuz-front", images.front_context(self.dir / "build" / "front"), base
+        )
         self._front_files(state, options)
         return state, docker, mms_image, front_image
 
@@ -134,7 +197,7 @@ class Stack(JsonState):
         if state.get("socket") and Docker(state["socket"]).answers():
             return Docker(state["socket"])
         given = os.environ.get("DOCKER_HOST", "")
-        candidates = [given[len("unix://"):]] if given.startswith("unix://") else []
+        candidates = [given[len("unix://") :]] if given.startswith("unix://") else []
         candidates.append(DEFAULT_SOCKET)
         if state["options"].get("engine") == "own":
             candidates = []
@@ -150,6 +213,7 @@ class Stack(JsonState):
         self.save(state)
         state["storage_driver"] = self.dockerd(state).start()
         self.save(state)
+        self.record_changes(state, HostSnapshot(**state["snapshot"]))
         log.info("our dockerd runs (storage driver %s, socket %s)", state["storage_driver"], state["socket"])
         return Docker(state["socket"])
 
@@ -162,7 +226,20 @@ class Stack(JsonState):
         log.info("creating a one-node Swarm (docker swarm init)")
         state["swarm_created"] = True
         self.save(state)
-        docker.run("swarm", "init", "--advertise-addr", "127.0.0.1")
+        before = HostSnapshot.take()
+        address = settings.value("swarm_address")
+        # Listen (2377) and advertise on that address only: not every address of the machine.
+        docker.run("swarm", "init", "--listen-addr", f"{address}:{SWARM_PORT}", "--advertise-addr", address)
+        self.record_changes(state, before)
+
+    def record_changes(self, state, before):
+        """What our dockerd changed in the kernel since `before` (taken right
+        before a step of ours), added to the state file: stop undoes exactly
+        that. Nothing is recorded for an engine that was already running."""
+        if not state.get("own_dockerd"):
+            return
+        state["changed"] = merge(state.get("changed"), changes(before, HostSnapshot.take()))
+        self.save(state)
 
     def _base(self, state, docker, options):
         if options.base != LOCAL_BASE:
@@ -195,9 +272,20 @@ class Stack(JsonState):
         build_log = self.logs / f"build-{name}.log"
         log.info("building %s (log %s)", tag, build_log)
         started = time.monotonic()
-        docker.run("build", "--network", "host", "--build-arg", f"BASE={base}",
-                   "--build-arg", f"VERSION={tag.split(':')[1]}", "-t", tag, context,
-                   timeout=1800, output=build_log)
+        docker.run(
+            "build",
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE={base}",
+            "--build-arg",
+            f"VERSION={tag.split(':')[1]}",
+            "-t",
+            tag,
+            context,
+            timeout=1800,
+            output=build_log,
+        )
         seconds = round(time.monotonic() - started, 1)
         state["timings"][f"build_{name}_s"] = seconds
         self.save(state)
@@ -223,34 +311,57 @@ class Stack(JsonState):
         digest = hashlib.sha256()
         for name in ("nginx.conf", "tokens.map", "cert.pem", "key.pem"):
             digest.update((self.front_dir / name).read_bytes())
-        return dict(MMS_IMAGE=mms_image, FRONT_IMAGE=front_image, REPLICAS=str(options.replicas),
-                    MMS_WORKERS=str(options.mms_workers), MMS_CPUS=options.mms_cpus,
-                    MMS_MEMORY=options.mms_memory, MMS_PLACEMENT=options.placement,
-                    FRONT_PLACEMENT=options.front_placement, FRONT_PORT=str(options.front_port),
-                    FRONT_DIR=str(self.front_dir), MMS_HEALTH_TIMEOUT=options.health_timeout,
-                    MMS_HEALTH_INTERVAL=options.health_interval, MMS_RESPONSE_TIMEOUT=options.response_timeout,
-                    MMS_HEALTH_RETRIES=str(options.health_retries),
-                    CONFIG_PREFIX=f"{options.stack}_{digest.hexdigest()[:10]}")
+        return dict(
+            MMS_IMAGE=mms_image,
+            FRONT_IMAGE=front_image,
+            REPLICAS=str(options.replicas),
+            MMS_WORKERS=str(options.mms_workers),
+            MMS_CPUS=options.mms_cpus,
+            MMS_MEMORY=options.mms_memory,
+            MMS_PLACEMENT=options.placement,
+            FRONT_PLACEMENT=options.front_placement,
+            FRONT_PORT=str(options.front_port),
+            FRONT_DIR=str(self.front_dir),
+            MMS_HEALTH_TIMEOUT=options.health_timeout,
+            MMS_HEALTH_INTERVAL=options.health_interval,
+            MMS_RESPONSE_TIMEOUT=options.response_timeout,
+            MMS_HEALTH_RETRIES=str(options.health_retries),
+            CONFIG_PREFIX=f"{options.stack}_{digest.hexdigest()[:10]}",
+        )
 
     def deploy(self, state, docker, mms_image, front_image, timeout=300):
         options = Options(**state["options"])
         env = self._stack_env(state, mms_image, front_image)
         state.update(deployed=True, mms_image=mms_image, front_image=front_image)
         self.save(state)
-        log.info("deploying stack %s: %d x %s behind %s on port %d", options.stack, options.replicas,
-                 mms_image, front_image, options.front_port)
+        log.info(
+            "deploying stack %s: %d x %s behind %s on port %d",
+            options.stack,
+            options.replicas,
+            mms_image,
+            front_image,
+            options.front_port,
+        )
         started = time.monotonic()
         deploy_env = dict(docker.env, **env)
         saved, docker.env = docker.env, deploy_env
+        before = HostSnapshot.take()
         try:
-            docker.run("stack", "deploy", "--prune", "-c", STACK_FILE, options.stack)
+            docker.run("stack", "deploy", "--prune", "-c", stack_file(self.dir, state), options.stack)
         finally:
             docker.env = saved
+            self.save(state)
         self.wait_converged(state, docker, timeout)
+        self.record_changes(state, before)
         state["timings"]["deploy_to_first_answer_s"] = round(time.monotonic() - started, 1)
         self.save(state)
-        log.info("stack %s serves on https://%s:%d (%.0f s after deploy)", options.stack,
-                 options.front_address, options.front_port, state["timings"]["deploy_to_first_answer_s"])
+        log.info(
+            "stack %s serves on https://%s:%d (%.0f s after deploy)",
+            options.stack,
+            options.front_address,
+            options.front_port,
+            state["timings"]["deploy_to_first_answer_s"],
+        )
 
     def wait_converged(self, state, docker, timeout):
         options = Options(**state["options"])
@@ -260,8 +371,7 @@ class Stack(JsonState):
             return len(self.healthy_tasks(state, docker)) >= options.replicas
 
         wait_until(healthy, timeout, f"{options.replicas} healthy MMS tasks", interval=1)
-        wait_until(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200",
-                   interval=0.5)
+        wait_until(lambda: self.ready(state)[0] == 200, timeout, "the front door's /ready to say 200", interval=0.5)
 
     def update(self, mar, version=None, timeout=600):
         """A model update is a new MMS image (the given archive inside), rolled
@@ -288,8 +398,11 @@ class Stack(JsonState):
             status = update_status()
             if status.get("StartedAt") == before:
                 return None
-            return status.get("State") if status.get("State") in ("completed", "rollback_completed",
-                                                                  "paused", "rollback_paused") else None
+            return (
+                status.get("State")
+                if status.get("State") in ("completed", "rollback_completed", "paused", "rollback_paused")
+                else None
+            )
 
         result = wait_until(finished, timeout, f"the update of {service} to finish", interval=1)
         if result == "completed":
@@ -303,8 +416,9 @@ class Stack(JsonState):
     def _fail_on_crash_loop(self, state, docker, limit=4):
         """Stop waiting when MMS tasks keep failing (a broken image): say why."""
         service = f"{state['options']['stack']}_mms"
-        failed = docker.run("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}",
-                            "--filter", "status=exited").split()
+        failed = docker.run(
+            "ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}", "--filter", "status=exited"
+        ).split()
         if len(failed) >= limit + state["options"]["replicas"]:
             logs = docker.run("logs", "--tail", "25", failed[0], check=False) or ""
             raise LifecycleError(f"{len(failed)} MMS tasks exited; the last one's output ends with:\n{logs}")
@@ -313,8 +427,9 @@ class Stack(JsonState):
     def healthy_tasks(self, state, docker):
         """Ids of running MMS task containers whose health check passes."""
         service = f"{state['options']['stack']}_mms"
-        found = docker.run("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
-                           "--filter", "health=healthy")
+        found = docker.run(
+            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}", "--filter", "health=healthy"
+        )
         return found.split()
 
     def task_containers(self, state, docker, service="mms"):
@@ -323,8 +438,14 @@ class Stack(JsonState):
 
     def ready(self, state=None):
         state = state or self.require()
-        status, _, text = client.request(front_address(state), state["options"]["front_port"], "GET", "/ready",
-                                         self.front_dir / "cert.pem", timeout=10)
+        status, _, text = client.request(
+            front_address(state),
+            state["options"]["front_port"],
+            "GET",
+            "/ready",
+            self.front_dir / "cert.pem",
+            timeout=10,
+        )
         return status, text
 
     def env_lines(self):
@@ -332,27 +453,50 @@ class Stack(JsonState):
         names = tokens.read(self.token_file)
         token = names.get("default") or next(iter(names.values()), "")
         address = f"{front_address(state)}:{state['options']['front_port']}"
-        return [f"export FIZBUZ_URL=https://{address}",
-                # gRPC clients (tritonclient.grpc) take host:port: the same door, HTTP/2
-                f"export FIZBUZ_GRPC_URL={address}",
-                f"export FIZBUZ_TOKEN={token}",
-                f"export FIZBUZ_CACERT={self.front_dir / 'cert.pem'}"]
+        return [
+            f"export FIZBUZ_URL=https://{address}",
+            # gRPC clients (tritonclient.grpc) take host:port: the same door, HTTP/2
+            f"export FIZBUZ_GRPC_URL={address}",
+            f"export FIZBUZ_TOKEN={token}",
+            f"export FIZBUZ_CACERT={self.front_dir / 'cert.pem'}",
+        ]
 
     def status(self):
         state = self.require()
         docker = self.docker(state)
-        engine = ("our own dockerd, storage driver " + state.get("storage_driver", "?") if state["own_dockerd"]
-                  else "an engine that was already running")
-        lines = [f"container stack {state['options']['stack']} (state {self.state_file})",
-                 f"  engine: {engine}"
-                 f" on {state['socket']}{'  [not answering]' if not docker.answers() else ''}"]
+        engine = (
+            "our own dockerd, storage driver " + state.get("storage_driver", "?")
+            if state["own_dockerd"]
+            else "an engine that was already running"
+        )
+        lines = [
+            f"container stack {state['options']['stack']} (state {self.state_file})",
+            f"  engine: {engine} on {state['socket']}{'  [not answering]' if not docker.answers() else ''}",
+        ]
         if docker.answers():
-            lines.append(docker.run("service", "ls", "--filter",
-                                    f"label=com.docker.stack.namespace={state['options']['stack']}",
-                                    check=False) or "")
-            lines.append(docker.run("stack", "ps", "--filter", "desired-state=running", "--format",
-                                    "{{.Name}}  {{.Image}}  {{.CurrentState}}", state["options"]["stack"],
-                                    check=False) or "")
+            lines.append(
+                docker.run(
+                    "service",
+                    "ls",
+                    "--filter",
+                    f"label=com.docker.stack.namespace={state['options']['stack']}",
+                    check=False,
+                )
+                or ""
+            )
+            lines.append(
+                docker.run(
+                    "stack",
+                    "ps",
+                    "--filter",
+                    "desired-state=running",
+                    "--format",
+                    "{{.Name}}  {{.Image}}  {{.CurrentState}}",
+                    state["options"]["stack"],
+                    check=False,
+                )
+                or ""
+            )
             ready, _ = self.ready(state)
             address = f"{front_address(state)}:{state['options']['front_port']}"
             lines.append(f"  front door https://{address}  /ready {ready}")
@@ -377,9 +521,15 @@ class Stack(JsonState):
             steps.append(("the swarm", lambda: docker.run("swarm", "leave", "--force", timeout=60)))
         if state.get("own_dockerd"):
             steps.append(("our dockerd", lambda: self.dockerd(state).stop()))
-            if "snapshot" in state:
-                steps.append(("bridges and iptables chains",
-                              lambda: HostSnapshot(**state["snapshot"]).restore()))
+            if "changed" in state:
+                steps.append(
+                    (
+                        "the bridges, iptables rules and chains and switches it changed",
+                        lambda: undo(state["changed"], HostSnapshot(**state["snapshot"])),
+                    )
+                )
+            elif "snapshot" in state:  # a state file from before changes were recorded
+                steps.append(("bridges and iptables chains", lambda: HostSnapshot(**state["snapshot"]).restore()))
         failed = []
         for what, step in steps:
             try:
@@ -389,8 +539,9 @@ class Stack(JsonState):
                 log.error("removing %s failed: %s", what, error)
                 failed.append(what)
         if failed:
-            raise LifecycleError(f"could not remove {', '.join(failed)}; run stop again "
-                                 f"(state kept in {self.state_file})")
+            raise LifecycleError(
+                f"could not remove {', '.join(failed)}; run stop again (state kept in {self.state_file})"
+            )
         self.state_file.unlink()
         log.info("container stack stopped: nothing it made is left")
         return True
@@ -398,11 +549,18 @@ class Stack(JsonState):
     def _remove_stack(self, state, docker, timeout):
         stack = state["options"]["stack"]
         docker.run("stack", "rm", stack, check=False)
-        wait_until(lambda: not docker.run("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}"),
-                   timeout, f"the containers of stack {stack} to go", interval=0.5)
-        wait_until(lambda: not docker.run("network", "ls", "-q", "--filter",
-                                          f"label=com.docker.stack.namespace={stack}"),
-                   timeout, f"the networks of stack {stack} to go", interval=0.5)
+        wait_until(
+            lambda: not docker.run("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}"),
+            timeout,
+            f"the containers of stack {stack} to go",
+            interval=0.5,
+        )
+        wait_until(
+            lambda: not docker.run("network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}"),
+            timeout,
+            f"the networks of stack {stack} to go",
+            interval=0.5,
+        )
 
     def _remove_images(self, state, docker):
         present = [tag for tag in state["images"] if docker.run("images", "-q", tag).strip()]

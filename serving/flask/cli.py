@@ -54,10 +54,23 @@ class Settings:
     def command(self):
         gunicorn = Path(sys.executable).parent / "gunicorn"
         if not gunicorn.exists():
-            raise LifecycleError(f"gunicorn is not installed in {gunicorn.parent.parent}: "
-                                 f"run scripts/setup_env.sh --dev")
-        command = [gunicorn, "--chdir", ROOT, "--bind", f"127.0.0.1:{self.port}", "--workers", self.workers,
-                   "--worker-class", self.worker_class, "--error-logfile", self.log_file, "--no-control-socket"]
+            raise LifecycleError(
+                f"gunicorn is not installed in {gunicorn.parent.parent}: run scripts/setup_env.sh --dev"
+            )
+        command = [
+            gunicorn,
+            "--chdir",
+            ROOT,
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            self.workers,
+            "--worker-class",
+            self.worker_class,
+            "--error-logfile",
+            self.log_file,
+            "--no-control-socket",
+        ]
         if self.access_log:
             command += ["--access-logfile", self.run_dir / "access.log"]
         if self.worker_class == "gthread":  # gunicorn turns sync into gthread when given --threads > 1
@@ -68,19 +81,33 @@ class Settings:
 def start(settings):
     running = settings.pid_file.process()
     if running is not None:
-        log.info("gunicorn is already running from %s (pid %d); 'serving/flask/serve.sh stop' first "
-                 "to restart it", settings.run_dir, running.pid)
+        log.info(
+            "gunicorn is already running from %s (pid %d); 'serving/flask/serve.sh stop' first to restart it",
+            settings.run_dir,
+            running.pid,
+        )
         return 0
     if settings.worker_class not in WORKER_CLASSES:
-        raise LifecycleError(f"FIZBUZ_FLASK_WORKER_CLASS (WORKER_CLASS) must be sync or gthread, "
-                             f"got {settings.worker_class!r}")
+        raise LifecycleError(
+            f"FIZBUZ_FLASK_WORKER_CLASS (WORKER_CLASS) must be sync or gthread, got {settings.worker_class!r}"
+        )
     check_port_free(settings.port, "gunicorn", hint=" with FIZBUZ_FLASK_PORT=")
     url = predict_url(settings.port)
-    log.info("starting gunicorn (%d %s workers) on 127.0.0.1:%d, log %s", settings.workers,
-             settings.worker_class, settings.port, settings.log_file)
-    process = start_server(settings.command(), settings.pid_file, settings.log_file,
-                           ready=lambda: answers_smoke_request(url, timeout=2),
-                           what=f"a real prediction on port {settings.port}", timeout=settings.timeout)
+    log.info(
+        "starting gunicorn (%d %s workers) on 127.0.0.1:%d, log %s",
+        settings.workers,
+        settings.worker_class,
+        settings.port,
+        settings.log_file,
+    )
+    process = start_server(
+        settings.command(),
+        settings.pid_file,
+        settings.log_file,
+        ready=lambda: answers_smoke_request(url, timeout=2),
+        what=f"a real prediction on port {settings.port}",
+        timeout=settings.timeout,
+    )
     log.info("serving on %s (pid %d)", url, process.pid)
     return 0
 
@@ -100,8 +127,9 @@ def status(settings):
 
 
 def main(argv=None):
-    return server_cli(argv, "serving/flask/serve.sh", __doc__, {"start": start, "stop": stop, "status": status},
-                      Settings)
+    return server_cli(
+        argv, "serving/flask/serve.sh", __doc__, {"start": start, "stop": stop, "status": status}, Settings
+    )
 
 
 if __name__ == "__main__":

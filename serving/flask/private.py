@@ -17,9 +17,14 @@ class PrivateGunicorn(ScriptedServer):
     def __init__(self, worker_class="sync", workers=2, threads=4, run_dir=None):
         folder = Path(run_dir or tempfile.mkdtemp(prefix="fbz-flask-"))
         self.port = free_port()
-        env = dict(os.environ, FIZBUZ_FLASK_PORT=str(self.port), FIZBUZ_FLASK_WORKERS=str(workers),
-                   FIZBUZ_FLASK_WORKER_CLASS=worker_class, FIZBUZ_FLASK_THREADS=str(threads),
-                   FIZBUZ_FLASK_RUN_DIR=str(folder))
+        env = dict(
+            os.environ,
+            FIZBUZ_FLASK_PORT=str(self.port),
+            FIZBUZ_FLASK_WORKERS=str(workers),
+            FIZBUZ_FLASK_WORKER_CLASS=worker_class,
+            FIZBUZ_FLASK_THREADS=str(threads),
+            FIZBUZ_FLASK_RUN_DIR=str(folder),
+        )
         self.pid_file = PidFile(folder / "gunicorn.pid", "gunicorn")
         super().__init__(SERVE_SCRIPT, env, folder, run_dir is None, [self.pid_file])
 

@@ -13,7 +13,6 @@ from fizbuz import logs, settings
 from fizbuz.errors import FizbuzError
 
 
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="fleet.sh", description=__doc__)
     settings.add_flag(parser, "fleet_dir", "--dir")
@@ -25,8 +24,11 @@ def build_parser():
     settings.add_flag(start, "front_port", "--port")
     settings.add_flag(start, "front_address", "--listen-address")
     start.add_argument("--loopback", action="store_true", help="127.x addresses instead of namespaces, even as root")
-    start.add_argument("--external-hosts", metavar="ADDR:PORT,...",
-                       help="real hosts already running start_mms.sh: start only the front door over them")
+    start.add_argument(
+        "--external-hosts",
+        metavar="ADDR:PORT,...",
+        help="real hosts already running start_mms.sh: start only the front door over them",
+    )
     settings.add_flag(start, "mar", "--mar")
     settings.add_flag(start, "tls_cert", "--cert")
     settings.add_flag(start, "tls_key", "--key")
@@ -37,30 +39,45 @@ def build_parser():
     settings.add_flag(start, "front_metrics_port", "--metrics-port")
     settings.add_flag(start, "read_timeout", "--read-timeout")
     settings.add_flag(start, "fleet_single_workers", "--single-workers")
-    settings.add_flag(start, "adaptive_threshold", "--adaptive-threshold",
-                      what="requests arriving while at most this many client connections are open go to batch 1 "
-                           "(measured by bench/adaptive.py)")
+    settings.add_flag(
+        start,
+        "adaptive_threshold",
+        "--adaptive-threshold",
+        what="requests arriving while at most this many client connections are open go to batch 1 "
+        "(measured by bench/adaptive.py)",
+    )
     settings.add_flag(start, "admission", "--admission")
     settings.add_flag(start, "retry_budget", "--retry-budget")
     settings.add_flag(start, "retry_share", "--retry-share")
     settings.add_flag(start, "retry_floor", "--retry-floor")
     settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
-    start.add_argument("--batched-only", action="store_true", default=not settings.value("adaptive"),
-                       help="adaptive batching off: every request to the batched registration, no batch-1 "
-                            "workers (env FIZBUZ_ADAPTIVE=0)")
+    settings.add_flag(start, "fleet_mms_user", "--mms-user")
+    start.add_argument(
+        "--batched-only",
+        action="store_true",
+        default=not settings.value("adaptive"),
+        help="adaptive batching off: every request to the batched registration, no batch-1 "
+        "workers (env FIZBUZ_ADAPTIVE=0)",
+    )
 
-    for name, text in (("stop", "stop and remove everything of the fleet"), ("status", "hosts, workers, front door"),
-                       ("env", "export lines: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
-                       ("reload", "re-read the tokens file and settings (graceful)"),
-                       ("rollback", "put every host back on its previous .mar, one at a time")):
+    for name, text in (
+        ("stop", "stop and remove everything of the fleet"),
+        ("status", "hosts, workers, front door"),
+        ("env", "export lines: FIZBUZ_URL, FIZBUZ_GRPC_URL, FIZBUZ_TOKEN, FIZBUZ_CACERT, FIZBUZ_METRICS_URL"),
+        ("reload", "re-read the tokens file and settings (graceful)"),
+        ("rollback", "put every host back on its previous .mar, one at a time"),
+    ):
         commands.add_parser(name, help=text)
 
     limits = commands.add_parser("limits", help="change the rate limit / body cap and reload")
     limits.add_argument("--rate", type=int)
     limits.add_argument("--burst", type=int)
     limits.add_argument("--body-cap")
-    limits.add_argument("--routing", choices=["adaptive", "batched", "single"],
-                        help="adaptive (default), batched (off) or single (batch 1 only; needs batch-1 workers)")
+    limits.add_argument(
+        "--routing",
+        choices=["adaptive", "batched", "single"],
+        help="adaptive (default), batched (off) or single (batch 1 only; needs batch-1 workers)",
+    )
     limits.add_argument("--adaptive-threshold", type=int)
     limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
     limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
@@ -68,13 +85,17 @@ def build_parser():
     limits.add_argument("--retry-floor", type=float, help="retries/s allowed whatever the successes")
 
     # allow_abbrev=False: the old `--token VALUE` is refused, not taken for --token-file.
-    token = commands.add_parser("token", help="add, revoke or list bearer tokens (reloads the front door)",
-                                allow_abbrev=False)
+    token = commands.add_parser(
+        "token", help="add, revoke or list bearer tokens (reloads the front door)", allow_abbrev=False
+    )
     token.add_argument("action", choices=["add", "revoke", "list"])
     token.add_argument("name", nargs="?")
     # Never the value itself on the command line: other local users read it in ps / /proc.
-    token.add_argument("--token-file", metavar="FILE",
-                       help="read the token's value from FILE ('-': standard input); default: a new random one")
+    token.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read the token's value from FILE ('-': standard input); default: a new random one",
+    )
 
     for name in ("drain", "undrain"):
         sub = commands.add_parser(name, help=f"{name} a host at the front door")
@@ -111,22 +132,43 @@ def run(args):
         if args.hosts < 1 or args.workers < 1:
             raise FleetError("need at least one host and one worker")
         external = [h.strip() for h in args.external_hosts.split(",") if h.strip()] if args.external_hosts else None
-        options = Options(hosts=args.hosts, workers=args.workers, front_port=args.port,
-                          listen_address=args.listen_address, loopback=args.loopback, external_hosts=external,
-                          mar=args.mar, certificate=args.cert, key=args.key, rate=args.rate, burst=args.burst,
-                          body_cap=args.body_cap, read_timeout=args.read_timeout, nginx_workers=args.nginx_workers,
-                          metrics_port=args.metrics_port,
-                          single_workers=args.single_workers, adaptive_threshold=args.adaptive_threshold,
-                          routing="batched" if args.batched_only else "adaptive",
-                          admission=args.admission, retry_budget=args.retry_budget, retry_share=args.retry_share,
-                          retry_floor=args.retry_floor, batch_size=args.batch_size)
+        options = Options(
+            hosts=args.hosts,
+            workers=args.workers,
+            front_port=args.port,
+            listen_address=args.listen_address,
+            loopback=args.loopback,
+            external_hosts=external,
+            mar=args.mar,
+            certificate=args.cert,
+            key=args.key,
+            rate=args.rate,
+            burst=args.burst,
+            body_cap=args.body_cap,
+            read_timeout=args.read_timeout,
+            nginx_workers=args.nginx_workers,
+            metrics_port=args.metrics_port,
+            single_workers=args.single_workers,
+            adaptive_threshold=args.adaptive_threshold,
+            routing="batched" if args.batched_only else "adaptive",
+            admission=args.admission,
+            retry_budget=args.retry_budget,
+            retry_share=args.retry_share,
+            retry_floor=args.retry_floor,
+            batch_size=args.batch_size,
+            mms_user=args.mms_user,
+        )
         if not external and not Path(options.mar).is_file():
             raise FleetError(f"{options.mar} does not exist: run ./build_mar.sh")
         fleet.start(options)
         print(fleet.status())
-        print(f"\nTry it:\n  eval \"$({Path(sys.argv[0]).name if sys.argv[0].endswith('.sh') else 'serving/front/fleet.sh'} env)\"\n"
-              "  curl --cacert \"$FIZBUZ_CACERT\" -H \"Authorization: Bearer $FIZBUZ_TOKEN\" "
-              f"-H 'Content-Type: application/json' -d '{request_body(SMOKE_INPUT).decode()}' \"$FIZBUZ_URL{PREDICT_PATH}\"")
+        script = Path(sys.argv[0]).name if sys.argv[0].endswith(".sh") else "serving/front/fleet.sh"
+        body = request_body(SMOKE_INPUT).decode()
+        print(
+            f'\nTry it:\n  eval "$({script} env)"\n'
+            '  curl --cacert "$FIZBUZ_CACERT" -H "Authorization: Bearer $FIZBUZ_TOKEN" '
+            f"-H 'Content-Type: application/json' -d '{body}' \"$FIZBUZ_URL{PREDICT_PATH}\""
+        )
     elif args.command == "stop":
         fleet.stop()
     elif args.command == "status":
@@ -137,13 +179,24 @@ def run(args):
         fleet.reload()
         logging.info("front door reloaded")
     elif args.command == "limits":
-        changes = {k: v for k, v in (("rate", args.rate), ("burst", args.burst), ("body_cap", args.body_cap),
-                                     ("routing", args.routing), ("adaptive_threshold", args.adaptive_threshold),
-                                     ("admission", args.admission), ("retry_budget", args.retry_budget),
-                                     ("retry_share", args.retry_share), ("retry_floor", args.retry_floor))
-                   if v is not None}
+        changes = {
+            k: v
+            for k, v in (
+                ("rate", args.rate),
+                ("burst", args.burst),
+                ("body_cap", args.body_cap),
+                ("routing", args.routing),
+                ("adaptive_threshold", args.adaptive_threshold),
+                ("admission", args.admission),
+                ("retry_budget", args.retry_budget),
+                ("retry_share", args.retry_share),
+                ("retry_floor", args.retry_floor),
+            )
+            if v is not None
+        }
         if changes.get("routing", "batched") != "batched" and not all(
-                h.single_workers for h in fleet.hosts(fleet.require())):
+            h.single_workers for h in fleet.hosts(fleet.require())
+        ):
             raise FleetError("the hosts have no batch-1 registration (started with --batched-only)")
         fleet.update_front(**changes)
         logging.info("front door reloaded with %s", changes)

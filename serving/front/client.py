@@ -24,13 +24,22 @@ V2_INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 
 def v2_body(number):
     """A v2 REST infer request (JSON) for one number, labels only."""
-    return json.dumps({"inputs": [{"name": "input.1", "datatype": "INT64", "shape": [1, 1], "data": [number]}],
-                       "outputs": [{"name": "next_number"}]})
+    return json.dumps(
+        {
+            "inputs": [{"name": "input.1", "datatype": "INT64", "shape": [1, 1], "data": [number]}],
+            "outputs": [{"name": "next_number"}],
+        }
+    )
 
 
 # What a reused connection the server had closed looks like before a reply starts.
-NO_REPLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
-            ssl.SSLZeroReturnError)
+NO_REPLY = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 
 
 def tls_context(cafile):
@@ -55,18 +64,25 @@ class LoadResult:
     sent: int = 0
     answered: int = 0
     resent: int = 0
-    failed: list = field(default_factory=list)   # (n, status, text)
-    wrong: list = field(default_factory=list)    # (n, reply)
+    failed: list = field(default_factory=list)  # (n, status, text)
+    wrong: list = field(default_factory=list)  # (n, reply)
     latencies: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def summary(self):
         ordered = sorted(self.latencies) or [0.0]
         pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
-        return {"sent": self.sent, "answered": self.answered, "failed": len(self.failed),
-                "wrong": len(self.wrong), "resent": self.resent, "p50_ms": pick(0.5),
-                "p99_ms": pick(0.99), "max_ms": round(ordered[-1] * 1000, 2),
-                "failure_samples": [f"{s} {t[:80]}" for _, s, t in self.failed[:5]]}
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "failed": len(self.failed),
+            "wrong": len(self.wrong),
+            "resent": self.resent,
+            "p50_ms": pick(0.5),
+            "p99_ms": pick(0.99),
+            "max_ms": round(ordered[-1] * 1000, 2),
+            "failure_samples": [f"{s} {t[:80]}" for _, s, t in self.failed[:5]],
+        }
 
 
 class Load:
@@ -113,8 +129,12 @@ class Load:
         return http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=self.timeout)
 
     def _send(self, connection, body):
-        connection.request("POST", self.path, body=body, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
+        connection.request(
+            "POST",
+            self.path,
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
         return connection.getresponse()  # the status line: nothing of the reply before it
 
     def _client(self, index):

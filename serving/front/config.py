@@ -14,7 +14,7 @@ from fizbuz.contract import PREDICT_PATH, SINGLE_PREDICT_PATH, SMOKE_INPUT, requ
 from serving.front.metrics import log as front_log
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
-DOOR_JS = Path(__file__).resolve().parent / "door.js"     # the v2/gRPC routing, run by njs
+DOOR_JS = Path(__file__).resolve().parent / "door.js"  # the v2/gRPC routing, run by njs
 NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js
 # v2 and gRPC bodies carry up to fizbuz_v2.MAX_NUMBERS numbers; their replies,
 # with every output as JSON text, stay well under the reply cap.
@@ -23,18 +23,22 @@ V2_REPLY_CAP = "256k"
 # How door.js's calls reach a host: what the handler reads (fizbuz_service.py),
 # from the subrequest's arguments, which only door.js sets (the location is internal).
 CALL_HEADERS = (
-    ("Connection", '""'), ("Authorization", '""'),
+    ("Connection", '""'),
+    ("Authorization", '""'),
     ("Content-Type", "application/octet-stream"),  # MMS hands the handler the raw bytes
     ("Content-Encoding", '""'),
-    (fizbuz_v2.PROTOCOL_HEADER, "$arg_protocol"), (fizbuz_v2.CALL_HEADER, "$arg_call"),
-    (fizbuz_v2.MODEL_HEADER, "$arg_model"), (fizbuz_v2.VERSION_HEADER, "$arg_version"),
+    (fizbuz_v2.PROTOCOL_HEADER, "$arg_protocol"),
+    (fizbuz_v2.CALL_HEADER, "$arg_call"),
+    (fizbuz_v2.MODEL_HEADER, "$arg_model"),
+    (fizbuz_v2.VERSION_HEADER, "$arg_version"),
     (fizbuz_v2.ENCODING_HEADER, "$http_content_encoding"),
     (fizbuz_v2.HEADER_LENGTH_HEADER, "$http_inference_header_content_length"),
 )
 # Deadlines (issue 23): when the request arrived (nginx's $msec, seconds with ms)
 # and the client's budget; every proxied request carries them, the door's calls too.
 DEADLINE_HEADERS = (
-    (fizbuz_v2.RECEIVED_HEADER, "$msec"), (fizbuz_v2.TIMEOUT_HEADER, "$http_timeout_ms"),
+    (fizbuz_v2.RECEIVED_HEADER, "$msec"),
+    (fizbuz_v2.TIMEOUT_HEADER, "$http_timeout_ms"),
 )
 CALL_HEADERS += DEADLINE_HEADERS + ((fizbuz_v2.GRPC_TIMEOUT_HEADER, "$http_grpc_timeout"),)
 
@@ -50,10 +54,16 @@ ROUTINGS = ("adaptive", "batched", "single")  # "single": batch 1 only, for the 
 # Door hardening (issue 22). TLS 1.2's suites: Mozilla's "intermediate"
 # profile without its DHE ones: ECDHE key exchange (forward secrecy) and AEAD
 # ciphers only; no static-RSA, no CBC. TLS 1.3's suites are all of that kind.
-SSL_CIPHERS = ":".join((
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"))
+SSL_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
 WORKER_CONNECTIONS = 4096  # the template's events block
 # A proxied request holds two descriptors (client, host); logs and files a few more.
 RLIMIT_NOFILE = 2 * WORKER_CONNECTIONS + 256
@@ -70,7 +80,7 @@ ADMISSION = fizbuz_settings.default("admission")
 # another host only while fewer than RETRY_BUDGET retries are in flight to it
 # (max_conns on the retry groups); a request refused for load is never retried.
 RETRY_BUDGET = fizbuz_settings.default("retry_budget")
-RETRY_AFTER = 1      # seconds, on every 429 and 503 the front door answers
+RETRY_AFTER = 1  # seconds, on every 429 and 503 the front door answers
 # ... and a share of recent successes (retry_budget.lua, run by Debian's Lua
 # module for nginx): over the last RETRY_WINDOW seconds, retries granted stay
 # within RETRY_SHARE x successes + RETRY_FLOOR x RETRY_WINDOW; past it a failed
@@ -79,16 +89,18 @@ RETRY_AFTER = 1      # seconds, on every 429 and 503 the front door answers
 # between requests, hence Lua's shared dict (docs/overload.md).
 RETRY_SHARE = fizbuz_settings.default("retry_share")
 RETRY_FLOOR = fizbuz_settings.default("retry_floor")
-RETRY_WINDOW = 10    # seconds of successes and retries the budget looks back on
-LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",     # libnginx-mod-http-ndk, which Lua needs
-               "/usr/lib/nginx/modules/ngx_http_lua_module.so")  # libnginx-mod-http-lua
+RETRY_WINDOW = 10  # seconds of successes and retries the budget looks back on
+LUA_MODULES = (
+    "/usr/lib/nginx/modules/ndk_http_module.so",  # libnginx-mod-http-ndk, which Lua needs
+    "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+)  # libnginx-mod-http-lua
 RETRY_BUDGET_LUA = Path(__file__).resolve().parent / "retry_budget.lua"
 
 
 @dataclass
 class FrontSettings:
-    listen: str                       # "127.0.0.1:8443"
-    hosts: list                       # ["10.0.0.2:8080", ...]
+    listen: str  # "127.0.0.1:8443"
+    hosts: list  # ["10.0.0.2:8080", ...]
     certificate: str
     key: str
     drained: set = field(default_factory=set)  # hosts marked down (rolling update)
@@ -97,18 +109,18 @@ class FrontSettings:
     body_cap: str = fizbuz_settings.default("body_cap")
     read_timeout: float = fizbuz_settings.default("read_timeout")  # s; MMS answers in ms, a lost job never
     connect_timeout: float = 1.0
-    workers: str = "auto"            # the stack's front door has a container of its own; the fleet's says 1
-    metrics_log: bool = True          # one line per request for the metrics exporter
-    routing: str = "adaptive"         # one of ROUTINGS; "batched": the batch-1 registration is never used
+    workers: str = "auto"  # the stack's front door has a container of its own; the fleet's says 1
+    metrics_log: bool = True  # one line per request for the metrics exporter
+    routing: str = "adaptive"  # one of ROUTINGS; "batched": the batch-1 registration is never used
     adaptive_threshold: int = ADAPTIVE_THRESHOLD
     # Instead of `hosts`: one DNS name for every host ("tasks.fizbuz_mms:8080",
     # Swarm's healthy tasks), looked up at request time, as tasks come and go.
     dns_hosts: str = ""
-    resolver: str = "127.0.0.11"      # Docker's embedded DNS
+    resolver: str = "127.0.0.11"  # Docker's embedded DNS
     # Files outside the prefix (a container gets them from Swarm); "": under the prefix.
     tokens_map: str = ""
-    error_log: str = ""               # "stderr" in a container
-    door_js: str = ""                 # "": serving/front/door.js
+    error_log: str = ""  # "stderr" in a container
+    door_js: str = ""  # "": serving/front/door.js
     # Door hardening (issue 22): per client address, for requests without a
     # valid token: requests in flight, req/s and burst; and how long nginx
     # waits for a client's headers (the TLS handshake included) or next body bytes.
@@ -116,7 +128,7 @@ class FrontSettings:
     anonymous_rate: int = 20
     anonymous_burst: int = 40
     client_timeout: float = 5.0
-    admission: int = ADMISSION        # requests in flight per host entry; 0: no admission control
+    admission: int = ADMISSION  # requests in flight per host entry; 0: no admission control
     retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
     retry_after: int = RETRY_AFTER
     # The share budget: retries per recent success, and retries/s allowed
@@ -124,7 +136,7 @@ class FrontSettings:
     # stack's door (dns_hosts) has no retry location of its own: never on there.
     retry_share: float = RETRY_SHARE
     retry_floor: float = RETRY_FLOOR
-    log_buffer: str = "64k"           # each access log's buffer (written when full or after flush=1s)
+    log_buffer: str = "64k"  # each access log's buffer (written when full or after flush=1s)
 
     def attempt_bound(self):
         """Seconds a reply can take at most: 2 tries, then one retry for 507."""
@@ -168,8 +180,11 @@ def check_overload(settings):
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
             raise ValueError(f"{name} must be a number 0..{high:g}, got {value!r}")
-    if isinstance(settings.retry_after, bool) or not isinstance(settings.retry_after, int) \
-            or not 1 <= settings.retry_after <= 3600:
+    if (
+        isinstance(settings.retry_after, bool)
+        or not isinstance(settings.retry_after, int)
+        or not 1 <= settings.retry_after <= 3600
+    ):
         raise ValueError(f"retry_after must be 1..3600 seconds, got {settings.retry_after!r}")
 
 
@@ -178,9 +193,14 @@ def upstream_groups(settings):
         raise ValueError("the front door needs at least one host")
     if not [host for host in settings.hosts if host not in settings.drained]:
         raise ValueError("cannot drain every host")
-    return _group("fizbuz_hosts", settings.hosts, settings, keepalive=64,
-                  extra=("        keepalive_requests 100000;", "        keepalive_timeout 60s;"),
-                  cap=settings.admission)
+    return _group(
+        "fizbuz_hosts",
+        settings.hosts,
+        settings,
+        keepalive=64,
+        extra=("        keepalive_requests 100000;", "        keepalive_timeout 60s;"),
+        cap=settings.admission,
+    )
 
 
 def retry_groups(settings):
@@ -206,10 +226,11 @@ def retry_groups(settings):
 @dataclass(frozen=True)
 class Upstream:
     """How requests reach the hosts: the template's upstream fields."""
-    blocks: str          # http level: upstream groups, or the resolver
-    hosts: str           # proxy_pass's host part
-    tries: int           # proxy_next_upstream_tries, every location
-    retry_policy: str    # the 507 retry's own next-upstream rule and errors
+
+    blocks: str  # http level: upstream groups, or the resolver
+    hosts: str  # proxy_pass's host part
+    tries: int  # proxy_next_upstream_tries, every location
+    retry_policy: str  # the 507 retry's own next-upstream rule and errors
     first_try: str = ""  # the first try's next-upstream rule and error pages; {retry}: the retry location
 
 
@@ -226,15 +247,25 @@ STATIC_FIRST_TRY = """            proxy_next_upstream error non_idempotent;
 def static_upstream(settings):
     """Known hosts (the fleet): upstream groups with keepalive; the 507 retry
     goes to a group of every host but the one that failed."""
-    blocks = (upstream_groups(settings) + "\n\n    # The 507 retry's target: every host but the one that failed.\n"
-              + retry_groups(settings))
+    blocks = (
+        upstream_groups(settings)
+        + "\n\n    # The 507 retry's target: every host but the one that failed.\n"
+        + retry_groups(settings)
+    )
     tries = 2
-    policy = ("            # Only a connection that never carried the request moves on again.\n"
-              "            proxy_next_upstream error non_idempotent;\n"
-              f"            proxy_next_upstream_tries {tries};\n"
-              "            error_page 502 503 504 = @no_host;")
-    return Upstream(blocks=blocks, hosts="fizbuz_hosts", tries=tries, retry_policy=policy,
-                    first_try=STATIC_FIRST_TRY.replace("{tries}", str(tries)))
+    policy = (
+        "            # Only a connection that never carried the request moves on again.\n"
+        "            proxy_next_upstream error non_idempotent;\n"
+        f"            proxy_next_upstream_tries {tries};\n"
+        "            error_page 502 503 504 = @no_host;"
+    )
+    return Upstream(
+        blocks=blocks,
+        hosts="fizbuz_hosts",
+        tries=tries,
+        retry_policy=policy,
+        first_try=STATIC_FIRST_TRY.replace("{tries}", str(tries)),
+    )
 
 
 def dns_upstream(settings):
@@ -245,19 +276,25 @@ def dns_upstream(settings):
     address; the 507 retry asks the same name again."""
     if settings.hosts:
         raise ValueError("give the front door either hosts or one DNS name for them, not both")
-    blocks = ("    # The hosts: one DNS name, looked up at request time (answers kept 1 s).\n"
-              f"    resolver {settings.resolver} valid=1s ipv6=off;\n"
-              "    resolver_timeout 2s;\n"
-              f"    map $host $fizbuz_hosts {{ default {settings.dns_hosts}; }}\n"
-              f"    map $host $fizbuz_retry_group {{ default {settings.dns_hosts}; }}")
+    blocks = (
+        "    # The hosts: one DNS name, looked up at request time (answers kept 1 s).\n"
+        f"    resolver {settings.resolver} valid=1s ipv6=off;\n"
+        "    resolver_timeout 2s;\n"
+        f"    map $host $fizbuz_hosts {{ default {settings.dns_hosts}; }}\n"
+        f"    map $host $fizbuz_retry_group {{ default {settings.dns_hosts}; }}"
+    )
     tries = 3  # during a rolling update (start-first) the name lists a third task
-    policy = ("            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
-              f"            proxy_next_upstream_tries {tries};\n"
-              "            error_page 502 503 504 507 = @no_host;")
-    first_try = ("            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
-                 f"            proxy_next_upstream_tries {tries};\n"
-                 "            error_page 507 = {retry};\n"
-                 "            error_page 502 503 504 = @no_host;")
+    policy = (
+        "            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
+        f"            proxy_next_upstream_tries {tries};\n"
+        "            error_page 502 503 504 507 = @no_host;"
+    )
+    first_try = (
+        "            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
+        f"            proxy_next_upstream_tries {tries};\n"
+        "            error_page 507 = {retry};\n"
+        "            error_page 502 503 504 = @no_host;"
+    )
     return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy, first_try=first_try)
 
 
@@ -281,7 +318,7 @@ def target_map(settings):
     if settings.routing == "adaptive" and not 1 <= threshold <= 4096:
         raise ValueError(f"the adaptive threshold must be 1..4096 connections, got {threshold}")
     default = SINGLE_PREDICT_PATH if settings.routing == "single" else PREDICT_PATH
-    lines = [f"    map $connections_active $fizbuz_target_path {{", f"        default {default};"]
+    lines = ["    map $connections_active $fizbuz_target_path {", f"        default {default};"]
     if settings.routing == "adaptive":
         lines += [f"        {count} {SINGLE_PREDICT_PATH};" for count in range(0, threshold + 1)]
     return "\n".join(lines + ["    }"])
@@ -297,26 +334,38 @@ def retry_budget_fields(settings):
     folder (http), the deposit (server), the withdrawal (each retry location)."""
     if not budget_on(settings):
         off = "    # (the share retry budget is off: retry_share 0, or the container stack's door)"
-        return {"LUA_MODULES": "# (no Lua module: the share retry budget is off)", "RETRY_BUDGET_HTTP": off,
-                "RETRY_BUDGET_DEPOSIT": "        " + off.strip(), "RETRY_BUDGET_CHECK": "            # (no budget)"}
+        return {
+            "LUA_MODULES": "# (no Lua module: the share retry budget is off)",
+            "RETRY_BUDGET_HTTP": off,
+            "RETRY_BUDGET_DEPOSIT": "        " + off.strip(),
+            "RETRY_BUDGET_CHECK": "            # (no budget)",
+        }
     share, floor, window = f"{settings.retry_share:g}", f"{settings.retry_floor:g}", RETRY_WINDOW
-    http = ("    # The retry budget (issue 23, retry_budget.lua): counts shared by every nginx worker.\n"
-            "    lua_shared_dict fizbuz_budget 1m;\n"
-            f'    lua_package_path "{RETRY_BUDGET_LUA.parent}/?.lua;;";\n'
-            "    # Loaded by the master (root) at start and reload: the unprivileged workers\n"
-            "    # inherit it and need not read the checkout (a home folder may be closed to them).\n"
-            "    init_by_lua_block { require('retry_budget') }\n"
-            "    # The retry locations' withdrawal runs before their `if`s, which act on it.\n"
-            "    rewrite_by_lua_no_postpone on;")
+    http = (
+        "    # The retry budget (issue 23, retry_budget.lua): counts shared by every nginx worker.\n"
+        "    lua_shared_dict fizbuz_budget 1m;\n"
+        f'    lua_package_path "{RETRY_BUDGET_LUA.parent}/?.lua;;";\n'
+        "    # Loaded by the master (root) at start and reload: the unprivileged workers\n"
+        "    # inherit it and need not read the checkout (a home folder may be closed to them).\n"
+        "    init_by_lua_block { require('retry_budget') }\n"
+        "    # The retry locations' withdrawal runs before their `if`s, which act on it.\n"
+        "    rewrite_by_lua_no_postpone on;"
+    )
     deposit = f"        log_by_lua_block {{ require('retry_budget').deposit({window}) }}"
-    check = (f"            rewrite_by_lua_block {{ require('retry_budget').withdraw({share}, {floor}, {window}) }}\n"
-             "            if ($fizbuz_retry = spent) {\n"
-             "                return 503 '{\"error\": \"a host failed and the retry budget is spent (retries within "
-             f"{share} of recent successes + {floor}/s): not retried; retry after {settings.retry_after} s\", "
-             "\"code\": 503}\\n';\n"
-             "            }")
-    return {"LUA_MODULES": "\n".join(f"load_module {module};" for module in LUA_MODULES),
-            "RETRY_BUDGET_HTTP": http, "RETRY_BUDGET_DEPOSIT": deposit, "RETRY_BUDGET_CHECK": check}
+    check = (
+        f"            rewrite_by_lua_block {{ require('retry_budget').withdraw({share}, {floor}, {window}) }}\n"
+        "            if ($fizbuz_retry = spent) {\n"
+        '                return 503 \'{"error": "a host failed and the retry budget is spent (retries within '
+        f'{share} of recent successes + {floor}/s): not retried; retry after {settings.retry_after} s", '
+        '"code": 503}\\n\';\n'
+        "            }"
+    )
+    return {
+        "LUA_MODULES": "\n".join(f"load_module {module};" for module in LUA_MODULES),
+        "RETRY_BUDGET_HTTP": http,
+        "RETRY_BUDGET_DEPOSIT": deposit,
+        "RETRY_BUDGET_CHECK": check,
+    }
 
 
 def render(settings, prefix, ready_cache=None):
@@ -325,30 +374,47 @@ def render(settings, prefix, ready_cache=None):
     check_overload(settings)
     way = upstream(settings)
     values = {
-        "PREFIX": str(prefix), "WORKERS": settings.workers, "LISTEN": settings.listen,
+        "PREFIX": str(prefix),
+        "WORKERS": settings.workers,
+        "LISTEN": settings.listen,
         "ERROR_LOG": settings.error_log or f"{prefix}/logs/error.log",
         "TOKENS_MAP": settings.tokens_map or f"{prefix}/tokens.map",
-        "CERT": settings.certificate, "KEY": settings.key, "RATE": str(settings.rate),
-        "BURST": str(settings.burst), "BODY_CAP": settings.body_cap,
-        "READ_TIMEOUT": f"{settings.read_timeout:g}", "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
-        "UPSTREAMS": way.blocks, "HOSTS": way.hosts, "TRIES": str(way.tries), "RETRY_POLICY": way.retry_policy,
+        "CERT": settings.certificate,
+        "KEY": settings.key,
+        "RATE": str(settings.rate),
+        "BURST": str(settings.burst),
+        "BODY_CAP": settings.body_cap,
+        "READ_TIMEOUT": f"{settings.read_timeout:g}",
+        "CONNECT_TIMEOUT": f"{settings.connect_timeout:g}",
+        "UPSTREAMS": way.blocks,
+        "HOSTS": way.hosts,
+        "TRIES": str(way.tries),
+        "RETRY_POLICY": way.retry_policy,
         "TARGET_MAP": target_map(settings),
         "FIRST_TRY": way.first_try.replace("{retry}", "@retry"),
         "FIRST_TRY_CALL": way.first_try.replace("{retry}", "@retry_call"),
         "RETRY_AFTER": str(int(settings.retry_after)),
         "LOG_BUFFER": settings.log_buffer,
-        "PREDICT_PATH": PREDICT_PATH, "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
+        "PREDICT_PATH": PREDICT_PATH,
+        "SMOKE_BODY": request_body(SMOKE_INPUT).decode(),
         "METRICS_LOG_FORMAT": front_log.nginx_log_format(),
-        "NJS_MODULE": NJS_MODULE, "DOOR_JS": settings.door_js or str(DOOR_JS),
-        "V2_BODY_CAP": V2_BODY_CAP, "V2_REPLY_CAP": V2_REPLY_CAP, "V2_MAX_NUMBERS": str(fizbuz_v2.MAX_NUMBERS),
+        "NJS_MODULE": NJS_MODULE,
+        "DOOR_JS": settings.door_js or str(DOOR_JS),
+        "V2_BODY_CAP": V2_BODY_CAP,
+        "V2_REPLY_CAP": V2_REPLY_CAP,
+        "V2_MAX_NUMBERS": str(fizbuz_v2.MAX_NUMBERS),
         "CALL_HEADERS": "\n".join(f"            proxy_set_header {name} {value};" for name, value in CALL_HEADERS),
         "DEADLINE_HEADERS": "\n".join(f"        proxy_set_header {name} {value};" for name, value in DEADLINE_HEADERS),
         "NO_DEADLINE_HEADERS": "\n".join(f'            proxy_set_header {name} "";' for name, _ in DEADLINE_HEADERS),
         "METRICS_ACCESS_LOG": metrics_access_log(settings, prefix),
         "READY_CACHE": str(ready_cache or f"{prefix}/temp/ready"),
-        "RLIMIT_NOFILE": str(RLIMIT_NOFILE), "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS), "SSL_CIPHERS": SSL_CIPHERS,
-        "ANON_CONNECTIONS": str(settings.anonymous_connections), "ANON_RATE": str(settings.anonymous_rate),
-        "ANON_BURST": str(settings.anonymous_burst), "CLIENT_TIMEOUT": f"{settings.client_timeout:g}",
+        "RLIMIT_NOFILE": str(RLIMIT_NOFILE),
+        "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
+        "SSL_CIPHERS": SSL_CIPHERS,
+        "ANON_CONNECTIONS": str(settings.anonymous_connections),
+        "ANON_RATE": str(settings.anonymous_rate),
+        "ANON_BURST": str(settings.anonymous_burst),
+        "CLIENT_TIMEOUT": f"{settings.client_timeout:g}",
     }
     values.update(retry_budget_fields(settings))
     text = TEMPLATE.read_text()

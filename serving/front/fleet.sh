@@ -32,6 +32,8 @@ Overload (docs/overload.md): FIZBUZ_ADMISSION [64 requests in flight per host en
 0: off], FIZBUZ_RETRY_BUDGET [32 retries in flight per host entry], FIZBUZ_RETRY_SHARE [0.1 retries per
 recent success; 0: off], FIZBUZ_RETRY_FLOOR [3 retries/s whatever the successes]; limits --admission/--retry-budget/
 --retry-share/--retry-floor live.
+Started by root, each host's MMS (frontend, workers, exporter) runs as FIZBUZ_FLEET_MMS_USER [fizbuz-mms, a system
+user made when missing] (start --mms-user NAME).
 USAGE
 }
 case "${1:-}" in

@@ -6,14 +6,24 @@ a thread that joined the host's namespace (network.run_in), never over the bridg
 """
 
 import os
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import fizbuz_v2
 from fizbuz import answers
-from fizbuz.contract import (MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, PREDICT_PATH, ROOT,
-                             SINGLE_MODEL_NAME, SINGLE_PREDICT_PATH, SMOKE_INPUT)
+from fizbuz.contract import (
+    MAR_FILE_NAME,
+    MAX_INPUT,
+    MIN_INPUT,
+    MODEL_NAME,
+    PREDICT_PATH,
+    ROOT,
+    SINGLE_MODEL_NAME,
+    SINGLE_PREDICT_PATH,
+    SMOKE_INPUT,
+)
 from fizbuz.http_client import exchange, predict, predict_url
 from serving.front.network import run_in
 from serving.mms import management
@@ -34,10 +44,11 @@ class Host:
     workers: int = 2
     batch_size: int = 16
     max_batch_delay: int = 1
-    mar: str = MAR_FILE_NAME       # the archive registered now (a file in model_store)
+    mar: str = MAR_FILE_NAME  # the archive registered now (a file in model_store)
     previous_mar: str = None
-    metrics_port: int = 0          # the host's Prometheus exporter (serving/metrics); 0 = start_mms.sh's default
-    single_workers: int = 0        # workers of the batch-1 registration (adaptive batching); 0 = not registered
+    metrics_port: int = 0  # the host's Prometheus exporter (serving/metrics); 0 = start_mms.sh's default
+    single_workers: int = 0  # workers of the batch-1 registration (adaptive batching); 0 = not registered
+    run_as: str = ""  # the unprivileged user its MMS runs as (root starts it); "": the caller
 
     def as_dict(self):
         return asdict(self)
@@ -58,29 +69,54 @@ class Host:
         return (["ip", "netns", "exec", self.namespace] if self.namespace else []) + command
 
     def _env(self):
-        return dict(os.environ, FIZBUZ_RUN_DIR=self.run_dir, FIZBUZ_MODEL_STORE=str(self.model_store),
-                    FIZBUZ_INFERENCE_ADDRESS=self.address, FIZBUZ_INFERENCE_PORT=str(self.inference_port),
-                    FIZBUZ_MANAGEMENT_PORT=str(self.management_port), FIZBUZ_WORKERS=str(self.workers),
-                    FIZBUZ_BATCH_SIZE=str(self.batch_size), FIZBUZ_MAX_BATCH_DELAY=str(self.max_batch_delay),
-                    FIZBUZ_SINGLE_WORKERS=str(self.single_workers),
-                    **({"FIZBUZ_METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}))
+        return dict(
+            os.environ,
+            FIZBUZ_RUN_DIR=self.run_dir,
+            FIZBUZ_MODEL_STORE=str(self.model_store),
+            FIZBUZ_INFERENCE_ADDRESS=self.address,
+            FIZBUZ_INFERENCE_PORT=str(self.inference_port),
+            FIZBUZ_MANAGEMENT_PORT=str(self.management_port),
+            FIZBUZ_WORKERS=str(self.workers),
+            FIZBUZ_BATCH_SIZE=str(self.batch_size),
+            FIZBUZ_MAX_BATCH_DELAY=str(self.max_batch_delay),
+            FIZBUZ_SINGLE_WORKERS=str(self.single_workers),
+            FIZBUZ_MMS_RUN_AS=self.run_as,
+            **({"FIZBUZ_METRICS_PORT": str(self.metrics_port)} if self.metrics_port else {}),
+        )
 
     # ------------------------------------------------------------ life cycle
+    def store_archive(self, source, name=MAR_FILE_NAME):
+        """Copy an archive into the host's model store as `name`: whole (a rename
+        over the old one) and readable by the host's MMS, whatever the source's
+        mode; the store stays root's, so MMS cannot change what it serves."""
+        self.model_store.mkdir(parents=True, exist_ok=True)
+        self.model_store.chmod(0o755)
+        staged = self.model_store / f".{name}.partial"
+        shutil.copyfile(source, staged)
+        staged.chmod(0o644)
+        staged.replace(self.model_store / name)
+
     def start(self):
         """start_mms.sh inside the namespace: registers with batching, waits READY
         and a right answer. Returns the Popen so hosts can start side by side."""
         Path(self.run_dir).mkdir(parents=True, exist_ok=True)
         with open(Path(self.run_dir) / "start.log", "ab") as console:
-            return subprocess.Popen(self._in_namespace([str(START_SCRIPT), "start"]), env=self._env(),
-                                    stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            return subprocess.Popen(
+                self._in_namespace([str(START_SCRIPT), "start"]),
+                env=self._env(),
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def stop(self):
         """By the pid file in the host's run folder (start_mms.sh also cleans up
         after a crashed server: orphaned workers, sockets)."""
         if not (ROOT / ".venv" / "bin" / "python").exists():
             return
-        subprocess.run([str(START_SCRIPT), "stop"], env=self._env(), capture_output=True,
-                       timeout=120, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [str(START_SCRIPT), "stop"], env=self._env(), capture_output=True, timeout=120, stdin=subprocess.DEVNULL
+        )
 
     def frontend(self):
         return self.run.server()
@@ -110,14 +146,22 @@ class Host:
     def unregister(self, timeout=60):
         """Every registration of the model (a missing one is no error)."""
         for name in (MODEL_NAME, SINGLE_MODEL_NAME):
-            run_in(self.namespace, management.unregister, self.management_port, timeout, model=name,
-                   missing_ok=True)
+            run_in(self.namespace, management.unregister, self.management_port, timeout, model=name, missing_ok=True)
 
     def register(self, mar_name, timeout=120):
         """The archive under each of the host's registrations."""
         for name, batch_size, delay, workers, _ in self.registrations:
-            run_in(self.namespace, management.register, self.management_port, batch_size, delay, workers,
-                   timeout, mar=mar_name, model=name)
+            run_in(
+                self.namespace,
+                management.register,
+                self.management_port,
+                batch_size,
+                delay,
+                workers,
+                timeout,
+                mar=mar_name,
+                model=name,
+            )
 
     # ------------------------------------------------------------ predictions (over the bridge)
     def predict(self, number, timeout=5, path=PREDICT_PATH):
@@ -128,8 +172,12 @@ class Host:
         registrations, card and v2; [] means all right."""
         wrong = []
         for *_, path in self.registrations:
-            wrong += [(n, path, status, body) for n, status, body in
-                      answers.ask_all(lambda number, path=path: self.predict(number, path=path), numbers)]
+            wrong += [
+                (n, path, status, body)
+                for n, status, body in answers.ask_all(
+                    lambda number, path=path: self.predict(number, path=path), numbers
+                )
+            ]
             wrong += [(n, f"v2 {path}", status, body) for n, status, body in self.wrong_v2_answers(numbers, path)]
         return wrong
 

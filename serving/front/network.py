@@ -38,9 +38,10 @@ def namespaces_possible():
 @dataclass
 class Layout:
     """Names and addresses of one fleet's network; derived from its id only."""
+
     fleet_id: str
-    mode: str        # "netns" or "loopback"
-    subnet: str      # "10.213.7" or "127.77.7": hosts are .2, .3, ...
+    mode: str  # "netns" or "loopback"
+    subnet: str  # "10.213.7" or "127.77.7": hosts are .2, .3, ...
 
     @property
     def bridge(self):
@@ -57,7 +58,7 @@ class Layout:
         return f"fbz{self.fleet_id}h{index}"  # root end; the host's end is eth0 in its namespace
 
     def address(self, index):
-        return f"{self.subnet}.{index + 1}"   # index 1 -> .2: .1 is the bridge
+        return f"{self.subnet}.{index + 1}"  # index 1 -> .2: .1 is the bridge
 
 
 def choose_subnet(mode):
@@ -66,8 +67,11 @@ def choose_subnet(mode):
     if shutil.which("ip"):
         words = set((ip("-o", "-4", "addr").stdout + ip("-4", "route").stdout).split())
     for _ in range(100):
-        subnet = (f"10.{random.randrange(100, 255)}.{random.randrange(0, 256)}" if mode == "netns"
-                  else f"127.77.{random.randrange(1, 255)}")
+        subnet = (
+            f"10.{random.randrange(100, 255)}.{random.randrange(0, 256)}"
+            if mode == "netns"
+            else f"127.77.{random.randrange(1, 255)}"
+        )
         if not any(word.startswith(subnet + ".") for word in words):
             return subnet
     raise NetworkError("no free /24 found for the fleet")
@@ -87,8 +91,9 @@ def _forward_rule(bridge):
 
 
 def _iptables(action, bridge):
-    return subprocess.run(["iptables", "-w", "10", action, *_forward_rule(bridge)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["iptables", "-w", "10", action, *_forward_rule(bridge)], capture_output=True, text=True, timeout=30
+    )
 
 
 def allow_forwarding(bridge):
@@ -100,16 +105,20 @@ def allow_forwarding(bridge):
         return
     result = _iptables("-I", bridge)
     if result.returncode != 0:
-        log.warning("could not add an iptables FORWARD rule for %s (%s): hosts may not reach each other "
-                    "where Docker runs", bridge, result.stderr.strip())
+        log.warning(
+            "could not add an iptables FORWARD rule for %s (%s): hosts may not reach each other where Docker runs",
+            bridge,
+            result.stderr.strip(),
+        )
 
 
 def forwarding_rules(bridge):
     """How many of the fleet's FORWARD rules are present (0 when iptables is absent)."""
     if not shutil.which("iptables"):
         return 0
-    listed = subprocess.run(["iptables", "-w", "10", "-S", "FORWARD"], capture_output=True, text=True,
-                            timeout=30).stdout
+    listed = subprocess.run(
+        ["iptables", "-w", "10", "-S", "FORWARD"], capture_output=True, text=True, timeout=30
+    ).stdout
     return sum(1 for line in listed.splitlines() if f"-i {bridge} -o {bridge} -j ACCEPT" in line)
 
 
@@ -175,8 +184,11 @@ def leftovers(fleet_id):
     marker = f"fbz{fleet_id}"
     if not shutil.which("ip"):
         return [], []
-    spaces = [line.split()[0] for line in ip("netns", "list", check=False).stdout.splitlines()
-              if line.split() and line.split()[0].startswith(marker)]
+    spaces = [
+        line.split()[0]
+        for line in ip("netns", "list", check=False).stdout.splitlines()
+        if line.split() and line.split()[0].startswith(marker)
+    ]
     links = []
     for line in ip("-o", "link", check=False).stdout.splitlines():
         name = line.split(":", 2)[1].strip().split("@")[0] if ":" in line else ""

@@ -17,8 +17,17 @@ from pathlib import Path
 
 import psutil
 
-from fizbuz.lifecycle import (LifecycleError, PidFile, check_port_free, end_processes, is_alive, port_is_free,
-                              processes_under, start_server, wait_until)
+from fizbuz.lifecycle import (
+    LifecycleError,
+    PidFile,
+    check_port_free,
+    end_processes,
+    is_alive,
+    port_is_free,
+    processes_under,
+    start_server,
+    wait_until,
+)
 from fizbuz.private_files import write_private
 from serving.front import config, tokens
 from fizbuz.errors import FizbuzError
@@ -33,7 +42,8 @@ class NginxError(FizbuzError):
 def find_nginx():
     """nginx's path, or None (sbin is not on every user's PATH)."""
     return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(path, os.X_OK)), None)
+        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(path, os.X_OK)), None
+    )
 
 
 def nginx_binary():
@@ -91,9 +101,13 @@ class FrontDoor:
         # Read by the master only; 0600 from its first byte.
         write_private(self.tokens_map, tokens.render_map(tokens.read(token_file)))
         self.conf.write_text(config.render(settings, self.prefix, self.ready_cache()))
-        checked = subprocess.run([nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf),
-                                  "-e", str(self.error_log), "-t"],
-                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        checked = subprocess.run(
+            [nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.conf), "-e", str(self.error_log), "-t"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         if checked.returncode != 0:
             raise NginxError(f"nginx rejects the rendered config {self.conf}:\n{checked.stderr.strip()}")
 
@@ -124,10 +138,14 @@ class FrontDoor:
         # Ready: it listens (its port cannot be bound); the hosts may still be starting.
         try:
             check_port_free(int(port), "the front door", host)
-            master = start_server(foreground_command(self.prefix, self.conf, self.error_log), self.pid_file,
-                                  self.console_log,
-                                  ready=lambda: not port_is_free(int(port), host),
-                                  what=f"nginx to listen on {listen}", timeout=timeout)
+            master = start_server(
+                foreground_command(self.prefix, self.conf, self.error_log),
+                self.pid_file,
+                self.console_log,
+                ready=lambda: not port_is_free(int(port), host),
+                what=f"nginx to listen on {listen}",
+                timeout=timeout,
+            )
         except LifecycleError as error:
             raise NginxError(f"nginx did not start: {error}\n(see {self.error_log})") from None
         log.info("front door nginx is up (pid %s) on %s", master.pid, listen)

@@ -9,10 +9,9 @@ previous archive, and the hosts already updated are rolled back too.
 
 import hashlib
 import logging
-import shutil
 from pathlib import Path
 
-from fizbuz.contract import MAR_FILE_NAME, MODEL_NAME
+from fizbuz.contract import MODEL_NAME
 from fizbuz.lifecycle import wait_until
 from fizbuz.errors import FizbuzError
 
@@ -38,9 +37,7 @@ def switch_host(fleet, host, mar_name, timeout=120):
     if wrong:
         raise RolloutError(f"{host.name} answers {len(wrong)} inputs wrongly with {mar_name}, e.g. {wrong[0]}")
     # A restart of this host (start_mms.sh) registers MAR_FILE_NAME: make it this version.
-    staged = host.model_store / f".{MAR_FILE_NAME}.partial"
-    shutil.copy(host.model_store / mar_name, staged)
-    staged.replace(host.model_store / MAR_FILE_NAME)
+    host.store_archive(host.model_store / mar_name)
 
 
 def _record(fleet, host, mar_name, previous):
@@ -56,7 +53,7 @@ def _keep_current(host):
     current = host.model_store / host.mar
     name = versioned_name(current)
     if not (host.model_store / name).exists():
-        shutil.copy(current, host.model_store / name)
+        host.store_archive(current, name)
     return name
 
 
@@ -103,9 +100,8 @@ def rollout(fleet, mar):
     name = versioned_name(mar)
 
     def stage(host):
-        target = host.model_store / name
-        if not target.exists():
-            shutil.copy(mar, target)
+        if not (host.model_store / name).exists():
+            host.store_archive(mar, name)
         return name
 
     update_hosts(fleet, stage)

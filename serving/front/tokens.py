@@ -29,8 +29,10 @@ def read(path):
             continue
         parts = line.split()
         if len(parts) != 2 or not NAME.match(parts[0]) or not TOKEN.match(parts[1]):
-            raise TokenError(f"{path}:{number}: expected 'NAME TOKEN' (name: letters, digits, _.-; "
-                             f"token: 16..256 of letters, digits, _.~+/=-)")
+            raise TokenError(
+                f"{path}:{number}: expected 'NAME TOKEN' (name: letters, digits, _.-; "
+                f"token: 16..256 of letters, digits, _.~+/=-)"
+            )
         if parts[0] in tokens:
             raise TokenError(f"{path}:{number}: name {parts[0]!r} appears twice")
         tokens[parts[0]] = parts[1]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class LogTail:
     def __init__(self, path, chunk=1 << 20, settle=2.5, max_partial=1 << 16, clock=time.monotonic):
         self.path = str(path)
-        self.chunk = chunk              # bytes read per call: bounds memory and the time a lock is held
+        self.chunk = chunk  # bytes read per call: bounds memory and the time a lock is held
         self.settle = settle
         self.max_partial = max_partial  # a "line" longer than this is dropped as malformed
         self.clock = clock
@@ -29,9 +29,9 @@ class LogTail:
         self.inode = None
         self.position = 0
         self.partial = b""
-        self.quiet_since = None         # when the rotated-away file was last seen growing
+        self.quiet_since = None  # when the rotated-away file was last seen growing
         self.rotations = 0
-        self.dropped = 0                # partial or overlong pieces thrown away
+        self.dropped = 0  # partial or overlong pieces thrown away
 
     def _open(self):
         try:
@@ -127,4 +127,5 @@ def flushed_and_read(path, read_all, quiet=1.5, clock=time.monotonic):
             last.update(size=size, since=now)
             return False
         return now - last["since"] >= quiet and read_all()
+
     return condition

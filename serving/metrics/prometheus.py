@@ -43,16 +43,29 @@ class PrivatePrometheus:
 
     def write_config(self):
         # YAML is a superset of JSON, so no YAML writer is needed.
-        self.config.write_text(json.dumps({
-            "global": {"scrape_interval": self.interval, "scrape_timeout": self.interval,
-                       "evaluation_interval": self.interval},
-            "scrape_configs": [{"job_name": self.job, "static_configs": [{"targets": self.targets}]}],
-        }, indent=2))
+        self.config.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "scrape_interval": self.interval,
+                        "scrape_timeout": self.interval,
+                        "evaluation_interval": self.interval,
+                    },
+                    "scrape_configs": [{"job_name": self.job, "static_configs": [{"targets": self.targets}]}],
+                },
+                indent=2,
+            )
+        )
 
     def start(self, timeout=60.0):
         self.write_config()
-        command = [binary(), f"--config.file={self.config}", f"--storage.tsdb.path={self.folder / 'data'}",
-                   f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+        command = [
+            binary(),
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
         start_server(command, self.pid_file, self.log, ready=self.ready, what="Prometheus", timeout=timeout)
         return self
 
@@ -96,8 +109,10 @@ class PrivatePrometheus:
     def query_range(self, promql, start, end, step):
         """{frozen labels: [(unix time, value)]} of `promql` over [start, end]."""
         data = self.api("query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=step)
-        return {tuple(sorted(item["metric"].items())): [(float(t), float(v)) for t, v in item["values"]]
-                for item in data["result"]}
+        return {
+            tuple(sorted(item["metric"].items())): [(float(t), float(v)) for t, v in item["values"]]
+            for item in data["result"]
+        }
 
     def targets_up(self):
         active = self.api("targets", state="active")["activeTargets"]

@@ -22,15 +22,22 @@ import psutil
 
 import fizbuz_metrics
 from fizbuz import answers
-from fizbuz.contract import (INPUT_KEY, MAR_FILE_NAME, MAX_INPUT, MIN_INPUT, MODEL_NAME, SINGLE_MODEL_NAME,
-                             SINGLE_PREDICT_PATH)
+from fizbuz.contract import (
+    INPUT_KEY,
+    MAR_FILE_NAME,
+    MAX_INPUT,
+    MIN_INPUT,
+    MODEL_NAME,
+    SINGLE_MODEL_NAME,
+    SINGLE_PREDICT_PATH,
+)
 from fizbuz.http_client import answers_smoke_request, predict, predict_url
 from fizbuz.lifecycle import LifecycleError, check_port_free, tail, wait_until
 from serving.mms.metrics import control as metrics_control
 from serving.mms.metrics import multiproc
 from serving.mms import config, fast_worker, guard, management, process
 from serving.mms.process import RunFolder
-from fizbuz import logs, settings
+from fizbuz import logs, settings, users
 from fizbuz.errors import FizbuzError
 
 # Holds only sitecustomize.py, which applies fast_worker.py in MMS's workers.
@@ -39,15 +46,26 @@ WORKER_BOOT = Path(__file__).resolve().parent / "worker_boot"
 MAX_PORT = 32766
 
 # The defaults live in the one settings table (fizbuz/settings.py).
-DEFAULTS = {key: settings.default(key) for key in (
-    "inference_address", "inference_port", "management_port", "batch_size", "max_batch_delay", "workers",
-    "single_workers", "metrics_port")}
+DEFAULTS = {
+    key: settings.default(key)
+    for key in (
+        "inference_address",
+        "inference_port",
+        "management_port",
+        "batch_size",
+        "max_batch_delay",
+        "workers",
+        "single_workers",
+        "metrics_port",
+    )
+}
 DEFAULTS["max_workers"] = int(settings.BY_KEY["workers"].high)
 
 log = logging.getLogger("mms")
 
 
 # --------------------------------------------------------------------------- start
+
 
 def start(args):
     run = RunFolder(args.run_dir)
@@ -58,26 +76,36 @@ def start(args):
     existing = run.server()
     if existing is not None:
         state = run.read_state()
-        ready = management.ready_workers(management.describe_model(
-            state.get("management_port", args.management_port)))
+        ready = management.ready_workers(management.describe_model(state.get("management_port", args.management_port)))
         if ready:
             revive_exporter(run, state, args.timeout)
-            log.info("MMS is already running from %s (pid %d) with %d READY workers; "
-                     "'./start_mms.sh stop' first to restart it with new settings",
-                     run.path, existing.pid, len(ready))
-            print_usage_hint(state.get("inference_port", args.inference_port), run,
-                             state.get("tls_certificate"), state.get("inference_address", "127.0.0.1"),
-                             state.get("metrics_port"))
+            log.info(
+                "MMS is already running from %s (pid %d) with %d READY workers; "
+                "'./start_mms.sh stop' first to restart it with new settings",
+                run.path,
+                existing.pid,
+                len(ready),
+            )
+            print_usage_hint(
+                state.get("inference_port", args.inference_port),
+                run,
+                state.get("tls_certificate"),
+                state.get("inference_address", "127.0.0.1"),
+                state.get("metrics_port"),
+            )
             return 0
-        raise LifecycleError(f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
-                             f"no READY worker: run './start_mms.sh stop' and start again")
+        raise LifecycleError(
+            f"an MMS from {run.path} is running (pid {existing.pid}) but its model has "
+            f"no READY worker: run './start_mms.sh stop' and start again"
+        )
     if run.pid_file.path.exists():
         process.clean_stale(run)
     metrics_control.stop(run)  # an exporter left behind by a crashed server of this folder
 
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        raise LifecycleError("Java was not found: MMS needs a Java runtime "
-                             "(Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)")
+        raise LifecycleError(
+            "Java was not found: MMS needs a Java runtime (Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)"
+        )
     if not mar.is_file():
         raise LifecycleError(f"{mar} does not exist: run ./build_mar.sh")
     for port in (args.inference_port, args.management_port):
@@ -93,36 +121,69 @@ def start(args):
             raise LifecycleError("the metrics port must differ from the inference and management ports")
         check_port_free(args.metrics_port, "metrics exporter", "127.0.0.1", " (METRICS_PORT, or METRICS=0)")
 
+    user = server_user(args.run_as)
     tls = config.tls_files(run.tls, args.tls_cert, args.tls_key, args.inference_address) if args.tls else None
     config.write_config(run.config, args.inference_port, args.management_port, tls, args.inference_address)
     config.write_log_config(run.log_config, run.logs, args.access_log)
-    log.info("starting MMS: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
-             args.inference_address, args.inference_port, args.management_port, run.path)
-    guard.close(run.path, args.management_port)  # before MMS listens: no moment open to other users
+    env = worker_env(args, run)
+    if user is not None:
+        process.hand_over(
+            run,
+            user,
+            reads=(model_store / MAR_FILE_NAME, WORKER_BOOT, Path(sys.executable).parent),
+            writes=[metrics_control.multiproc_dir(run)] if args.metrics else [],
+        )
+        if tls and tls[1].parent == run.tls:
+            os.chown(tls[1], user[1], user[2])  # the self-signed key of this folder: MMS must read it
+    log.info(
+        "starting MMS%s: inference on %s:%d, management on 127.0.0.1:%d, run folder %s",
+        f" as {user[0]}" if user else "",
+        args.inference_address,
+        args.inference_port,
+        args.management_port,
+        run.path,
+    )
+    # Before MMS listens: no moment open to other users.
+    guard.close(run.path, args.management_port, server_uid=user[1] if user else None)
     try:
-        server = process.launch(run, model_store, env=worker_env(args, run))
+        server = process.launch(run, model_store, env=env, user=user)
     except LifecycleError:
         guard.open_again(run.path)
         raise
-    run.write_state({
-        "pid": server.pid, "inference_address": args.inference_address,
-        "inference_port": args.inference_port, "management_port": args.management_port,
-        "tls_certificate": str(tls[0]) if tls else None, "batch_size": args.batch_size,
-        "max_batch_delay": args.max_batch_delay, "workers": args.workers, "single_workers": args.single_workers,
-        "fast_protocol": args.fast_protocol, "metric_lines": bool(args.model_metrics_log),
-        "metrics_port": args.metrics_port if args.metrics else None})
+    run.write_state(
+        {
+            "pid": server.pid,
+            "inference_address": args.inference_address,
+            "inference_port": args.inference_port,
+            "management_port": args.management_port,
+            "tls_certificate": str(tls[0]) if tls else None,
+            "batch_size": args.batch_size,
+            "max_batch_delay": args.max_batch_delay,
+            "workers": args.workers,
+            "single_workers": args.single_workers,
+            "fast_protocol": args.fast_protocol,
+            "metric_lines": bool(args.model_metrics_log),
+            "metrics_port": args.metrics_port if args.metrics else None,
+            "run_as": user[0] if user else None,
+        }
+    )
     try:
         register_and_wait(args, run, server, cafile=tls[0] if tls else None)
         if args.metrics:
-            metrics_control.start(run, args.metrics_port, args.management_port, timeout=args.timeout)
+            metrics_control.start(run, args.metrics_port, args.management_port, timeout=args.timeout, user=user)
     except LifecycleError:
         log.info("start failed; stopping the half-started server")
         metrics_control.stop(run)
         process.stop(run)
         guard.open_again(run.path)
         raise
-    print_usage_hint(args.inference_port, run, tls[0] if tls else None, args.inference_address,
-                     args.metrics_port if args.metrics else None)
+    print_usage_hint(
+        args.inference_port,
+        run,
+        tls[0] if tls else None,
+        args.inference_address,
+        args.metrics_port if args.metrics else None,
+    )
     return 0
 
 
@@ -132,7 +193,24 @@ def revive_exporter(run, state, timeout):
     port = state.get("metrics_port")
     if port and metrics_control.pid_file(run).process() is None:
         log.info("the metrics exporter of this server is not running: starting it again")
-        metrics_control.start(run, port, state["management_port"], timeout=timeout)
+        metrics_control.start(
+            run, port, state["management_port"], timeout=timeout, user=server_user(state.get("run_as"))
+        )
+
+
+def server_user(name):
+    """(name, uid, gid) MMS runs as: `name` (FIZBUZ_MMS_RUN_AS) when root
+    starts it, made as a system user when missing; None: as its caller."""
+    if not name:
+        return None
+    if os.geteuid() != 0:
+        if (users.lookup(name) or (None, None))[1] == os.geteuid():
+            return None  # already that user
+        raise LifecycleError(f"only root can start MMS as {name} (FIZBUZ_MMS_RUN_AS)")
+    user = users.not_root(users.ensure_system_user(name), "MMS runs model code (each archive's handler)")
+    # The venv's interpreter and its standard library (a pyenv may sit under /root).
+    users.open_way_to(user, Path(sys.executable).resolve(), Path(sys.base_prefix))
+    return user
 
 
 def worker_env(args, run):
@@ -159,14 +237,23 @@ def register_and_wait(args, run, server, cafile=None):
     alive = server.is_running
     port = args.management_port
     wait_until(lambda: management.answers(port), args.timeout, "the management API", alive=alive)
-    log.info("registering %s: batch_size=%d, max_batch_delay=%d ms, workers=%d",
-             MODEL_NAME, args.batch_size, args.max_batch_delay, args.workers)
+    log.info(
+        "registering %s: batch_size=%d, max_batch_delay=%d ms, workers=%d",
+        MODEL_NAME,
+        args.batch_size,
+        args.max_batch_delay,
+        args.workers,
+    )
     try:
         management.register(port, args.batch_size, args.max_batch_delay, args.workers, args.timeout)
     except LifecycleError as error:
         raise LifecycleError(f"{error}\nserver log:\n{tail(run.logs / 'mms_log.log', 30)}") from None
-    wait_until(lambda: len(management.ready_workers(management.describe_model(port))) >= args.workers,
-               args.timeout, f"{args.workers} READY workers", alive=alive)
+    wait_until(
+        lambda: len(management.ready_workers(management.describe_model(port))) >= args.workers,
+        args.timeout,
+        f"{args.workers} READY workers",
+        alive=alive,
+    )
     url = predict_url(args.inference_port, args.inference_address, tls=bool(cafile))
     if not answers_smoke_request(url, timeout=10, cafile=cafile):
         raise LifecycleError(f"the smoke prediction to {url} failed")
@@ -196,15 +283,20 @@ def register_single(args, run, alive, cafile=None):
     """The same archive once more under SINGLE_MODEL_NAME, batch 1 and no delay:
     what a front door sends lone requests to (they are not held for company)."""
     port = args.management_port
-    log.info("registering %s: batch_size=1, max_batch_delay=0 ms, workers=%d", SINGLE_MODEL_NAME,
-             args.single_workers)
+    log.info("registering %s: batch_size=1, max_batch_delay=0 ms, workers=%d", SINGLE_MODEL_NAME, args.single_workers)
     try:
         management.register(port, 1, 0, args.single_workers, args.timeout, model=SINGLE_MODEL_NAME)
     except LifecycleError as error:
         raise LifecycleError(f"{error}\nserver log:\n{tail(run.logs / 'mms_log.log', 30)}") from None
-    wait_until(lambda: len(management.ready_workers(management.describe_model(port, model=SINGLE_MODEL_NAME)))
-               >= args.single_workers, args.timeout, f"{args.single_workers} READY workers of {SINGLE_MODEL_NAME}",
-               alive=alive)
+    wait_until(
+        lambda: (
+            len(management.ready_workers(management.describe_model(port, model=SINGLE_MODEL_NAME)))
+            >= args.single_workers
+        ),
+        args.timeout,
+        f"{args.single_workers} READY workers of {SINGLE_MODEL_NAME}",
+        alive=alive,
+    )
     url = predict_url(args.inference_port, args.inference_address, tls=bool(cafile), path=SINGLE_PREDICT_PATH)
     if not answers_smoke_request(url, timeout=10, cafile=cafile):
         raise LifecycleError(f"the smoke prediction to {url} failed")
@@ -214,7 +306,8 @@ def register_single(args, run, alive, cafile=None):
 def print_usage_hint(inference_port, run, cafile=None, address="127.0.0.1", metrics_port=None):
     curl = f"curl --cacert {cafile}" if cafile else "curl"
     metrics = f"Metrics: curl {metrics_control.metrics_url(metrics_port)}\n" if metrics_port else ""
-    print(f"""
+    print(
+        f"""
 Try it:
   {curl} -X POST {predict_url(inference_port, address, tls=bool(cafile))} \\
        -H 'Content-Type: application/json' -d '{{"{INPUT_KEY}": 14}}'
@@ -222,10 +315,13 @@ Try it:
 Scale:  ./scale_workers.sh 3
 {metrics}Logs:   {run.logs}
 Stop:   ./start_mms.sh stop
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 # --------------------------------------------------------------------------- stop / status / scale
+
 
 def stop(args):
     run = RunFolder(args.run_dir)
@@ -279,9 +375,11 @@ def status(args):
     if single is not None:
         descriptions.append(single)
     for description in descriptions:
-        print(f"model {description.get('modelName', MODEL_NAME)}: batch_size={description.get('batchSize')} "
-              f"max_batch_delay={description.get('maxBatchDelay')} ms "
-              f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}")
+        print(
+            f"model {description.get('modelName', MODEL_NAME)}: batch_size={description.get('batchSize')} "
+            f"max_batch_delay={description.get('maxBatchDelay')} ms "
+            f"min_worker={description.get('minWorkers')} max_worker={description.get('maxWorkers')}"
+        )
         print(worker_table(description, run))
     metrics_port = run.read_state().get("metrics_port")
     if metrics_port:
@@ -306,8 +404,7 @@ def scale(args):
         if description is None:
             return None
         count = len(description.get("workers", []))
-        return description if low <= count <= high and len(management.ready_workers(description)) == count \
-            else None
+        return description if low <= count <= high and len(management.ready_workers(description)) == count else None
 
     description = wait_until(settled, args.timeout, f"{low}..{high} READY workers")
     state = run.read_state()
@@ -320,6 +417,7 @@ def scale(args):
 
 # --------------------------------------------------------------------------- CLI
 
+
 def positive_int(text):
     try:
         value = int(text)
@@ -331,8 +429,7 @@ def positive_int(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     settings.add_flag(parser, "run_dir", "--run-dir")
     settings.add_flag(parser, "mms_timeout", "--timeout")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -345,17 +442,28 @@ def build_parser():
     settings.add_flag(start_cmd, "batch_size", "--batch-size", type=positive_int)
     settings.add_flag(start_cmd, "max_batch_delay", "--max-batch-delay", type=positive_int)
     settings.add_flag(start_cmd, "workers", "--workers", type=positive_int)
-    settings.add_flag(start_cmd, "single_workers", "--single-workers", type=positive_int,
-                      what=f"also register the model as {SINGLE_MODEL_NAME} (batch 1, no delay) with this many "
-                           "workers, for a front door that sends lone requests there")
+    settings.add_flag(
+        start_cmd,
+        "single_workers",
+        "--single-workers",
+        type=positive_int,
+        what=f"also register the model as {SINGLE_MODEL_NAME} (batch 1, no delay) with this many "
+        "workers, for a front door that sends lone requests there",
+    )
     settings.add_flag(start_cmd, "access_log", "--access-log", action="store_true")
     settings.add_flag(start_cmd, "metrics_port", "--metrics-port", type=positive_int)
-    settings.add_flag(start_cmd, "metrics", "--no-metrics", dest="metrics", action="store_false",
-                      what="no exporter and no Prometheus counters in the handler")
+    settings.add_flag(
+        start_cmd,
+        "metrics",
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        what="no exporter and no Prometheus counters in the handler",
+    )
     settings.add_flag(start_cmd, "model_metrics_log", "--model-metrics-log", choices=(0, 1))
-    settings.add_flag(start_cmd, "mms_fast_protocol", "--no-fast-protocol", dest="fast_protocol",
-                      action="store_false")
+    settings.add_flag(start_cmd, "mms_fast_protocol", "--no-fast-protocol", dest="fast_protocol", action="store_false")
     settings.add_flag(start_cmd, "mms_warmup", "--warmup", dest="warmup", type=int, metavar="PASSES")
+    settings.add_flag(start_cmd, "mms_run_as", "--run-as", dest="run_as")
     settings.add_flag(start_cmd, "tls", "--tls", action="store_true")
     settings.add_flag(start_cmd, "tls_cert", "--tls-cert")
     settings.add_flag(start_cmd, "tls_key", "--tls-key")
@@ -364,14 +472,25 @@ def build_parser():
     stop_cmd = commands.add_parser("stop", help="stop the server of this run folder")
     stop_cmd.set_defaults(func=stop)
 
-    for name, func, helptext in (("status", status, "print the model's settings and workers"),
-                                 ("scale", scale, "set min/max workers and wait for them")):
+    for name, func, helptext in (
+        ("status", status, "print the model's settings and workers"),
+        ("scale", scale, "set min/max workers and wait for them"),
+    ):
         sub = commands.add_parser(name, help=helptext)
-        sub.add_argument("--management-port", type=positive_int, default=None,
-                         help="default: env FIZBUZ_MANAGEMENT_PORT, else the port the run folder's server uses")
+        sub.add_argument(
+            "--management-port",
+            type=positive_int,
+            default=None,
+            help="default: env FIZBUZ_MANAGEMENT_PORT, else the port the run folder's server uses",
+        )
         if name == "scale":
-            settings.add_flag(sub, "scale_single", "--single", action="store_true",
-                              what=f"scale {SINGLE_MODEL_NAME} (the batch-1 registration) instead")
+            settings.add_flag(
+                sub,
+                "scale_single",
+                "--single",
+                action="store_true",
+                what=f"scale {SINGLE_MODEL_NAME} (the batch-1 registration) instead",
+            )
             sub.add_argument("min_workers", type=positive_int, metavar="MIN")
             sub.add_argument("max_workers", type=positive_int, metavar="MAX", nargs="?")
         sub.set_defaults(func=func)

@@ -17,8 +17,9 @@ LOG_CONFIG_TEMPLATE = HERE / "log4j.properties"
 log = logging.getLogger(__name__)
 
 
-def write_config(path, inference_port, management_port, tls=None, inference_address="127.0.0.1",
-                 template=CONFIG_TEMPLATE):
+def write_config(
+    path, inference_port, management_port, tls=None, inference_address="127.0.0.1", template=CONFIG_TEMPLATE
+):
     """config.properties with the addresses pointing at the chosen ports; with
     tls=(certificate, key) the inference API speaks HTTPS. The management API
     always stays on loopback (MMS 1.0.8 has no auth). The frontend's settings
@@ -47,10 +48,12 @@ def frontend_overrides():
     """config.properties keys the settings replace when set: the response
     timeout, the frontend's Netty threads (0: Netty's own count) and its JVM
     options (vmargs)."""
-    values = {"default_response_timeout": settings.value("mms_response_timeout"),
-              "number_of_netty_threads": settings.value("mms_netty_threads"),
-              "netty_client_threads": settings.value("mms_netty_client_threads"),
-              "vmargs": jvm_options(settings.value("mms_jvm_options"))}
+    values = {
+        "default_response_timeout": settings.value("mms_response_timeout"),
+        "number_of_netty_threads": settings.value("mms_netty_threads"),
+        "netty_client_threads": settings.value("mms_netty_client_threads"),
+        "vmargs": jvm_options(settings.value("mms_jvm_options")),
+    }
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -69,8 +72,11 @@ def jvm_options(text):
 def write_log_config(path, logs_folder, access_log, template=LOG_CONFIG_TEMPLATE):
     text = template.read_text()
     text = text.replace("${LOG_LOCATION}", str(logs_folder)).replace("${METRICS_LOCATION}", str(logs_folder))
-    for name, verbose, quiet in (("ACCESS_LOG_LEVEL", "INFO", "OFF"), ("PER_REQUEST_LOGS", "true", "false"),
-                                 ("WORKER_THREAD_LEVEL", "INFO", "WARN")):
+    for name, verbose, quiet in (
+        ("ACCESS_LOG_LEVEL", "INFO", "OFF"),
+        ("PER_REQUEST_LOGS", "true", "false"),
+        ("WORKER_THREAD_LEVEL", "INFO", "WARN"),
+    ):
         text = text.replace("${%s}" % name, verbose if access_log else quiet)
     Path(path).write_text(text)
 
@@ -93,14 +99,35 @@ def tls_files(folder, certificate=None, key=None, address="127.0.0.1"):
 def make_self_signed(certificate, key, address="127.0.0.1"):
     """A self-signed PEM pair (key in PKCS#8) valid for `address` and localhost."""
     if shutil.which("openssl") is None:
-        raise LifecycleError("openssl is needed to make a TLS certificate (apt-get install -y openssl), "
-                             "or give your own with TLS_CERT and TLS_KEY")
+        raise LifecycleError(
+            "openssl is needed to make a TLS certificate (apt-get install -y openssl), "
+            "or give your own with TLS_CERT and TLS_KEY"
+        )
     Path(certificate).parent.mkdir(parents=True, exist_ok=True)
     log.info("making a self-signed certificate for %s in %s", address, Path(certificate).parent)
     names = ",".join(dict.fromkeys([f"IP:{address}", "IP:127.0.0.1", "DNS:localhost"]))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
-                    "-keyout", str(key), "-out", str(certificate), "-subj", f"/CN={address}",
-                    "-addext", f"subjectAltName={names}"],
-                   check=True, capture_output=True, timeout=60,
-                   umask=0o077)  # the key is 0600 from its creation, never chmod'ed after
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "365",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+            "-subj",
+            f"/CN={address}",
+            "-addext",
+            f"subjectAltName={names}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        umask=0o077,
+    )  # the key is 0600 from its creation, never chmod'ed after
     Path(certificate).chmod(0o644)  # public: clients read it as their CA file

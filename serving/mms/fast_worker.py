@@ -76,7 +76,7 @@ class FrameReader:
     def more(self, need):
         """At least `need` unread bytes in the buffer, or exit as MMS does when the
         frontend closes the socket (a worker without its frontend has nothing to do)."""
-        chunks = [self.data[self.pos:]]
+        chunks = [self.data[self.pos :]]
         have = len(chunks[0])
         while have < need:
             packet = self.conn.recv(max(RECV_SIZE, need - have))
@@ -148,7 +148,7 @@ def _parse(view, start, decode):
     """(command, message, end) of the frame at `start`, or _Short."""
     if start + 1 > len(view):
         raise _Short(start + 1)
-    cmd = bytearray(view[start:start + 1])
+    cmd = bytearray(view[start : start + 1])
     pos = start + 1
     if cmd == LOAD_MSG:
         msg = {}
@@ -291,4 +291,3 @@ def apply(environ=os.environ):
         applied.append("no per-batch metric lines")
     log.info("fizbuz fast worker: %s (MMS %s)", ", ".join(applied), MMS_VERSION)
     return applied
-

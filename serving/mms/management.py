@@ -34,10 +34,16 @@ def ready_workers(description):
 def register(port, batch_size, max_batch_delay, workers, timeout, mar=MAR_FILE_NAME, model=MODEL_NAME):
     """Register the archive with batching; synchronous, so it returns once the
     workers have started. Raises LifecycleError with MMS's answer on failure."""
-    query = urllib.parse.urlencode({
-        "url": mar, "model_name": model, "batch_size": batch_size, "max_batch_delay": max_batch_delay,
-        "initial_workers": workers, "synchronous": "true",
-    })
+    query = urllib.parse.urlencode(
+        {
+            "url": mar,
+            "model_name": model,
+            "batch_size": batch_size,
+            "max_batch_delay": max_batch_delay,
+            "initial_workers": workers,
+            "synchronous": "true",
+        }
+    )
     status, text = call("POST", url(port, f"/models?{query}"), timeout=timeout)
     if status != 200:
         raise LifecycleError(f"registering the model failed ({status}): {text.strip()}")

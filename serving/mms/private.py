@@ -32,13 +32,20 @@ class PrivateMms(ScriptedServer):
         self.address = inference_address
         self.inference_port, self.management_port, self.metrics_port = free_ports(3)
         env = dict(
-            os.environ, FIZBUZ_RUN_DIR=str(self.run.path), FIZBUZ_MODEL_STORE=str(model_store or MODEL_STORE),
-            FIZBUZ_INFERENCE_ADDRESS=inference_address, FIZBUZ_INFERENCE_PORT=str(self.inference_port),
-            FIZBUZ_MANAGEMENT_PORT=str(self.management_port), FIZBUZ_METRICS_PORT=str(self.metrics_port),
-            FIZBUZ_MMS_TIMEOUT="120", **{f"FIZBUZ_{key.upper()}": str(value) for key, value in settings.items()})
+            os.environ,
+            FIZBUZ_RUN_DIR=str(self.run.path),
+            FIZBUZ_MODEL_STORE=str(model_store or MODEL_STORE),
+            FIZBUZ_INFERENCE_ADDRESS=inference_address,
+            FIZBUZ_INFERENCE_PORT=str(self.inference_port),
+            FIZBUZ_MANAGEMENT_PORT=str(self.management_port),
+            FIZBUZ_METRICS_PORT=str(self.metrics_port),
+            FIZBUZ_MMS_TIMEOUT="120",
+            **{f"FIZBUZ_{key.upper()}": str(value) for key, value in settings.items()},
+        )
         # The frontend's pid file first; the metrics exporter's beside it.
-        super().__init__(START_SCRIPT, env, self.run.path, run_dir is None,
-                         [self.run.pid_file, metrics_control.pid_file(self.run)])
+        super().__init__(
+            START_SCRIPT, env, self.run.path, run_dir is None, [self.run.pid_file, metrics_control.pid_file(self.run)]
+        )
 
     @property
     def run_dir(self):

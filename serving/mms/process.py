@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from fizbuz.lifecycle import LifecycleError, PidFile, end_family, end_processes, tail
+from fizbuz.lifecycle import LifecycleError, PidFile, end_family, end_processes, open_log, tail
+from fizbuz.users import as_user, blocked_folder
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,29 @@ class RunFolder:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def server(self):
-        """The live MMS frontend of this folder, or None."""
-        return self.pid_file.process()
+        """The live MMS frontend of this folder, or None. Its pid file is written
+        by MMS, which may run as an unprivileged user: a pid is taken only when
+        that process is an MMS frontend working in this folder, so a forged pid
+        file cannot make `stop` end another server."""
+        process = self.pid_file.process()
+        try:
+            if process is not None and Path(process.cwd()) != self.path:
+                log.warning("%s names pid %d, an MMS of another folder: ignored", self.pid_file.path, process.pid)
+                return None
+        except psutil.AccessDenied:  # another user's server: we could not stop it either
+            return process
+        except psutil.Error:
+            return None
+        return process
 
     def env(self):
-        return dict(os.environ, TMPDIR=str(self.tmp), TEMP=str(self.tmp),
-                    LOG_LOCATION=str(self.logs), METRICS_LOCATION=str(self.logs))
+        return dict(
+            os.environ,
+            TMPDIR=str(self.tmp),
+            TEMP=str(self.tmp),
+            LOG_LOCATION=str(self.logs),
+            METRICS_LOCATION=str(self.logs),
+        )
 
 
 def worker_processes(run):
@@ -69,28 +87,83 @@ def worker_processes(run):
     for process in psutil.process_iter(["cmdline"]):
         for word in process.info["cmdline"] or []:
             if word.startswith(marker):
-                found[word[len(marker):]] = process
+                found[word[len(marker) :]] = process
     return found
 
 
 def clean_stale(run):
     """After a crash (kill -9 of the frontend), remove what the dead server left."""
-    log.warning("found a stale pid file (pid %s is not running): cleaning up after the crashed server",
-                run.pid_file.read())
+    log.warning(
+        "found a stale pid file (pid %s is not running): cleaning up after the crashed server", run.pid_file.read()
+    )
     end_processes(worker_processes(run).values())  # orphaned workers of that server
     run.pid_file.remove()
     run.remove_sockets()
 
 
-def launch(run, model_store, env=None):
+# What an MMS run as another user may write: its TMPDIR (pid file, worker
+# sockets, unpacked models) only for itself, its logs readable by its group.
+WRITABLE_MODES = {"tmp": 0o700, "logs": 0o750}
+
+
+def hand_over(run, user, reads=(), writes=()):
+    """Before MMS starts as `user` (name, uid, gid): the folders it writes
+    (tmp, logs, and `writes`) become its own and closed to other users; the
+    run folder, configs and `reads` (model store, venv) stay root's and must
+    be reachable by it (else a clear error now, not a Java stack trace later).
+    What an earlier run left in its folders becomes its own too (never
+    following a link)."""
+    name, uid, gid = user
+    blocked = blocked_folder(user, run.path, *reads)
+    if blocked is not None:
+        raise LifecycleError(
+            f"MMS runs as {name}, who cannot enter {blocked}: open it (chmod o+x) or choose another folder"
+        )
+    for path in (run.path, run.config, run.log_config):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by MMS, written by root only
+    modes = {
+        run.tmp: WRITABLE_MODES["tmp"],
+        run.logs: WRITABLE_MODES["logs"],
+        **{Path(folder): WRITABLE_MODES["tmp"] for folder in writes},
+    }
+    for folder, mode in modes.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        # fwalk by folder descriptors: a folder swapped for a link meanwhile is never followed.
+        for _, folders, files, folder_fd in os.fwalk(folder, follow_symlinks=False):
+            for entry in (*folders, *files):
+                os.chown(entry, uid, gid, dir_fd=folder_fd, follow_symlinks=False)
+        os.chown(folder, uid, gid, follow_symlinks=False)  # in root's run folder: MMS cannot swap it
+        folder.chmod(mode)
+
+
+def launch(run, model_store, env=None, user=None):
     """Run `mxnet-model-server --start` for this folder (with `env`, default
-    run.env(); its workers inherit it); returns the frontend process."""
+    run.env(); its workers inherit it), as `user` ((name, uid, gid); None: as
+    we are; see hand_over); returns the frontend process."""
     launcher = Path(sys.executable).parent / "mxnet-model-server"
-    command = [str(launcher), "--start", "--mms-config", str(run.config),
-               "--model-store", str(model_store), "--log-config", str(run.log_config)]
-    with open(run.console_log, "ab") as console:
-        launched = subprocess.run(command, cwd=run.path, env=env or run.env(), stdout=console,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+    command = [
+        str(launcher),
+        "--start",
+        "--mms-config",
+        str(run.config),
+        "--model-store",
+        str(model_store),
+        "--log-config",
+        str(run.log_config),
+    ]
+    env = dict(env or run.env())
+    if user is not None:
+        env.update(HOME=str(run.tmp), USER=user[0], LOGNAME=user[0])  # root's home is not its to write
+    with open_log(run.console_log) as console:
+        launched = subprocess.run(
+            as_user(command, user),
+            cwd=run.path,
+            env=env,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
     if launched.returncode != 0:
         raise LifecycleError(f"mxnet-model-server --start failed:\n{tail(run.console_log)}")
     process = run.server()

@@ -26,25 +26,67 @@ USERS = (ADMIN, RUNNER, REPLICA, SENTINEL)
 # What any client needs to connect, authenticate and find keys (redis-py,
 # the redisai client, redis-cli, and cluster clients reading the slot map;
 # redis-py's RedisCluster asks INFO whether cluster mode is on).
-CONNECTING = ("+ping", "+auth", "+hello", "+echo", "+quit", "+reset", "+select",
-              "+client|setname", "+client|getname", "+client|id", "+command", "+info",
-              "+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|info",
-              "+cluster|keyslot", "+readonly", "+readwrite")
+CONNECTING = (
+    "+ping",
+    "+auth",
+    "+hello",
+    "+echo",
+    "+quit",
+    "+reset",
+    "+select",
+    "+client|setname",
+    "+client|getname",
+    "+client|id",
+    "+command",
+    "+info",
+    "+cluster|slots",
+    "+cluster|shards",
+    "+cluster|nodes",
+    "+cluster|info",
+    "+cluster|keyslot",
+    "+readonly",
+    "+readwrite",
+)
 
 RULES = {
     ADMIN: ("~*", "&*", "+@all"),
     # No AI.MODELSTORE/MODELSET/MODELDEL, no RESTORE (a DUMP of a model is a
     # model), no DEL/FLUSH*, no CONFIG/MODULE/DEBUG: only what the book's client
     # and the redisai client need to answer numbers.
-    RUNNER: ("~*", "resetchannels", *CONNECTING, "+ai.tensorset", "+ai.tensorget", "+ai.modelrun",
-             "+ai.modelexecute", "+ai.info"),
+    RUNNER: (
+        "~*",
+        "resetchannels",
+        *CONNECTING,
+        "+ai.tensorset",
+        "+ai.tensorget",
+        "+ai.modelrun",
+        "+ai.modelexecute",
+        "+ai.info",
+    ),
     # Redis's documented minimum for a replica's link to its master.
     REPLICA: ("resetkeys", "resetchannels", "+ping", "+auth", "+hello", "+psync", "+sync", "+replconf"),
     # Redis's documented minimum for a sentinel watching a server.
-    SENTINEL: ("resetkeys", "&*", "+ping", "+auth", "+hello", "+info", "+role", "+multi", "+exec",
-               "+slaveof", "+replicaof", "+config|rewrite", "+client|setname", "+client|kill",
-               "+script|kill", "+subscribe", "+publish"),
+    SENTINEL: (
+        "resetkeys",
+        "&*",
+        "+ping",
+        "+auth",
+        "+hello",
+        "+info",
+        "+role",
+        "+multi",
+        "+exec",
+        "+slaveof",
+        "+replicaof",
+        "+config|rewrite",
+        "+client|setname",
+        "+client|kill",
+        "+script|kill",
+        "+subscribe",
+        "+publish",
+    ),
 }
+
 
 class Secrets:
     """The users' passwords, one file each in `folder`."""

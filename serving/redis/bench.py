@@ -51,9 +51,11 @@ def flow(client_id, n):
     """The book's three commands for input n, as one pipelined write."""
     bits = struct.pack("10f", *encode(n + 1))
     a, out = f"in{client_id}", f"out{client_id}"
-    return (resp("AI.TENSORSET", a, "FLOAT", 1, 10, "BLOB", bits)
-            + resp("AI.MODELRUN", "model", "INPUTS", a, "OUTPUTS", out)
-            + resp("AI.TENSORGET", out, "BLOB"))
+    return (
+        resp("AI.TENSORSET", a, "FLOAT", 1, 10, "BLOB", bits)
+        + resp("AI.MODELRUN", "model", "INPUTS", a, "OUTPUTS", out)
+        + resp("AI.TENSORGET", out, "BLOB")
+    )
 
 
 def answer(reply):
@@ -114,8 +116,11 @@ def measure(port, password, clients, seconds):
     for p in range(procs):
         share = clients // procs + (1 if p < clients % procs else 0)
         first = sum(clients // procs + (1 if q < clients % procs else 0) for q in range(p))
-        workers.append(multiprocessing.Process(target=load, args=(port, password, first, share, start_at,
-                                                                  start_at + seconds, results)))
+        workers.append(
+            multiprocessing.Process(
+                target=load, args=(port, password, first, share, start_at, start_at + seconds, results)
+            )
+        )
     for w in workers:
         w.start()
     totals = [results.get(timeout=seconds + 60) for _ in workers]
@@ -150,24 +155,54 @@ def main(argv=None):
             os.chmod(folder, 0o711)  # the server's user passes through to data/
             os.chown(data, *owner)
         acl = secrets.write_acl(data / "users.acl", owner)
-        command = as_user(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                           "--maxclients", "1000", "--aclfile", acl, "--dir", data, "--logfile", data / "redis.log",
-                           "--loadmodule", args.module], user)
+        command = as_user(
+            [
+                "redis-server",
+                "--port",
+                port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "1000",
+                "--aclfile",
+                acl,
+                "--dir",
+                data,
+                "--logfile",
+                data / "redis.log",
+                "--loadmodule",
+                args.module,
+            ],
+            user,
+        )
         r = redis.Redis(port=port, **secrets.credentials(ADMIN))
-        with running_server(command, PidFile(f"{folder}/redis.pid", marker=str(port)), f"{folder}/stderr.log",
-                            ready=lambda: answers_ping(r), what=f"redis-server on port {port}", timeout=30):
+        with running_server(
+            command,
+            PidFile(f"{folder}/redis.pid", marker=str(port)),
+            f"{folder}/stderr.log",
+            ready=lambda: answers_ping(r),
+            what=f"redis-server on port {port}",
+            timeout=30,
+        ):
             run_points(args, port, r, secrets.password(RUNNER))
     return 0
 
 
 def run_points(args, port, r, password):
     """Store the model as admin, then one table row per client count."""
-    r.execute_command("AI.MODELSTORE", "model", "TORCH", "CPU", "BATCHSIZE", args.batchsize,
-                      "BLOB", Path(args.model).read_bytes())
+    r.execute_command(
+        "AI.MODELSTORE", "model", "TORCH", "CPU", "BATCHSIZE", args.batchsize, "BLOB", Path(args.model).read_bytes()
+    )
     # Redis's CPU time per prediction (all its threads) does not depend on
     # how busy the shared box is, unlike predictions per second.
-    print("| clients | predictions/s | wrong | runs per forward | redis CPU µs per prediction |\n"
-          "|---:|---:|---:|---:|---:|")
+    print(
+        "| clients | predictions/s | wrong | runs per forward | redis CPU µs per prediction |\n"
+        "|---:|---:|---:|---:|---:|"
+    )
     for clients in args.clients:
         r.execute_command("AI.INFO", "model", "RESETSTAT")
         cpu_before = cpu_seconds(r)

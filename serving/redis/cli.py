@@ -15,7 +15,6 @@ nobody) that owns data/; root keeps the secrets."""
 import logging
 import os
 import pwd
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import redis
 from fizbuz import settings
 from fizbuz.contract import REDIS_MODULE, RUN_DIR
 from fizbuz.lifecycle import LifecycleError, PidFile, check_port_free, server_cli, start_server, stop_server
+from fizbuz.users import as_user, blocked_folder
 from serving.redis.acl import ADMIN, RUNNER, Secrets, private_dir
 from serving.redis.ready import answers_ping
 
@@ -57,14 +57,33 @@ class Settings:
 
     def command(self, user=None):
         # No --logfile: Redis logs to stdout, which lifecycle.spawn writes to redis.log.
-        command = ["redis-server", "--port", self.port, "--bind", self.bind, "--dir", self.data_dir,
-                   "--aclfile", self.acl_file, "--daemonize", "no", "--appendonly", self.appendonly,
-                   "--save", "3600 1 300 100 60 10000", "--loadmodule", self.module, "THREADS", self.threads]
+        command = [
+            "redis-server",
+            "--port",
+            self.port,
+            "--bind",
+            self.bind,
+            "--dir",
+            self.data_dir,
+            "--aclfile",
+            self.acl_file,
+            "--daemonize",
+            "no",
+            "--appendonly",
+            self.appendonly,
+            "--save",
+            "3600 1 300 100 60 10000",
+            "--loadmodule",
+            self.module,
+            "THREADS",
+            self.threads,
+        ]
         return as_user(command, user)
 
     def client(self, user=ADMIN):
-        return redis.Redis(host=self.bind, port=self.port, socket_timeout=10, decode_responses=True,
-                           **self.secrets.credentials(user))
+        return redis.Redis(
+            host=self.bind, port=self.port, socket_timeout=10, decode_responses=True, **self.secrets.credentials(user)
+        )
 
 
 def unprivileged_user(name=""):
@@ -80,29 +99,11 @@ def unprivileged_user(name=""):
         except KeyError:
             continue
         if entry.pw_uid == 0:
-            raise LifecycleError(f"FIZBUZ_REDIS_RUN_AS={candidate} is root: redis-server runs model code, never as root")
+            raise LifecycleError(
+                f"FIZBUZ_REDIS_RUN_AS={candidate} is root: redis-server runs model code, never as root"
+            )
         return candidate, entry.pw_uid, entry.pw_gid
     raise LifecycleError(f"no user {' or '.join(names)} to run redis-server as (set FIZBUZ_REDIS_RUN_AS)")
-
-
-def as_user(command, user):
-    """`command` run as `user` (from unprivileged_user; None: as we are).
-    setpriv execs (no parent process left between us and redis-server), so a
-    pid file holds redis-server's own pid."""
-    if user is None:
-        return command
-    _, uid, gid = user
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--", *command]
-
-
-def unreachable_folder(path, uid, gids):
-    """The first folder on the way to `path` that user `uid` cannot enter, or None."""
-    for folder in reversed([Path(path), *Path(path).parents]):
-        st = folder.stat()
-        bits = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids else stat.S_IXOTH
-        if not st.st_mode & bits:
-            return folder
-    return None
 
 
 def prepare_folders(settings, user):
@@ -113,24 +114,36 @@ def prepare_folders(settings, user):
     owner = None if user is None else (user[1], user[2])
     private_dir(settings.data_dir, owner)
     if user is not None:
-        gids = {user[2], *os.getgrouplist(user[0], user[2])}
-        for needed in (settings.data_dir.parent, Path(settings.module).parent):
-            blocked = unreachable_folder(needed, user[1], gids)
-            if blocked is not None:
-                raise LifecycleError(f"redis-server runs as {user[0]}, who cannot enter {blocked}: "
-                                 f"open it (chmod o+x) or choose another FIZBUZ_REDIS_RUN_DIR")
+        blocked = blocked_folder(user, settings.data_dir.parent, Path(settings.module).parent)
+        if blocked is not None:
+            raise LifecycleError(
+                f"redis-server runs as {user[0]}, who cannot enter {blocked}: "
+                f"open it (chmod o+x) or choose another FIZBUZ_REDIS_RUN_DIR"
+            )
     # Rewritten at every start from the password files: they are the source of truth.
     settings.secrets.write_acl(settings.acl_file, owner)
 
 
 def how_to_connect(settings):
     folder = settings.secrets.folder
-    log.info("users: %s (store/delete models, config) and %s (tensors and runs); passwords in %s "
-             "(%s.pass, %s.pass, 0600)", ADMIN, RUNNER, folder, ADMIN, RUNNER)
-    log.info("connect: REDISCLI_AUTH=\"$(cat %s)\" redis-cli -h %s -p %d --user %s",
-             settings.secrets.path(RUNNER), settings.bind, settings.port, RUNNER)
-    log.info("book client: .venv/bin/python serving/redis/client.py --port %d --secrets %s --store 14",
-             settings.port, folder)
+    log.info(
+        "users: %s (store/delete models, config) and %s (tensors and runs); passwords in %s (%s.pass, %s.pass, 0600)",
+        ADMIN,
+        RUNNER,
+        folder,
+        ADMIN,
+        RUNNER,
+    )
+    log.info(
+        'connect: REDISCLI_AUTH="$(cat %s)" redis-cli -h %s -p %d --user %s',
+        settings.secrets.path(RUNNER),
+        settings.bind,
+        settings.port,
+        RUNNER,
+    )
+    log.info(
+        "book client: .venv/bin/python serving/redis/client.py --port %d --secrets %s --store 14", settings.port, folder
+    )
 
 
 def start(settings):
@@ -143,11 +156,22 @@ def start(settings):
     subprocess.run([HERE / "setup.sh"], check=True)
     user = settings.server_user()
     prepare_folders(settings, user)
-    process = start_server(settings.command(user), settings.pid_file, settings.log_file,
-                           ready=lambda: answers_ping(settings.client(RUNNER)),
-                           what=f"PING on {settings.bind}:{settings.port}", timeout=settings.timeout)
-    log.info("redis-server with the module on %s:%d (pid %d as %s, folder %s)", settings.bind, settings.port,
-             process.pid, user[0] if user else "you", settings.run_dir)
+    process = start_server(
+        settings.command(user),
+        settings.pid_file,
+        settings.log_file,
+        ready=lambda: answers_ping(settings.client(RUNNER)),
+        what=f"PING on {settings.bind}:{settings.port}",
+        timeout=settings.timeout,
+    )
+    log.info(
+        "redis-server with the module on %s:%d (pid %d as %s, folder %s)",
+        settings.bind,
+        settings.port,
+        process.pid,
+        user[0] if user else "you",
+        settings.run_dir,
+    )
     how_to_connect(settings)
     return 0
 
@@ -162,8 +186,10 @@ def status(settings):
         print(f"not running (folder {settings.run_dir})")
         return NOT_RUNNING
     r = settings.client()
-    print(f"running: pid {process.pid} on {settings.bind}:{settings.port}, folder {settings.run_dir}, "
-          f"PING: {'PONG' if r.ping() else 'no answer'}")
+    print(
+        f"running: pid {process.pid} on {settings.bind}:{settings.port}, folder {settings.run_dir}, "
+        f"PING: {'PONG' if r.ping() else 'no answer'}"
+    )
     persistence = r.info("persistence")
     for key in ("rdb_last_save_time", "aof_enabled", "aof_last_write_status"):
         if key in persistence:
@@ -175,9 +201,14 @@ def status(settings):
 
 
 def main(argv=None):
-    return server_cli(argv, "serving/redis/start_redis.sh", __doc__,
-                      {"start": start, "stop": stop, "status": status}, Settings,
-                      errors=(redis.RedisError, subprocess.CalledProcessError, OSError))  # OSError: e.g. secrets not ours to read
+    return server_cli(
+        argv,
+        "serving/redis/start_redis.sh",
+        __doc__,
+        {"start": start, "stop": stop, "status": status},
+        Settings,
+        errors=(redis.RedisError, subprocess.CalledProcessError, OSError),
+    )  # OSError: e.g. secrets not ours to read
 
 
 if __name__ == "__main__":

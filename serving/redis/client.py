@@ -31,21 +31,21 @@ from serving.redis.acl import ADMIN, RUNNER, Secrets
 def store(r, model_path, key, dialect):
     model_pt = Path(model_path).read_bytes()
     if dialect == "0.x":
-        r.execute_command('AI.MODELSET', key, 'TORCH', 'CPU', model_pt)
+        r.execute_command("AI.MODELSET", key, "TORCH", "CPU", model_pt)
     else:
-        r.execute_command('AI.MODELSTORE', key, 'TORCH', 'CPU', 'BLOB', model_pt)
+        r.execute_command("AI.MODELSTORE", key, "TORCH", "CPU", "BLOB", model_pt)
 
 
 def answer(r, n, key, dialect):
     """The label for n + 1, from the model in Redis."""
     number = n + 1
     inputs = np.array([encode(number)], dtype=np.float32)
-    r.execute_command('AI.TENSORSET', 'a', 'FLOAT', *inputs.shape, 'BLOB', inputs.tobytes())
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", *inputs.shape, "BLOB", inputs.tobytes())
     if dialect == "0.x":
-        r.execute_command('AI.MODELRUN', key, 'INPUTS', 'a', 'OUTPUTS', 'out')
+        r.execute_command("AI.MODELRUN", key, "INPUTS", "a", "OUTPUTS", "out")
     else:
-        r.execute_command('AI.MODELEXECUTE', key, 'INPUTS', 1, 'a', 'OUTPUTS', 1, 'out')
-    typ, shape, buf = r.execute_command('AI.TENSORGET', 'out', 'BLOB')
+        r.execute_command("AI.MODELEXECUTE", key, "INPUTS", 1, "a", "OUTPUTS", 1, "out")
+    typ, shape, buf = r.execute_command("AI.TENSORGET", "out", "BLOB")
     return readable(number, int(np.frombuffer(buf, dtype=np.float32).argmax()))
 
 
@@ -54,6 +54,7 @@ def secrets_for(args):
         return Secrets(args.secrets)
     # The folder start_redis.sh uses for this port (FIZBUZ_REDIS_RUN_DIR, FIZBUZ_REDIS_SECRETS honoured).
     from serving.redis.cli import Settings
+
     return Settings(dict(os.environ, FIZBUZ_REDIS_PORT=str(args.port))).secrets
 
 
@@ -73,15 +74,21 @@ def main(argv=None):
     parser.add_argument("--store", action="store_true", help="store the model first")
     parser.add_argument("--model", default=TORCHSCRIPT_PATH, help="TorchScript file (default: %(default)s)")
     parser.add_argument("--dialect", choices=["0.x", "1.x"], default="0.x")
-    parser.add_argument("--secrets", type=Path, help="folder of admin.pass and runner.pass "
-                        "(default: $FIZBUZ_REDIS_SECRETS, else the run folder's secrets/ for --port)")
+    parser.add_argument(
+        "--secrets",
+        type=Path,
+        help="folder of admin.pass and runner.pass "
+        "(default: $FIZBUZ_REDIS_SECRETS, else the run folder's secrets/ for --port)",
+    )
     parser.add_argument("--no-auth", action="store_true", help="connect without credentials")
     args = parser.parse_args(argv)
     try:
+
         def connect(user):
             if args.no_auth:
                 return redis.Redis(host=args.host, port=args.port)
             return redis.Redis(host=args.host, port=args.port, **secrets_for(args).credentials(user))
+
         if args.store:
             store(connect(ADMIN), args.model, args.key, args.dialect)
         r = connect(RUNNER)

@@ -9,6 +9,7 @@ The tier is opt-in: these tests run only when the -m expression names
 `containers` (./run_tests.sh runs them as its second stage)."""
 
 import json
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(config, items):
     if "containers" in (config.getoption("markexpr") or ""):
+        # A test that stops the session's stack (test_stop_*) runs after every other.
+        items.sort(key=lambda item: item.name.startswith("test_stop_"))
         return
     mine = [item for item in items if HERE in Path(str(item.fspath)).parents]
     if mine:
@@ -32,9 +35,32 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if item not in mine]
 
 
+def kernel_state():
+    """The iptables rules and chain policies of the filter and nat tables (no
+    counters) and ip_forward. Lines naming other parts of this project that
+    other test runs on this machine add and remove at any moment (a fleet's
+    FORWARD rule for its bridge fbz<id>, an MMS's owner-only rule, commented
+    "fizbuz: ...") are left out."""
+    state = {"ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()}
+    for table in ("filter", "nat"):
+        lines = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, timeout=30).stdout
+        state[table] = sorted(
+            " ".join(line.split()[:2]) if line.startswith(":") else line
+            for line in lines.splitlines()
+            if line.startswith((":", "-A ")) and "fbz" not in line and "fizbuz" not in line
+        )
+    return state
+
+
+@pytest.fixture(scope="session")
+def make_archive():
+    return archive.variant
+
 
 class RunningStack:
     """The stack plus what a test needs to talk to it."""
+
+    kernel_state = staticmethod(kernel_state)
 
     def __init__(self, stack):
         self.stack = stack
@@ -50,8 +76,16 @@ class RunningStack:
 
     def predict(self, number, token="default"):
         token = self.token if token == "default" else token
-        return client.request("127.0.0.1", self.port, "POST", client.PREDICT_PATH, self.cafile, token,
-                              request_body(number), {"Content-Type": "application/json"})
+        return client.request(
+            "127.0.0.1",
+            self.port,
+            "POST",
+            client.PREDICT_PATH,
+            self.cafile,
+            token,
+            request_body(number),
+            {"Content-Type": "application/json"},
+        )
 
     def load(self, concurrency=32, **kwargs):
         return client.Load("127.0.0.1", self.port, self.cafile, self.token, concurrency, **kwargs)
@@ -64,21 +98,40 @@ class RunningStack:
 
     def describe_model(self, container):
         """The model as the task's own management API (on its loopback) describes it."""
-        text = self.docker.run("exec", container, "python3", "-c",
-                               "import json; from serving.mms import management; "
-                               "print(json.dumps(management.describe_model(8081)))")
+        text = self.docker.run(
+            "exec",
+            container,
+            "python3",
+            "-c",
+            "import json; from serving.mms import management; print(json.dumps(management.describe_model(8081)))",
+        )
         return json.loads(text)
 
     def task_report(self):
         """Swarm's view of the MMS tasks and each task container's last health
         checks: logged when a wait for the tasks times out."""
         service = f"{self.state['options']['stack']}_mms"
-        lines = [self.docker.run("service", "ps", "--no-trunc", "--format",
-                                 "{{.Name}} {{.CurrentState}} {{.Error}}", service, check=False) or ""]
-        for container in self.docker.run("ps", "-aq", "--filter",
-                                         f"label=com.docker.swarm.service.name={service}").split():
-            health = self.docker.run("inspect", "--format", "{{.State.Status}} {{json .State.Health}}", container,
-                                     check=False) or ""
+        lines = [
+            self.docker.run(
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.Name}} {{.CurrentState}} {{.Error}}",
+                service,
+                check=False,
+            )
+            or ""
+        ]
+        for container in self.docker.run(
+            "ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}"
+        ).split():
+            health = (
+                self.docker.run(
+                    "inspect", "--format", "{{.State.Status}} {{json .State.Health}}", container, check=False
+                )
+                or ""
+            )
             lines.append(f"{container}: {health.strip()[-1500:]}")
         return "\n".join(lines)
 
@@ -95,16 +148,12 @@ def stack_dir():
 @pytest.fixture(scope="session")
 def running_stack(stack_dir, mar_path):
     stack = Stack(stack_dir / "stack")
-    options = Options(stack=f"fbzt{free_port() % 1000}", front_port=free_port(), engine="own",
-                      mar=str(mar_path))
+    options = Options(stack=f"fbzt{free_port() % 1000}", front_port=free_port(), engine="own", mar=str(mar_path))
+    before = kernel_state()  # what stop must give back (test_container_hardening.py)
     try:
         stack.start(options)
-        yield RunningStack(stack)
+        running = RunningStack(stack)
+        running.before = before
+        yield running
     finally:
         stack.stop()
-
-
-
-@pytest.fixture(scope="session")
-def make_archive():
-    return archive.variant

@@ -27,8 +27,12 @@ def test_a_killed_container_is_replaced_by_swarm_and_no_request_fails(running_st
         running_stack.docker.run("kill", victim)  # SIGKILL to the whole container
         # Swarm starts a new task; it counts once its health check passes.
         try:
-            wait_until(lambda: victim not in running_stack.mms_containers()
-                       and len(running_stack.healthy()) == 2, 180, "Swarm to replace the killed task", interval=1)
+            wait_until(
+                lambda: victim not in running_stack.mms_containers() and len(running_stack.healthy()) == 2,
+                180,
+                "Swarm to replace the killed task",
+                interval=1,
+            )
         except LifecycleError:
             log.error("the MMS tasks when the wait ended:\n%s", running_stack.task_report())
             raise
@@ -38,8 +42,9 @@ def test_a_killed_container_is_replaced_by_swarm_and_no_request_fails(running_st
     assert victim not in after and len(after) == 2
 
 
-def test_a_rolling_update_under_load_fails_no_request_and_the_new_version_answers(running_stack, mar_path,
-                                                                                  make_archive, stack_dir):
+def test_a_rolling_update_under_load_fails_no_request_and_the_new_version_answers(
+    running_stack, mar_path, make_archive, stack_dir
+):
     (stack_dir / "v2").mkdir()
     new_mar = make_archive(mar_path, stack_dir / "v2" / "fizbuz_package.mar", modelVersion="2.0")
     with running_stack.load(32) as load:
@@ -60,8 +65,9 @@ def test_a_rolling_update_under_load_fails_no_request_and_the_new_version_answer
 def test_a_broken_image_is_rolled_back_and_no_request_fails(running_stack, mar_path, make_archive, stack_dir):
     serving = running_stack.refresh().state["mms_image"]
     (stack_dir / "broken").mkdir()
-    broken = make_archive(mar_path, stack_dir / "broken" / "fizbuz_package.mar", swap_labels=True,
-                          modelVersion="9.9-broken")
+    broken = make_archive(
+        mar_path, stack_dir / "broken" / "fizbuz_package.mar", swap_labels=True, modelVersion="9.9-broken"
+    )
     with running_stack.load(32) as load:
         load.wait_for_answers(500)
         result = running_stack.stack.update(broken, version="broken")

@@ -30,21 +30,34 @@ def labels_from_logits(numbers, logits):
 
 
 def post(stack, body, headers):
-    return requests.post(f"https://127.0.0.1:{stack.port}{INFER_PATH}", data=body, timeout=30,
-                         verify=str(stack.cafile), headers={"Authorization": f"Bearer {stack.token}", **headers})
+    return requests.post(
+        f"https://127.0.0.1:{stack.port}{INFER_PATH}",
+        data=body,
+        timeout=30,
+        verify=str(stack.cafile),
+        headers={"Authorization": f"Bearer {stack.token}", **headers},
+    )
 
 
 def test_env_prints_the_grpc_address_beside_the_url(running_stack):
-    result = subprocess.run([str(ROOT / "serving/containers/containers.sh"), "--dir", str(running_stack.stack.dir),
-                             "env"], capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [str(ROOT / "serving/containers/containers.sh"), "--dir", str(running_stack.stack.dir), "env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     lines = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
     assert lines["FIZBUZ_GRPC_URL"] == f"127.0.0.1:{running_stack.port}"
     assert lines["FIZBUZ_URL"] == f"https://{lines['FIZBUZ_GRPC_URL']}"
 
 
 def test_every_input_in_one_v2_json_request(running_stack):
-    document = {"id": "stack-json", "parameters": {"priority": 1},
-                "inputs": [{"name": "input.1", "datatype": "INT64", "shape": [len(NUMBERS), 1], "data": NUMBERS}]}
+    document = {
+        "id": "stack-json",
+        "parameters": {"priority": 1},
+        "inputs": [{"name": "input.1", "datatype": "INT64", "shape": [len(NUMBERS), 1], "data": NUMBERS}],
+    }
     reply = post(running_stack, json.dumps(document), {"Content-Type": "application/json"})
     assert reply.status_code == 200, reply.text[:300]
     answer = reply.json()
@@ -62,25 +75,38 @@ def _bytes_elements(blob):
     items, offset = [], 0
     while offset < len(blob):
         (size,) = struct.unpack_from("<I", blob, offset)
-        items.append(blob[offset + 4:offset + 4 + size].decode())
+        items.append(blob[offset + 4 : offset + 4 + size].decode())
         offset += 4 + size
     return items
 
 
 def test_every_input_in_one_v2_binary_request(running_stack):
     raw = np.array(NUMBERS, dtype="<i8").tobytes()
-    head = json.dumps({"inputs": [{"name": "input.1", "datatype": "INT64", "shape": [len(NUMBERS)],
-                                   "parameters": {"binary_data_size": len(raw)}}],
-                       "parameters": {"binary_data_output": True}}).encode()
-    reply = post(running_stack, head + raw, {"Content-Type": "application/octet-stream",
-                                             "Inference-Header-Content-Length": str(len(head))})
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input.1",
+                    "datatype": "INT64",
+                    "shape": [len(NUMBERS)],
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    reply = post(
+        running_stack,
+        head + raw,
+        {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))},
+    )
     assert reply.status_code == 200, reply.content[:300]
     split = int(reply.headers["Inference-Header-Content-Length"])
     answer = json.loads(reply.content[:split])
     blobs, offset = {}, split
     for output in answer["outputs"]:
         size = output["parameters"]["binary_data_size"]
-        blobs[output["name"]] = reply.content[offset:offset + size]
+        blobs[output["name"]] = reply.content[offset : offset + size]
         offset += size
     assert offset == len(reply.content)
     shapes = {output["name"]: output["shape"] for output in answer["outputs"]}
@@ -98,9 +124,19 @@ def clients_python():
 
 
 def test_every_input_in_one_grpc_call_through_tritonclient(running_stack, clients_python):
-    result = subprocess.run([str(clients_python), str(HERE / "triton_grpc_call.py"),
-                             f"127.0.0.1:{running_stack.port}", str(running_stack.cafile), running_stack.token,
-                             str(len(NUMBERS))], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            str(clients_python),
+            str(HERE / "triton_grpc_call.py"),
+            f"127.0.0.1:{running_stack.port}",
+            str(running_stack.cafile),
+            running_stack.token,
+            str(len(NUMBERS)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     answer = json.loads(result.stdout)
     assert (answer["live"], answer["ready"]) == (True, True)
@@ -111,20 +147,38 @@ def test_every_input_in_one_grpc_call_through_tritonclient(running_stack, client
 
 
 def test_grpc_without_the_token_is_unauthenticated(running_stack, clients_python):
-    result = subprocess.run([str(clients_python), str(HERE / "triton_grpc_call.py"),
-                             f"127.0.0.1:{running_stack.port}", str(running_stack.cafile), "not-a-token", "1"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            str(clients_python),
+            str(HERE / "triton_grpc_call.py"),
+            f"127.0.0.1:{running_stack.port}",
+            str(running_stack.cafile),
+            "not-a-token",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "UNAUTHENTICATED" in result.stderr
 
 
 def test_mms_in_the_image_runs_with_the_repos_config(running_stack):
     """Request and reply caps (v2 requests carry up to 1024 numbers) as in
     serving/mms/config.properties: the image renders its run folder's config from it."""
-    wanted = {line.split("=", 1)[0]: line for line in (ROOT / "serving/mms/config.properties").read_text().splitlines()
-              if line.startswith(("max_request_size", "max_response_size", "decode_input_request"))}
+    wanted = {
+        line.split("=", 1)[0]: line
+        for line in (ROOT / "serving/mms/config.properties").read_text().splitlines()
+        if line.startswith(("max_request_size", "max_response_size", "decode_input_request"))
+    }
     container = running_stack.mms_containers()[0]
-    text = running_stack.docker.run("exec", container, "python3", "-c",
-                                    "import os; from serving.mms.process import RunFolder; "
-                                    "print(RunFolder(os.environ['FIZBUZ_RUN_DIR']).config.read_text())")
+    text = running_stack.docker.run(
+        "exec",
+        container,
+        "python3",
+        "-c",
+        "import os; from serving.mms.process import RunFolder; "
+        "print(RunFolder(os.environ['FIZBUZ_RUN_DIR']).config.read_text())",
+    )
     found = {line.split("=", 1)[0]: line for line in text.splitlines() if line.split("=", 1)[0] in wanted}
     assert found == wanted and len(wanted) == 3

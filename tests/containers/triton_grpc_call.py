@@ -31,15 +31,19 @@ def main(url, cafile, token, count):
     result = client.infer(MODEL, [tensor], outputs=wanted, request_id="stack-grpc", headers=metadata())
     logits = result.as_numpy(LOGITS)
     reply = result.get_response()
-    print(json.dumps({
-        "live": client.is_server_live(headers=metadata()),
-        "ready": client.is_model_ready(MODEL, headers=metadata()),
-        "id": reply.id,
-        "model_name": reply.model_name,
-        "labels": [label.decode() for label in result.as_numpy(LABELS).ravel()],
-        "logits_shape": list(logits.shape),
-        "argmax": logits.argmax(axis=1).tolist(),
-    }))
+    print(
+        json.dumps(
+            {
+                "live": client.is_server_live(headers=metadata()),
+                "ready": client.is_model_ready(MODEL, headers=metadata()),
+                "id": reply.id,
+                "model_name": reply.model_name,
+                "labels": [label.decode() for label in result.as_numpy(LABELS).ravel()],
+                "logits_shape": list(logits.shape),
+                "argmax": logits.argmax(axis=1).tolist(),
+            }
+        )
+    )
     client.close()
 
 

@@ -12,13 +12,13 @@ from fizbuz.model import encode_batch
 from fizbuz.contract import ROOT
 
 
-
 @pytest.fixture(scope="session")
 def cli_binary():
     """cpp/build.sh into the checkout's build/cpp: a clean clone builds from
     scratch (about a minute), later runs only rebuild what changed."""
-    result = subprocess.run([str(ROOT / "cpp" / "build.sh")], capture_output=True, text=True,
-                            timeout=900, env=dict(os.environ))
+    result = subprocess.run(
+        [str(ROOT / "cpp" / "build.sh")], capture_output=True, text=True, timeout=900, env=dict(os.environ)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     binary = ROOT / "build" / "cpp" / "fizbuz_cli"
     assert f"built {binary}" in result.stdout

@@ -16,8 +16,9 @@ SCRIPT = ROOT / "cpp" / "build.sh"
 
 
 def run_script(*args, **env):
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, **env))
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=300, env=dict(os.environ, **env)
+    )
 
 
 def path_without(tmp_path, tool):

@@ -11,8 +11,7 @@ GENERATOR = ROOT / "cpp" / "gen_codec_header.py"
 
 
 def generate(path):
-    result = subprocess.run([sys.executable, str(GENERATOR), str(path)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(GENERATOR), str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return path.read_text()
 
@@ -28,8 +27,9 @@ def test_header_holds_the_codec_constants(tmp_path):
 
 def test_bit_table_is_codec_encode_of_the_next_number(tmp_path):
     text = generate(tmp_path / "codec.hpp")
-    rows = [[int(bit) for bit in row.split(", ")]
-            for row in re.findall(r"^    \{\{([01, ]+)\}\}", text, flags=re.MULTILINE)]
+    rows = [
+        [int(bit) for bit in row.split(", ")] for row in re.findall(r"^    \{\{([01, ]+)\}\}", text, flags=re.MULTILINE)
+    ]
     assert rows == [codec.encode(n + 1) for n in range(codec.MIN_INPUT, codec.MAX_INPUT + 1)]
 
 

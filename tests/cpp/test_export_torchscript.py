@@ -15,10 +15,10 @@ from fizbuz.model import load_model
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.jit")]
 
 
-
 def run_script(*args):
-    return subprocess.run([sys.executable, "-m", "fizbuz.torchscript", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fizbuz.torchscript", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_export_prints_the_graph_and_proves_parity(tmp_path):

@@ -62,8 +62,13 @@ def random_body(rng):
     if kind == 0:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
     if kind == 1:
-        return json.dumps({"input.1": rng.choice([rng.randrange(-10**6, 10**6), rng.random(), None, "1",
-                                                  [1], {"a": 1}, True, 10**30])}).encode()
+        return json.dumps(
+            {
+                "input.1": rng.choice(
+                    [rng.randrange(-(10**6), 10**6), rng.random(), None, "1", [1], {"a": 1}, True, 10**30]
+                )
+            }
+        ).encode()
     if kind == 2:
         return ("{" * rng.randrange(1, 3000)).encode()
     if kind == 3:
@@ -73,9 +78,17 @@ def random_body(rng):
     return b'{"input.1": ' + str(rng.randrange(0, 1023)).encode() + b"}"
 
 
-CONTENT_TYPES = ["application/json", "text/plain", "application/octet-stream", "application/json; charset=utf-8",
-                 "image/png", "", "multipart/form-data; boundary=zz", "application/x-www-form-urlencoded",
-                 "x/" + "y" * 300]
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/octet-stream",
+    "application/json; charset=utf-8",
+    "image/png",
+    "",
+    "multipart/form-data; boundary=zz",
+    "application/x-www-form-urlencoded",
+    "x/" + "y" * 300,
+]
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -90,8 +103,10 @@ def test_http_fuzz_leaves_the_server_healthy(private_server):
     seen = set()
     for _ in range(400):
         body = random_body(rng)
-        headers = {"Content-Type": rng.choice(CONTENT_TYPES),
-                   rng.choice(["X-Junk", "Accept", "Transfer-Encoding-X"]): "v" * rng.randrange(0, 2000)}
+        headers = {
+            "Content-Type": rng.choice(CONTENT_TYPES),
+            rng.choice(["X-Junk", "Accept", "Transfer-Encoding-X"]): "v" * rng.randrange(0, 2000),
+        }
         response = session.post(url, data=body, headers=headers, timeout=30)
         seen.add(response.status_code)
         if response.status_code == 500 and headers["Content-Type"].startswith(FORM_TYPES):
@@ -115,8 +130,13 @@ def test_http_fuzz_leaves_the_server_healthy(private_server):
 
 def settings_of(server):
     described = server.describe()
-    return (described["batchSize"], described["maxBatchDelay"], described["minWorkers"],
-            described["maxWorkers"], len(server.ready_workers()))
+    return (
+        described["batchSize"],
+        described["maxBatchDelay"],
+        described["minWorkers"],
+        described["maxWorkers"],
+        len(server.ready_workers()),
+    )
 
 
 def test_restart_keeps_the_registered_settings(fresh_mms):
@@ -147,16 +167,54 @@ def test_tls_serves_https_with_the_generated_certificate(fresh_mms):
     server = fresh_mms(tls=1)
     certificate = server.run_dir / "tls" / "cert.pem"
     url = f"https://127.0.0.1:{server.inference_port}/predictions/fizbuz_package"
-    result = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", str(certificate), "-X", "POST", url,
-                             "-H", "Content-Type: application/json", "-d", '{"input.1": 14}'],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            str(certificate),
+            "-X",
+            "POST",
+            url,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"input.1": 14}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert json.loads(result.stdout) == {"next_number": "FizzBuzz"}
     # Unverified clients are refused, and plain HTTP gets no answer on the HTTPS port.
-    assert subprocess.run(["curl", "-sS", "--max-time", "10", "-X", "POST", url, "-d", "{}"],
-                          capture_output=True, timeout=30).returncode != 0
+    assert (
+        subprocess.run(
+            ["curl", "-sS", "--max-time", "10", "-X", "POST", url, "-d", "{}"], capture_output=True, timeout=30
+        ).returncode
+        != 0
+    )
     # A request that would be answered FizzBuzz over HTTPS gets no answer over plain HTTP.
-    plain = subprocess.run(["curl", "-sS", "--max-time", "10", "-w", "\nstatus=%{http_code}", "-X", "POST",
-                            url.replace("https", "http"), "-H", "Content-Type: application/json",
-                            "-d", '{"input.1": 14}'], capture_output=True, text=True, timeout=30)
+    plain = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\nstatus=%{http_code}",
+            "-X",
+            "POST",
+            url.replace("https", "http"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"input.1": 14}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert plain.returncode != 0 or "status=200" not in plain.stdout, plain.stdout
     assert "FizzBuzz" not in plain.stdout

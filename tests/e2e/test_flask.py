@@ -15,7 +15,6 @@ from serving.flask.private import PrivateGunicorn
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-
 class GunicornServer(PrivateGunicorn):
     """A PrivateGunicorn with a requests session for the tests' traffic."""
 
@@ -36,8 +35,7 @@ class GunicornServer(PrivateGunicorn):
 
     def post(self, body, content_type="application/json"):
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        return self.session.post(self.url, data=data, headers={"Content-Type": content_type},
-                                 timeout=30)
+        return self.session.post(self.url, data=data, headers={"Content-Type": content_type}, timeout=30)
 
 
 @pytest.fixture(scope="module", params=["sync", "gthread"])
@@ -79,8 +77,7 @@ def test_wrong_method_and_path_are_4xx(flask_server):
 
 def test_listens_on_loopback_only_with_the_chosen_workers(flask_server):
     master = psutil.Process(flask_server.pid)
-    listening = {(c.laddr.ip, c.laddr.port) for c in master.net_connections("inet")
-                 if c.status == psutil.CONN_LISTEN}
+    listening = {(c.laddr.ip, c.laddr.port) for c in master.net_connections("inet") if c.status == psutil.CONN_LISTEN}
     assert listening == {("127.0.0.1", flask_server.port)}
     assert len(master.children()) == 2
     worker_class = flask_server.env["FIZBUZ_FLASK_WORKER_CLASS"]

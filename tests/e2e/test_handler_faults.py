@@ -82,6 +82,7 @@ def test_a_failing_full_batch_gets_500s_and_the_worker_survives(faulty_store):
             text = log.read_text(errors="replace") if log.exists() else ""
             sizes = [int(size) for size in re.findall(r"handler failed on a batch of (\d+)", text)]
             return sizes if sum(sizes) == total and "RuntimeError: injected fault" in text else None
+
         # How MMS groups 16 requests sent at once depends on when each arrives: send bursts
         # (at most 5) until one became a batch past 8 requests, the case whose MMS-built 503
         # frame would have killed the worker. Each burst is checked whole.
@@ -93,10 +94,10 @@ def test_a_failing_full_batch_gets_500s_and_the_worker_survives(faulty_store):
                 assert body["code"] == 500 and "RuntimeError" in body["error"], reply.text
             assert server.worker_pids() == pids_before  # not "Worker died."
             assert len(server.ready_workers()) == 1
-            assert requests.post(server.url, json={"input.1": 14}, timeout=30).json() == \
-                {"next_number": "FizzBuzz"}
-            sizes = wait_until(lambda total=16 * burst: failed_batches(total), 30,
-                               "the handler's failures in mms_log.log")
+            assert requests.post(server.url, json={"input.1": 14}, timeout=30).json() == {"next_number": "FizzBuzz"}
+            sizes = wait_until(
+                lambda total=16 * burst: failed_batches(total), 30, "the handler's failures in mms_log.log"
+            )
             if max(sizes) > 8:
                 break
         assert max(sizes) > 8, sizes

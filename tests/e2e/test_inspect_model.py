@@ -60,8 +60,13 @@ class Netron:
         self.model.parent.mkdir(parents=True)
         shutil.copy(model, self.model)
         self.port = free_port()
-        self.env = dict(os.environ, FIZBUZ_RUN_DIR=str(self.run_dir), NETRON_PORT=str(self.port),
-                        NETRON_BROWSE="0", NETRON_TIMEOUT="60")
+        self.env = dict(
+            os.environ,
+            FIZBUZ_RUN_DIR=str(self.run_dir),
+            NETRON_PORT=str(self.port),
+            NETRON_BROWSE="0",
+            NETRON_TIMEOUT="60",
+        )
 
     @property
     def url(self):
@@ -76,13 +81,26 @@ class Netron:
 
     def foreground(self, preexec_fn=None):
         """The script in serve mode, as a terminal runs it: a process group of its own."""
-        return subprocess.Popen([str(SCRIPT), str(self.model)], env=self.env, bufsize=0,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=preexec_fn)
+        return subprocess.Popen(
+            [str(SCRIPT), str(self.model)],
+            env=self.env,
+            bufsize=0,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
 
     def run(self, *args, **env):
-        return subprocess.run([str(SCRIPT), *args], env=dict(self.env, **env), capture_output=True,
-                              text=True, timeout=180, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [str(SCRIPT), *args],
+            env=dict(self.env, **env),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
 
     def start(self, **env):
         result = self.run("start", str(self.model), **env)
@@ -119,8 +137,18 @@ def png_size(path):
 def test_help_lists_the_modes_and_tunables():
     result = subprocess.run([str(SCRIPT), "-h"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for word in ("start", "stop", "status", "NETRON_PORT", "[8090]", "NETRON_HOST", "[127.0.0.1]",
-                 "NETRON_TIMEOUT", "NETRON_BROWSE", "FIZBUZ_RUN_DIR"):
+    for word in (
+        "start",
+        "stop",
+        "status",
+        "NETRON_PORT",
+        "[8090]",
+        "NETRON_HOST",
+        "[127.0.0.1]",
+        "NETRON_TIMEOUT",
+        "NETRON_BROWSE",
+        "FIZBUZ_RUN_DIR",
+    ):
         assert word in result.stdout, word
 
 
@@ -161,9 +189,11 @@ def test_refuses_a_port_that_is_taken(netron):
     assert not server.pid_file.exists()
 
 
-@pytest.mark.parametrize("env", [{"NETRON_PORT": "8080"}, {"NETRON_PORT": "8081"},
-                                 {"NETRON_PORT": "23456", "MANAGEMENT_PORT": "23456"}],
-                         ids=["mms-inference", "mms-management", "moved-mms-port"])
+@pytest.mark.parametrize(
+    "env",
+    [{"NETRON_PORT": "8080"}, {"NETRON_PORT": "8081"}, {"NETRON_PORT": "23456", "MANAGEMENT_PORT": "23456"}],
+    ids=["mms-inference", "mms-management", "moved-mms-port"],
+)
 def test_refuses_the_mms_ports_without_touching_them(netron, env):
     server = netron()
     result = server.run("start", str(server.model), **env)
@@ -269,25 +299,45 @@ def test_chromium_draws_the_fizbuz_graph_in_netron(netron, tmp_path):
 @pytest.mark.slow
 def test_render_reads_the_page_not_the_expectation(netron, tmp_path):
     """A different model is drawn as itself, and --expect fails on what is not drawn."""
-    relu = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Relu", ["x"], ["y"])], "relu_only",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 10])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 10])]))
+    relu = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])],
+            "relu_only",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 10])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 10])],
+        )
+    )
     model = tmp_path / "relu.onnx"
     onnx.save(relu, str(model))
     server = netron(model)
     server.start()
-    result = subprocess.run([sys.executable, "-m", "inspection.render_netron", server.url,
-                             "--expect", "Relu", "Sigmoid", "--deadline", "90"],
-                            capture_output=True, text=True, timeout=180, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inspection.render_netron",
+            server.url,
+            "--expect",
+            "Relu",
+            "Sigmoid",
+            "--deadline",
+            "90",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert result.returncode == 1
     assert '"ops": ["Relu"]' in result.stdout
     assert "not drawn: Sigmoid" in result.stderr
 
 
 WAITING_PAGES = [
-    ("<body class='alert'><div id='message-text'>Please update to the newest version.</div>",
-     "refuses to work 180 days after its build date"),
+    (
+        "<body class='alert'><div id='message-text'>Please update to the newest version.</div>",
+        "refuses to work 180 days after its build date",
+    ),
     ("<body class='welcome spinner'><svg id='canvas'></svg>", "drew no graph"),
 ]
 

@@ -21,12 +21,32 @@ LOCUST = Path(sys.executable).parent / "locust"
 
 
 def run_locust(host, folder, seconds, users):
-    command = [str(LOCUST), "-f", str(ROOT / "locustfile.py"), "--headless", "-u", str(users),
-               "-r", str(users), "-t", f"{seconds}s", "--csv", str(folder / "run"),
-               "--host", host, "--only-summary"]
-    result = subprocess.run(command, cwd=folder, capture_output=True, text=True,
-                            timeout=seconds + 60, stdin=subprocess.DEVNULL,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    command = [
+        str(LOCUST),
+        "-f",
+        str(ROOT / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--csv",
+        str(folder / "run"),
+        "--host",
+        host,
+        "--only-summary",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     with open(folder / "run_stats.csv", newline="") as f:
         stats = {row["Name"]: row for row in csv.DictReader(f)}
     return result, stats
@@ -74,7 +94,6 @@ def test_wrong_answers_are_counted_as_failures(tmp_path):
     assert 0 < int(predict["Failure Count"]) < int(predict["Request Count"])
     with open(tmp_path / "run_failures.csv", newline="") as f:
         errors = [row["Error"] for row in csv.DictReader(f) if row["Name"] == "predict"]
-    assert errors and all("expected 200 with" in e and 'got 200 {"next_number": "FizzBuzz"}' in e
-                          for e in errors)
+    assert errors and all("expected 200 with" in e and 'got 200 {"next_number": "FizzBuzz"}' in e for e in errors)
     refused = stats["bad request"]
     assert 0 < int(refused["Failure Count"]) == int(refused["Request Count"])

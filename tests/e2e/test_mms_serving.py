@@ -25,9 +25,23 @@ pytestmark = pytest.mark.e2e
 
 def test_seed_curl_answers_fizzbuzz(mms):
     result = subprocess.run(
-        ["curl", "-sS", "--max-time", "10", "-X", "POST", mms.url,
-         "-H", "Content-Type: application/json", "-d", '{"input.1": 14}'],
-        capture_output=True, text=True, timeout=30)
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-X",
+            "POST",
+            mms.url,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"input.1": 14}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert json.loads(result.stdout) == {"next_number": "FizzBuzz"}
 
 
@@ -69,10 +83,12 @@ def test_wrong_method_and_unknown_model_are_4xx(mms):
 def metrics_written_after(log, offset, pattern, timeout=30):
     """The matches of `pattern` in what MMS appended to `log` after `offset`,
     polled until some appear: MMS writes its metric logs asynchronously."""
+
     def found():
         with open(log, "rb") as text:
             text.seek(offset)
             return re.findall(pattern, text.read().decode(errors="replace"))
+
     return wait_until(found, timeout, f"{pattern!r} in {log}")
 
 
@@ -104,6 +120,7 @@ def test_concurrent_requests_are_batched(mms):
 
     def grew(name, **labels):
         return after.total(name, **labels) - before.total(name, **labels)
+
     assert grew("fizbuz_batch_size_sum") == len(numbers)
     assert grew("fizbuz_requests_total", status="2xx") == len(numbers)
     batches = grew("fizbuz_batch_size_count")
@@ -158,8 +175,11 @@ def test_start_output_and_rerun_is_harmless(mms):
 def test_both_apis_listen_on_loopback_only(mms):
     process = psutil.Process(mms.pid)
     # Java listens on an IPv6 socket; 127.0.0.1 shows as the IPv4-mapped ::ffff:127.0.0.1.
-    listening = {(c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
-                 for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    listening = {
+        (c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
+        for c in process.net_connections("inet")
+        if c.status == psutil.CONN_LISTEN
+    }
     assert listening == {("127.0.0.1", mms.inference_port), ("127.0.0.1", mms.management_port)}
 
 
@@ -175,10 +195,15 @@ def test_scale_one_three_one(fresh_mms):
         assert server.post({"input.1": 29}).json() == {"next_number": "FizzBuzz"}
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["0"], "1 <= MIN <= MAX"), (["x"], "not a whole number"), (["3", "2"], "1 <= MIN <= MAX"),
-    (["99"], "1 <= MIN <= MAX"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["0"], "1 <= MIN <= MAX"),
+        (["x"], "not a whole number"),
+        (["3", "2"], "1 <= MIN <= MAX"),
+        (["99"], "1 <= MIN <= MAX"),
+    ],
+)
 def test_scale_rejects_bad_counts(mms, args, fragment):
     result = mms.script("scale_workers.sh", *args)
     assert result.returncode != 0
@@ -195,6 +220,7 @@ def test_scale_says_when_no_server_is_up(fresh_mms):
 
 def test_start_refuses_a_taken_port(fresh_mms):
     import socket
+
     server = fresh_mms(start=False)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", server.inference_port))
@@ -228,8 +254,10 @@ def test_single_workers_registers_batch_1_beside_the_batched_model(fresh_mms):
     single_url = predict_url(server.inference_port, path=SINGLE_PREDICT_PATH)
 
     def post_single(payload):
-        return server.session.post(single_url, data=json.dumps(payload), timeout=30,
-                                   headers={"Content-Type": "application/json"})
+        return server.session.post(
+            single_url, data=json.dumps(payload), timeout=30, headers={"Content-Type": "application/json"}
+        )
+
     assert wrong_answers_for_every_input(post_single, threads=8) == []
     assert server.post({"input.1": 14}).json() == {"next_number": "FizzBuzz"}
     status = server.script("start_mms.sh", "status")
@@ -246,5 +274,6 @@ def test_single_workers_registers_batch_1_beside_the_batched_model(fresh_mms):
     result = server.script("scale_workers.sh", "1")
     assert result.returncode == 0, result.stderr
     assert len(server.ready_workers()) == 1
-    assert len(management.ready_workers(management.describe_model(server.management_port,
-                                                                   model=SINGLE_MODEL_NAME))) == 2
+    assert (
+        len(management.ready_workers(management.describe_model(server.management_port, model=SINGLE_MODEL_NAME))) == 2
+    )

@@ -27,8 +27,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="session")
 def nginx_installed():
-    result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -72,9 +71,11 @@ class RunningFleet:
     def retried_lines(self, after=0, where=lambda line: True):
         """Access-log lines (past the first `after`, and `where` says so) of requests whose
         first try failed with a 50x and were tried again: a fault that hit."""
+
         def retried(line):
             statuses = self.upstream_statuses(line)
             return where(line) and len(statuses) > 1 and statuses[0].startswith("50")
+
         return self.access_log_lines(timeout=3, predicate=lambda l: "ustatus=" in l and retried(l), after=after)
 
     @staticmethod
@@ -91,8 +92,11 @@ class RunningFleet:
         while time.monotonic() < deadline and stat.read_text().split(")")[-1].split()[0] != "R":
             pass
         os.kill(victim.pid, signal.SIGKILL)
-        wait_until(lambda: victim.pid not in {p.pid for p in host.worker_processes().values()}
-                   and host.all_workers_ready(), 60, "a new worker")
+        wait_until(
+            lambda: victim.pid not in {p.pid for p in host.worker_processes().values()} and host.all_workers_ready(),
+            60,
+            "a new worker",
+        )
 
     def healthy(self, timeout=120):
         """Every host serving and in rotation, the front door ready: what each test starts from."""
@@ -108,9 +112,11 @@ class RunningFleet:
 
         def read_all():
             samples = scrape(url)
-            read = (samples.total("fizbuz_front_log_lines_total")
-                    + samples.total("fizbuz_front_log_malformed_lines_total"))
+            read = samples.total("fizbuz_front_log_lines_total") + samples.total(
+                "fizbuz_front_log_malformed_lines_total"
+            )
             return read == len(path.read_bytes().splitlines())
+
         wait_until(flushed_and_read(path, read_all), 60, "the metrics log to be flushed and read", interval=0.2)
         return scrape(url)
 
@@ -120,8 +126,10 @@ class RunningFleet:
     def access_log_lines(self, timeout=10, predicate=lambda line: True, after=0):
         """nginx flushes its buffered access log every second: poll until a line
         (past the first `after` lines) matches."""
+
         def matching():
             return [l for l in self.fleet.door.access_log.read_text().splitlines()[after:] if predicate(l)]
+
         try:
             return wait_until(matching, timeout, "a matching access-log line")
         except LifecycleError:
@@ -166,10 +174,19 @@ def small_fleet(nginx_installed, mar_path, tmp_path_factory):
     front door admitting `admission` requests per host entry. One nginx worker:
     one access-log buffer, so a marker line (`mark`) follows every earlier line."""
     from fizbuz import archive  # noqa: PLC0415  (only the tests that ask for it)
-    sleep_ms, admission = 40, 4   # ~20 requests/s: 4x stays within what the Python generator keeps up with
+
+    sleep_ms, admission = 40, 4  # ~20 requests/s: 4x stays within what the Python generator keeps up with
     slow = archive.variant(mar_path, tmp_path_factory.mktemp("slow") / mar_path.name, batch_sleep_ms=sleep_ms)
-    started = run_fleet(slow, hosts=1, workers=1, routing="batched", single_workers=0, batch_size=1,
-                        admission=admission, nginx_workers="1")
+    started = run_fleet(
+        slow,
+        hosts=1,
+        workers=1,
+        routing="batched",
+        single_workers=0,
+        batch_size=1,
+        admission=admission,
+        nginx_workers="1",
+    )
     try:
         running = RunningFleet(started)
         running.sleep_ms, running.admission = sleep_ms, admission
@@ -186,11 +203,22 @@ def budget_fleet(nginx_installed, mar_path, tmp_path_factory):
     `fail` (a 500 on any worker: a first try that fails on purpose). The share
     starts tiny (`quiet_share`: a few successes pay for no retry; only the floor does)."""
     from fizbuz import archive  # noqa: PLC0415  (only the tests that ask for it)
+
     sleep_ms, fail, quiet_share, floor = 150, 7, 0.001, 1.0
-    failing = archive.variant(mar_path, tmp_path_factory.mktemp("failing") / mar_path.name,
-                              batch_sleep_ms=sleep_ms, fail_input=fail)
-    started = run_fleet(failing, hosts=2, workers=1, routing="batched", single_workers=0, batch_size=1,
-                        nginx_workers="1", retry_share=quiet_share, retry_floor=floor)
+    failing = archive.variant(
+        mar_path, tmp_path_factory.mktemp("failing") / mar_path.name, batch_sleep_ms=sleep_ms, fail_input=fail
+    )
+    started = run_fleet(
+        failing,
+        hosts=2,
+        workers=1,
+        routing="batched",
+        single_workers=0,
+        batch_size=1,
+        nginx_workers="1",
+        retry_share=quiet_share,
+        retry_floor=floor,
+    )
     try:
         running = RunningFleet(started)
         running.sleep_ms, running.fail, running.quiet_share, running.floor = sleep_ms, fail, quiet_share, floor

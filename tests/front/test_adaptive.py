@@ -4,7 +4,6 @@ request went is read from the hosts' Prometheus exporters (the handler's batch
 count, labelled with the registration's model name), never from timing. (MMS's
 per-batch PredictionTime lines are off by default since issue 25.)"""
 
-
 import pytest
 
 from fizbuz.contract import MODEL_NAME, SINGLE_MODEL_NAME
@@ -41,10 +40,12 @@ def answered(fleet):
 def added(fleet, before, expect_at_least):
     """Batches counted since `before`, once (polled) at least `expect_at_least`
     of them are there."""
+
     def counted():
         now = batches(fleet)
         delta = {name: now[name] - before[name] for name in now}
         return delta if sum(delta.values()) >= expect_at_least else None
+
     try:
         return wait_until(counted, 15, f"{expect_at_least} batches in the hosts' metrics", interval=0.2)
     except LifecycleError:

@@ -12,12 +12,14 @@ from fizbuz.lifecycle import LifecycleError, free_port
 from serving.containers import images, stack
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
+from serving.mms.config import make_self_signed
 from serving.front.nginx import FrontDoor, NginxError
 
 
 def settings(**changes):
-    values = dict(listen="127.0.0.1:20443", hosts=["10.1.2.2:9000", "10.1.2.3:9000"],
-                  certificate="/c.pem", key="/k.pem")
+    values = dict(
+        listen="127.0.0.1:20443", hosts=["10.1.2.2:9000", "10.1.2.3:9000"], certificate="/c.pem", key="/k.pem"
+    )
     values.update(changes)
     return config.FrontSettings(**values)
 
@@ -77,7 +79,7 @@ def test_the_share_retry_budget_is_lua_in_the_retry_locations_and_off_at_share_0
     text = config.render(settings(retry_share=0.25, retry_floor=2.5), tmp_path)
     assert all(f"load_module {module};" in text for module in config.LUA_MODULES)
     assert "lua_shared_dict fizbuz_budget" in text and "rewrite_by_lua_no_postpone on;" in text
-    assert "init_by_lua_block { require('retry_budget') }" in text   # the master loads it, not the workers
+    assert "init_by_lua_block { require('retry_budget') }" in text  # the master loads it, not the workers
     assert f'lua_package_path "{config.RETRY_BUDGET_LUA.parent}/?.lua;;";' in text
     server = text.split("    server {")[1].split("location = ")[0]
     assert f"log_by_lua_block {{ require('retry_budget').deposit({config.RETRY_WINDOW}) }}" in server
@@ -87,16 +89,29 @@ def test_the_share_retry_budget_is_lua_in_the_retry_locations_and_off_at_share_0
         assert location.index(withdraw) < location.index("if ($fizbuz_retry = spent)") < location.index("proxy_pass")
         assert "retry budget is spent" in location
     assert text.count(withdraw) == 2 and "retry=$fizbuz_retry" in text
-    for off in (config.render(settings(retry_share=0), tmp_path),
-                config.render(settings(hosts=[], dns_hosts="tasks.x_mms:8080"), tmp_path)):
-        assert not [line for line in off.splitlines()
-                    if "lua_module" in line or "lua_shared_dict" in line or "_by_lua" in line]
-        assert 'set $fizbuz_retry "";' in off   # the log format's field is there either way
+    for off in (
+        config.render(settings(retry_share=0), tmp_path),
+        config.render(settings(hosts=[], dns_hosts="tasks.x_mms:8080"), tmp_path),
+    ):
+        assert not [
+            line for line in off.splitlines() if "lua_module" in line or "lua_shared_dict" in line or "_by_lua" in line
+        ]
+        assert 'set $fizbuz_retry "";' in off  # the log format's field is there either way
 
 
-@pytest.mark.parametrize("changes", [{"admission": -1}, {"retry_budget": "8"}, {"retry_after": 0},
-                                     {"admission": True}, {"retry_share": 1.5}, {"retry_floor": -1},
-                                     {"retry_share": "0.1"}, {"retry_floor": True}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"admission": -1},
+        {"retry_budget": "8"},
+        {"retry_after": 0},
+        {"admission": True},
+        {"retry_share": 1.5},
+        {"retry_floor": -1},
+        {"retry_share": "0.1"},
+        {"retry_floor": True},
+    ],
+)
 def test_bad_overload_settings_are_refused(tmp_path, changes):
     with pytest.raises(ValueError, match="must be"):
         config.render(settings(**changes), tmp_path)
@@ -110,14 +125,20 @@ def _target_map(text):
 def test_adaptive_routing_sends_quiet_requests_to_batch_1_and_busy_ones_batched(tmp_path):
     text = config.render(settings(adaptive_threshold=3), tmp_path)
     targets = _target_map(text)
-    assert targets == {"default": PREDICT_PATH, "0": SINGLE_PREDICT_PATH, "1": SINGLE_PREDICT_PATH,
-                       "2": SINGLE_PREDICT_PATH, "3": SINGLE_PREDICT_PATH}
+    assert targets == {
+        "default": PREDICT_PATH,
+        "0": SINGLE_PREDICT_PATH,
+        "1": SINGLE_PREDICT_PATH,
+        "2": SINGLE_PREDICT_PATH,
+        "3": SINGLE_PREDICT_PATH,
+    }
     # Every way to a host follows the map: the first try, the 507 retry, readiness,
     # and the v2/gRPC calls' first try and 507 retry.
     assert text.count("proxy_pass http://fizbuz_hosts$fizbuz_target_path;") == 3
     assert text.count("proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;") == 2
     assert "proxy_pass " not in text.replace("proxy_pass http://fizbuz_hosts$fizbuz_target_path;", "").replace(
-        "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;", "")  # (proxy_pass_request_headers: not a way)
+        "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;", ""
+    )  # (proxy_pass_request_headers: not a way)
 
 
 @pytest.mark.parametrize("routing, default", [("batched", PREDICT_PATH), ("single", SINGLE_PREDICT_PATH)])
@@ -125,8 +146,9 @@ def test_fixed_routings_send_everything_one_way(tmp_path, routing, default):
     assert _target_map(config.render(settings(routing=routing), tmp_path)) == {"default": default}
 
 
-@pytest.mark.parametrize("changes, message", [({"routing": "fast"}, "routing must be"),
-                                              ({"adaptive_threshold": 0}, "threshold must be")])
+@pytest.mark.parametrize(
+    "changes, message", [({"routing": "fast"}, "routing must be"), ({"adaptive_threshold": 0}, "threshold must be")]
+)
 def test_bad_routing_settings_are_refused(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         config.render(settings(**changes), tmp_path)
@@ -149,8 +171,9 @@ def test_token_file_round_trip_and_revoke(tmp_path):
     assert tokens.render_map(tokens.read(path)) == f'"~^(?i:Bearer) {"b" * 20}$" "bob";\n'
 
 
-@pytest.mark.parametrize("line", ['eve "x;}" ', "eve short", "e;ve " + "a" * 20, "eve " + "a" * 20 + " extra",
-                                  "eve " + "a" * 19 + '"'])
+@pytest.mark.parametrize(
+    "line", ['eve "x;}" ', "eve short", "e;ve " + "a" * 20, "eve " + "a" * 20 + " extra", "eve " + "a" * 19 + '"']
+)
 def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
     path = tmp_path / "tokens.txt"
     path.write_text(line + "\n")
@@ -161,9 +184,7 @@ def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
 @pytest.fixture
 def tls_pair(tmp_path):
     pair = tmp_path / "tls"
-    pair.mkdir()
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x",
-                    "-keyout", str(pair / "k.pem"), "-out", str(pair / "c.pem")], check=True, capture_output=True)
+    make_self_signed(pair / "c.pem", pair / "k.pem")
     return pair
 
 
@@ -174,8 +195,7 @@ def token_file(tmp_path):
     return path
 
 
-def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed, tls_pair,
-                                                                    token_file):
+def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed, tls_pair, token_file):
     pair = tls_pair
     door = FrontDoor(tmp_path / "front")
     door.write(settings(certificate=str(pair / "c.pem"), key=str(pair / "k.pem")), token_file)  # runs nginx -t
@@ -183,16 +203,22 @@ def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, ng
         door.write(settings(certificate=str(pair / "missing.pem"), key=str(pair / "k.pem")), token_file)
 
 
-def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(tmp_path, nginx_installed, tls_pair,
-                                                                         token_file):
+def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(
+    tmp_path, nginx_installed, tls_pair, token_file
+):
     """The stack's own settings, only its image's file paths moved to a temp
     folder: nginx -t catches a template or settings change that breaks the
     container's front door without building it."""
     door = FrontDoor(tmp_path / "front")
     in_image = stack.front_settings(stack.Options(stack="fbz"))
     assert in_image.door_js == images.FRONT_DOOR_JS  # baked into the front image from serving/front/door.js
-    settings = dataclasses.replace(in_image, tokens_map=str(door.tokens_map), door_js=str(images.DOOR_JS),
-                                   certificate=str(tls_pair / "c.pem"), key=str(tls_pair / "k.pem"))
+    settings = dataclasses.replace(
+        in_image,
+        tokens_map=str(door.tokens_map),
+        door_js=str(images.DOOR_JS),
+        certificate=str(tls_pair / "c.pem"),
+        key=str(tls_pair / "k.pem"),
+    )
     door.write(settings, token_file)  # runs nginx -t (njs loads door.js)
     text = door.conf.read_text()
     assert f"js_import fizbuz_door from {images.DOOR_JS};" in text
@@ -203,8 +229,12 @@ def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(tmp_pa
     assert _target_map(text) == {"default": PREDICT_PATH}  # the tasks register no batch-1 model
     assert "error_log stderr warn;" in text and "metrics.log" not in text
     # The fleet's rules hold in the container too (they once drifted apart).
-    for rule in ("error_page 414 /_errors/414;", "return 405 '{\"error\": \"use GET\"", "error_page 429 = @too_many;",
-                 "headers too large"):
+    for rule in (
+        "error_page 414 /_errors/414;",
+        'return 405 \'{"error": "use GET"',
+        "error_page 429 = @too_many;",
+        "headers too large",
+    ):
         assert rule in text
 
 
@@ -227,6 +257,7 @@ def test_nginx_set_up_rerun_is_a_quiet_no_op(nginx_installed):
 def test_without_root_the_fleet_plans_loopback_addresses_and_says_so(tmp_path, monkeypatch, caplog):
     from serving.front import network
     from serving.front.fleet import Fleet, Options
+
     monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
     assert not network.namespaces_possible()
     with caplog.at_level("WARNING"):
@@ -244,6 +275,7 @@ def test_run_in_calls_inside_a_namespace_and_only_there():
     import secrets
     import socket
     from serving.front import network
+
     if not network.namespaces_possible():
         pytest.skip("needs network namespaces (root)")
     namespace = f"fbz{secrets.token_hex(2)}t"

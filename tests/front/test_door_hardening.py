@@ -36,8 +36,9 @@ def door(fleet):
 def send(door, method, path, body=None, headers=None, token="default"):
     """(status, lower-case headers, body bytes) with exactly the headers given
     (http.client adds Host, Accept-Encoding and Content-Length only)."""
-    connection = http.client.HTTPSConnection(door.address, door.port, timeout=30,
-                                             context=client.tls_context(door.cafile))
+    connection = http.client.HTTPSConnection(
+        door.address, door.port, timeout=30, context=client.tls_context(door.cafile)
+    )
     sent = dict(headers or {})
     if token:
         sent["Authorization"] = f"Bearer {door.token if token == 'default' else token}"
@@ -51,17 +52,36 @@ def send(door, method, path, body=None, headers=None, token="default"):
 
 def grpc_status(door, token, call="ModelInfer"):
     """The grpc-status a gRPC call over HTTP/2 gets (curl; the body an empty message)."""
-    command = ["curl", "-s", "--http2", "--cacert", str(door.cafile), "--max-time", "20", "-o", "/dev/null",
-               "-D", "-", "-H", "content-type: application/grpc", "-H", "te: trailers",
-               "--data-binary", "@-", f"https://{door.address}:{door.port}/inference.GRPCInferenceService/{call}"]
+    command = [
+        "curl",
+        "-s",
+        "--http2",
+        "--cacert",
+        str(door.cafile),
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        "@-",
+        f"https://{door.address}:{door.port}/inference.GRPCInferenceService/{call}",
+    ]
     if token:
         command[1:1] = ["-H", f"authorization: Bearer {token}"]
     out = subprocess.run(command, input=GRPC_EMPTY_MESSAGE, capture_output=True, timeout=30).stdout.decode()
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.lower().startswith("grpc-status:")), None)
+    return next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if line.lower().startswith("grpc-status:")), None
+    )
 
 
 # ------------------------------------------------------------------ tokens: exact, case and all
+
 
 def test_tokens_differing_only_in_case_are_two_tokens_and_a_third_case_is_none(door):
     upper = "AbCdEfGh" + tokens.new_token()
@@ -82,12 +102,24 @@ def test_tokens_differing_only_in_case_are_two_tokens_and_a_third_case_is_none(d
             assert send(door, "GET", "/v2/models/fizbuz_package", token=wrong)[0] == 401, wrong
             assert grpc_status(door, wrong) == "16", wrong  # UNAUTHENTICATED
         # The scheme is case-insensitive (RFC 7235): only the token is compared exactly.
-        assert send(door, "POST", client.PREDICT_PATH, request_body(15), token=None,
-                    headers={"Authorization": f"bearer {upper}", "Content-Type": "application/json"})[0] == 200
+        assert (
+            send(
+                door,
+                "POST",
+                client.PREDICT_PATH,
+                request_body(15),
+                token=None,
+                headers={"Authorization": f"bearer {upper}", "Content-Type": "application/json"},
+            )[0]
+            == 200
+        )
+
         def four_lines():  # each nginx worker flushes its access-log buffer every second
-            found = door.access_log_lines(predicate=lambda l: "POST /predictions" in l and '" 200 ' in l,
-                                          after=after, timeout=1)
+            found = door.access_log_lines(
+                predicate=lambda l: "POST /predictions" in l and '" 200 ' in l, after=after, timeout=1
+            )
             return found if len(found) >= 4 else None
+
         clients = [line.split("client=")[1].split()[0] for line in wait_until(four_lines, 30, "4 lines")]
         assert sorted(clients) == ["case_lower", "case_upper", "case_upper", "dotted"], clients
     finally:
@@ -98,31 +130,53 @@ def test_tokens_differing_only_in_case_are_two_tokens_and_a_third_case_is_none(d
 
 # ------------------------------------------------------------------ TLS
 
+
 def s_client(door, *options):
     """openssl s_client's (connected?, its output) for one handshake with the door."""
-    result = subprocess.run(["openssl", "s_client", "-connect", f"{door.address}:{door.port}", "-brief",
-                             "-CAfile", str(door.cafile), *options],
-                            input=b"", capture_output=True, timeout=30)
+    result = subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"{door.address}:{door.port}",
+            "-brief",
+            "-CAfile",
+            str(door.cafile),
+            *options,
+        ],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+    )
     output = (result.stdout + result.stderr).decode(errors="replace")
     return "CONNECTION ESTABLISHED" in output, output
 
 
-@pytest.mark.parametrize("options,alert", [
-    (("-tls1", "-cipher", "DEFAULT@SECLEVEL=0"), "alert protocol version"),
-    (("-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"), "alert protocol version"),
-    (("-tls1_2", "-cipher", "AES128-GCM-SHA256"), "alert handshake failure"),        # static RSA
-    (("-tls1_2", "-cipher", "AES256-SHA256"), "alert handshake failure"),            # static RSA, CBC
-    (("-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"), "alert handshake failure"),     # CBC
-    (("-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384"), "alert handshake failure"),  # CBC
-])
+@pytest.mark.parametrize(
+    "options,alert",
+    [
+        (("-tls1", "-cipher", "DEFAULT@SECLEVEL=0"), "alert protocol version"),
+        (("-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"), "alert protocol version"),
+        (("-tls1_2", "-cipher", "AES128-GCM-SHA256"), "alert handshake failure"),  # static RSA
+        (("-tls1_2", "-cipher", "AES256-SHA256"), "alert handshake failure"),  # static RSA, CBC
+        (("-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"), "alert handshake failure"),  # CBC
+        (("-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384"), "alert handshake failure"),  # CBC
+    ],
+)
 def test_old_protocols_and_suites_without_forward_secrecy_or_aead_are_refused(door, options, alert):
     connected, output = s_client(door, *options)
     # Refused by the door (its alert), not by this machine's openssl before asking.
     assert not connected and alert in output, output
 
 
-@pytest.mark.parametrize("options", [("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"),
-                                     ("-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"), ("-tls1_3",)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"),
+        ("-tls1_3",),
+    ],
+)
 def test_forward_secret_aead_suites_are_accepted(door, options):
     connected, output = s_client(door, *options)
     assert connected, output
@@ -130,44 +184,64 @@ def test_forward_secret_aead_suites_are_accepted(door, options):
 
 # ------------------------------------------------------------------ bodies and headers
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                          "text/plain", None])
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain", None]
+)
 def test_only_json_bodies_reach_the_card_path(door, content_type):
     after = door.access_log_size()
-    body = b'--x\r\nContent-Disposition: form-data; name="input.1"\r\n\r\n15\r\n--x--\r\n' \
-        if content_type and content_type.startswith("multipart") else request_body(15)
-    status, headers, text = send(door, "POST", client.PREDICT_PATH, body,
-                                 headers={"Content-Type": content_type} if content_type else {})
+    body = (
+        b'--x\r\nContent-Disposition: form-data; name="input.1"\r\n\r\n15\r\n--x--\r\n'
+        if content_type and content_type.startswith("multipart")
+        else request_body(15)
+    )
+    status, headers, text = send(
+        door, "POST", client.PREDICT_PATH, body, headers={"Content-Type": content_type} if content_type else {}
+    )
     assert (status, headers["content-type"], json.loads(text)["code"]) == (415, "application/json", 415)
     lines = door.access_log_lines(predicate=lambda l: "POST /predictions" in l and '" 415 ' in l, after=after)
     assert len(lines) == 1 and (" ustatus= " in lines[0] or " ustatus=- " in lines[0]), lines  # no host asked
     assert door.predict(15)[0] == 200
 
 
-@pytest.mark.parametrize("content_type,status", [
-    ("application/x-www-form-urlencoded", 415), ("multipart/form-data; boundary=x", 415), ("text/plain", 415),
-    ("application/json", 200), ("application/json; charset=utf-8", 200), (None, 200)])  # None: tritonclient's
+@pytest.mark.parametrize(
+    "content_type,status",
+    [
+        ("application/x-www-form-urlencoded", 415),
+        ("multipart/form-data; boundary=x", 415),
+        ("text/plain", 415),
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        (None, 200),
+    ],
+)  # None: tritonclient's
 def test_v2_rest_takes_json_binary_or_untyped_bodies_only(door, content_type, status):
-    got, headers, text = send(door, "POST", V2_INFER, V2_BODY.encode(),
-                              headers={"Content-Type": content_type} if content_type else {})
+    got, headers, text = send(
+        door, "POST", V2_INFER, V2_BODY.encode(), headers={"Content-Type": content_type} if content_type else {}
+    )
     assert got == status, text
     if status == 415:
         assert headers["content-type"] == "application/json" and json.loads(text)["code"] == 415
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-Long": "a" * 5000},                                         # one line over 4 KiB
-    {f"X-Many-{i}": "b" * 3900 for i in range(5)},                  # each line fits, all of them do not
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Long": "a" * 5000},  # one line over 4 KiB
+        {f"X-Many-{i}": "b" * 3900 for i in range(5)},  # each line fits, all of them do not
+    ],
+)
 def test_headers_over_the_bounds_get_431_json(door, headers):
-    status, reply_headers, text = send(door, "POST", client.PREDICT_PATH, request_body(15),
-                                       headers={"Content-Type": "application/json", **headers})
+    status, reply_headers, text = send(
+        door, "POST", client.PREDICT_PATH, request_body(15), headers={"Content-Type": "application/json", **headers}
+    )
     assert (status, reply_headers["content-type"], json.loads(text)["code"]) == (431, "application/json", 431)
     assert door.predict(15)[0] == 200
 
 
 class HeaderLoggingHost(http.server.ThreadingHTTPServer):
     """A test host: records every request's headers, answers the card's reply."""
+
     daemon_threads = True
 
     def __init__(self, port):
@@ -200,23 +274,49 @@ def test_no_client_header_reaches_a_host_only_the_doors_own(tmp_path, door):
     threading.Thread(target=host.serve_forever, daemon=True).start()
     listen_port = free_port()
     front = FrontDoor(tmp_path / "front")
-    front.write(FrontSettings(listen=f"127.0.0.1:{listen_port}", hosts=[f"127.0.0.1:{host.server_port}"],
-                              certificate=door.cafile, key=door.settings.key, metrics_log=False),
-                tmp_path / "tokens.txt")
-    hostile = {"Cookie": "session=secret", "X-Forwarded-For": "10.9.9.9", "X-Fizbuz-Protocol": "v2",
-               "X-Fizbuz-Call": "ModelInfer", "Inference-Header-Content-Length": "1",
-               **{f"X-Big-{i}": "c" * 3500 for i in range(3)}}   # within the door's bounds, past Netty's 8 KiB
+    front.write(
+        FrontSettings(
+            listen=f"127.0.0.1:{listen_port}",
+            hosts=[f"127.0.0.1:{host.server_port}"],
+            certificate=door.cafile,
+            key=door.settings.key,
+            metrics_log=False,
+        ),
+        tmp_path / "tokens.txt",
+    )
+    hostile = {
+        "Cookie": "session=secret",
+        "X-Forwarded-For": "10.9.9.9",
+        "X-Fizbuz-Protocol": "v2",
+        "X-Fizbuz-Call": "ModelInfer",
+        "Inference-Header-Content-Length": "1",
+        **{f"X-Big-{i}": "c" * 3500 for i in range(3)},
+    }  # within the door's bounds, past Netty's 8 KiB
     try:
         front.start(f"127.0.0.1:{listen_port}")
         other = type("Door", (), dict(address="127.0.0.1", port=listen_port, cafile=door.cafile, token=token))
-        assert send(other, "POST", client.PREDICT_PATH, request_body(15),
-                    headers={"Content-Type": "application/json", **hostile})[0] == 200
+        assert (
+            send(
+                other,
+                "POST",
+                client.PREDICT_PATH,
+                request_body(15),
+                headers={"Content-Type": "application/json", **hostile},
+            )[0]
+            == 200
+        )
         assert send(other, "GET", "/ready", headers=hostile)[0] == 200
         send(other, "POST", V2_INFER, V2_BODY.encode(), headers={"Content-Type": "application/json", **hostile})
         grpc_status(other, token)
         for form in (f"bearer {token}", f"Bearer {token}"):  # and the token by other spellings
-            send(other, "POST", client.PREDICT_PATH, request_body(3), token=None,
-                 headers={"Content-Type": "application/json", "Authorization": form, "Proxy-Authorization": form})
+            send(
+                other,
+                "POST",
+                client.PREDICT_PATH,
+                request_body(3),
+                token=None,
+                headers={"Content-Type": "application/json", "Authorization": form, "Proxy-Authorization": form},
+            )
     finally:
         front.stop()
         host.shutdown()
@@ -227,7 +327,8 @@ def test_no_client_header_reaches_a_host_only_the_doors_own(tmp_path, door):
     assert sorted(protocols, key=str) == sorted([None] * 4 + ["v2", "grpc"], key=str), protocols
     # What the door itself sets (door.js's calls' headers include the deadline ones).
     allowed = {"host", "connection", "content-type", "content-length"} | {
-        name.lower() for name, _ in (*config.CALL_HEADERS, *config.DEADLINE_HEADERS)}
+        name.lower() for name, _ in (*config.CALL_HEADERS, *config.DEADLINE_HEADERS)
+    }
     for path, headers in host.seen:
         names = {name.lower() for name, _ in headers}
         assert names <= allowed, (path, names - allowed)
@@ -239,6 +340,7 @@ def test_no_client_header_reaches_a_host_only_the_doors_own(tmp_path, door):
 
 # ------------------------------------------------------------------ readiness
 
+
 def test_readiness_is_answered_from_a_short_cache(door):
     after = door.access_log_size()
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
@@ -248,6 +350,7 @@ def test_readiness_is_answered_from_a_short_cache(door):
     def all_lines():
         found = door.access_log_lines(predicate=lambda l: "GET /ready" in l, after=after, timeout=5)
         return found if len(found) >= 20 else None
+
     lines = wait_until(all_lines, 30, "the 20 /ready lines")
     asked_a_host = [line for line in lines if "ustatus=200" in line]
     # 20 requests, 10 at a time: most are answered from the cache (one prediction a second).
@@ -255,6 +358,7 @@ def test_readiness_is_answered_from_a_short_cache(door):
 
 
 # ------------------------------------------------------------------ connections without a token
+
 
 def reply_so_far(sock, wait=0.2):
     """What the door has answered on a socket, read until a JSON body ends or nothing comes for `wait` s."""
@@ -280,18 +384,25 @@ def test_requests_in_flight_without_a_token_are_limited_per_address(door):
     try:
         # Bodies announced and never sent: each request stays in flight until the body timeout.
         for _ in range(limit + 4):
-            sock = context.wrap_socket(socket.create_connection((door.address, door.port), timeout=10),
-                                       server_hostname=door.address)
-            sock.sendall(f"POST {V2_INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: 100\r\n\r\n".encode())
+            sock = context.wrap_socket(
+                socket.create_connection((door.address, door.port), timeout=10), server_hostname=door.address
+            )
+            sock.sendall(
+                f"POST {V2_INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 100\r\n\r\n".encode()
+            )
             held.append(sock)
 
         def refused():
             with open(error_log, "rb") as log:
                 log.seek(offset)
-                lines = [l for l in log.read().decode(errors="replace").splitlines()
-                         if 'limiting connections by zone "anonymous_conn"' in l]
+                lines = [
+                    l
+                    for l in log.read().decode(errors="replace").splitlines()
+                    if 'limiting connections by zone "anonymous_conn"' in l
+                ]
             return lines if len(lines) >= 4 else None
+
         assert len(wait_until(refused, 10, "4 connections refused")) == 4
         # A token holder is not counted against the address.
         assert door.predict(15)[0] == 200
@@ -316,8 +427,9 @@ def test_idle_connections_are_dropped_while_a_token_holder_is_served(door):
     idle = [socket.create_connection((door.address, door.port), timeout=10) for _ in range(1950)]
     slow = []
     for _ in range(50):
-        sock = context.wrap_socket(socket.create_connection((door.address, door.port), timeout=10),
-                                   server_hostname=door.address)
+        sock = context.wrap_socket(
+            socket.create_connection((door.address, door.port), timeout=10), server_hostname=door.address
+        )
         sock.sendall(b"POST /predictions/fizbuz_package HTTP/1.1\r\nHost: x\r\n")  # never finished
         slow.append(sock)
     try:
@@ -335,14 +447,15 @@ def test_idle_connections_are_dropped_while_a_token_holder_is_served(door):
                 return False  # open, nothing to read
             except (ConnectionError, ssl.SSLError, OSError):
                 return True
+
         open_ones = list(idle + slow)
 
         def all_dropped():
             open_ones[:] = [sock for sock in open_ones if not dropped(sock)]
             return not open_ones
+
         # nginx's default header timeout is 60 s; the door's is a few seconds.
-        wait_until(all_dropped, 6 * door.settings.client_timeout, "the door to drop the idle connections",
-                   interval=0.5)
+        wait_until(all_dropped, 6 * door.settings.client_timeout, "the door to drop the idle connections", interval=0.5)
     finally:
         for sock in idle + slow:
             sock.close()
@@ -364,8 +477,9 @@ def test_no_token_in_any_log_or_command_line(door):
         tokens.revoke(door.fleet.token_file, "passing")
         door.fleet.reload()
     secrets = [door.token, added, wrong]
-    logs = [path for path in door.fleet.dir.rglob("*") if path.is_file() and
-            (path.suffix == ".log" or "logs" in path.parts)]
+    logs = [
+        path for path in door.fleet.dir.rglob("*") if path.is_file() and (path.suffix == ".log" or "logs" in path.parts)
+    ]
     assert any(path.name == "access.log" for path in logs), logs  # the logs the requests went to
     door.access_log_lines(predicate=lambda l: "client=passing" in l)  # flushed (bounded wait)
     for path in logs:

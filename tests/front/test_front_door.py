@@ -3,7 +3,6 @@
 import concurrent.futures
 import json
 import re
-import subprocess
 
 import pytest
 
@@ -13,6 +12,7 @@ from fizbuz.lifecycle import free_port, wait_until
 from serving.front import client, tokens
 from serving.front.config import FrontSettings
 from serving.front.nginx import FrontDoor
+from probes import curl_status
 
 pytestmark = pytest.mark.e2e
 
@@ -39,26 +39,35 @@ def test_no_or_wrong_token_gets_401_json(fleet, token):
 
 
 def test_basic_auth_is_not_a_bearer_token(fleet):
-    status, _, _ = fleet.request(body={"input.1": 14}, token=None,
-                                 headers={"Authorization": f"Basic {fleet.token}"})
+    status, _, _ = fleet.request(body={"input.1": 14}, token=None, headers={"Authorization": f"Basic {fleet.token}"})
     assert status == 401
 
 
 def test_body_over_the_cap_gets_413_json(fleet):
-    status, headers, text = fleet.request(body=b'{"input.1": ' + b" " * 8000 + b"14}", token="default",
-                                          headers={"Content-Type": "application/json"})
+    status, headers, text = fleet.request(
+        body=b'{"input.1": ' + b" " * 8000 + b"14}", token="default", headers={"Content-Type": "application/json"}
+    )
     assert status == 413
     assert json.loads(text) == {"error": "request body too large (limit 4k)", "code": 413}
     assert headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/models"), ("GET", "/models/fizbuz_package"),
-                                         ("PUT", "/models/fizbuz_package?min_worker=5"),
-                                         ("DELETE", "/models/fizbuz_package"), ("POST", "/models?url=x.mar"),
-                                         ("GET", "/ping"), ("OPTIONS", "/"), ("GET", "/api-description"),
-                                         ("POST", "/predictions/other_model"),
-                                         ("POST", "/predictions/fizbuz_package/1"),
-                                         ("GET", "/_errors/400")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/models"),
+        ("GET", "/models/fizbuz_package"),
+        ("PUT", "/models/fizbuz_package?min_worker=5"),
+        ("DELETE", "/models/fizbuz_package"),
+        ("POST", "/models?url=x.mar"),
+        ("GET", "/ping"),
+        ("OPTIONS", "/"),
+        ("GET", "/api-description"),
+        ("POST", "/predictions/other_model"),
+        ("POST", "/predictions/fizbuz_package/1"),
+        ("GET", "/_errors/400"),
+    ],
+)
 def test_everything_but_predictions_and_readiness_is_404_json(fleet, method, path):
     status, headers, text = fleet.request(method, path)
     assert status == 404
@@ -97,8 +106,9 @@ def test_readiness_says_503_when_no_host_answers(tmp_path, fleet):
     tokens.add(token_file, "default")
     listen = f"127.0.0.1:{free_port()}"
     door = FrontDoor(tmp_path / "front")
-    settings = FrontSettings(listen=listen, hosts=[f"127.0.0.1:{free_port()}"],
-                             certificate=fleet.cafile, key=fleet.settings.key)
+    settings = FrontSettings(
+        listen=listen, hosts=[f"127.0.0.1:{free_port()}"], certificate=fleet.cafile, key=fleet.settings.key
+    )
     door.write(settings, token_file)
     try:
         door.start(listen)
@@ -151,12 +161,17 @@ def test_rate_limit_per_token_gives_429_json_and_the_default_does_not(fleet):
     # none of them reached a host.
     with open(error_log, "rb") as log:
         log.seek(error_log_offset)
-        limited = [line for line in log.read().decode(errors="replace").splitlines()
-                   if "limiting requests" in line and 'zone "per_token"' in line]
+        limited = [
+            line
+            for line in log.read().decode(errors="replace").splitlines()
+            if "limiting requests" in line and 'zone "per_token"' in line
+        ]
     assert len(limited) == refused, limited
+
     def refused_lines():  # nginx flushes each worker's access-log buffer every second
         found = [line for line in fleet.fleet.door.access_log.read_text().splitlines()[after:] if '" 429 ' in line]
         return found if len(found) >= refused else None
+
     lines = wait_until(refused_lines, 30, "the 429 lines in the access log")
     # No upstream address: "-", or empty where the log format takes it from a variable.
     assert len(lines) == refused and all(re.search(r" upstream=-? ustatus=", line) for line in lines), lines
@@ -190,10 +205,7 @@ def test_management_port_is_unreachable_from_another_namespace(fleet):
     path = "/models/fizbuz_package"
 
     def curl(namespace, url):
-        command = ["ip", "netns", "exec", namespace, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                   "--max-time", "3", url] if namespace else ["curl", "-s", "-o", "/dev/null", "-w",
-                                                              "%{http_code}", "--max-time", "3", url]
-        return subprocess.run(command, capture_output=True, text=True, timeout=20).stdout
+        return curl_status(url, max_time=3, namespace=namespace)
 
     # It exists and answers on the host's own loopback...
     assert curl(first.namespace, f"http://127.0.0.1:{first.management_port}{path}") == "200"
@@ -209,9 +221,13 @@ def test_management_port_is_unreachable_from_another_namespace(fleet):
 def raw_exchange(fleet, payload, tls=True):
     import socket
     import ssl
+
     with socket.create_connection((fleet.address, fleet.port), timeout=10) as sock:
-        stream = ssl.create_default_context(cafile=fleet.cafile).wrap_socket(sock, server_hostname=fleet.address) \
-            if tls else sock
+        stream = (
+            ssl.create_default_context(cafile=fleet.cafile).wrap_socket(sock, server_hostname=fleet.address)
+            if tls
+            else sock
+        )
         stream.sendall(payload)
         reply = b""
         while chunk := stream.recv(65536):
@@ -222,12 +238,15 @@ def raw_exchange(fleet, payload, tls=True):
     return head.decode("latin-1"), body
 
 
-@pytest.mark.parametrize("payload,tls", [
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),                                      # plain HTTP to HTTPS
-    (b"POST /predictions/fizbuz_package HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", True),
-    (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", True),
-    (b"NONSENSE\r\n\r\n", True),
-])
+@pytest.mark.parametrize(
+    "payload,tls",
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),  # plain HTTP to HTTPS
+        (b"POST /predictions/fizbuz_package HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", True),
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"NONSENSE\r\n\r\n", True),
+    ],
+)
 def test_requests_nginx_refuses_get_json_too_and_nothing_breaks(fleet, payload, tls):
     head, body = raw_exchange(fleet, payload, tls)
     status = int(head.split()[1])

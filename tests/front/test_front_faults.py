@@ -29,6 +29,7 @@ def check(summary, fleet, after):
     def load_lines():  # every request of the load is in the (buffered) access log
         found = [l for l in fleet.fleet.door.access_log.read_text().splitlines()[after:] if "POST /predictions" in l]
         return found if len(found) >= summary["sent"] else None
+
     lines = wait_until(load_lines, 30, "the load's lines in the access log")
     most = static_upstream(fleet.settings).tries + 1
     assert [l for l in lines if len(fleet.upstream_statuses(l)) > most] == []
@@ -60,8 +61,10 @@ def test_kill_9_of_a_worker_under_32_clients(fleet):
     retried = "fizbuz_front_retried_requests_total"
     by_error_page = sum(" : " in line.split("ustatus=")[1] for line in lines)
     assert metrics_after.total(retried) - metrics_before.total(retried) == len(lines)
-    assert (metrics_after.total(retried, via="error_page_507") - metrics_before.total(retried, via="error_page_507")
-            == by_error_page)
+    assert (
+        metrics_after.total(retried, via="error_page_507") - metrics_before.total(retried, via="error_page_507")
+        == by_error_page
+    )
 
 
 def test_kill_9_of_a_worker_while_the_other_host_is_drained(fleet):

@@ -48,8 +48,12 @@ def value_now(prometheus, promql):
 
 
 def reaches(prometheus, promql, expected, timeout=60):
-    wait_until(lambda: value_now(prometheus, promql) >= expected, timeout,
-               f"{promql} to reach {expected} (now {value_now(prometheus, promql)})", interval=0.25)
+    wait_until(
+        lambda: value_now(prometheus, promql) >= expected,
+        timeout,
+        f"{promql} to reach {expected} (now {value_now(prometheus, promql)})",
+        interval=0.25,
+    )
     return value_now(prometheus, promql)
 
 
@@ -57,12 +61,17 @@ def settle(fleet, lines_read):
     """Wait until every request that has ended is in the metrics log (nginx
     buffers it per worker) and the exporter has read all of it."""
     path = fleet.fleet.door.logs / front_log.LOG_NAME
-    wait_until(flushed_and_read(path, lambda: lines_read() == len(path.read_bytes().splitlines())), 60,
-               "the metrics log to be flushed and read", interval=0.2)
+    wait_until(
+        flushed_and_read(path, lambda: lines_read() == len(path.read_bytes().splitlines())),
+        60,
+        "the metrics log to be flushed and read",
+        interval=0.2,
+    )
 
 
 def send(fleet, jobs):
     """Each job ("good" | "bad" | "no token", n) from 16 threads; every reply checked."""
+
     def ask(job):
         kind, n = job
         if kind == "good":
@@ -71,6 +80,7 @@ def send(fleet, jobs):
         if kind == "bad":
             return fleet.predict(MAX_INPUT + 1 + n)[0] == 400
         return fleet.predict(n, token=None)[0] == 401
+
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         replies_ok = list(pool.map(ask, jobs))
     assert all(replies_ok), f"{replies_ok.count(False)} of {len(jobs)} replies were not as expected"
@@ -118,20 +128,31 @@ def test_prometheus_reads_back_what_went_through_the_front_door(fleet, prometheu
         retried, failed_tries = retried_in_access_log(fleet, log_start)
         assert retried >= 1, "no request met the dead host"
 
-        assert reaches(prometheus, PREDICT.format(200), before[200] + GOOD + GOOD_WHILE_A_HOST_IS_DOWN) \
+        assert (
+            reaches(prometheus, PREDICT.format(200), before[200] + GOOD + GOOD_WHILE_A_HOST_IS_DOWN)
             == before[200] + GOOD + GOOD_WHILE_A_HOST_IS_DOWN
+        )
         assert reaches(prometheus, PREDICT.format(400), before[400] + BAD) == before[400] + BAD
         assert reaches(prometheus, PREDICT.format(401), before[401] + UNAUTHORIZED) == before[401] + UNAUTHORIZED
         assert reaches(prometheus, RETRIED, before["retried"] + retried) == before["retried"] + retried
-        assert reaches(prometheus, FAILURES.format(h2.upstream), before["h2 failures"] + failed_tries[h2.upstream]) \
+        assert (
+            reaches(prometheus, FAILURES.format(h2.upstream), before["h2 failures"] + failed_tries[h2.upstream])
             == before["h2 failures"] + failed_tries[h2.upstream]
+        )
         assert set(failed_tries) == {h2.upstream}  # h1 failed nothing
         assert value_now(prometheus, 'sum(fizbuz_front_requests_total{route="predict",status=~"5.."})') == 0
-        assert reaches(prometheus, f'fizbuz_front_upstream_failures_total{{host="{h2.upstream}",reason="error"}}',
-                       1) >= 1
+        assert (
+            reaches(prometheus, f'fizbuz_front_upstream_failures_total{{host="{h2.upstream}",reason="error"}}', 1) >= 1
+        )
         # The probe sees h2 down and h1 up.
-        wait_until(lambda: value_now(prometheus, HOST_UP.format(h2.upstream)) == 0 and
-                   value_now(prometheus, HOST_UP.format(h1.upstream)) == 1, 30, "host_up to show h2 down")
+        wait_until(
+            lambda: (
+                value_now(prometheus, HOST_UP.format(h2.upstream)) == 0
+                and value_now(prometheus, HOST_UP.format(h1.upstream)) == 1
+            ),
+            30,
+            "host_up to show h2 down",
+        )
         print(f"{retried} requests retried on h1 while h2 was down")
     finally:
         fleet.healthy()  # fleet start restarts h2's MMS

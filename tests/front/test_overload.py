@@ -25,7 +25,7 @@ from loadtest import openloop
 pytestmark = pytest.mark.slow
 
 SECONDS = 4.0
-ALLOWED = {"right", "5xx:503", "4xx:429"}   # answered right, or refused explicitly
+ALLOWED = {"right", "5xx:503", "4xx:429"}  # answered right, or refused explicitly
 ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+:\d+$")
 
 
@@ -42,13 +42,22 @@ def mark(fleet):
     buffer), every earlier request's line is then in the file too."""
     marker = f"/overload-mark-{uuid.uuid4().hex}"
     fleet.request("GET", marker)
-    return wait_until(lambda: next((index + 1 for index, line in enumerate(
-        fleet.fleet.door.access_log.read_text().splitlines()) if marker in line), None), 10, "the marker line")
+    return wait_until(
+        lambda: next(
+            (
+                index + 1
+                for index, line in enumerate(fleet.fleet.door.access_log.read_text().splitlines())
+                if marker in line
+            ),
+            None,
+        ),
+        10,
+        "the marker line",
+    )
 
 
 def offer(fleet, rate, protocol="card"):
-    target = openloop.Target(f"https://{fleet.address}:{fleet.port}", protocol, fleet.token, fleet.cafile,
-                             timeout=30.0)
+    target = openloop.Target(f"https://{fleet.address}:{fleet.port}", protocol, fleet.token, fleet.cafile, timeout=30.0)
     return openloop.run_sync(target, rate, SECONDS, warm=16)
 
 
@@ -84,7 +93,7 @@ def test_past_capacity_every_request_is_answered_or_refused_fast_and_the_door_re
     assert len(lines) == sent
     assert sum(tries(line) for line in lines) <= 1.1 * len(lines)
     refused = [l for l in lines if '" 503 ' in l]
-    assert refused and all(tries(l) == 0 for l in refused)   # a refusal for load never reached the host
+    assert refused and all(tries(l) == 0 for l in refused)  # a refusal for load never reached the host
 
     # States: no worker died, no host was marked failed for being busy.
     assert {wid: p.pid for wid, p in host.worker_processes().items()} == workers_before
@@ -104,17 +113,28 @@ def test_a_request_whose_deadline_passed_is_refused_not_run(small_fleet):
     # Four at once on one worker that takes sleep_ms per request: the third and
     # fourth wait at least sleep_ms in MMS's queue, longer than their budget.
     with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda n: small_fleet.request(body=request_body(n), headers={
-            "Content-Type": "application/json", "Timeout-Ms": str(small_fleet.sleep_ms // 2)}), range(4)))
+        replies = list(
+            pool.map(
+                lambda n: small_fleet.request(
+                    body=request_body(n),
+                    headers={"Content-Type": "application/json", "Timeout-Ms": str(small_fleet.sleep_ms // 2)},
+                ),
+                range(4),
+            )
+        )
     refused = [(headers, text) for status, headers, text in replies if status == 503]
     answered = [(n, text) for n, (status, _, text) in enumerate(replies) if status == 200]
     assert len(refused) >= 2 and len(refused) + len(answered) == 4
-    assert all(headers.get("retry-after") == "1" and "deadline passed" in openloop.json.loads(text)["error"]
-               for headers, text in refused)
+    assert all(
+        headers.get("retry-after") == "1" and "deadline passed" in openloop.json.loads(text)["error"]
+        for headers, text in refused
+    )
     assert all(openloop.json.loads(text) == expected_reply(n) for n, text in answered)
-    status, _, text = small_fleet.request(body=request_body(14), headers={
-        "Content-Type": "application/json", "Timeout-Ms": "5000"})
+    status, _, text = small_fleet.request(
+        body=request_body(14), headers={"Content-Type": "application/json", "Timeout-Ms": "5000"}
+    )
     assert (status, openloop.json.loads(text)) == (200, expected_reply(14))
-    status, headers, text = small_fleet.request(body=request_body(14), headers={
-        "Content-Type": "application/json", "Timeout-Ms": "soon"})
+    status, headers, text = small_fleet.request(
+        body=request_body(14), headers={"Content-Type": "application/json", "Timeout-Ms": "soon"}
+    )
     assert status == 400 and "Timeout-Ms" in text

@@ -43,8 +43,11 @@ def post_lines(fleet, after):
 
 def wait_for_lines(fleet, after, count):
     """nginx flushes its access log buffer each second: poll (bounded) until the requests' lines are there."""
-    return wait_until(lambda: (lines := post_lines(fleet, after)) and len(lines) >= count and lines,
-                      15, f"{count} request lines in the access log")
+    return wait_until(
+        lambda: (lines := post_lines(fleet, after)) and len(lines) >= count and lines,
+        15,
+        f"{count} request lines in the access log",
+    )
 
 
 def successes(lines):
@@ -69,7 +72,7 @@ def test_a_worker_killed_on_a_quiet_door_is_still_retried_by_the_floor(budget_fl
             # A worker between two requests loses nothing: kill (at most 3 times)
             # until a kill met a request (its try failed: the log has a verdict).
             for _ in range(3):
-                fleet.kill_a_batched_worker(host)   # it sleeps in each batch: likely holding one
+                fleet.kill_a_batched_worker(host)  # it sleeps in each batch: likely holding one
                 load.wait_for_answers(load.result.answered + 4)
                 if [l for l in post_lines(fleet, after) if verdict(l)]:
                     break
@@ -79,7 +82,10 @@ def test_a_worker_killed_on_a_quiet_door_is_still_retried_by_the_floor(budget_fl
 
     summary, lines = kill_under_two_clients()
     assert summary["failed"] == 0 and summary["wrong"] == 0, (
-        summary, summary["failure_samples"], [l for l in lines if '" 200 ' not in l])
+        summary,
+        summary["failure_samples"],
+        [l for l in lines if '" 200 ' not in l],
+    )
     granted = [l for l in lines if verdict(l) == "granted"]
     assert granted, "the kill met no request in flight: nothing was retried"
     assert not [l for l in lines if verdict(l) == "spent"]
@@ -95,8 +101,9 @@ def test_a_worker_killed_on_a_quiet_door_is_still_retried_by_the_floor(budget_fl
         assert all('" 503 ' in l for l in spent)
         # The v2 path's retry (door.js's call, @retry_call) is under the same budget.
         after = fleet.access_log_size()
-        status, headers, text = fleet.request(path=client.V2_INFER_PATH, body=client.v2_body(fleet.fail),
-                                              headers={"Content-Type": "application/json"})
+        status, headers, text = fleet.request(
+            path=client.V2_INFER_PATH, body=client.v2_body(fleet.fail), headers={"Content-Type": "application/json"}
+        )
         assert status == 503 and headers.get("retry-after") == "1", (status, text)
         assert "retry budget is spent" in json.loads(text)["error"]
         assert [verdict(l) for l in wait_for_lines(fleet, after, 1)] == ["spent"]
@@ -108,7 +115,7 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
     fleet = budget_fleet
     fleet.fleet.update_front(retry_share=SHARE)
     good = [n for n in range(1, 61) if n != fleet.fail]
-    numbers = [n for pair in zip(good, [fleet.fail] * len(good)) for n in pair]   # every other one fails
+    numbers = [n for pair in zip(good, [fleet.fail] * len(good)) for n in pair]  # every other one fails
 
     def run():
         after = fleet.access_log_size()
@@ -119,7 +126,7 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
     replies, seconds, lines = run()
     metrics_after = fleet.front_metrics()
     for number, status, _, text in replies:
-        if number != fleet.fail and status != 503:   # (503: its first try timed out on a loaded box: below)
+        if number != fleet.fail and status != 503:  # (503: its first try timed out on a loaded box: below)
             assert (status, json.loads(text)) == (200, expected_reply(number))
         else:
             assert status in (500, 503), (status, text)
@@ -127,11 +134,13 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
     granted = [l for l in lines if verdict(l) == "granted"]
     spent = [l for l in lines if verdict(l) == "spent"]
     assert refused and len(refused) == len(spent), "the burst never went past the budget"
-    assert all(headers.get("retry-after") == "1" and "retry budget is spent" in json.loads(text)["error"]
-               for headers, text in refused)
+    assert all(
+        headers.get("retry-after") == "1" and "retry budget is spent" in json.loads(text)["error"]
+        for headers, text in refused
+    )
     # Every failed first try got a verdict (a good request's try can fail too, on a loaded box: a timeout).
     assert len(granted) + len(spent) >= len(good)
-    assert all(len(fleet.upstream_statuses(l)) == 1 for l in spent)     # a refused retry was never made
+    assert all(len(fleet.upstream_statuses(l)) == 1 for l in spent)  # a refused retry was never made
     assert all(len(fleet.upstream_statuses(l)) == 2 for l in granted)
     # The front door's metrics counted the same verdicts.
     counted = "fizbuz_front_retry_budget_total"
@@ -142,8 +151,9 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
     all_lines = post_lines(fleet, 0)
     windows = math.ceil((seconds + 1) / RETRY_WINDOW)
     bound = SHARE * successes(all_lines) + budget_fleet.floor * RETRY_WINDOW * windows
-    print(f"burst of {len(numbers)} in {seconds:.1f} s: {len(granted)} retried, {len(spent)} refused "
-          f"(bound {bound:.1f})")
+    print(
+        f"burst of {len(numbers)} in {seconds:.1f} s: {len(granted)} retried, {len(spent)} refused (bound {bound:.1f})"
+    )
     assert len(granted) <= bound
 
     # The control: with the share budget off, every failed first try is retried.

@@ -11,7 +11,6 @@ from serving.front.rollout import RolloutError, rollback, rollout, versioned_nam
 pytestmark = pytest.mark.e2e
 
 
-
 def registered(host):
     """The archive each of the host's registrations serves: (batched, batch 1)."""
     return tuple((host.describe(name) or {}).get("modelUrl") for name, *_ in host.registrations)

@@ -14,7 +14,6 @@ from serving.containers import stack
 from serving.front import cli, tokens
 
 
-
 @pytest.fixture
 def created(monkeypatch):
     """Files created through os.open while the umask opens everything: (name,
@@ -31,6 +30,7 @@ def created(monkeypatch):
         if "token" in Path(str(path)).name:
             raise AssertionError(f"{path} was chmod'ed after it was written")
         return real_chmod(path, mode, **kwargs)
+
     monkeypatch.setattr(os, "open", recording_open)
     monkeypatch.setattr(os, "chmod", guarded_chmod)
     old = os.umask(0)

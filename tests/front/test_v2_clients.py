@@ -32,16 +32,21 @@ def clients_python():
 def client_env(fleet):
     """What `fleet.sh env` exports, for this test's fleet."""
     env = dict(os.environ)
-    env.update(FIZBUZ_URL=f"https://{fleet.address}:{fleet.port}", FIZBUZ_GRPC_URL=f"{fleet.address}:{fleet.port}",
-               FIZBUZ_TOKEN=fleet.token, FIZBUZ_CACERT=fleet.cafile)
+    env.update(
+        FIZBUZ_URL=f"https://{fleet.address}:{fleet.port}",
+        FIZBUZ_GRPC_URL=f"{fleet.address}:{fleet.port}",
+        FIZBUZ_TOKEN=fleet.token,
+        FIZBUZ_CACERT=fleet.cafile,
+    )
     return env
 
 
 @pytest.fixture(scope="module")
 def report(fleet, clients_python):
     fleet.healthy()
-    result = subprocess.run([clients_python, str(CHECK)], capture_output=True, text=True, timeout=600,
-                            env=client_env(fleet))
+    result = subprocess.run(
+        [clients_python, str(CHECK)], capture_output=True, text=True, timeout=600, env=client_env(fleet)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -53,16 +58,26 @@ def test_every_input_one_at_a_time_and_all_in_one_request(report, kind):
     assert answers["batch_wrong"] == 0
     assert answers["logits_shape"] == [1023, 4] and answers["logits_dtype"] == "float32"
     assert answers["argmax_disagrees"] == 0  # the raw logits give the same labels
-    assert answers["id"] == "all-1023"       # the request's id is echoed
+    assert answers["id"] == "all-1023"  # the request's id is echoed
 
 
-HTTP_ERRORS = {"unknown_model": ("404", "unknown model 'nope'"), "unknown_version": ("404", "unknown version '7'"),
-               "out_of_range": ("400", "element 2: 2000 is out of range"), "negative": ("400", "element 0: -1"),
-               "float_datatype": ("400", "datatype 'FP32' is not accepted"),
-               "too_many": ("413", "at most 1024 numbers"), "unknown_output": ("400", "unknown output 'nope'"),
-               "no_token": ("401", "bearer token"), "wrong_token": ("401", "bearer token")}
-GRPC_CODES = {"404": "StatusCode.NOT_FOUND", "400": "StatusCode.INVALID_ARGUMENT",
-              "413": "StatusCode.RESOURCE_EXHAUSTED", "401": "StatusCode.UNAUTHENTICATED"}
+HTTP_ERRORS = {
+    "unknown_model": ("404", "unknown model 'nope'"),
+    "unknown_version": ("404", "unknown version '7'"),
+    "out_of_range": ("400", "element 2: 2000 is out of range"),
+    "negative": ("400", "element 0: -1"),
+    "float_datatype": ("400", "datatype 'FP32' is not accepted"),
+    "too_many": ("413", "at most 1024 numbers"),
+    "unknown_output": ("400", "unknown output 'nope'"),
+    "no_token": ("401", "bearer token"),
+    "wrong_token": ("401", "bearer token"),
+}
+GRPC_CODES = {
+    "404": "StatusCode.NOT_FOUND",
+    "400": "StatusCode.INVALID_ARGUMENT",
+    "413": "StatusCode.RESOURCE_EXHAUSTED",
+    "401": "StatusCode.UNAUTHENTICATED",
+}
 
 
 @pytest.mark.parametrize("case", sorted(HTTP_ERRORS))
@@ -101,9 +116,25 @@ class V2Load:
     def __init__(self, python, env, protocol, concurrency):
         self.stop_file = Path(tempfile.mkdtemp(prefix="v2load-")) / "stop"
         self.process = subprocess.Popen(
-            [python, str(V2LOAD), "--protocol", protocol, "--concurrency", str(concurrency), "--seconds", "300",
-             "--stop-file", str(self.stop_file), "--progress", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            [
+                python,
+                str(V2LOAD),
+                "--protocol",
+                protocol,
+                "--concurrency",
+                str(concurrency),
+                "--seconds",
+                "300",
+                "--stop-file",
+                str(self.stop_file),
+                "--progress",
+                "0.1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.answered = 0
         self.summary = None
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -118,8 +149,11 @@ class V2Load:
                 self.answered = item["answered"]
 
     def wait_for_answers(self, count, timeout=120):
-        wait_until(lambda: self.answered >= count or self.process.poll() is not None, timeout,
-                   f"{count} answers from the v2 load")
+        wait_until(
+            lambda: self.answered >= count or self.process.poll() is not None,
+            timeout,
+            f"{count} answers from the v2 load",
+        )
         assert self.process.poll() is None, self.process.stderr.read()[-2000:]
 
     def finish(self):
@@ -166,9 +200,16 @@ def test_the_readmes_tritonclient_lines_work_as_shown(fleet, clients_python):
     text = (ROOT / "docs/clients.md").read_text()
     section = text.split("# Standard clients", 1)[1]
     script = section.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
-    promised = [line[2:] for line in section.split("\nEOF\n", 1)[1].split("```", 1)[0].splitlines()
-                if line.startswith("# ")]
-    result = subprocess.run([clients_python, "-"], input=script, capture_output=True, text=True, timeout=120,
-                            env=client_env(fleet.healthy()))
+    promised = [
+        line[2:] for line in section.split("\nEOF\n", 1)[1].split("```", 1)[0].splitlines() if line.startswith("# ")
+    ]
+    result = subprocess.run(
+        [clients_python, "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=client_env(fleet.healthy()),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == promised

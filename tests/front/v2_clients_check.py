@@ -26,8 +26,10 @@ def http_client():
         ssl_context = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT)
         ssl_context.load_verify_locations(cafile=CACERT)
         return ssl_context
-    return httpclient.InferenceServerClient(os.environ["FIZBUZ_URL"].split("://", 1)[1], ssl=True,
-                                            ssl_context_factory=context)
+
+    return httpclient.InferenceServerClient(
+        os.environ["FIZBUZ_URL"].split("://", 1)[1], ssl=True, ssl_context_factory=context
+    )
 
 
 def grpc_client():
@@ -39,8 +41,18 @@ def headers(kind, token=TOKEN):
     return {("authorization" if kind == "grpc" else "Authorization"): f"Bearer {token}"}
 
 
-def infer(kind, server, numbers, binary=True, outputs=("next_number", "logits"), model=MODEL, version="",
-          datatype="INT64", token=TOKEN, request_id=""):
+def infer(
+    kind,
+    server,
+    numbers,
+    binary=True,
+    outputs=("next_number", "logits"),
+    model=MODEL,
+    version="",
+    datatype="INT64",
+    token=TOKEN,
+    request_id="",
+):
     module = grpcclient if kind == "grpc" else httpclient
     tensor = module.InferInput("input.1", [len(numbers), 1], datatype)
     values = np.asarray(numbers).reshape(-1, 1).astype(np.dtype(datatype.lower().replace("fp", "float")))
@@ -50,8 +62,9 @@ def infer(kind, server, numbers, binary=True, outputs=("next_number", "logits"),
     else:
         tensor.set_data_from_numpy(values, binary_data=binary)
         asked = [module.InferRequestedOutput(name, binary_data=binary) for name in outputs]
-    return server.infer(model, [tensor], outputs=asked, model_version=version, headers=headers(kind, token),
-                        request_id=request_id)
+    return server.infer(
+        model, [tensor], outputs=asked, model_version=version, headers=headers(kind, token), request_id=request_id
+    )
 
 
 def labels_of(result):
@@ -71,11 +84,15 @@ def check_answers(kind, server, binary=True):
     expected = expected_labels(ALL)
     from_logits = [codec.readable(int(n) + 1, int(c)) for n, c in zip(ALL, logits.argmax(axis=1))]
     response_id = result.get_response().id if kind == "grpc" else result.get_response().get("id")
-    return {"single_wrong": int(wrong_single), "single_count": len(ALL),
-            "batch_wrong": sum(a != b for a, b in zip(labels, expected)) + abs(len(labels) - len(ALL)),
-            "logits_shape": list(logits.shape), "logits_dtype": str(logits.dtype),
-            "argmax_disagrees": sum(a != b for a, b in zip(from_logits, labels)),
-            "id": response_id}
+    return {
+        "single_wrong": int(wrong_single),
+        "single_count": len(ALL),
+        "batch_wrong": sum(a != b for a, b in zip(labels, expected)) + abs(len(labels) - len(ALL)),
+        "logits_shape": list(logits.shape),
+        "logits_dtype": str(logits.dtype),
+        "argmax_disagrees": sum(a != b for a, b in zip(from_logits, labels)),
+        "id": response_id,
+    }
 
 
 def error_of(call):
@@ -104,8 +121,10 @@ def check_errors(kind, server):
 def check_metadata(kind, server):
     extra = {"as_json": True} if kind == "grpc" else {}
     return {
-        "live": server.is_server_live(), "ready": server.is_server_ready(),
-        "model_ready": server.is_model_ready(MODEL), "model_ready_v1": server.is_model_ready(MODEL, "1"),
+        "live": server.is_server_live(),
+        "ready": server.is_server_ready(),
+        "model_ready": server.is_model_ready(MODEL),
+        "model_ready_v1": server.is_model_ready(MODEL, "1"),
         "server": server.get_server_metadata(headers=headers(kind), **extra),
         "model": server.get_model_metadata(MODEL, headers=headers(kind), **extra),
         "config": server.get_model_config(MODEL, headers=headers(kind), **extra),

@@ -23,8 +23,7 @@ def answered_2xx(mms):
 def test_exporter_listens_on_loopback_only(metrics_mms):
     exporter = control.pid_file(metrics_mms.run).process()
     assert exporter is not None
-    listening = {(c.laddr.ip, c.laddr.port) for c in exporter.net_connections("inet")
-                 if c.status == psutil.CONN_LISTEN}
+    listening = {(c.laddr.ip, c.laddr.port) for c in exporter.net_connections("inet") if c.status == psutil.CONN_LISTEN}
     assert listening == {("127.0.0.1", metrics_mms.metrics_port)}
 
 
@@ -61,8 +60,11 @@ def test_a_killed_worker_is_a_restart_and_its_counts_are_kept(metrics_mms):
 
     def restarted():
         now = metrics_mms.scrape()
-        return (now.total("fizbuz_worker_restarts_total") == before.total("fizbuz_worker_restarts_total") + 1
-                and now.total("fizbuz_workers", state="READY") == 2) and now
+        return (
+            now.total("fizbuz_worker_restarts_total") == before.total("fizbuz_worker_restarts_total") + 1
+            and now.total("fizbuz_workers", state="READY") == 2
+        ) and now
+
     after = wait_until(restarted, 120, "the exporter to count the restart and see 2 READY workers")
     assert after.total(REQUESTS, status="2xx") == before.total(REQUESTS, status="2xx")
     assert metrics_mms.workers()[victim_id].pid != victim.pid

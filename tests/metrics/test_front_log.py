@@ -48,20 +48,22 @@ def test_the_rendered_nginx_config_writes_the_fields_the_reader_expects():
 
 def test_lines_become_requests_retries_upstream_times_and_failures():
     counts = front_log.FrontCounts()
-    counts.add_lines([
-        line(PREDICT_PATH, 200, "0.004", H1, "200", "0.004", "0.004"),
-        line(PREDICT_PATH, 400, "0.003", H2, "400", "0.003", "0.003"),         # bad input: not a host failure
-        line(PREDICT_PATH, 401, "0.000"),                                       # refused at the door
-        line(PREDICT_PATH, 200, "0.020", f"{H1}, {H2}", "500, 200", "0.010, 0.009", "0.010, 0.009"),
-        line(PREDICT_PATH, 200, "0.007", f"{H2}, {H1}", "502, 200", "0.000, 0.006", "-, 0.006"),   # refused
-        line(PREDICT_PATH, 200, "3.012", f"{H1}, {H2}", "504, 200", "3.001, 0.010", "-, 0.010"),   # timed out
-        line(PREDICT_PATH, 200, "0.015", f"{H1} : {H2}", "507 : 200", "0.008 : 0.006", "0.008 : 0.006"),
-        line(PREDICT_PATH, 503, "0.001", "fizbuz_hosts", "502", "0.000", "-"),  # no live upstream
-        line("/ready", 200, "0.005", H2, "200", "0.005", "0.005"),
-        line("/metrics?x=1", 404, "0.000"),
-        b"not a line of ours",
-        line(PREDICT_PATH, "2x0", "0.1"),
-    ])
+    counts.add_lines(
+        [
+            line(PREDICT_PATH, 200, "0.004", H1, "200", "0.004", "0.004"),
+            line(PREDICT_PATH, 400, "0.003", H2, "400", "0.003", "0.003"),  # bad input: not a host failure
+            line(PREDICT_PATH, 401, "0.000"),  # refused at the door
+            line(PREDICT_PATH, 200, "0.020", f"{H1}, {H2}", "500, 200", "0.010, 0.009", "0.010, 0.009"),
+            line(PREDICT_PATH, 200, "0.007", f"{H2}, {H1}", "502, 200", "0.000, 0.006", "-, 0.006"),  # refused
+            line(PREDICT_PATH, 200, "3.012", f"{H1}, {H2}", "504, 200", "3.001, 0.010", "-, 0.010"),  # timed out
+            line(PREDICT_PATH, 200, "0.015", f"{H1} : {H2}", "507 : 200", "0.008 : 0.006", "0.008 : 0.006"),
+            line(PREDICT_PATH, 503, "0.001", "fizbuz_hosts", "502", "0.000", "-"),  # no live upstream
+            line("/ready", 200, "0.005", H2, "200", "0.005", "0.005"),
+            line("/metrics?x=1", 404, "0.000"),
+            b"not a line of ours",
+            line(PREDICT_PATH, "2x0", "0.1"),
+        ]
+    )
     samples = exported(counts)
     requests = "fizbuz_front_requests_total"
     assert samples.total(requests, route="predict", status="200") == 5
@@ -92,8 +94,12 @@ def test_lines_become_requests_retries_upstream_times_and_failures():
 
 def test_host_labels_are_bounded():
     counts = front_log.FrontCounts()
-    counts.add_lines([line(PREDICT_PATH, 200, "0.001", f"10.1.{n // 250}.{n % 250}:80", "200", "0.001", "0.001")
-                      for n in range(front_log.MAX_HOSTS + 20)])
+    counts.add_lines(
+        [
+            line(PREDICT_PATH, 200, "0.001", f"10.1.{n // 250}.{n % 250}:80", "200", "0.001", "0.001")
+            for n in range(front_log.MAX_HOSTS + 20)
+        ]
+    )
     assert len(counts.upstream_seconds.series) == front_log.MAX_HOSTS + 1  # the rest under "other"
     assert counts.upstream_seconds.series["other"][0][0] == 20
 
@@ -119,16 +125,16 @@ def test_tail_follows_a_rotation_after_the_old_file_settles(tmp_path):
     os.replace(path, str(path) + ".1")
     old = open(str(path) + ".1", "ab")
     path.write_bytes(b"new1\n")
-    assert tail.read_lines() == []                 # rotation seen; the old file may still get a flush
+    assert tail.read_lines() == []  # rotation seen; the old file may still get a flush
     old.write(b"b\n")
     old.flush()
     now[0] = 1.0
-    assert tail.read_lines() == [b"b"]             # the server's last flush into the old file
+    assert tail.read_lines() == [b"b"]  # the server's last flush into the old file
     assert tail.read_lines() == []
     now[0] = 2.5
-    assert tail.read_lines() == []                 # quiet since 1.0 only
+    assert tail.read_lines() == []  # quiet since 1.0 only
     now[0] = 4.0
-    assert tail.read_lines() == []                 # settled: switched to the new file
+    assert tail.read_lines() == []  # settled: switched to the new file
     assert tail.rotations == 1
     assert tail.read_lines() == [b"new1"]
 
@@ -147,8 +153,16 @@ def test_the_exporter_rotates_a_full_log_and_signals_nginx(tmp_path):
     """maybe_rotate with a stand-in for the nginx master (its command line has
     the pid file's marker): the log is renamed and the master gets USR1."""
     signalled = tmp_path / "signalled"
-    stand_in = subprocess.Popen(["bash", "-c", "trap 'echo reopened > \"$0\"; exit 0' USR1; echo ready > \"$0\"; "
-                                 "while :; do read -t 1 || :; done", str(signalled), "nginx"], stdin=subprocess.PIPE)
+    stand_in = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'trap \'echo reopened > "$0"; exit 0\' USR1; echo ready > "$0"; while :; do read -t 1 || :; done',
+            str(signalled),
+            "nginx",
+        ],
+        stdin=subprocess.PIPE,
+    )
     try:
         wait_until(signalled.exists, 10, "the stand-in to set its trap")
         pid_file = tmp_path / "nginx.pid"
@@ -158,7 +172,7 @@ def test_the_exporter_rotates_a_full_log_and_signals_nginx(tmp_path):
         counts = front_log.FrontCounts()
         follower = Follower(LogTail(path), counts, str(pid_file), rotate_bytes=10)
         assert follower.step() is True and counts.lines == 1
-        assert follower.step() is False              # nothing new: rotates
+        assert follower.step() is False  # nothing new: rotates
         assert (tmp_path / "metrics.log.1").exists() and not path.exists()
         assert stand_in.wait(10) == 0 and signalled.read_text() == "reopened\n"
     finally:

@@ -40,8 +40,9 @@ def collected(folder):
 
 def run_worker(unpacked_model, folder):
     env = {"PROMETHEUS_MULTIPROC_DIR": str(folder), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", WORKER, str(unpacked_model)], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER, str(unpacked_model)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return float(result.stdout.split()[-1])  # the seconds the worker spent inside handle()
 
@@ -105,4 +106,3 @@ def test_per_batch_log_lines_are_opt_in(unpacked_model, monkeypatch, setting, ex
     stage_lines = {"PreprocessTime", "InferenceTime", "PostprocessTime", "BatchSize"}
     assert (stage_lines <= names) is expected
     assert (names & stage_lines == set()) is (not expected)
-

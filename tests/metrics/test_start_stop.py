@@ -17,12 +17,15 @@ from serving.mms.private import PrivateMms
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("command", [
-    [sys.executable, "-m", "serving.mms.metrics.exporter", "-h"],
-    [sys.executable, "-m", "bench.metrics_picture", "-h"],
-    [sys.executable, "-m", "bench.metrics_cost", "-h"],
-    [str(ROOT / "serving" / "metrics" / "setup_prometheus.sh"), "-h"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "serving.mms.metrics.exporter", "-h"],
+        [sys.executable, "-m", "bench.metrics_picture", "-h"],
+        [sys.executable, "-m", "bench.metrics_cost", "-h"],
+        [str(ROOT / "serving" / "metrics" / "setup_prometheus.sh"), "-h"],
+    ],
+)
 def test_tools_answer_help(command):
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr

@@ -45,15 +45,23 @@ def test_the_nodes_join_and_the_tasks_are_placed_by_label(running_cluster):
     assert sorted(manager for _, _, manager in states.values()) == ["Leader", "Reachable", "Reachable"]
     placement = rc.placement()
     assert placement[rc.edge.name] == 0
-    assert [placement[node.name] for node in rc.model_nodes] == [1, 1]   # spread over the model nodes
+    assert [placement[node.name] for node in rc.model_nodes] == [1, 1]  # spread over the model nodes
     assert rc.cluster.running_tasks("front") == {rc.edge.name: 1}
     # Every node that runs a task pulled its image from the cluster's registry.
     registry = rc.cluster.registry_address(rc.state)
     for node in rc.model_nodes:
         pulled = node.docker().run("images", "--format", "{{.Repository}}").split()
         assert f"{registry}/fizbuz-mms" in pulled, pulled
-    status, _, text = client.request(rc.address, FRONT_PORT, "POST", PREDICT_PATH, rc.cafile, rc.token,
-                                     request_body(14), {"Content-Type": "application/json"})
+    status, _, text = client.request(
+        rc.address,
+        FRONT_PORT,
+        "POST",
+        PREDICT_PATH,
+        rc.cafile,
+        rc.token,
+        request_body(14),
+        {"Content-Type": "application/json"},
+    )
     assert status == 200 and "FizzBuzz" in text
 
 
@@ -61,7 +69,7 @@ def test_a_drained_node_gives_its_task_away_and_no_v2_request_fails(running_clus
     running_cluster.spread()
     victim = running_cluster.model_nodes[0]
     under_load(running_cluster, "v2", lambda: faults.drain(running_cluster.cluster, victim))
-    assert running_cluster.placement()[victim.name] == 0   # Swarm does not move tasks back by itself
+    assert running_cluster.placement()[victim.name] == 0  # Swarm does not move tasks back by itself
 
 
 def test_a_rolling_update_across_the_nodes_fails_no_request(running_cluster):
@@ -96,7 +104,7 @@ def test_stop_leaves_nothing_after_a_kill_9_of_its_parts(running_cluster):
     orphans = [process.pid for process in victim.processes() if process.pid != victim.pid_file.read()]
     assert orphans, "the node runs nothing but dockerd"
     builder = cluster.builder.dockerd(cluster.builder.require())
-    orphans += [process.pid for process in processes_under(builder.exec_root)]   # its containerd
+    orphans += [process.pid for process in processes_under(builder.exec_root)]  # its containerd
     parts = [cluster.registry_pid.process(), builder.pid_file.process(), victim.pid_file.process()]
     assert all(parts), parts
     for process in parts:

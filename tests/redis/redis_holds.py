@@ -70,12 +70,17 @@ def blocked_clients(client):
 
 def start_run(server, model, inputs, outputs, replies, extra=()):
     """Run `model` in a thread of its own; its reply (or error text) goes to `replies`."""
+
     def run():
         try:
-            replies.append(server.client().execute_command(
-                'AI.MODELEXECUTE', model, 'INPUTS', 1, inputs, 'OUTPUTS', 1, outputs, *extra))
+            replies.append(
+                server.client().execute_command(
+                    "AI.MODELEXECUTE", model, "INPUTS", 1, inputs, "OUTPUTS", 1, outputs, *extra
+                )
+            )
         except Exception as error:  # noqa: BLE001 - the test reads what came back
             replies.append(error)
+
     thread = threading.Thread(target=run)
     thread.start()
     return thread
@@ -88,14 +93,14 @@ def worker_held(server, holder, extra=()):
     list that receives the holding run's reply."""
     holder.reset()
     r = server.client()
-    r.execute_command('AI.MODELSTORE', 'hold:model', 'TORCH', 'CPU', 'BLOB', holder.blob)
-    r.execute_command('AI.TENSORSET', 'hold:in', 'FLOAT', 1, 10)
+    r.execute_command("AI.MODELSTORE", "hold:model", "TORCH", "CPU", "BLOB", holder.blob)
+    r.execute_command("AI.TENSORSET", "hold:in", "FLOAT", 1, 10)
     replies = []
-    thread = start_run(server, 'hold:model', 'hold:in', 'hold:out', replies, extra)
+    thread = start_run(server, "hold:model", "hold:in", "hold:out", replies, extra)
     try:
         wait_until(holder.started, "the holding run to start its forward pass")
         yield replies
     finally:
         holder.release()
         thread.join(60)
-    assert replies == [b'OK'], replies
+    assert replies == [b"OK"], replies

@@ -64,9 +64,9 @@ def peak_rss(pid):
 
 def assert_good_run(r):
     assert r.ping()
-    r.execute_command('AI.TENSORSET', 'good_in', 'FLOAT', 1, 10, 'BLOB', GOOD.tobytes())
-    assert r.execute_command('AI.MODELEXECUTE', 'model', 'INPUTS', 1, 'good_in', 'OUTPUTS', 1, 'good_out') == b'OK'
-    _, _, buf = r.execute_command('AI.TENSORGET', 'good_out', 'BLOB')
+    r.execute_command("AI.TENSORSET", "good_in", "FLOAT", 1, 10, "BLOB", GOOD.tobytes())
+    assert r.execute_command("AI.MODELEXECUTE", "model", "INPUTS", 1, "good_in", "OUTPUTS", 1, "good_out") == b"OK"
+    _, _, buf = r.execute_command("AI.TENSORGET", "good_out", "BLOB")
     assert np.frombuffer(buf, np.float32).argmax() == true_class(15)
 
 
@@ -80,11 +80,13 @@ def bad_tensor_payloads(env):
     yield "huge dims", payload(tensor_body(env.header, 0, [1 << 40, 1 << 40], DATA), env.version)
     yield "512 MiB of dims, 40 bytes", payload(tensor_body(env.header, 0, [1 << 27], DATA), env.version)
     yield "a 0-dim tensor", payload(tensor_body(env.header, 0, [], DATA[:4]), env.version)
-    yield "a dim of size 0", payload(tensor_body(env.header, 0, [0, 10], b''), env.version)
+    yield "a dim of size 0", payload(tensor_body(env.header, 0, [0, 10], b""), env.version)
     yield "33 dims", payload(tensor_body(env.header, 0, [1] * 33, DATA[:4]), env.version)
     yield "unknown dtype", payload(tensor_body(env.header, 99, [2, 5], DATA), env.version)
     yield "data shorter than the shape", payload(tensor_body(env.header, 0, [2, 5], DATA[:39]), env.version)
-    yield "more dims claimed than given", payload(
-        env.header + uint(0) + uint(4) + uint(2) + uint(5) + rdb_len(OPCODE_EOF), env.version)
+    yield (
+        "more dims claimed than given",
+        payload(env.header + uint(0) + uint(4) + uint(2) + uint(5) + rdb_len(OPCODE_EOF), env.version),
+    )
     for keep in (11, 14, 17, 20, 30, len(env.body) - 1):
         yield f"cut after {keep} bytes", env.truncated(keep)

@@ -77,7 +77,7 @@ class Envelope:
 
     def __init__(self, dump):
         self.header = dump[:HEADER_BYTES]
-        self.version = dump[-FOOTER_BYTES:-FOOTER_BYTES + 2]
+        self.version = dump[-FOOTER_BYTES : -FOOTER_BYTES + 2]
         self.body = dump[:-FOOTER_BYTES]
 
     def truncated(self, keep):

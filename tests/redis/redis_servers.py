@@ -70,8 +70,9 @@ class RedisProcess:
     A server gets the users of `secrets` (an acl.Secrets) and, as any node
     may become a replica, the replica user's credentials for its master."""
 
-    def __init__(self, folder, module=None, args=(), port=None, sentinel_conf=None, taken=(), secrets=None,
-                 sanitized=SANITIZE):
+    def __init__(
+        self, folder, module=None, args=(), port=None, sentinel_conf=None, taken=(), secrets=None, sanitized=SANITIZE
+    ):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         give(self.folder)  # RDB, AOF, nodes.conf, a sentinel's rewritten config
@@ -93,25 +94,53 @@ class RedisProcess:
         if self.sentinel_conf is not None:
             conf = self.folder / "sentinel.conf"
             # Sentinel rewrites its file (as does Redis a config's): a private one, it holds passwords.
-            write_private(conf, f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nlogfile {self.log}\n"
-                          + self.sentinel_conf, OWNER)
+            write_private(
+                conf,
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nlogfile {self.log}\n" + self.sentinel_conf,
+                OWNER,
+            )
             # --port as well: it puts the marker in the command line before Redis retitles it.
             return as_user(["redis-sentinel", str(conf), "--port", str(self.port)], SERVER_USER)
         acl = self.secrets.write_acl(self.folder / "users.acl", OWNER)
-        conf = write_private(self.folder / "redis.conf", f"aclfile {acl}\nmasteruser {REPLICA}\n"
-                             f"masterauth {self.secrets.password(REPLICA)}\n", OWNER)
-        cmd = ["redis-server", str(conf), "--port", str(self.port), "--bind", "127.0.0.1",
-               "--dir", str(self.folder), "--logfile", str(self.log), "--daemonize", "no",
-               "--save", "", "--appendonly", "no"]
+        conf = write_private(
+            self.folder / "redis.conf",
+            f"aclfile {acl}\nmasteruser {REPLICA}\nmasterauth {self.secrets.password(REPLICA)}\n",
+            OWNER,
+        )
+        cmd = [
+            "redis-server",
+            str(conf),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.folder),
+            "--logfile",
+            str(self.log),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         if self.module:
             cmd += ["--loadmodule", str(self.module)]
         return as_user(cmd + self.args, SERVER_USER)
 
     def start(self):
         # stdout/stderr (sanitizer reports) go to stderr.log, beside Redis's own log.
-        self.process = start_server(self.command(), self.pid_file, self.folder / "stderr.log",
-                                    ready=lambda: answers_ping(self.client()), what=f"PING on port {self.port} (log: {self.log})",
-                                    timeout=READY_SECONDS, env=server_env(self.sanitized), cwd=self.folder)
+        self.process = start_server(
+            self.command(),
+            self.pid_file,
+            self.folder / "stderr.log",
+            ready=lambda: answers_ping(self.client()),
+            what=f"PING on port {self.port} (log: {self.log})",
+            timeout=READY_SECONDS,
+            env=server_env(self.sanitized),
+            cwd=self.folder,
+        )
         return self
 
     def client(self, user=ADMIN, **kwargs):

@@ -36,8 +36,18 @@ def main(port, model_path, inputs_path, secrets):
     info = client.infoget("fizbuz")
     client.modelrun("fizbuz", "a", "out0x")  # the deprecated 0.x call
     deleted = admin.modeldel("fizbuz")
-    print(json.dumps({"logits": logits, "values": values, "meta": meta, "info": info,
-                      "modelrun": client.tensorget("out0x").reshape(-1).tolist(), "deleted": deleted}))
+    print(
+        json.dumps(
+            {
+                "logits": logits,
+                "values": values,
+                "meta": meta,
+                "info": info,
+                "modelrun": client.tensorget("out0x").reshape(-1).tolist(),
+                "deleted": deleted,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,13 @@ def started():
     """start_redis.sh in a run folder the server's user can enter; stopped after."""
     home = Path(tempfile.mkdtemp(prefix="fizbuz-redis-access-"))
     home.chmod(0o755)
-    env = script_env({"FIZBUZ_REDIS_PORT": str(free_port()), "FIZBUZ_REDIS_RUN_DIR": str(home / "run"),
-                      "FIZBUZ_REDIS_APPENDONLY": "no"})
+    env = script_env(
+        {
+            "FIZBUZ_REDIS_PORT": str(free_port()),
+            "FIZBUZ_REDIS_RUN_DIR": str(home / "run"),
+            "FIZBUZ_REDIS_APPENDONLY": "no",
+        }
+    )
     result = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=600, env=env)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -69,8 +74,11 @@ def test_a_local_user_without_credentials_cannot_store_a_model(started, torchscr
         assert b"PONG" not in attempt.stdout, attempt
     assert client(port, run_dir, ADMIN).exists("stolen") == 0
     # The passwords and the ACL file are closed to other users.
-    for secret in (run_dir / "secrets" / "admin.pass", run_dir / "secrets" / "runner.pass",
-                   run_dir / "data" / "users.acl"):
+    for secret in (
+        run_dir / "secrets" / "admin.pass",
+        run_dir / "secrets" / "runner.pass",
+        run_dir / "data" / "users.acl",
+    ):
         attempt = as_nobody("cat", str(secret))
         assert attempt.returncode != 0 and attempt.stdout == b"", secret
 
@@ -94,8 +102,14 @@ def test_the_runner_answers_numbers_but_cannot_store_delete_or_reconfigure(start
         ["CONFIG", "SET", "dir", "/tmp"],
         ["MODULE", "LOAD", "/tmp/x.so"],
         ["ACL", "SETUSER", RUNNER, "+@all"],
-        ["DEL", "model"], ["FLUSHALL"], ["RENAME", "model", "x"], ["SET", "model", "x"],
-        ["DEBUG", "RELOAD"], ["SHUTDOWN"], ["REPLICAOF", "127.0.0.1", "1"], ["EVAL", "return 1", 0],
+        ["DEL", "model"],
+        ["FLUSHALL"],
+        ["RENAME", "model", "x"],
+        ["SET", "model", "x"],
+        ["DEBUG", "RELOAD"],
+        ["SHUTDOWN"],
+        ["REPLICAOF", "127.0.0.1", "1"],
+        ["EVAL", "return 1", 0],
     ]
     for command in refused:
         # NOPERM; MODULE and DEBUG are also off for everyone (Redis 7's enable-*-command).
@@ -131,8 +145,10 @@ def test_redis_runs_unprivileged_and_the_secrets_are_private(started):
 def test_secret_files_are_0600_from_creation_and_never_chmod_ed(tmp_path, monkeypatch):
     """With a umask that opens everything, the files are still 0600: their mode
     comes from os.open, not from a chmod after writing (which is refused here)."""
+
     def no_chmod(*args, **kwargs):
         raise AssertionError("a secret file was chmod'ed after it was written")
+
     monkeypatch.setattr(os, "chmod", no_chmod)
     monkeypatch.setattr(os, "fchmod", no_chmod)
     old = os.umask(0)
@@ -144,6 +160,7 @@ def test_secret_files_are_0600_from_creation_and_never_chmod_ed(tmp_path, monkey
             if flags & os.O_CREAT:
                 created.append((Path(path).name, flags & os.O_EXCL, mode))
             return real_open(path, flags, mode, **kwargs)
+
         monkeypatch.setattr(os, "open", recording_open)
         (tmp_path / "s").mkdir(mode=0o700)
         s = Secrets(tmp_path / "s").ensure()

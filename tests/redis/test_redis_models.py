@@ -58,30 +58,33 @@ class Raises(torch.nn.Module):
 
 
 def test_two_inputs_two_outputs_and_integers(r):
-    r.execute_command('AI.MODELSTORE', 'sp', 'TORCH', 'CPU', 'BLOB', blob(SumAndProduct()))
-    r.execute_command('AI.TENSORSET', 'x', 'FLOAT', 2, 'VALUES', 1.5, 2)
-    r.execute_command('AI.TENSORSET', 'y', 'FLOAT', 2, 'VALUES', 4, -1)
-    assert r.execute_command('AI.MODELEXECUTE', 'sp', 'INPUTS', 2, 'x', 'y', 'OUTPUTS', 2, 's', 'p') == b'OK'
-    assert r.execute_command('AI.TENSORGET', 's', 'VALUES') == [b'FLOAT', [2], [b'5.5', b'1']]
-    assert r.execute_command('AI.TENSORGET', 'p', 'VALUES') == [b'FLOAT', [2], [b'6', b'-2']]
-    r.execute_command('AI.MODELSTORE', 'twice', 'TORCH', 'CPU', 'BLOB', blob(Twice()))
-    r.execute_command('AI.TENSORSET', 'i', 'INT64', 3, 'VALUES', -(2 ** 40), 0, 7)
-    r.execute_command('AI.MODELRUN', 'twice', 'INPUTS', 'i', 'OUTPUTS', 'o')
-    assert r.execute_command('AI.TENSORGET', 'o', 'VALUES') == [b'INT64', [3], [-(2 ** 41), 0, 14]]
+    r.execute_command("AI.MODELSTORE", "sp", "TORCH", "CPU", "BLOB", blob(SumAndProduct()))
+    r.execute_command("AI.TENSORSET", "x", "FLOAT", 2, "VALUES", 1.5, 2)
+    r.execute_command("AI.TENSORSET", "y", "FLOAT", 2, "VALUES", 4, -1)
+    assert r.execute_command("AI.MODELEXECUTE", "sp", "INPUTS", 2, "x", "y", "OUTPUTS", 2, "s", "p") == b"OK"
+    assert r.execute_command("AI.TENSORGET", "s", "VALUES") == [b"FLOAT", [2], [b"5.5", b"1"]]
+    assert r.execute_command("AI.TENSORGET", "p", "VALUES") == [b"FLOAT", [2], [b"6", b"-2"]]
+    r.execute_command("AI.MODELSTORE", "twice", "TORCH", "CPU", "BLOB", blob(Twice()))
+    r.execute_command("AI.TENSORSET", "i", "INT64", 3, "VALUES", -(2**40), 0, 7)
+    r.execute_command("AI.MODELRUN", "twice", "INPUTS", "i", "OUTPUTS", "o")
+    assert r.execute_command("AI.TENSORGET", "o", "VALUES") == [b"INT64", [3], [-(2**41), 0, 14]]
 
 
-@pytest.mark.parametrize("module,message", [
-    (Scalar(), "positive dims"),
-    (Half(), "not a RedisAI dtype"),
-    (Empty(), "positive dims"),
-    (NotATensor(), "not tensors"),
-    (Raises(), "refusing positive input"),
-])
+@pytest.mark.parametrize(
+    "module,message",
+    [
+        (Scalar(), "positive dims"),
+        (Half(), "not a RedisAI dtype"),
+        (Empty(), "positive dims"),
+        (NotATensor(), "not tensors"),
+        (Raises(), "refusing positive input"),
+    ],
+)
 def test_outputs_that_cannot_be_stored_are_errors(r, module, message):
-    r.execute_command('AI.MODELSTORE', 'odd', 'TORCH', 'CPU', 'BLOB', blob(module))
-    r.execute_command('AI.TENSORSET', 'x', 'FLOAT', 2, 'VALUES', 1, 2)
+    r.execute_command("AI.MODELSTORE", "odd", "TORCH", "CPU", "BLOB", blob(module))
+    r.execute_command("AI.TENSORSET", "x", "FLOAT", 2, "VALUES", 1, 2)
     with pytest.raises(redis.ResponseError, match=message):
-        r.execute_command('AI.MODELRUN', 'odd', 'INPUTS', 'x', 'OUTPUTS', 'o')
-    assert r.exists('o') == 0
-    r.execute_command('AI.MODELSTORE', 'twice', 'TORCH', 'CPU', 'BLOB', blob(Twice()))
-    assert r.execute_command('AI.MODELRUN', 'twice', 'INPUTS', 'x', 'OUTPUTS', 'o') == b'OK'
+        r.execute_command("AI.MODELRUN", "odd", "INPUTS", "x", "OUTPUTS", "o")
+    assert r.exists("o") == 0
+    r.execute_command("AI.MODELSTORE", "twice", "TORCH", "CPU", "BLOB", blob(Twice()))
+    assert r.execute_command("AI.MODELRUN", "twice", "INPUTS", "x", "OUTPUTS", "o") == b"OK"

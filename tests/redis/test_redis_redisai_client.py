@@ -24,9 +24,12 @@ def test_redisai_client_answers_every_input(server, model_blob, eager_logits, tm
     model.write_bytes(model_blob)
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps([encode(n + 1) for n in NUMBERS]))
-    result = subprocess.run([str(CLIENT_PYTHON), str(CHECK), str(server.port), str(model), str(inputs),
-                             str(redis_secrets.folder)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(CLIENT_PYTHON), str(CHECK), str(server.port), str(model), str(inputs), str(redis_secrets.folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     logits = np.array(reply["logits"], dtype=np.float32)

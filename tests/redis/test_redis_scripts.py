@@ -19,8 +19,9 @@ ROOM = ROOT / "serving" / "redis"
 def run(args, env=None, timeout=600):
     # The scripts as a user runs them: the regular build, whatever the test run uses.
     base = {k: v for k, v in os.environ.items() if k != "FIZBUZ_REDIS_SANITIZE"}
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(base, **(env or {})))
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=dict(base, **(env or {}))
+    )
 
 
 @pytest.mark.parametrize("script", ["setup.sh", "build.sh", "start_redis.sh"])
@@ -63,8 +64,10 @@ def test_start_status_client_stop(run_home):
         client = run([sys.executable, ROOM / "client.py", "--port", port, "--store", "14", "2", "4", "7"], env)
         assert client.returncode == 0, client.stderr
         assert client.stdout.splitlines() == ["14 -> FizzBuzz", "2 -> Fizz", "4 -> Buzz", "7 -> 8"]
-        one_x = run([sys.executable, ROOM / "client.py", "--port", port, "--dialect", "1.x", "--store", "--key", "m",
-                     "1021"], env)
+        one_x = run(
+            [sys.executable, ROOM / "client.py", "--port", port, "--dialect", "1.x", "--store", "--key", "m", "1021"],
+            env,
+        )
         assert one_x.stdout.splitlines() == ["1021 -> 1022"], one_x.stderr
         bad = run([sys.executable, ROOM / "client.py", "--port", port, "--key", "missing", "3"], env)
         assert bad.returncode == 1 and "model key is empty" in bad.stderr

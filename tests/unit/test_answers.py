@@ -43,8 +43,9 @@ def test_ask_all_finds_each_wrong_answer_and_counts_a_raised_ask_as_one():
 
 
 def test_v2_labels_and_wrong_labels():
-    body = json.dumps({"outputs": [{"name": "logits", "data": [0.1]},
-                                   {"name": "next_number", "data": ["FizzBuzz", "Fizz"]}]})
+    body = json.dumps(
+        {"outputs": [{"name": "logits", "data": [0.1]}, {"name": "next_number", "data": ["FizzBuzz", "Fizz"]}]}
+    )
     assert answers.v2_labels(body, "next_number") == ["FizzBuzz", "Fizz"]
     assert answers.labels_are_right([14, 2], answers.v2_labels(body, "next_number"))
     assert answers.v2_labels(b"{}", "next_number") is None and answers.v2_labels(b"x", "next_number") is None
@@ -53,13 +54,19 @@ def test_v2_labels_and_wrong_labels():
 
 
 def test_no_other_module_writes_its_own_answer_rule():
-    """"The label of n + 1" is written in fizbuz_codec and read through
+    """ "The label of n + 1" is written in fizbuz_codec and read through
     fizbuz.contract / fizbuz.answers only; a load tool, bench, server or test that
     computes it again would be a second, drifting answer checker."""
-    files = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     allowed = {"fizbuz_codec.py", "fizbuz/contract.py", "fizbuz/answers.py", "fizbuz_package/fizbuz_codec.py"}
     rule = re.compile(r"true_label\(\s*[\w\[\]().]+\s*\+\s*1\s*\)")
-    offenders = [name for name in files if name not in allowed and not name.startswith("tests/unit/")
-                 and rule.search((ROOT / name).read_text(errors="replace"))]
+    offenders = [
+        name
+        for name in files
+        if name not in allowed
+        and not name.startswith("tests/unit/")
+        and rule.search((ROOT / name).read_text(errors="replace"))
+    ]
     assert offenders == []

@@ -9,9 +9,14 @@ import zipfile
 from fizbuz.contract import ROOT
 
 EXPECTED = {
-    "MAR-INF/MANIFEST.json", "fizbuz_service.py", "fizbuz_codec.py", "fizbuz_v2.py", "fizbuz_metrics.py",
+    "MAR-INF/MANIFEST.json",
+    "fizbuz_service.py",
+    "fizbuz_codec.py",
+    "fizbuz_v2.py",
+    "fizbuz_metrics.py",
     "signature.json",
-    "fizbuz_package-symbol.json", "fizbuz_package-0000.params",
+    "fizbuz_package-symbol.json",
+    "fizbuz_package-0000.params",
 }
 
 
@@ -54,9 +59,18 @@ def test_check_archive_rejects_an_archive_with_an_extra_file(mar_path, tmp_path)
 
 
 def test_build_mar_explains_missing_weights(tmp_path):
-    result = subprocess.run([str(ROOT / "build_mar.sh")], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, FIZBUZ_WEIGHTS=str(tmp_path / "missing.pth"),
-                                     MODEL_STORE=str(tmp_path / "store"), STAGING_DIR=str(tmp_path / "stage")))
+    result = subprocess.run(
+        [str(ROOT / "build_mar.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(
+            os.environ,
+            FIZBUZ_WEIGHTS=str(tmp_path / "missing.pth"),
+            MODEL_STORE=str(tmp_path / "store"),
+            STAGING_DIR=str(tmp_path / "stage"),
+        ),
+    )
     assert result.returncode == 1
     assert "no trained weights" in result.stderr and "fizbuz.train" in result.stderr
     assert not (tmp_path / "store").exists()

@@ -8,24 +8,40 @@ from bench import report
 
 
 def row(config, kind, concurrency, rps):
-    return {"config": config, "kind": kind, "concurrency": concurrency, "req_per_s": rps, "p50_ms": 1.0,
-            "p90_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0, "errors": 0, "load_avg_1m": 0.5}
+    return {
+        "config": config,
+        "kind": kind,
+        "concurrency": concurrency,
+        "req_per_s": rps,
+        "p50_ms": 1.0,
+        "p90_ms": 2.0,
+        "p99_ms": 3.0,
+        "max_ms": 4.0,
+        "errors": 0,
+        "load_avg_1m": 0.5,
+    }
 
 
 @pytest.fixture
 def rows():
-    return report.add_ratios([
-        row("mms-b8-d1", "mms", 1, 500.0), row("mms-b8-d1", "mms", 16, 6000.0),
-        row("flask-sync", "flask", 1, 1000.0), row("flask-sync", "flask", 16, 1500.0),
-        row("flask-gthread", "flask", 1, 800.0), row("flask-gthread", "flask", 16, 3000.0),
-        row("nginx", "nginx", 1, 50000.0), row("nginx", "nginx", 16, 120000.0),
-    ])
+    return report.add_ratios(
+        [
+            row("mms-b8-d1", "mms", 1, 500.0),
+            row("mms-b8-d1", "mms", 16, 6000.0),
+            row("flask-sync", "flask", 1, 1000.0),
+            row("flask-sync", "flask", 16, 1500.0),
+            row("flask-gthread", "flask", 1, 800.0),
+            row("flask-gthread", "flask", 16, 3000.0),
+            row("nginx", "nginx", 1, 50000.0),
+            row("nginx", "nginx", 16, 120000.0),
+        ]
+    )
 
 
 def test_ratios_are_against_the_best_flask_and_nginx_at_the_same_concurrency(rows):
     mms = {r["concurrency"]: r for r in rows if r["config"] == "mms-b8-d1"}
-    assert mms[1]["vs_flask"] == pytest.approx(0.5)      # flask-sync is best at c=1
-    assert mms[16]["vs_flask"] == pytest.approx(2.0)     # flask-gthread is best at c=16
+    assert mms[1]["vs_flask"] == pytest.approx(0.5)  # flask-sync is best at c=1
+    assert mms[16]["vs_flask"] == pytest.approx(2.0)  # flask-gthread is best at c=16
     assert mms[16]["vs_nginx"] == pytest.approx(0.05)
 
 
@@ -36,7 +52,11 @@ def test_ratios_are_empty_without_a_reference():
 
 def test_peaks_pick_each_configuration_best_point(rows):
     assert {r["config"]: r["concurrency"] for r in report.peaks(rows)} == {
-        "mms-b8-d1": 16, "flask-sync": 16, "flask-gthread": 16, "nginx": 16}
+        "mms-b8-d1": 16,
+        "flask-sync": 16,
+        "flask-gthread": 16,
+        "nginx": 16,
+    }
 
 
 def test_csv_and_markdown(rows, tmp_path):
@@ -45,8 +65,17 @@ def test_csv_and_markdown(rows, tmp_path):
         written = list(csv.DictReader(f))
     assert [r["config"] for r in written] == [r["config"] for r in rows]
     assert written[1]["req_per_s"] == "6000" and written[1]["vs_flask"] == "2"
-    report.write_markdown(tmp_path / "results.md", "title", ["a note"], [("CPU", "test")], ["setting"],
-                          rows, "| handler |", [("broken", "why")], "plot.png")
+    report.write_markdown(
+        tmp_path / "results.md",
+        "title",
+        ["a note"],
+        [("CPU", "test")],
+        ["setting"],
+        rows,
+        "| handler |",
+        [("broken", "why")],
+        "plot.png",
+    )
     text = (tmp_path / "results.md").read_text()
     assert "| mms-b8-d1 | 16 | 6,000 | 1.00 | 2.00 | 3.00 | 0 | 2.00× | 5% |" in text
     assert "> a note" in text and "**broken**: why" in text and "![" in text

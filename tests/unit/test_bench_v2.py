@@ -23,7 +23,7 @@ def lua_unquote(literal):
     out, text, at = bytearray(), literal[1:-1], 0
     while at < len(text):
         if text[at] == "\\":
-            out.append(int(text[at + 1:at + 4]))
+            out.append(int(text[at + 1 : at + 4]))
             at += 4
         else:
             assert text[at] != '"'
@@ -81,8 +81,9 @@ def test_wrk_script_holds_every_body_and_the_fixed_headers(protocol, n):
     script = target.wrk_script()
     literals = re.findall(r'^  ("(?:[^"\\]|\\\d{3})*")', script, re.M)
     assert [lua_unquote(x) for x in literals] == [body for body, _ in target.bodies()]
-    headers = dict((lua_unquote(k), lua_unquote(v)) for k, v in
-                   re.findall(r'^wrk\.headers\[("[^"]*")\] = ("[^"]*")', script, re.M))
+    headers = dict(
+        (lua_unquote(k), lua_unquote(v)) for k, v in re.findall(r'^wrk\.headers\[("[^"]*")\] = ("[^"]*")', script, re.M)
+    )
     expected = {b"Content-Type": b"application/octet-stream" if protocol == "binary" else b"application/json"}
     if protocol == "binary":
         expected[b"Inference-Header-Content-Length"] = str(v2.binary_body(list(range(n)))[1]).encode()
@@ -106,15 +107,28 @@ def test_labels_from_each_kind_of_reply():
     labels = v2.expected_labels(numbers)
     assert labels == [expected_reply(n)["next_number"] for n in numbers] and labels[0] == "FizzBuzz"
     assert v2.labels_from_rest("card", json.dumps({"next_number": "Fizz"}).encode()) == ["Fizz"]
-    reply = {"model_name": "fizbuz_package", "outputs": [
-        {"name": "logits", "datatype": "FP32", "shape": [3, 4], "data": [0.0] * 12},
-        {"name": "next_number", "datatype": "BYTES", "shape": [3, 1], "data": labels}]}
+    reply = {
+        "model_name": "fizbuz_package",
+        "outputs": [
+            {"name": "logits", "datatype": "FP32", "shape": [3, 4], "data": [0.0] * 12},
+            {"name": "next_number", "datatype": "BYTES", "shape": [3, 1], "data": labels},
+        ],
+    }
     assert v2.labels_from_rest("json", json.dumps(reply).encode()) == labels
     raw = bytes_tensor(labels)
-    header = json.dumps({"outputs": [
-        {"name": "logits", "datatype": "FP32", "shape": [3, 4], "parameters": {"binary_data_size": 48}},
-        {"name": "next_number", "datatype": "BYTES", "shape": [3, 1],
-         "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    header = json.dumps(
+        {
+            "outputs": [
+                {"name": "logits", "datatype": "FP32", "shape": [3, 4], "parameters": {"binary_data_size": 48}},
+                {
+                    "name": "next_number",
+                    "datatype": "BYTES",
+                    "shape": [3, 1],
+                    "parameters": {"binary_data_size": len(raw)},
+                },
+            ]
+        }
+    ).encode()
     assert v2.labels_from_rest("binary", header + b"\0" * 48 + raw, len(header)) == labels
     with pytest.raises(ValueError, match="without Inference-Header-Content-Length"):
         v2.labels_from_rest("binary", json.dumps(reply).encode())
@@ -127,10 +141,12 @@ def test_labels_from_each_kind_of_reply():
     assert v2.labels_from_grpc(message.SerializeToString()) == labels
 
 
-WRK_OUT = ('Running 5s test @ https://127.0.0.1:1/predictions/fizbuz_package\n'
-           'WRK_SUMMARY {"requests": 1000, "duration_us": 5000000, "errors": {"connect": 0, "read": 1, '
-           '"write": 0, "status": 10, "timeout": 2}, "latency_us": {"p50": 1500, "p90": 3000, "p99": 9000, '
-           '"mean": 1800.0, "max": 20000}}\n')
+WRK_OUT = (
+    "Running 5s test @ https://127.0.0.1:1/predictions/fizbuz_package\n"
+    'WRK_SUMMARY {"requests": 1000, "duration_us": 5000000, "errors": {"connect": 0, "read": 1, '
+    '"write": 0, "status": 10, "timeout": 2}, "latency_us": {"p50": 1500, "p90": 3000, "p99": 9000, '
+    '"mean": 1800.0, "max": 20000}}\n'
+)
 
 
 def test_parse_wrk_counts_only_2xx_and_every_error():
@@ -168,19 +184,23 @@ def test_percentile_is_nearest_rank():
 
 
 def access(client, status, ustatus, path="/inference.GRPCInferenceService/ModelInfer", grpc="0"):
-    return (f'127.0.0.1 client={client} [2026-12-03T18:35:43+00:00] "POST {path} HTTP/2.0" {status} '
-            f'rt=0.010 upstream=10.1.1.2:3 ustatus={ustatus} urt=0.009 grpc={grpc} retry=')
+    return (
+        f'127.0.0.1 client={client} [2026-12-03T18:35:43+00:00] "POST {path} HTTP/2.0" {status} '
+        f"rt=0.010 upstream=10.1.1.2:3 ustatus={ustatus} urt=0.009 grpc={grpc} retry="
+    )
 
 
 def test_grpc_outcomes_from_the_access_log():
-    lines = [access("default", 200, "200"),               # answered
-             access("default", 200, "502 : 200"),         # retried on another host, answered
-             access("", 200, ""),                         # refused by the door (no token)
-             access("default", 200, "502"),               # the host failed
-             access("default", "000", ""),                # abandoned at the run's end
-             access("default", 499, ""),
-             access("default", 200, "200", path="/predictions/fizbuz_package"),  # not gRPC
-             access("default", 200, "200", grpc="3")]     # the handler refused it (INVALID_ARGUMENT)
+    lines = [
+        access("default", 200, "200"),  # answered
+        access("default", 200, "502 : 200"),  # retried on another host, answered
+        access("", 200, ""),  # refused by the door (no token)
+        access("default", 200, "502"),  # the host failed
+        access("default", "000", ""),  # abandoned at the run's end
+        access("default", 499, ""),
+        access("default", 200, "200", path="/predictions/fizbuz_package"),  # not gRPC
+        access("default", 200, "200", grpc="3"),
+    ]  # the handler refused it (INVALID_ARGUMENT)
     assert v2.grpc_log_outcomes("\n".join(lines)) == (7, 2, 2)
 
 
@@ -190,25 +210,40 @@ def test_each_round_plans_every_point_once_in_its_own_order():
     assert all(sorted(n) == sorted(names[0]) for n in names)
     assert len(names[0]) == 4 * 3 + 2 * 3 and len(set(names[0])) == len(names[0])
     assert len({tuple(n) for n in names}) == 4
-    assert names == [[(t.name, c) for t, c in v2.plan_round(i, [1, 16, 64], [1, 16, 64, 256], 64,
-                                                           ["binary", "grpc"], seed=20)] for i in range(4)]
+    assert names == [
+        [(t.name, c) for t, c in v2.plan_round(i, [1, 16, 64], [1, 16, 64, 256], 64, ["binary", "grpc"], seed=20)]
+        for i in range(4)
+    ]
     # A --batch-concurrency outside --levels still runs the N=1 requests there (the ratio's baseline).
     other = [(t.name, c) for t, c in v2.plan_round(0, [1, 64], [1, 64], 16, ["binary"], seed=1)]
-    assert sorted(other) == sorted([(p, 1) for p in v2.PROTOCOLS] + [(p, 64) for p in v2.PROTOCOLS] +
-                                   [("binary", 16), ("binary-N64", 16)])
+    assert sorted(other) == sorted(
+        [(p, 1) for p in v2.PROTOCOLS] + [(p, 64) for p in v2.PROTOCOLS] + [("binary", 16), ("binary-N64", 16)]
+    )
 
 
 def row(target, c, r, rps, n=1):
-    return {"target": target, "concurrency": c, "round": r, "req_per_s": rps, "pred_per_s": rps * n,
-            "p50_ms": 1.0, "p99_ms": 2.0}
+    return {
+        "target": target,
+        "concurrency": c,
+        "round": r,
+        "req_per_s": rps,
+        "pred_per_s": rps * n,
+        "p50_ms": 1.0,
+        "p99_ms": 2.0,
+    }
 
 
 def test_aims_are_paired_ratios_within_rounds():
     rows = []
     for r, scale in enumerate((1.0, 2.0, 0.5)):  # the machine's load moves every figure of a round alike
-        rows += [row("card", 64, r, 1000 * scale), row("json", 64, r, 900 * scale),
-                 row("binary", 64, r, 800 * scale), row("grpc", 64, r, 720 * scale),
-                 row("binary-N64", 64, r, 200 * scale, n=64), row("grpc-N64", 64, r, 100 * scale, n=64)]
+        rows += [
+            row("card", 64, r, 1000 * scale),
+            row("json", 64, r, 900 * scale),
+            row("binary", 64, r, 800 * scale),
+            row("grpc", 64, r, 720 * scale),
+            row("binary-N64", 64, r, 200 * scale, n=64),
+            row("grpc-N64", 64, r, 100 * scale, n=64),
+        ]
     assert v2.paired_ratios(rows, "json", "card", 64, "req_per_s") == pytest.approx([0.9] * 3)
     aims = v2.verdicts(rows, [1, 16, 64], [1, 16, 64, 256], 64, ["binary", "grpc"])
     held = [ok for _, ok in aims]
@@ -225,8 +260,9 @@ def test_grpc_helper_framing_round_trips():
 
 
 def test_help_describes_the_run():
-    result = subprocess.run([sys.executable, "-m", "bench.v2", "--help"], capture_output=True, text=True,
-                            timeout=60, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.v2", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert result.returncode == 0
     for option in ("--rounds", "--duration", "--warmup", "--levels", "--sizes", "--batch-concurrency"):
         assert option in result.stdout
@@ -235,5 +271,5 @@ def test_help_describes_the_run():
 
 def test_h2load_count_lasts_about_the_duration_and_fills_every_connection():
     assert v2.h2load_count(None, 5, 64) == 20 * 64
-    assert v2.h2load_count(1000.0, 5, 64) == 79 * 64   # 5000 requests, rounded up per connection
+    assert v2.h2load_count(1000.0, 5, 64) == 79 * 64  # 5000 requests, rounded up per connection
     assert v2.h2load_count(10.0, 5, 16) == 20 * 16

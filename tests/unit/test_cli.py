@@ -64,5 +64,7 @@ def test_start_runs_the_rooms_script_which_prepares_first(monkeypatch):
     monkeypatch.setattr(cli.subprocess, "call", lambda argv: calls.append(argv) or 0)
     assert cli.main(["fleet", "start", "-n", "1"]) == 0
     assert cli.main(["mms", "start", "--workers", "3"]) == 0
-    assert calls == [[str(ROOT / "serving/front/fleet.sh"), "start", "-n", "1"],
-                     [str(ROOT / "start_mms.sh"), "start", "--workers", "3"]]
+    assert calls == [
+        [str(ROOT / "serving/front/fleet.sh"), "start", "-n", "1"],
+        [str(ROOT / "start_mms.sh"), "start", "--workers", "3"],
+    ]

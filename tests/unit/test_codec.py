@@ -22,13 +22,16 @@ def test_seed_examples():
     assert codec.true_label(7) == "7"
 
 
-@pytest.mark.parametrize("number, bits", [
-    (0, [0] * 10),
-    (1, [0] * 9 + [1]),
-    (15, [0] * 6 + [1, 1, 1, 1]),
-    (512, [1] + [0] * 9),
-    (1023, [1] * 10),
-])
+@pytest.mark.parametrize(
+    "number, bits",
+    [
+        (0, [0] * 10),
+        (1, [0] * 9 + [1]),
+        (15, [0] * 6 + [1, 1, 1, 1]),
+        (512, [1] + [0] * 9),
+        (1023, [1] * 10),
+    ],
+)
 def test_encode_is_msb_first(number, bits):
     assert codec.encode(number) == bits
 
@@ -54,20 +57,23 @@ def test_validate_accepts_integers_in_range(value):
     assert codec.validate_input({"input.1": value}) == value
 
 
-@pytest.mark.parametrize("payload, fragment", [
-    ({"input.1": 1023}, "between 0 and 1022"),
-    ({"input.1": -1}, "between 0 and 1022"),
-    ({"input.1": 14.5}, "must be an integer"),
-    ({"input.1": 14.0}, "must be an integer"),
-    ({"input.1": True}, "must be an integer"),
-    ({"input.1": "x"}, "must be an integer"),
-    ({"input.1": None}, "must be an integer"),
-    ({"input.1": [14]}, "must be an integer"),
-    ({"x": 14}, 'missing key "input.1"'),
-    ([14], "JSON object"),
-    ("14", "JSON object"),
-    (14, "JSON object"),
-])
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        ({"input.1": 1023}, "between 0 and 1022"),
+        ({"input.1": -1}, "between 0 and 1022"),
+        ({"input.1": 14.5}, "must be an integer"),
+        ({"input.1": 14.0}, "must be an integer"),
+        ({"input.1": True}, "must be an integer"),
+        ({"input.1": "x"}, "must be an integer"),
+        ({"input.1": None}, "must be an integer"),
+        ({"input.1": [14]}, "must be an integer"),
+        ({"x": 14}, 'missing key "input.1"'),
+        ([14], "JSON object"),
+        ("14", "JSON object"),
+        (14, "JSON object"),
+    ],
+)
 def test_validate_rejects_with_a_message_naming_the_problem(payload, fragment):
     with pytest.raises(codec.InvalidInput, match=fragment):
         codec.validate_input(payload)
@@ -79,25 +85,31 @@ def test_messages_stay_short_for_huge_values():
     assert len(str(caught.value)) < 200
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (b'{"input.1": 14}', {"input.1": 14}),
-    (bytearray(b' {"input.1": 14}\n'), {"input.1": 14}),
-    ('{"input.1": 14}', {"input.1": 14}),
-    ({"input.1": 14}, {"input.1": 14}),  # already decoded by the server
-    (b"[1, 2]", [1, 2]),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b'{"input.1": 14}', {"input.1": 14}),
+        (bytearray(b' {"input.1": 14}\n'), {"input.1": 14}),
+        ('{"input.1": 14}', {"input.1": 14}),
+        ({"input.1": 14}, {"input.1": 14}),  # already decoded by the server
+        (b"[1, 2]", [1, 2]),
+    ],
+)
 def test_decode_body_parses_bytes_text_and_passes_decoded_values(raw, expected):
     assert codec.decode_body(raw) == expected
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    (b"", "empty body"),
-    (" \n", "empty body"),
-    (b"\xff\xfe", "not UTF-8 text (invalid start byte at byte 0)"),
-    (b"{oops", "not valid JSON"),
-    (b"9" * 5000, "not valid JSON"),
-    (b"[" * 100_000, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (b"", "empty body"),
+        (" \n", "empty body"),
+        (b"\xff\xfe", "not UTF-8 text (invalid start byte at byte 0)"),
+        (b"{oops", "not valid JSON"),
+        (b"9" * 5000, "not valid JSON"),
+        (b"[" * 100_000, "nested too deeply"),
+    ],
+)
 def test_decode_body_refuses_with_a_message(raw, fragment):
     with pytest.raises(codec.InvalidInput, match=re.escape(fragment)):
         codec.decode_body(raw)

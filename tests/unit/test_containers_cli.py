@@ -39,11 +39,27 @@ def test_commands_without_a_stack_say_so(tmp_path):
 
 
 def test_bad_arguments_get_clear_errors(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "serving.containers.cli", "--dir", str(tmp_path), "update",
-                             str(tmp_path / "missing.mar")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serving.containers.cli",
+            "--dir",
+            str(tmp_path),
+            "update",
+            str(tmp_path / "missing.mar"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "does not exist" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "serving.containers.cli", "--dir", str(tmp_path), "start",
-                             "--replicas", "0"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.containers.cli", "--dir", str(tmp_path), "start", "--replicas", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "at least 1" in result.stderr
     assert not (tmp_path / "state.json").exists()
 
@@ -53,15 +69,23 @@ def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     context = images.mms_context(tmp_path / "mms", mar_path, wheel_cache=tmp_path / "wheels")
     assert (context / "model_store" / MAR_FILE_NAME).is_file()
     assert sorted(p.name for p in (context / "wheels").glob("mxnet-1.9.1-*.whl"))
-    code = ("import sys; sys.modules['torch'] = None; "
-            "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, "
-            "serving.mms.metrics.exporter, fizbuz_v2; "
-            # Every project module came from the context, none from the checkout (the venv's editable install).
-            f"app = {str(context / 'app')!r}; print([m.__file__ for n, m in list(sys.modules.items()) "
-            "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics', 'fizbuz_v2') "
-            "and getattr(m, '__file__', None) and not m.__file__.startswith(app)])")
-    result = subprocess.run([sys.executable, "-c", code], cwd=context / "app", capture_output=True, text=True,
-                            env={"PYTHONPATH": str(context / "app"), "PATH": "/usr/bin:/bin"}, timeout=60)
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "import serving.mms.cli, serving.containers.entrypoint, serving.containers.health, "
+        "serving.mms.metrics.exporter, fizbuz_v2; "
+        # Every project module came from the context, none from the checkout (the venv's editable install).
+        f"app = {str(context / 'app')!r}; print([m.__file__ for n, m in list(sys.modules.items()) "
+        "if n.split('.')[0] in ('fizbuz', 'serving', 'fizbuz_codec', 'fizbuz_metrics', 'fizbuz_v2') "
+        "and getattr(m, '__file__', None) and not m.__file__.startswith(app)])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=context / "app",
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(context / "app"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     # The image's venv gets the handler's protobuf at the project's pin.
@@ -71,8 +95,9 @@ def test_the_image_app_starts_without_torch(tmp_path, mar_path):
     assert set(image_pins) <= set(constraints)
     assert sorted(p.name for p in (context / "wheels").glob("protobuf-7.36.2-*.whl"))
     # MMS in the image renders its config from the repo's own config.properties.
-    assert (context / "app/serving/mms/config.properties").read_bytes() == \
-        (ROOT / "serving/mms/config.properties").read_bytes()
+    assert (context / "app/serving/mms/config.properties").read_bytes() == (
+        ROOT / "serving/mms/config.properties"
+    ).read_bytes()
 
 
 def test_front_door_config_is_fully_rendered(tmp_path):
@@ -122,8 +147,10 @@ def test_the_health_checks_v2_call_is_answered_right_by_the_handler(batched_serv
     import fizbuz_service
     from fizbuz.handler_harness import load_context
     from mms.context import RequestProcessor
-    assert {fizbuz_service.PROTOCOL_HEADER, fizbuz_service.CALL_HEADER, fizbuz_service.MODEL_HEADER} \
-        <= set(health.V2_HEADERS)
+
+    assert {fizbuz_service.PROTOCOL_HEADER, fizbuz_service.CALL_HEADER, fizbuz_service.MODEL_HEADER} <= set(
+        health.V2_HEADERS
+    )
     assert health.V2_HEADERS[fizbuz_service.PROTOCOL_HEADER] == fizbuz_service.REST
     assert dict(config.CALL_HEADERS)["Content-Type"] == health.V2_HEADERS["Content-Type"]
     numbers = list(range(0, 1023, 7))
@@ -140,26 +167,44 @@ def test_the_health_checks_v2_call_is_answered_right_by_the_handler(batched_serv
 
 def test_nodes_out_of_range_get_a_clear_error_and_nothing_is_made(tmp_path, mar_path):
     for nodes, managers in ((10, 1), (3, 4), (3, 0)):
-        result = subprocess.run([sys.executable, "-m", "serving.containers.cli", "--dir", str(tmp_path), "start",
-                                 "--nodes", str(nodes), "--managers", str(managers), "--mar", str(mar_path)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "serving.containers.cli",
+                "--dir",
+                str(tmp_path),
+                "start",
+                "--nodes",
+                str(nodes),
+                "--managers",
+                str(managers),
+                "--mar",
+                str(mar_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 1 and "--nodes must be 2..9" in result.stderr
         assert list(tmp_path.iterdir()) == []
 
 
 def test_the_stack_hands_mms_its_response_timeout(tmp_path, monkeypatch):
     from serving.mms.config import write_config
+
     monkeypatch.setenv("FIZBUZ_MMS_RESPONSE_TIMEOUT", "120")
     write_config(tmp_path / "config.properties", 8080, 8081)
     assert "default_response_timeout=120" in (tmp_path / "config.properties").read_text().splitlines()
     monkeypatch.setenv("FIZBUZ_MMS_RESPONSE_TIMEOUT", "0; rm -rf /")
     with pytest.raises(SettingError, match="FIZBUZ_MMS_RESPONSE_TIMEOUT='0; rm -rf /' is not a whole number"):
         write_config(tmp_path / "config.properties", 8080, 8081)
-    assert Options().response_timeout == "30"   # the one-node stack keeps MMS's own
+    assert Options().response_timeout == "30"  # the one-node stack keeps MMS's own
 
 
 def test_a_v2_load_checks_v2_answers(monkeypatch):
     from serving.front import client
+
     monkeypatch.setattr(client, "tls_context", lambda cafile: None)  # no connection is made
     load = client.Load("127.0.0.1", 1, None, "t", 1, protocol="v2")
     assert load.path == "/v2/models/fizbuz_package/infer"

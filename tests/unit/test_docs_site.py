@@ -12,8 +12,14 @@ from fizbuz.contract import ROOT
 def build(config: Path, site: Path) -> subprocess.CompletedProcess:
     mkdocs = Path(sys.executable).with_name("mkdocs")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    return subprocess.run([str(mkdocs), "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(mkdocs), "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_site_builds_strict(tmp_path):
@@ -29,8 +35,9 @@ def test_a_broken_link_fails_the_build(tmp_path):
     docs.mkdir()
     (docs / "index.md").write_text("# Home\n\nSee [the missing page](missing.md).\n")
     config = tmp_path / "mkdocs.yml"
-    config.write_text((ROOT / "mkdocs.yml").read_text().split("\nnav:")[0].replace("docs_dir: docs",
-                                                                                     f"docs_dir: {docs}"))
+    config.write_text(
+        (ROOT / "mkdocs.yml").read_text().split("\nnav:")[0].replace("docs_dir: docs", f"docs_dir: {docs}")
+    )
     result = build(config, tmp_path / "site")
     assert result.returncode != 0
     assert "missing.md" in result.stdout + result.stderr

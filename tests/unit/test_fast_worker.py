@@ -43,14 +43,14 @@ class ScriptedConn:
         if self.index == len(self.chunks):
             return b""
         chunk = self.chunks[self.index]
-        data = bytes(chunk[self.pos:self.pos + size])
+        data = bytes(chunk[self.pos : self.pos + size])
         self.pos += len(data)
         if self.pos == len(chunk):
             self.index, self.pos = self.index + 1, 0
         return data
 
     def unread(self):
-        return sum(len(chunk) for chunk in self.chunks[self.index:]) - self.pos
+        return sum(len(chunk) for chunk in self.chunks[self.index :]) - self.pos
 
 
 def typed(value):
@@ -87,13 +87,13 @@ def assert_same(stream_chunks):
 
 # ---- frames as MMS's Java frontend writes them (its CodecUtils/ModelRequestEncoder)
 
+
 def field(data):
     return struct.pack("!i", len(data)) + data
 
 
 def load_frame(name, path, batch_size, handler, gpu):
-    return (b"L" + field(name) + field(path) + struct.pack("!i", batch_size) + field(handler)
-            + struct.pack("!i", gpu))
+    return b"L" + field(name) + field(path) + struct.pack("!i", batch_size) + field(handler) + struct.pack("!i", gpu)
 
 
 def predict_frame(requests):
@@ -123,6 +123,7 @@ def split_frames(stream):
 
 # ---- recorded real frames
 
+
 def test_recordings_exist_and_hold_batches():
     assert RECORDED, f"no recorded frames in {FRAMES}: run tests/unit/mms_frames/record.py"
     frames = split_frames(RECORDED[0].read_bytes())
@@ -139,8 +140,10 @@ def test_recorded_stream_decodes_alike_whole_and_byte_by_byte(path, caplog):
     assert ending == ("exit", 0)  # the stream ends: "Frontend disconnected."
     assert len(messages) == len(split_frames(stream))
     # One byte per recv (MMS's decoder is too slow for that on the 120 KB body: ours alone).
-    assert decode_all(fast_worker.retrieve_msg, ScriptedConn([stream[i:i + 1] for i in range(len(stream))])) == (
-        messages, ending)
+    assert decode_all(fast_worker.retrieve_msg, ScriptedConn([stream[i : i + 1] for i in range(len(stream))])) == (
+        messages,
+        ending,
+    )
 
 
 def ours_split(frame, offsets):
@@ -148,9 +151,10 @@ def ours_split(frame, offsets):
     and gives the same whatever the cut, so its whole-frame answer is the reference)."""
     # Types are checked on the whole frame; a cut cannot change them (same code path), so
     # here plain equality (bytes == bytearray) is enough and much cheaper.
-    return {offset: decode_all(fast_worker.retrieve_msg, ScriptedConn([frame[:offset], frame[offset:]]),
-                               spell_types=False)
-            for offset in offsets}
+    return {
+        offset: decode_all(fast_worker.retrieve_msg, ScriptedConn([frame[:offset], frame[offset:]]), spell_types=False)
+        for offset in offsets
+    }
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=lambda path: path.name)
@@ -165,7 +169,8 @@ def test_recorded_frames_split_at_every_offset(path):
         else:  # the fields sit at both ends of a large body: every offset there, a stride between
             offsets = sorted({*range(1, 1024), *range(len(frame) - 1024, len(frame)), *range(1024, len(frame), 2039)})
         assert typed(fast_worker.retrieve_msg(ScriptedConn([frame]))) == typed(
-            mms_codec.retrieve_msg(ScriptedConn([frame])))
+            mms_codec.retrieve_msg(ScriptedConn([frame]))
+        )
         expected = decode_all(mms_codec.retrieve_msg, ScriptedConn([frame]), spell_types=False)
         assert expected[1] == ("exit", 0) and len(expected[0]) == 1
         for offset, got in ours_split(frame, offsets).items():
@@ -186,8 +191,9 @@ def test_frontend_gone_mid_frame_exits_like_mms(path, caplog):
 
 def test_fewer_recv_calls_than_mms():
     frames = split_frames(RECORDED[0].read_bytes())
-    batch = max((f for f in frames if len(f) < SMALL_FRAME), key=lambda f: len(mms_codec.retrieve_msg(
-        ScriptedConn([f]))[1]))
+    batch = max(
+        (f for f in frames if len(f) < SMALL_FRAME), key=lambda f: len(mms_codec.retrieve_msg(ScriptedConn([f]))[1])
+    )
     ours, theirs = ScriptedConn([batch]), ScriptedConn([batch])
     fast_worker.retrieve_msg(ours)
     mms_codec.retrieve_msg(theirs)
@@ -199,11 +205,14 @@ def test_fewer_recv_calls_than_mms():
 
 names = st.binary(max_size=40)
 texts = st.text(max_size=20)
-content_types = st.sampled_from(["application/json", "text/plain", "text/csv; charset=utf-8",
-                                 "application/octet-stream", "", "multipart/form-data"])
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                      max_size=3), max_leaves=8)
+content_types = st.sampled_from(
+    ["application/json", "text/plain", "text/csv; charset=utf-8", "application/octet-stream", "", "multipart/form-data"]
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -220,8 +229,9 @@ def an_input(draw):
 
 requests_ = st.tuples(names, st.lists(st.tuples(names, names), max_size=4), st.lists(an_input(), max_size=3))
 predict_frames = st.lists(requests_, max_size=6).map(predict_frame)
-load_frames = st.builds(load_frame, names, names, st.integers(-2**31, 2**31 - 1), names,
-                        st.integers(-2**31, 2**31 - 1))
+load_frames = st.builds(
+    load_frame, names, names, st.integers(-(2**31), 2**31 - 1), names, st.integers(-(2**31), 2**31 - 1)
+)
 streams = st.lists(st.one_of(predict_frames, load_frames), min_size=1, max_size=4).map(b"".join)
 
 
@@ -256,8 +266,12 @@ def test_generated_frames_split_at_every_offset(stream):
 
 def test_large_body_over_a_real_socket():
     body = bytes(range(256)) * 4096  # 1 MiB, larger than one recv and the socket buffer
-    frame = predict_frame([(b"req-1", [(b"X-A", b"1")], [(b"body", b"application/octet-stream", body)]),
-                           (b"req-2", [], [(b"body", b"application/json", b'{"input.1": 14}')])])
+    frame = predict_frame(
+        [
+            (b"req-1", [(b"X-A", b"1")], [(b"body", b"application/octet-stream", body)]),
+            (b"req-2", [], [(b"body", b"application/json", b'{"input.1": 14}')]),
+        ]
+    )
     expected = decode_all(mms_codec.retrieve_msg, ScriptedConn([frame]))
     ours_end, frontend = socket.socketpair()
     with ours_end, frontend:
@@ -270,6 +284,7 @@ def test_large_body_over_a_real_socket():
 
 
 # ---- applying the patch
+
 
 @pytest.fixture
 def restore_mms():
@@ -312,6 +327,7 @@ def test_refuses_any_other_mms(restore_mms, monkeypatch, caplog, change):
 
 # ---- how the patch gets into a worker
 
+
 def worker_env_for(*argv):
     from serving.mms import cli
     from serving.mms.process import RunFolder
@@ -353,13 +369,15 @@ def test_boot_patches_only_a_process_started_as_mms_worker(tmp_path, script, pat
     path.parent.mkdir(parents=True)
     path.write_text(PROBE)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(cli.WORKER_BOOT)}
-    done = subprocess.run([sys.executable, str(path), "--sock-type", "unix"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(path), "--sock-type", "unix"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "Error in sitecustomize" not in done.stderr
     if patched:
         assert done.stdout.splitlines() == [
             "fizbuz fast worker: buffered protocol, no per-batch metric lines (MMS 1.0.8)",
-            "fizbuz_mms_fast_worker emit_metrics_if_enabled ['--sock-type', 'unix']"]
+            "fizbuz_mms_fast_worker emit_metrics_if_enabled ['--sock-type', 'unix']",
+        ]
     else:
         assert done.stdout.splitlines() == ["mms.protocol.otf_message_handler emit_metrics ['--sock-type', 'unix']"]

@@ -44,7 +44,7 @@ def test_partial_batch(service, context):
 def test_every_input_in_batches_matches_the_truth(service, context):
     numbers = list(range(0, MAX_INPUT + 1))
     for start in range(0, len(numbers), BATCH_SIZE):
-        chunk = numbers[start:start + BATCH_SIZE]
+        chunk = numbers[start : start + BATCH_SIZE]
         replies, _ = answer(service, context, [{"input.1": n} for n in chunk])
         assert replies == [{"next_number": true_label(n + 1)} for n in chunk]
 
@@ -66,24 +66,27 @@ def test_mixed_batch_rejects_only_the_bad_requests(service, context):
     assert "not valid JSON" in replies[3]["error"]
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"input.1": 1023}, "between 0 and 1022"),
-    ({"input.1": -1}, "between 0 and 1022"),
-    ({"input.1": 14.5}, "must be an integer"),
-    ({"input.1": True}, "must be an integer"),
-    ({"input.1": "x"}, "must be an integer"),
-    ({"input.1": None}, "must be an integer"),
-    ({"other": 14}, 'missing key "input.1"'),
-    ([14], "JSON object"),
-    (b"", "empty body"),
-    (b"   ", "empty body"),
-    (b"{not json", "not valid JSON"),
-    (b"\xff\xfe\x00", "not UTF-8"),
-    (b"[" * 100_000, "nested too deeply"),
-    (b'{"input.1": ' + b"9" * 5000 + b"}", "not valid JSON"),
-    (b'{"input.1": 1e999}', "must be an integer"),
-    (b'{"input.1": NaN}', "must be an integer"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"input.1": 1023}, "between 0 and 1022"),
+        ({"input.1": -1}, "between 0 and 1022"),
+        ({"input.1": 14.5}, "must be an integer"),
+        ({"input.1": True}, "must be an integer"),
+        ({"input.1": "x"}, "must be an integer"),
+        ({"input.1": None}, "must be an integer"),
+        ({"other": 14}, 'missing key "input.1"'),
+        ([14], "JSON object"),
+        (b"", "empty body"),
+        (b"   ", "empty body"),
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"input.1": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        (b'{"input.1": 1e999}', "must be an integer"),
+        (b'{"input.1": NaN}', "must be an integer"),
+    ],
+)
 def test_bad_requests_get_400_with_a_message(service, context, body, fragment):
     replies, codes = answer(service, context, [body])
     assert codes == [400]
@@ -140,6 +143,7 @@ def status_field_offsets(frame):
     """Parse a reply frame as MMS 1.0.8's ModelResponseDecoder does; return the
     offset of each prediction's 4-byte status code."""
     import struct
+
     position = 4
     (length,) = struct.unpack_from("!i", frame, position)
     position += 4 + length
@@ -162,14 +166,18 @@ def status_field_offsets(frame):
         position += 4 + length
 
 
-@pytest.mark.parametrize("bodies", [
-    [{"input.1": 14}],
-    [{"input.1": n} for n in range(8)],
-    [{"input.1": 1}, b"", {"input.1": 1022}, b"[" * 5000, {"input.1": -1}, {"input.1": 99}],
-    [b"{bad", b"\xff", {"input.1": 0}],
-])
+@pytest.mark.parametrize(
+    "bodies",
+    [
+        [{"input.1": 14}],
+        [{"input.1": n} for n in range(8)],
+        [{"input.1": 1}, b"", {"input.1": 1022}, b"[" * 5000, {"input.1": -1}, {"input.1": 99}],
+        [b"{bad", b"\xff", {"input.1": 0}],
+    ],
+)
 def test_status_codes_never_straddle_a_16_byte_read(service, context, bodies):
     from mms.protocol.otf_message_handler import create_predict_response
+
     batch_context(context, len(bodies))
     replies = service.handle([raw_request(b) for b in bodies], context)
     frame = create_predict_response(replies, context.request_ids, "Prediction success", 200, context)
@@ -190,6 +198,7 @@ def test_alignment_is_derived_from_the_frame_layout():
 
 def test_a_failing_batch_gets_padded_500s_and_a_logged_traceback(unpacked_model, monkeypatch, caplog):
     from mms.protocol.otf_message_handler import create_predict_response
+
     context = load_context(unpacked_model, 16)
     service = fizbuz_service.MXNetModelService()
     service.initialize(context)
@@ -197,6 +206,7 @@ def test_a_failing_batch_gets_padded_500s_and_a_logged_traceback(unpacked_model,
 
     def broken_forward(numbers):
         raise RuntimeError("forward failed")
+
     monkeypatch.setattr(service, "inference", broken_forward)
     batch_context(context, 16)
     replies = fizbuz_service.handle([raw_request({"input.1": n}) for n in range(16)], context)
@@ -213,8 +223,7 @@ def test_a_failing_batch_gets_padded_500s_and_a_logged_traceback(unpacked_model,
     monkeypatch.undo()
     monkeypatch.setattr(fizbuz_service, "_service", service)
     batch_context(context, 1)
-    assert json.loads(fizbuz_service.handle([raw_request({"input.1": 14})], context)[0]) == \
-        {"next_number": "FizzBuzz"}
+    assert json.loads(fizbuz_service.handle([raw_request({"input.1": 14})], context)[0]) == {"next_number": "FizzBuzz"}
 
 
 def test_module_entry_point_loads_then_answers(unpacked_model):
@@ -225,16 +234,14 @@ def test_module_entry_point_loads_then_answers(unpacked_model):
     try:
         assert fizbuz_service.handle(None, context) is None
         batch_context(context, 1)
-        assert json.loads(fizbuz_service.handle([raw_request({"input.1": 9})], context)[0]) == \
-            {"next_number": "Buzz"}
+        assert json.loads(fizbuz_service.handle([raw_request({"input.1": 9})], context)[0]) == {"next_number": "Buzz"}
     finally:
         fizbuz_service._service = module_service
 
 
 def test_initialize_fails_loudly_without_the_model(tmp_path, unpacked_model):
     (tmp_path / "MAR-INF").mkdir()
-    (tmp_path / "MAR-INF" / "MANIFEST.json").write_bytes(
-        (unpacked_model / "MAR-INF" / "MANIFEST.json").read_bytes())
+    (tmp_path / "MAR-INF" / "MANIFEST.json").write_bytes((unpacked_model / "MAR-INF" / "MANIFEST.json").read_bytes())
     (tmp_path / "signature.json").write_bytes((unpacked_model / "signature.json").read_bytes())
     with pytest.raises(FileNotFoundError, match="fizbuz_package-symbol.json is missing from the archive"):
         fizbuz_service.MXNetModelService().initialize(load_context(tmp_path, 1))
@@ -262,8 +269,13 @@ print("torch loaded:", "torch" in sys.modules)
 
 
 def test_archive_is_self_contained_without_torch(unpacked_model, tmp_path):
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(unpacked_model)],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH, str(unpacked_model)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     replies = json.loads(result.stdout.splitlines()[0])
     assert [json.loads(r) for r in replies] == [{"next_number": "FizzBuzz"}, {"next_number": "Buzz"}]

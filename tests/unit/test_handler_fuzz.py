@@ -16,13 +16,13 @@ from fizbuz.handler_harness import batch_context, load_context, statuses
 from request_cases import expected_for_value, expected_reply, strict_json
 
 BATCH_SIZE = 8
-FUZZ = settings(max_examples=300, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 # Objects that often carry the real key, with any value under it.
 request_objects = st.dictionaries(st.sampled_from(["input.1", "input", "x", ""]), json_values, max_size=3)
 bodies = st.one_of(

@@ -16,8 +16,9 @@ README = "\n".join((ROOT / "docs" / page).read_text() for page in ("walkthrough.
 
 
 def run_export(*args):
-    return subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "export_onnx.py"), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_summary_cli_lists_the_committed_model_as_the_readme_shows_it():
@@ -40,8 +41,9 @@ def test_summary_cli_without_a_model_says_what_to_do(tmp_path):
 def test_readable_graph_shows_every_node_but_no_weight_values():
     model = onnx.load(str(COMMITTED_MODEL))
     text = export_onnx.readable_graph(model)
-    assert [line.split(" = ")[1].split()[0] for line in text.splitlines() if " = " in line] \
-        == [node.op_type for node in model.graph.node]
+    assert [line.split(" = ")[1].split()[0] for line in text.splitlines() if " = " in line] == [
+        node.op_type for node in model.graph.node
+    ]
     assert 'float[100,10] "hidden.weight"' in text and 'float[4] "out.bias"' in text
     assert "{-" not in text and len(text) < 2000  # values would be 1504 numbers
     assert len(model.graph.initializer) == 4  # the model itself keeps its weights

@@ -18,8 +18,14 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
     # nothing, it reads the sources found on PYTHONPATH.
     tool = Path(sys.executable).with_name("lint-imports")
     env = dict(os.environ, PYTHONPATH=str(root))
-    return subprocess.run([str(tool), "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [str(tool), "--no-cache", "--config", str(root / "pyproject.toml")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_the_rooms_keep_their_layers():

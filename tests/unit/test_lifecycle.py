@@ -34,8 +34,11 @@ def test_wait_until_lets_other_errors_through():
 
 def test_stop_server_stops_by_pid_file_and_says_so(tmp_path, caplog):
     pid_file = PidFile(tmp_path / "sleeper.pid", marker="fizbuz-lifecycle-sleeper")
-    process = lifecycle.spawn([sys.executable, "-c", "import signal; signal.pause()", "fizbuz-lifecycle-sleeper"],
-                              tmp_path / "sleeper.log", pid_file=pid_file)
+    process = lifecycle.spawn(
+        [sys.executable, "-c", "import signal; signal.pause()", "fizbuz-lifecycle-sleeper"],
+        tmp_path / "sleeper.log",
+        pid_file=pid_file,
+    )
     with caplog.at_level("INFO", logger="fizbuz.lifecycle"):
         assert lifecycle.stop_server(pid_file, "sleeper", grace=10) == 0
         assert lifecycle.stop_server(pid_file, "sleeper", grace=10) == 0  # twice is fine
@@ -61,8 +64,9 @@ HOLDER = "import signal, sys; handle = open(sys.argv[1] + '/held', 'w'); print('
 
 
 def start(folder, named):
-    process = psutil.Popen([sys.executable, "-c", HOLDER, str(folder), str(named)], stdout=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL)
+    process = psutil.Popen(
+        [sys.executable, "-c", HOLDER, str(folder), str(named)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
     assert process.stdout.readline() == b"open\n"  # the file is open: no sleep-as-readiness
     return process
 
@@ -75,8 +79,8 @@ def test_strays_are_found_by_command_line_or_open_file_and_ended(tmp_path):
     try:
         assert [p.pid for p in processes_under(named, names=("python",))] == [process.pid]
         assert [p.pid for p in processes_under(held, open_files=True)] == [process.pid]
-        assert processes_under(held) == []                       # not in its command line
-        assert processes_under(named, names=("java",)) == []     # another program's name
+        assert processes_under(held) == []  # not in its command line
+        assert processes_under(named, names=("java",)) == []  # another program's name
         assert processes_under(elsewhere, open_files=True) == []
         end_processes(processes_under(named, names=("python",)))
         psutil.wait_procs([process], timeout=10)

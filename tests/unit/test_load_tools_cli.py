@@ -15,8 +15,14 @@ TOOL_MODULES = ["loadtest.loadgen", "loadtest.openloop", "loadtest.soak", "loadt
 
 
 def run(command, **env):
-    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, **env), stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(c) for c in command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, **env),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_serve_sh_answers_help():
@@ -40,8 +46,19 @@ def test_serve_sh_refuses_an_unknown_worker_class(tmp_path):
 
 
 def test_bench_lists_the_sweep_and_picks_subsets():
-    result = run([sys.executable, ROOT / "bench" / "run_bench.py", "--list", "--batch-sizes", "4",
-                  "--delays", "0,3", "--configs", "mms-*,nginx"])
+    result = run(
+        [
+            sys.executable,
+            ROOT / "bench" / "run_bench.py",
+            "--list",
+            "--batch-sizes",
+            "4",
+            "--delays",
+            "0,3",
+            "--configs",
+            "mms-*,nginx",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert names == ["mms-b1-w1", "mms-b1-w2", "mms-b4-d0", "mms-b4-d3", "nginx"]

@@ -21,7 +21,7 @@ from fizbuz.lifecycle import free_port
 from loadtest.loadgen import LoadResult, run_load
 from stub_server import StubServer
 
-WRONG_AT, FAILING_AT = 3, 7   # the stub answers these inputs wrong / with a 500
+WRONG_AT, FAILING_AT = 3, 7  # the stub answers these inputs wrong / with a 500
 
 
 class Stub(StubServer):
@@ -128,8 +128,14 @@ def test_needs_a_duration_or_a_total():
 
 
 def loadgen_cli(*args):
-    return subprocess.run([sys.executable, "-m", "loadtest.loadgen", *args], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.loadgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
 
 
 def test_cli_prints_a_json_report_and_fails_on_a_wrong_answer(stub):

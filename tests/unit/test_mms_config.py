@@ -6,8 +6,12 @@ import pytest
 from fizbuz.errors import SettingError
 from serving.mms.config import write_config
 
-FRONTEND = ("FIZBUZ_MMS_NETTY_THREADS", "FIZBUZ_MMS_NETTY_CLIENT_THREADS", "FIZBUZ_MMS_JVM_OPTIONS",
-            "FIZBUZ_MMS_RESPONSE_TIMEOUT")
+FRONTEND = (
+    "FIZBUZ_MMS_NETTY_THREADS",
+    "FIZBUZ_MMS_NETTY_CLIENT_THREADS",
+    "FIZBUZ_MMS_JVM_OPTIONS",
+    "FIZBUZ_MMS_RESPONSE_TIMEOUT",
+)
 
 
 def written(tmp_path):
@@ -20,7 +24,7 @@ def test_unset_settings_leave_the_template_alone(tmp_path, monkeypatch):
     for name in FRONTEND:
         monkeypatch.delenv(name, raising=False)
     config = written(tmp_path)
-    assert config["vmargs"] == "-XX:+UseSerialGC"   # the template's, measured in bench/results/mms_path
+    assert config["vmargs"] == "-XX:+UseSerialGC"  # the template's, measured in bench/results/mms_path
     assert (config["number_of_netty_threads"], config["netty_client_threads"]) == ("1", "1")
     assert config["default_response_timeout"] == "30"
 

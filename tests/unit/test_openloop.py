@@ -19,7 +19,7 @@ from fizbuz.lifecycle import free_port
 from loadtest import openloop
 from stub_server import StubServer
 
-WRONG_AT, BUSY_AT, BARE_BUSY_AT = 3, 5, 6   # answered wrong / 503 + Retry-After / 503 without it
+WRONG_AT, BUSY_AT, BARE_BUSY_AT = 3, 5, 6  # answered wrong / 503 + Retry-After / 503 without it
 
 
 class Server(StubServer):
@@ -48,9 +48,13 @@ class Server(StubServer):
 
     async def v2(self, request):
         number = (await request.json())["inputs"][0]["data"][0]
-        return await self._answer(number, lambda label: {
-            "model_name": fizbuz_v2.MODEL_NAME,
-            "outputs": [{"name": fizbuz_v2.LABEL_OUTPUT, "datatype": "BYTES", "shape": [1, 1], "data": [label]}]})
+        return await self._answer(
+            number,
+            lambda label: {
+                "model_name": fizbuz_v2.MODEL_NAME,
+                "outputs": [{"name": fizbuz_v2.LABEL_OUTPUT, "datatype": "BYTES", "shape": [1, 1], "data": [label]}],
+            },
+        )
 
     def routes(self, app):
         app.router.add_post(PREDICT_PATH, self.card)
@@ -62,8 +66,8 @@ def test_constant_and_poisson_schedules():
     assert len(constant) == 200 and constant[1] - constant[0] == pytest.approx(0.01)
     poisson = openloop.schedule(1000, 5.0, "poisson", seed=1)
     assert poisson == sorted(poisson) and all(0 < t < 5.0 for t in poisson)
-    assert 4500 < len(poisson) < 5500                    # about rate x duration
-    assert poisson == openloop.schedule(1000, 5.0, "poisson", seed=1)   # seeded
+    assert 4500 < len(poisson) < 5500  # about rate x duration
+    assert poisson == openloop.schedule(1000, 5.0, "poisson", seed=1)  # seeded
     with pytest.raises(ValueError):
         openloop.schedule(0, 1, "constant")
 
@@ -72,7 +76,7 @@ def test_constant_and_poisson_schedules():
 def test_every_answer_is_checked_and_classified(protocol):
     with Server() as server:
         target = openloop.Target(f"http://127.0.0.1:{server.port}", protocol)
-        outcomes = openloop.run_sync(target, rate=200, duration=0.1)   # numbers 0..19
+        outcomes = openloop.run_sync(target, rate=200, duration=0.1)  # numbers 0..19
     assert outcomes.scheduled == outcomes.sent == 20
     assert outcomes.classes == {"right": 17, "wrong": 1, "5xx:503": 2}
     assert outcomes.rejected == 2
@@ -87,7 +91,7 @@ def test_sends_do_not_wait_for_answers_and_latency_counts_from_the_schedule():
         target = openloop.Target(f"http://127.0.0.1:{server.port}")
         outcomes = openloop.run_sync(target, rate=100, duration=0.5)
     assert outcomes.sent == 50 and outcomes.cap_hit == 0
-    assert server.most_in_flight >= 20          # many outstanding at once
+    assert server.most_in_flight >= 20  # many outstanding at once
     assert min(outcomes.latencies["right"]) >= 0.3
 
 
@@ -103,8 +107,7 @@ def test_a_refused_connection_and_a_timeout_are_their_own_classes():
     refused = openloop.run_sync(openloop.Target(f"http://127.0.0.1:{free_port()}"), rate=50, duration=0.1)
     assert refused.classes == {"connection_error": 5}
     with Server(delay=2.0) as server:
-        slow = openloop.run_sync(openloop.Target(f"http://127.0.0.1:{server.port}", timeout=0.2),
-                                 rate=50, duration=0.1)
+        slow = openloop.run_sync(openloop.Target(f"http://127.0.0.1:{server.port}", timeout=0.2), rate=50, duration=0.1)
     assert slow.classes == {"timeout": 5}
 
 

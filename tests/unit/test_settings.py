@@ -47,13 +47,16 @@ def test_an_old_name_logs_one_deprecation_line(monkeypatch, caplog):
     assert lines == ["BATCH_SIZE is deprecated: set FIZBUZ_BATCH_SIZE instead (same value)"]
 
 
-@pytest.mark.parametrize("name, text, words", [
-    ("FIZBUZ_WORKERS", "two", "is not a whole number"),
-    ("FIZBUZ_WORKERS", "0", "is outside 1..16"),
-    ("FIZBUZ_INFERENCE_PORT", "40000", "is outside 1..32766"),
-    ("FIZBUZ_TLS", "maybe", "is not 0 or 1"),
-    ("FIZBUZ_READ_TIMEOUT", "soon", "is not a number"),
-])
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("FIZBUZ_WORKERS", "two", "is not a whole number"),
+        ("FIZBUZ_WORKERS", "0", "is outside 1..16"),
+        ("FIZBUZ_INFERENCE_PORT", "40000", "is outside 1..32766"),
+        ("FIZBUZ_TLS", "maybe", "is not 0 or 1"),
+        ("FIZBUZ_READ_TIMEOUT", "soon", "is not a number"),
+    ],
+)
 def test_a_bad_value_is_a_setting_error_naming_it(monkeypatch, name, text, words):
     monkeypatch.setenv(name, text)
     key = name.removeprefix("FIZBUZ_").lower()
@@ -64,11 +67,14 @@ def test_a_bad_value_is_a_setting_error_naming_it(monkeypatch, name, text, words
 
 def test_a_bad_value_stops_a_command_with_exit_2_and_one_line(monkeypatch):
     env = {"FIZBUZ_WORKERS": "lots", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(ROOT / ".venv/bin/fizbuz"), "mms", "status"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/fizbuz"), "mms", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == ("mms: FIZBUZ_WORKERS='lots' is not a whole number "
-                                     "(MMS worker processes per host (one per core suits this model))")
+    assert result.stderr.strip() == (
+        "mms: FIZBUZ_WORKERS='lots' is not a whole number "
+        "(MMS worker processes per host (one per core suits this model))"
+    )
 
 
 def test_every_fizbuz_name_the_code_reads_is_in_the_table():
@@ -100,5 +106,6 @@ def test_shell_defaults_match_the_table():
 
 
 def test_the_docs_page_is_current():
-    assert (ROOT / "docs/settings.md").read_text() == settings.markdown(), \
+    assert (ROOT / "docs/settings.md").read_text() == settings.markdown(), (
         "run: .venv/bin/fizbuz settings --markdown > docs/settings.md"
+    )

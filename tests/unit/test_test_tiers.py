@@ -19,10 +19,16 @@ def test_run_tests_with_arguments_installs_and_builds_nothing(tmp_path):
         tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path}/called"\nexit 1\n')
         tool.chmod(0o755)
     env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}")
-    result = subprocess.run([str(ROOT / "run_tests.sh"), "--collect-only", "-q", "tests/unit/test_lint.py"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(ROOT / "run_tests.sh"), "--collect-only", "-q", "tests/unit/test_lint.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 test collected" in result.stdout
+    assert "2 tests collected" in result.stdout  # test_lint.py: ruff check, ruff format --check
     assert not (tmp_path / "called").exists(), (tmp_path / "called").read_text()
 
 
@@ -30,9 +36,11 @@ def test_the_scripts_explain_the_tiers():
     usage = subprocess.run([str(ROOT / "run_tests.sh"), "-h"], capture_output=True, text=True, timeout=30)
     assert usage.returncode == 0
     assert "--provision-only" in usage.stdout and '-m "not slow"' in usage.stdout
-    provision = subprocess.run([str(ROOT / "scripts" / "provision.sh"), "-h"], capture_output=True, text=True,
-                               timeout=30)
+    provision = subprocess.run(
+        [str(ROOT / "scripts" / "provision.sh"), "-h"], capture_output=True, text=True, timeout=30
+    )
     assert provision.returncode == 0 and "Usage" in provision.stdout
-    refused = subprocess.run([str(ROOT / "run_tests.sh"), "--provision-only", "extra"], capture_output=True,
-                             text=True, timeout=30)
+    refused = subprocess.run(
+        [str(ROOT / "run_tests.sh"), "--provision-only", "extra"], capture_output=True, text=True, timeout=30
+    )
     assert refused.returncode != 0 and "takes no other argument" in refused.stderr

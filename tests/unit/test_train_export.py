@@ -28,8 +28,9 @@ def test_committed_weights_are_right_on_every_number(model):
 
 
 def train_into(output):
-    result = subprocess.run([sys.executable, "-m", "fizbuz.train", "--output", str(output)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "fizbuz.train", "--output", str(output)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "held-out accuracy (1..100):   100.00%" in result.stderr
     assert "full-range accuracy (1..1023): 100.00%" in result.stderr
@@ -57,8 +58,12 @@ def test_train_is_bit_reproducible_and_matches_the_committed_weights(tmp_path):
 
 def test_export_prints_ir_checks_and_proves_parity(tmp_path):
     output = tmp_path / "fizbuz.onnx"
-    result = subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), "--output", str(output)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "export_onnx.py"), "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "aten::sigmoid" in result.stdout  # the traced TorchScript IR
     assert "Gemm" in result.stdout and "Sigmoid" in result.stdout  # the ONNX graph

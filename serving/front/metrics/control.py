@@ -34,11 +34,28 @@ def start(fleet_dir, door, port, timeout=30.0):
     (bounded) until /metrics answers; returns its psutil.Process."""
     fleet_dir = Path(fleet_dir)
     check_port_free(int(port), "the front door's metrics exporter", hint=" (FRONT_METRICS_PORT; 0: no metrics)")
-    command = [sys.executable, "-m", EXPORTER_MODULE, "--port", port, "--log", door.logs / front_log.LOG_NAME,
-               "--state-file", fleet_dir / "fleet.json", "--nginx-pid-file", door.pid_file.path]
+    command = [
+        sys.executable,
+        "-m",
+        EXPORTER_MODULE,
+        "--port",
+        port,
+        "--log",
+        door.logs / front_log.LOG_NAME,
+        "--state-file",
+        fleet_dir / "fleet.json",
+        "--nginx-pid-file",
+        door.pid_file.path,
+    ]
     log.info("starting the front door's metrics exporter on %s", metrics_url(port))
-    return start_server(command, pid_file(fleet_dir), door.logs / LOG_FILE_NAME, ready=lambda: answers(port),
-                        what="the front door's metrics exporter", timeout=timeout)
+    return start_server(
+        command,
+        pid_file(fleet_dir),
+        door.logs / LOG_FILE_NAME,
+        ready=lambda: answers(port),
+        what="the front door's metrics exporter",
+        timeout=timeout,
+    )
 
 
 def stop(fleet_dir):

@@ -77,8 +77,12 @@ class Follower:
                 return
             os.replace(self.tail.path, self.tail.path + ".1")
             master.send_signal(signal.SIGUSR1)
-            log.info("rotated %s (%d bytes) and asked nginx (pid %d) to reopen it",
-                     self.tail.path, self.tail.size(), master.pid)
+            log.info(
+                "rotated %s (%d bytes) and asked nginx (pid %d) to reopen it",
+                self.tail.path,
+                self.tail.size(),
+                master.pid,
+            )
         except (OSError, ProcessLookupError) as error:
             log.warning("could not rotate %s: %s", self.tail.path, error)
 
@@ -90,11 +94,19 @@ def parse_args(argv):
     parser.add_argument("--log", required=True, help="the metrics log nginx writes")
     parser.add_argument("--state-file", help="the fleet's state file (hosts to probe); none: no host_up")
     parser.add_argument("--nginx-pid-file", help="to ask nginx to reopen the log after a rotation")
-    parser.add_argument("--rotate-bytes", type=int, default=64 << 20,
-                        help="rotate the log (to LOG.1) past this size; 0: never (default %(default)s)")
+    parser.add_argument(
+        "--rotate-bytes",
+        type=int,
+        default=64 << 20,
+        help="rotate the log (to LOG.1) past this size; 0: never (default %(default)s)",
+    )
     parser.add_argument("--probe-timeout", type=float, default=0.5, help="seconds per host probe (default %(default)s)")
-    parser.add_argument("--poll-interval", type=float, default=0.2,
-                        help="seconds between looks at the log when nothing is new (default %(default)s)")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.2,
+        help="seconds between looks at the log when nothing is new (default %(default)s)",
+    )
     parser.add_argument("--nice", type=int, default=10, help="added niceness (default %(default)s)")
     return parser.parse_args(argv)
 

@@ -21,7 +21,7 @@ from fizbuz.contract import PREDICT_PATH
 
 log = logging.getLogger(__name__)
 
-HOST_UP = "fizbuz_front_host_up"            # gauge{host}
+HOST_UP = "fizbuz_front_host_up"  # gauge{host}
 HOST_DRAINED = "fizbuz_front_host_drained"  # gauge{host}
 
 
@@ -58,8 +58,11 @@ class HostProbe:
             return self.last[1]
 
     def families(self):
-        up = GaugeMetricFamily(HOST_UP, "1 when the host answered a smoke prediction right at this scrape "
-                               "(probed straight, short timeout)", labels=["host"])
+        up = GaugeMetricFamily(
+            HOST_UP,
+            "1 when the host answered a smoke prediction right at this scrape (probed straight, short timeout)",
+            labels=["host"],
+        )
         drained = GaugeMetricFamily(HOST_DRAINED, "1 when the host is drained at the front door", labels=["host"])
         for host, answered, is_drained in self.results():
             up.add_metric([host], 1.0 if answered else 0.0)

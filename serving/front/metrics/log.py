@@ -22,30 +22,38 @@ import threading
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from fizbuz.contract import PREDICT_PATH
+from fizbuz_codec import is_decimal
 
-LOG_NAME = "metrics.log"   # in the front door's logs folder
-VERSION = "f2"   # f2: the retry budget's verdict added (issue 23)
+LOG_NAME = "metrics.log"  # in the front door's logs folder
+VERSION = "f2"  # f2: the retry budget's verdict added (issue 23)
 # The upstream fields through the front door's maps: the try of a v2 or gRPC
 # call (a door.js subrequest) shows there as the card's own does.
-NGINX_VARIABLES = ("$request_uri", "$status", "$request_time", "$fizbuz_upstream_addr",
-                   "$fizbuz_upstream_status", "$fizbuz_upstream_response_time", "$fizbuz_upstream_header_time",
-                   "$fizbuz_retry")
+NGINX_VARIABLES = (
+    "$request_uri",
+    "$status",
+    "$request_time",
+    "$fizbuz_upstream_addr",
+    "$fizbuz_upstream_status",
+    "$fizbuz_upstream_response_time",
+    "$fizbuz_upstream_header_time",
+    "$fizbuz_retry",
+)
 FIELDS = 1 + len(NGINX_VARIABLES)
 
-REQUESTS = "fizbuz_front_requests"                 # counter{route, status}
-REQUEST_SECONDS = "fizbuz_front_request_seconds"   # histogram{route}
-RETRIED = "fizbuz_front_retried_requests"          # counter{route, via}
-RETRY_BUDGET = "fizbuz_front_retry_budget"         # counter{route, verdict}: retries granted / refused
+REQUESTS = "fizbuz_front_requests"  # counter{route, status}
+REQUEST_SECONDS = "fizbuz_front_request_seconds"  # histogram{route}
+RETRIED = "fizbuz_front_retried_requests"  # counter{route, via}
+RETRY_BUDGET = "fizbuz_front_retry_budget"  # counter{route, verdict}: retries granted / refused
 VERDICTS = ("granted", "spent")
 UPSTREAM_SECONDS = "fizbuz_front_upstream_seconds"  # histogram{host}: one observation per try
 UPSTREAM_FAILURES = "fizbuz_front_upstream_failures"  # counter{host, reason}
-LOG_LINES = "fizbuz_front_log_lines"               # counter: lines read
+LOG_LINES = "fizbuz_front_log_lines"  # counter: lines read
 LOG_MALFORMED = "fizbuz_front_log_malformed_lines"  # counter
-LOG_LAG = "fizbuz_front_log_lag_bytes"             # gauge: written but not read yet
-LOG_ROTATIONS = "fizbuz_front_log_rotations"       # counter
+LOG_LAG = "fizbuz_front_log_lag_bytes"  # gauge: written but not read yet
+LOG_ROTATIONS = "fizbuz_front_log_rotations"  # counter
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-MAX_HOSTS = 64        # distinct host labels kept; more fold into "other" (bounded memory)
+MAX_HOSTS = 64  # distinct host labels kept; more fold into "other" (bounded memory)
 ROUTES = {PREDICT_PATH: "predict", "/ready": "ready"}
 TRY_SEPARATOR = re.compile(r", | : ")
 HOST_PORT = re.compile(r"^[0-9A-Za-z.\-\[\]:]+:\d+$")
@@ -115,15 +123,15 @@ class FrontCounts:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.requests = {}        # (route, status) -> count
-        self.retried = {}         # (route, via) -> count
-        self.budget = {}          # (route, verdict) -> count
-        self.failures = {}        # (host, reason) -> count
+        self.requests = {}  # (route, status) -> count
+        self.retried = {}  # (route, via) -> count
+        self.budget = {}  # (route, verdict) -> count
+        self.failures = {}  # (host, reason) -> count
         self.request_seconds = Histograms()
         self.upstream_seconds = Histograms()
         self.lines = 0
         self.malformed = 0
-        self.hosts = set()        # host labels given out so far (at most MAX_HOSTS)
+        self.hosts = set()  # host labels given out so far (at most MAX_HOSTS)
 
     def _host(self, address):
         if address in self.hosts:
@@ -142,7 +150,7 @@ class FrontCounts:
 
     def _add(self, raw):
         fields = raw.decode("utf-8", "replace").split("\t")
-        if len(fields) != FIELDS or fields[0] != VERSION or len(fields[2]) != 3 or not fields[2].isdigit():
+        if len(fields) != FIELDS or fields[0] != VERSION or len(fields[2]) != 3 or not is_decimal(fields[2]):
             self.malformed += 1
             return
         _, uri, status, request_time, addresses, statuses, times, header_times, verdict = fields
@@ -179,36 +187,51 @@ class FrontCounts:
 
     def families(self):
         with self.lock:
-            requests = CounterMetricFamily(REQUESTS, "Requests answered by the front door, by route and status",
-                                           labels=["route", "status"])
+            requests = CounterMetricFamily(
+                REQUESTS, "Requests answered by the front door, by route and status", labels=["route", "status"]
+            )
             for (route, status), count in sorted(self.requests.items()):
                 requests.add_metric([route, status], count)
-            retried = CounterMetricFamily(RETRIED, "Requests that needed a second upstream try "
-                                          "(via proxy_next_upstream or the 507 error_page retry)",
-                                          labels=["route", "via"])
+            retried = CounterMetricFamily(
+                RETRIED,
+                "Requests that needed a second upstream try (via proxy_next_upstream or the 507 error_page retry)",
+                labels=["route", "via"],
+            )
             for (route, via), count in sorted(self.retried.items()):
                 retried.add_metric([route, via], count)
-            budget = CounterMetricFamily(RETRY_BUDGET, "Failed tries the retry budget let through to another "
-                                         "host (granted) or answered 503 instead (spent)", labels=["route", "verdict"])
+            budget = CounterMetricFamily(
+                RETRY_BUDGET,
+                "Failed tries the retry budget let through to another host (granted) or answered 503 instead (spent)",
+                labels=["route", "verdict"],
+            )
             for (route, verdict), count in sorted(self.budget.items()):
                 budget.add_metric([route, verdict], count)
-            failures = CounterMetricFamily(UPSTREAM_FAILURES, "Upstream tries that failed, by host and reason "
-                                           "(the host's 5xx status, timeout, error)", labels=["host", "reason"])
+            failures = CounterMetricFamily(
+                UPSTREAM_FAILURES,
+                "Upstream tries that failed, by host and reason (the host's 5xx status, timeout, error)",
+                labels=["host", "reason"],
+            )
             for (host, reason), count in sorted(self.failures.items()):
                 failures.add_metric([host, reason], count)
-            return [requests,
-                    self.request_seconds.family(REQUEST_SECONDS, "Time the front door took per request "
-                                                "(nginx $request_time)", "route"),
-                    retried, budget,
-                    self.upstream_seconds.family(UPSTREAM_SECONDS, "Time of each upstream try, by host "
-                                                 "(nginx $upstream_response_time)", "host"),
-                    failures,
-                    CounterMetricFamily(LOG_LINES, "Metrics log lines counted", value=self.lines),
-                    CounterMetricFamily(LOG_MALFORMED, "Metrics log lines that could not be read",
-                                        value=self.malformed)]
+            return [
+                requests,
+                self.request_seconds.family(
+                    REQUEST_SECONDS, "Time the front door took per request (nginx $request_time)", "route"
+                ),
+                retried,
+                budget,
+                self.upstream_seconds.family(
+                    UPSTREAM_SECONDS, "Time of each upstream try, by host (nginx $upstream_response_time)", "host"
+                ),
+                failures,
+                CounterMetricFamily(LOG_LINES, "Metrics log lines counted", value=self.lines),
+                CounterMetricFamily(LOG_MALFORMED, "Metrics log lines that could not be read", value=self.malformed),
+            ]
 
 
 def tail_families(tail):
     """The reader's own state, for seeing an exporter that falls behind."""
-    return [GaugeMetricFamily(LOG_LAG, "Bytes of the metrics log not read yet", value=tail.lag_bytes()),
-            CounterMetricFamily(LOG_ROTATIONS, "Times the metrics log was rotated", value=tail.rotations)]
+    return [
+        GaugeMetricFamily(LOG_LAG, "Bytes of the metrics log not read yet", value=tail.lag_bytes()),
+        CounterMetricFamily(LOG_ROTATIONS, "Times the metrics log was rotated", value=tail.rotations),
+    ]

@@ -9,6 +9,7 @@ import sys
 from fizbuz import settings
 from fizbuz.http_client import call
 from fizbuz.lifecycle import PidFile, start_server
+from fizbuz.users import as_user
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,34 @@ def answers(port, timeout=2.0):
     return call("GET", metrics_url(port), timeout)[0] == 200
 
 
-def start(run, port, management_port, timeout=30.0, poll_interval=1.0):
-    """Start the exporter and wait (bounded) until /metrics answers; returns its psutil.Process."""
-    command = [sys.executable, "-m", EXPORTER_MODULE, "--port", port, "--multiproc-dir", multiproc_dir(run),
-               "--run-dir", run.path, "--management-port", management_port, "--poll-interval", poll_interval]
+def start(run, port, management_port, timeout=30.0, poll_interval=1.0, user=None):
+    """Start the exporter and wait (bounded) until /metrics answers; returns its
+    psutil.Process. `user` ((name, uid, gid)): the user MMS runs as, whose
+    workers' files it reads: never root reading what an unprivileged server wrote."""
+    command = [
+        sys.executable,
+        "-m",
+        EXPORTER_MODULE,
+        "--port",
+        port,
+        "--multiproc-dir",
+        multiproc_dir(run),
+        "--run-dir",
+        run.path,
+        "--management-port",
+        management_port,
+        "--poll-interval",
+        poll_interval,
+    ]
     log.info("starting the metrics exporter on %s", metrics_url(port))
-    return start_server(command, pid_file(run), log_path(run), ready=lambda: answers(port),
-                        what="the metrics exporter", timeout=timeout)
+    return start_server(
+        as_user([str(word) for word in command], user),
+        pid_file(run),
+        log_path(run),
+        ready=lambda: answers(port),
+        what="the metrics exporter",
+        timeout=timeout,
+    )
 
 
 def stop(run):

@@ -41,8 +41,12 @@ def parse_args(argv):
     parser.add_argument("--multiproc-dir", required=True, help="the workers' PROMETHEUS_MULTIPROC_DIR")
     parser.add_argument("--run-dir", required=True, help="the MMS run folder (to find its workers)")
     parser.add_argument("--management-port", type=int, required=True)
-    parser.add_argument("--poll-interval", type=float, default=1.0,
-                        help="seconds between worker checks (restarts, dead workers' files; default %(default)s)")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        help="seconds between worker checks (restarts, dead workers' files; default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 

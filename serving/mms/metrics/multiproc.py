@@ -22,6 +22,8 @@ import psutil
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from fizbuz_codec import is_decimal
+
 log = logging.getLogger(__name__)
 
 FOLDED_TYPES = ("counter", "histogram")
@@ -39,7 +41,7 @@ def prepare(folder):
 def pid_of(path):
     """The pid in `counter_123.db` / `gauge_livesum_123.db`, or None (archives)."""
     tail = Path(path).stem.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    return int(tail) if is_decimal(tail) else None
 
 
 def summed_values(paths):
@@ -68,15 +70,19 @@ class FilesCollector:
     def fold_dead(self):
         """Fold the files of processes that no longer run; returns their pids."""
         with self.lock:
-            dead = sorted({pid for path in self.folder.glob("*.db")
-                           if (pid := pid_of(path)) is not None and not psutil.pid_exists(pid)})
+            dead = sorted(
+                {
+                    pid
+                    for path in self.folder.glob("*.db")
+                    if (pid := pid_of(path)) is not None and not psutil.pid_exists(pid)
+                }
+            )
             for pid in dead:
                 for typ in FOLDED_TYPES:
                     self._fold(typ, self.folder / f"{typ}_{pid}.db")
                 mark_process_dead(pid, str(self.folder))  # live gauges, if a handler ever has some
             if dead:
-                log.info("folded the metric files of finished worker(s) %s into the archive",
-                         ", ".join(map(str, dead)))
+                log.info("folded the metric files of finished worker(s) %s into the archive", ", ".join(map(str, dead)))
             return dead
 
     def _fold(self, typ, dead_file):

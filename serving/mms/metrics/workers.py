@@ -20,10 +20,10 @@ from serving.mms.process import worker_processes
 
 log = logging.getLogger(__name__)
 
-WORKERS = "fizbuz_workers"                     # gauge{model, state}
-WORKER_RESTARTS = "fizbuz_worker_restarts"     # counter: fizbuz_worker_restarts_total{model}
+WORKERS = "fizbuz_workers"  # gauge{model, state}
+WORKER_RESTARTS = "fizbuz_worker_restarts"  # counter: fizbuz_worker_restarts_total{model}
 WORKER_RSS = "fizbuz_worker_resident_memory_bytes"  # gauge{model, worker}
-MANAGEMENT_UP = "fizbuz_management_api_up"     # gauge{model}: 1 when the management API answered
+MANAGEMENT_UP = "fizbuz_management_api_up"  # gauge{model}: 1 when the management API answered
 # States MMS 1.0.8 reports (WorkerState); READY is always exported, 0 included.
 ALWAYS_REPORTED = ("READY",)
 
@@ -74,13 +74,15 @@ class WorkerCollector:
 
     def collect(self):
         description = management.describe_model(self.management_port, timeout=self.timeout, model=self.model)
-        up = GaugeMetricFamily(MANAGEMENT_UP, "1 when MMS's management API described the model at this scrape",
-                               labels=["model"])
+        up = GaugeMetricFamily(
+            MANAGEMENT_UP, "1 when MMS's management API described the model at this scrape", labels=["model"]
+        )
         up.add_metric([self.model], 0.0 if description is None else 1.0)
         yield up
 
-        states = GaugeMetricFamily(WORKERS, "Workers of the model by state (MMS management API)",
-                                   labels=["model", "state"])
+        states = GaugeMetricFamily(
+            WORKERS, "Workers of the model by state (MMS management API)", labels=["model", "state"]
+        )
         counts = {state: 0 for state in ALWAYS_REPORTED}
         for worker in (description or {}).get("workers", []):
             state = str(worker.get("status", "UNKNOWN"))
@@ -90,13 +92,17 @@ class WorkerCollector:
         yield states
 
         processes, restarts = self.snapshot_fresh()
-        restarted = CounterMetricFamily(WORKER_RESTARTS, "Workers that came back with a new pid "
-                                        "(killed, crashed) since the exporter started", labels=["model"])
+        restarted = CounterMetricFamily(
+            WORKER_RESTARTS,
+            "Workers that came back with a new pid (killed, crashed) since the exporter started",
+            labels=["model"],
+        )
         restarted.add_metric([self.model], restarts)
         yield restarted
 
-        rss = GaugeMetricFamily(WORKER_RSS, "Resident memory of each worker process (bytes)",
-                                labels=["model", "worker"])
+        rss = GaugeMetricFamily(
+            WORKER_RSS, "Resident memory of each worker process (bytes)", labels=["model", "worker"]
+        )
         for wid, process in sorted(processes.items()):
             try:
                 rss.add_metric([self.model, wid], process.memory_info().rss)

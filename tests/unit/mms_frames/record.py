@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fizbuz import logs
 from fizbuz.http_client import call
 from serving.mms.private import PrivateMms
 
@@ -45,7 +46,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(HERE), help="folder for the .bin files (default %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="==> %(message)s")
+    logs.setup("progress")
     with tempfile.TemporaryDirectory(prefix="fbz-frames-") as folder:
         os.environ.update(FIZBUZ_FRAME_RECORD_DIR=folder, PYTHONPATH=str(HERE / "recorder"))
         server = PrivateMms(workers=1, metrics=0, model_metrics_log=0, mms_fast_protocol=0)
