@@ -130,14 +130,14 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
             assert (status, json.loads(text)) == (200, expected_reply(number))
         else:
             assert status in (500, 503), (status, text)
-    refused = [(headers, text) for number, status, headers, text in replies if status == 503]
+    unavailable = [(headers, json.loads(text)["error"]) for _, status, headers, text in replies if status == 503]
+    assert all(headers.get("retry-after") == "1" for headers, _ in unavailable)
+    refused = [error for _, error in unavailable if "retry budget is spent" in error]
+    # Any other 503: a granted retry that timed out too (a loaded box): the door's "no host" answer.
+    assert all("no model host could answer" in error for _, error in unavailable if error not in refused)
     granted = [l for l in lines if verdict(l) == "granted"]
     spent = [l for l in lines if verdict(l) == "spent"]
     assert refused and len(refused) == len(spent), "the burst never went past the budget"
-    assert all(
-        headers.get("retry-after") == "1" and "retry budget is spent" in json.loads(text)["error"]
-        for headers, text in refused
-    )
     # Every failed first try got a verdict (a good request's try can fail too, on a loaded box: a timeout).
     assert len(granted) + len(spent) >= len(good)
     assert all(len(fleet.upstream_statuses(l)) == 1 for l in spent)  # a refused retry was never made
@@ -162,7 +162,12 @@ def test_a_burst_of_failing_first_tries_beyond_the_budget_is_refused_not_retried
         replies, _, lines = run()
         assert not [l for l in lines if verdict(l)]
         # Every failing request was retried (and failed again, on the other host): no budget's 503.
-        assert [status for number, status, _, _ in replies if number == fleet.fail] == [500] * len(good)
+        # (A retry that timed out on a loaded box gets the door's "no host" 503, never the budget's.)
+        assert all(
+            status == 500 or (status == 503 and "no model host could answer" in text)
+            for number, status, _, text in replies
+            if number == fleet.fail
+        )
         retried = [l for l in lines if len(fleet.upstream_statuses(l)) == 2]
         assert len(retried) >= len(good) > len(granted)
     finally:
