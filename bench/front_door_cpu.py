@@ -4,18 +4,20 @@ cheaper, in one run: wrk at c=64 through HTTPS with the token, on one fleet,
 the front door's settings switched between rounds by a graceful reload.
 
 First a profile: `perf record` on the nginx workers during a run of the
-shipped settings (the top symbols go to the results), then interleaved rounds
+last variant (the fleet's settings now; the top symbols go to the results), then interleaved rounds
 of each variant; nginx's CPU is read from /proc (user + system of its
 workers) around each wrk run and divided by the requests wrk counted.
 
 Variants, each on top of the one before: "before" (the settings this started
 from: no admission caps, nginx workers = cores, 64k log buffers), the
 admission and retry-budget caps (max_conns in a shared zone), one nginx worker,
-256k log buffers. Writes bench/results/overload/front_cpu.{json,md}.
+the retry budget's share of successes (the Lua module, retry_budget.lua).
+Writes bench/results/overload/front_cpu.{json,md}.
 
 Examples:
   python -m bench.front_door_cpu                 # 3 rounds x 4 variants x 10 s
   python -m bench.front_door_cpu --rounds 1 --seconds 5
+  python -m bench.front_door_cpu --rounds 6 --variants 3 4   # one step alone, more rounds
 """
 
 import argparse
@@ -36,23 +38,14 @@ from serving.front import tokens
 from serving.front.fleet import Fleet, Options
 
 HERE = Path(__file__).resolve().parent
-BEFORE = {"workers": "auto", "log_buffer": "64k", "admission": 0, "retry_budget": 0}
+BEFORE = {"workers": "auto", "log_buffer": "64k", "admission": 0, "retry_budget": 0, "retry_share": 0.0}
+CAPS = {**BEFORE, "admission": 64, "retry_budget": 32}
 VARIANTS = {  # each on top of the one before it
     "before (no caps, workers auto = 2, 64k log buffers)": BEFORE,
-    "+ admission and retry-budget caps": {**BEFORE, "admission": 64, "retry_budget": 32},
-    "+ 1 nginx worker (after: the fleet's default now)": {
-        **BEFORE,
-        "admission": 64,
-        "retry_budget": 32,
-        "workers": "1",
-    },
-    "+ 256k log buffers (not kept)": {
-        **BEFORE,
-        "admission": 64,
-        "retry_budget": 32,
-        "workers": "1",
-        "log_buffer": "256k",
-    },
+    "+ admission and retry-budget caps": CAPS,
+    "+ 1 nginx worker": {**CAPS, "workers": "1"},
+    # the Lua module: a success deposited per request (log phase); the fleet's default now
+    "+ retry budget, share of successes (after)": {**CAPS, "workers": "1", "retry_share": 0.1, "retry_floor": 3.0},
 }
 
 
@@ -115,9 +108,21 @@ def main(argv=None):
     parser.add_argument("--seconds", type=int, default=10, help="seconds per run (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default: %(default)s)")
+    parser.add_argument(
+        "--variants",
+        type=int,
+        nargs="+",
+        choices=range(1, len(VARIANTS) + 1),
+        default=list(range(1, len(VARIANTS) + 1)),
+        metavar="N",
+        help="which variants, by number in the table (default: all)",
+    )
     parser.add_argument("--mar", default=str(MODEL_STORE / MAR_FILE_NAME))
     parser.add_argument("--output", default=str(HERE / "results" / "overload"))
     args = parser.parse_args(argv)
+    if args.seconds < 1 or args.rounds < 1 or args.connections < 1:
+        parser.error("--seconds, --rounds and --connections must be at least 1")
+    chosen = {name: changes for number, (name, changes) in enumerate(VARIANTS.items(), 1) if number in args.variants}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the fleet on the way out
     ensure_tools()
     output = Path(args.output)
@@ -141,9 +146,10 @@ def main(argv=None):
         url = f"https://{state['front']['listen']}{PREDICT_PATH}"
         headers = [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"]
         run_wrk(url, args.connections, 5, threads=2, log_file=log_file, headers=headers)  # warm-up
+        fleet.update_front(**list(VARIANTS.values())[-1])
         top = profile(fleet, url, headers, args.seconds, log_file, output)
         for round_ in range(args.rounds):
-            for name, changes in VARIANTS.items():
+            for name, changes in chosen.items():
                 fleet.update_front(**changes)
                 before = nginx_cpu_seconds(fleet)
                 result = run_wrk(url, args.connections, args.seconds, threads=2, log_file=log_file, headers=headers)
@@ -166,11 +172,11 @@ def main(argv=None):
     finally:
         fleet.stop()
         shutil.rmtree(directory, ignore_errors=True)
-    write(rows, top, output, args)
+    write(rows, top, output, args, chosen)
     return 0
 
 
-def write(rows, top, output, args):
+def write(rows, top, output, args, chosen):
     (output / "front_cpu.json").write_text(json.dumps({"rows": rows, "perf_top": top}, indent=2))
     loads = [r["load_avg_1m"] for r in rows]
     lines = [
@@ -186,7 +192,7 @@ def write(rows, top, output, args):
         "| variant | nginx CPU µs/request (median) | runs | req/s (median) | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in VARIANTS:
+    for name in chosen:
         mine = sorted((r for r in rows if r["variant"] == name), key=lambda r: r["nginx_cpu_us_per_request"])
         middle = mine[len(mine) // 2]
         speeds = sorted(r["req_per_s"] for r in mine)
@@ -198,7 +204,8 @@ def write(rows, top, output, args):
         )
     lines += [
         "",
-        "perf, the nginx workers during one run of the 'before' settings (by binary, then symbols over 1%):",
+        f"perf, the nginx workers during one run of the last variant ({list(VARIANTS)[-1]}; "
+        "by binary, then symbols over 1%):",
         "",
         "```",
         top or "(perf could not run here)",

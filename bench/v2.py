@@ -357,7 +357,7 @@ ACCESS_LINE = re.compile(
 )
 
 
-GRPC_OK_FIELD = " grpc=0"  # the door's gRPC status, the access log's last field
+GRPC_OK_FIELD = " grpc=0 "  # the door's gRPC status, followed by the retry budget's field
 
 
 def grpc_log_outcomes(text):

@@ -83,12 +83,14 @@ def problems(mar_path):
 FORWARD_LINE = b"        numbers = wanted[0] if len(wanted) == 1 else np.concatenate(wanted)\n"
 
 
-def variant(mar_path, target, swap_labels=False, batch_sleep_ms=0, **model_fields):
+def variant(mar_path, target, swap_labels=False, batch_sleep_ms=0, fail_input=None, **model_fields):
     """A copy of the archive with changed manifest fields (e.g. modelVersion="2.0":
     new bytes, a new version to roll out). swap_labels: its codec answers Fizz for
     Buzz, an archive that serves but answers wrongly (what a rollout must catch).
     batch_sleep_ms: its handler sleeps that long per batch, a model slow on
-    purpose, so a test can offer several times a host's capacity (issue 23)."""
+    purpose, so a test can offer several times a host's capacity (issue 23).
+    fail_input: a batch holding this number fails (the handler answers it 500 on
+    every host), a fault a test can aim at one request (the retry budget, issue 23)."""
     with zipfile.ZipFile(mar_path) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
         for item in source.infolist():
             data = source.read(item.filename)
@@ -108,6 +110,15 @@ def variant(mar_path, target, swap_labels=False, batch_sleep_ms=0, **model_field
                     batch_sleep_ms / 1000
                 )
                 data = data.replace(FORWARD_LINE, pause + FORWARD_LINE)
+            if item.filename == "fizbuz_service.py" and fail_input is not None:
+                if FORWARD_LINE not in data:
+                    raise ValueError("the handler's forward pass was not found: cannot make the failing archive")
+                fault = (
+                    b"        if any(%d in part for part in wanted):  # a failing archive, for tests\n"
+                    b"            raise RuntimeError('input %d fails on purpose (fizbuz.archive.variant)')\n"
+                    % (int(fail_input), int(fail_input))
+                )
+                data = data.replace(FORWARD_LINE, fault + FORWARD_LINE)
             copy.writestr(item, data)
     return target
 

@@ -272,6 +272,26 @@ SETTINGS: tuple[Setting, ...] = (
         100000,
     ),
     _s("retry_budget", int, 32, "fleet", "retries in flight per host entry (0: unbounded)", "RETRY_BUDGET", 0, 100000),
+    _s(
+        "retry_share",
+        float,
+        0.1,
+        "fleet",
+        "retries on another host per recent (10 s) successful request (0: no share budget; docs/overload.md)",
+        "RETRY_SHARE",
+        0,
+        1,
+    ),
+    _s(
+        "retry_floor",
+        float,
+        3.0,
+        "fleet",
+        "retries/s allowed whatever the successes (a quiet door still retries a worker's death)",
+        "RETRY_FLOOR",
+        0,
+        1000,
+    ),
     # ---------------------------------------------------------------- the Swarm stack (fizbuz stack, containers.sh)
     _s(
         "containers_dir",

@@ -48,6 +48,8 @@ def build_parser():
     )
     settings.add_flag(start, "admission", "--admission")
     settings.add_flag(start, "retry_budget", "--retry-budget")
+    settings.add_flag(start, "retry_share", "--retry-share")
+    settings.add_flag(start, "retry_floor", "--retry-floor")
     settings.add_flag(start, "batch_size", "--batch-size", what="each host's largest batch")
     settings.add_flag(start, "fleet_mms_user", "--mms-user")
     start.add_argument(
@@ -79,6 +81,8 @@ def build_parser():
     limits.add_argument("--adaptive-threshold", type=int)
     limits.add_argument("--admission", type=int, help="requests in flight per host entry; 0: off")
     limits.add_argument("--retry-budget", type=int, help="retries in flight per host entry; 0: unbounded")
+    limits.add_argument("--retry-share", type=float, help="retries per recent success; 0: no share budget")
+    limits.add_argument("--retry-floor", type=float, help="retries/s allowed whatever the successes")
 
     # allow_abbrev=False: the old `--token VALUE` is refused, not taken for --token-file.
     token = commands.add_parser(
@@ -149,6 +153,8 @@ def run(args):
             routing="batched" if args.batched_only else "adaptive",
             admission=args.admission,
             retry_budget=args.retry_budget,
+            retry_share=args.retry_share,
+            retry_floor=args.retry_floor,
             batch_size=args.batch_size,
             mms_user=args.mms_user,
         )
@@ -183,6 +189,8 @@ def run(args):
                 ("adaptive_threshold", args.adaptive_threshold),
                 ("admission", args.admission),
                 ("retry_budget", args.retry_budget),
+                ("retry_share", args.retry_share),
+                ("retry_floor", args.retry_floor),
             )
             if v is not None
         }

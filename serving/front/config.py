@@ -81,6 +81,20 @@ ADMISSION = fizbuz_settings.default("admission")
 # (max_conns on the retry groups); a request refused for load is never retried.
 RETRY_BUDGET = fizbuz_settings.default("retry_budget")
 RETRY_AFTER = 1  # seconds, on every 429 and 503 the front door answers
+# ... and a share of recent successes (retry_budget.lua, run by Debian's Lua
+# module for nginx): over the last RETRY_WINDOW seconds, retries granted stay
+# within RETRY_SHARE x successes + RETRY_FLOOR x RETRY_WINDOW; past it a failed
+# try is answered 503 + Retry-After instead of being retried. The floor lets a
+# quiet door retry a worker's death all the same. Njs 0.7.9 keeps no state
+# between requests, hence Lua's shared dict (docs/overload.md).
+RETRY_SHARE = fizbuz_settings.default("retry_share")
+RETRY_FLOOR = fizbuz_settings.default("retry_floor")
+RETRY_WINDOW = 10  # seconds of successes and retries the budget looks back on
+LUA_MODULES = (
+    "/usr/lib/nginx/modules/ndk_http_module.so",  # libnginx-mod-http-ndk, which Lua needs
+    "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+)  # libnginx-mod-http-lua
+RETRY_BUDGET_LUA = Path(__file__).resolve().parent / "retry_budget.lua"
 
 
 @dataclass
@@ -117,6 +131,11 @@ class FrontSettings:
     admission: int = ADMISSION  # requests in flight per host entry; 0: no admission control
     retry_budget: int = RETRY_BUDGET  # retries in flight per host entry of a retry group; 0: unbounded
     retry_after: int = RETRY_AFTER
+    # The share budget: retries per recent success, and retries/s allowed
+    # whatever the successes; share 0: off (no Lua module loaded). The container
+    # stack's door (dns_hosts) has no retry location of its own: never on there.
+    retry_share: float = RETRY_SHARE
+    retry_floor: float = RETRY_FLOOR
     log_buffer: str = "64k"  # each access log's buffer (written when full or after flush=1s)
 
     def attempt_bound(self):
@@ -157,6 +176,10 @@ def check_overload(settings):
             raise ValueError(f"{name} must be a whole number 0..100000 (0: off), got {value!r}")
     if not re.fullmatch(r"[1-9][0-9]{0,3}k", str(settings.log_buffer)):
         raise ValueError(f"log_buffer must be like 64k (1k..9999k), got {settings.log_buffer!r}")
+    for name, high in (("retry_share", 1.0), ("retry_floor", 1000.0)):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+            raise ValueError(f"{name} must be a number 0..{high:g}, got {value!r}")
     if (
         isinstance(settings.retry_after, bool)
         or not isinstance(settings.retry_after, int)
@@ -301,6 +324,50 @@ def target_map(settings):
     return "\n".join(lines + ["    }"])
 
 
+def budget_on(settings):
+    """The share budget runs on the fleet's door when its share is above 0."""
+    return settings.retry_share > 0 and not settings.dns_hosts
+
+
+def retry_budget_fields(settings):
+    """The template's Lua fields: the modules, the shared dict and the code's
+    folder (http), the deposit (server), the withdrawal (each retry location)."""
+    if not budget_on(settings):
+        off = "    # (the share retry budget is off: retry_share 0, or the container stack's door)"
+        return {
+            "LUA_MODULES": "# (no Lua module: the share retry budget is off)",
+            "RETRY_BUDGET_HTTP": off,
+            "RETRY_BUDGET_DEPOSIT": "        " + off.strip(),
+            "RETRY_BUDGET_CHECK": "            # (no budget)",
+        }
+    share, floor, window = f"{settings.retry_share:g}", f"{settings.retry_floor:g}", RETRY_WINDOW
+    http = (
+        "    # The retry budget (issue 23, retry_budget.lua): counts shared by every nginx worker.\n"
+        "    lua_shared_dict fizbuz_budget 1m;\n"
+        f'    lua_package_path "{RETRY_BUDGET_LUA.parent}/?.lua;;";\n'
+        "    # Loaded by the master (root) at start and reload: the unprivileged workers\n"
+        "    # inherit it and need not read the checkout (a home folder may be closed to them).\n"
+        "    init_by_lua_block { require('retry_budget') }\n"
+        "    # The retry locations' withdrawal runs before their `if`s, which act on it.\n"
+        "    rewrite_by_lua_no_postpone on;"
+    )
+    deposit = f"        log_by_lua_block {{ require('retry_budget').deposit({window}) }}"
+    check = (
+        f"            rewrite_by_lua_block {{ require('retry_budget').withdraw({share}, {floor}, {window}) }}\n"
+        "            if ($fizbuz_retry = spent) {\n"
+        '                return 503 \'{"error": "a host failed and the retry budget is spent (retries within '
+        f'{share} of recent successes + {floor}/s): not retried; retry after {settings.retry_after} s", '
+        '"code": 503}\\n\';\n'
+        "            }"
+    )
+    return {
+        "LUA_MODULES": "\n".join(f"load_module {module};" for module in LUA_MODULES),
+        "RETRY_BUDGET_HTTP": http,
+        "RETRY_BUDGET_DEPOSIT": deposit,
+        "RETRY_BUDGET_CHECK": check,
+    }
+
+
 def render(settings, prefix, ready_cache=None):
     """The config; `ready_cache`: the folder of /ready's cache (nginx's workers
     write it), by default temp/ready under the prefix."""
@@ -349,6 +416,7 @@ def render(settings, prefix, ready_cache=None):
         "ANON_BURST": str(settings.anonymous_burst),
         "CLIENT_TIMEOUT": f"{settings.client_timeout:g}",
     }
+    values.update(retry_budget_fields(settings))
     text = TEMPLATE.read_text()
     for name, value in values.items():
         text = text.replace(f"@{name}@", value)

@@ -67,6 +67,8 @@ class Options:
     # flight per retry-group entry (0: unbounded); each host's batch size.
     admission: int = FrontSettings.admission
     retry_budget: int = FrontSettings.retry_budget
+    retry_share: float = FrontSettings.retry_share  # retries per recent success (0: no share budget)
+    retry_floor: float = FrontSettings.retry_floor  # retries/s whatever the successes
     batch_size: int = Host.batch_size
     # Issue 22: started by root, each local host's MMS runs as this unprivileged user.
     mms_user: str = settings.default("fleet_mms_user")
@@ -214,6 +216,8 @@ class Fleet(JsonState):
             adaptive_threshold=options.adaptive_threshold,
             admission=options.admission,
             retry_budget=options.retry_budget,
+            retry_share=options.retry_share,
+            retry_floor=options.retry_floor,
         )
         front = dataclasses.asdict(front)
         front["drained"] = []

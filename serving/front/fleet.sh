@@ -29,7 +29,9 @@ Adaptive batching (on by default): FIZBUZ_FLEET_SINGLE_WORKERS [1 batch-1 worker
 batched ones], FIZBUZ_ADAPTIVE_THRESHOLD [8: at most this many open client connections -> batch 1],
 FIZBUZ_ADAPTIVE=0 (or start --batched-only) turns it off; limits --routing/--adaptive-threshold change it live.
 Overload (docs/overload.md): FIZBUZ_ADMISSION [64 requests in flight per host entry, then 503 + Retry-After;
-0: off], FIZBUZ_RETRY_BUDGET [32 retries in flight per host entry]; limits --admission/--retry-budget live.
+0: off], FIZBUZ_RETRY_BUDGET [32 retries in flight per host entry], FIZBUZ_RETRY_SHARE [0.1 retries per
+recent success; 0: off], FIZBUZ_RETRY_FLOOR [3 retries/s whatever the successes]; limits --admission/--retry-budget/
+--retry-share/--retry-floor live.
 Started by root, each host's MMS (frontend, workers, exporter) runs as FIZBUZ_FLEET_MMS_USER [fizbuz-mms, a system
 user made when missing] (start --mms-user NAME).
 USAGE

@@ -193,3 +193,35 @@ def small_fleet(nginx_installed, mar_path, tmp_path_factory):
         yield running
     finally:
         stop_fleet(started)
+
+
+@pytest.fixture(scope="module")
+def budget_fleet(nginx_installed, mar_path, tmp_path_factory):
+    """For the retry budget's tests (issue 23): two hosts of one worker of batch 1,
+    a test-only archive that sleeps `sleep_ms` per batch (a worker holds its
+    request long enough to be killed holding it) and fails every batch holding
+    `fail` (a 500 on any worker: a first try that fails on purpose). The share
+    starts tiny (`quiet_share`: a few successes pay for no retry; only the floor does)."""
+    from fizbuz import archive  # noqa: PLC0415  (only the tests that ask for it)
+
+    sleep_ms, fail, quiet_share, floor = 150, 7, 0.001, 1.0
+    failing = archive.variant(
+        mar_path, tmp_path_factory.mktemp("failing") / mar_path.name, batch_sleep_ms=sleep_ms, fail_input=fail
+    )
+    started = run_fleet(
+        failing,
+        hosts=2,
+        workers=1,
+        routing="batched",
+        single_workers=0,
+        batch_size=1,
+        nginx_workers="1",
+        retry_share=quiet_share,
+        retry_floor=floor,
+    )
+    try:
+        running = RunningFleet(started)
+        running.sleep_ms, running.fail, running.quiet_share, running.floor = sleep_ms, fail, quiet_share, floor
+        yield running
+    finally:
+        stop_fleet(started)

@@ -73,7 +73,45 @@ def test_admission_and_the_retry_budget_are_caps_shared_by_every_nginx_worker(tm
     assert " max_conns=" not in off and "zone fizbuz" not in off
 
 
-@pytest.mark.parametrize("changes", [{"admission": -1}, {"retry_budget": "8"}, {"retry_after": 0}, {"admission": True}])
+def test_the_share_retry_budget_is_lua_in_the_retry_locations_and_off_at_share_0(tmp_path):
+    # Issue 23: successes deposited per request (log phase), retries withdrawn in
+    # both retry locations before their `if`s; share 0 and the stack's door load no Lua.
+    text = config.render(settings(retry_share=0.25, retry_floor=2.5), tmp_path)
+    assert all(f"load_module {module};" in text for module in config.LUA_MODULES)
+    assert "lua_shared_dict fizbuz_budget" in text and "rewrite_by_lua_no_postpone on;" in text
+    assert "init_by_lua_block { require('retry_budget') }" in text  # the master loads it, not the workers
+    assert f'lua_package_path "{config.RETRY_BUDGET_LUA.parent}/?.lua;;";' in text
+    server = text.split("    server {")[1].split("location = ")[0]
+    assert f"log_by_lua_block {{ require('retry_budget').deposit({config.RETRY_WINDOW}) }}" in server
+    withdraw = f"require('retry_budget').withdraw(0.25, 2.5, {config.RETRY_WINDOW})"
+    for name in ("@retry", "@retry_call"):
+        location = text.split(f"location {name} {{")[1].split("\n        }")[0]
+        assert location.index(withdraw) < location.index("if ($fizbuz_retry = spent)") < location.index("proxy_pass")
+        assert "retry budget is spent" in location
+    assert text.count(withdraw) == 2 and "retry=$fizbuz_retry" in text
+    for off in (
+        config.render(settings(retry_share=0), tmp_path),
+        config.render(settings(hosts=[], dns_hosts="tasks.x_mms:8080"), tmp_path),
+    ):
+        assert not [
+            line for line in off.splitlines() if "lua_module" in line or "lua_shared_dict" in line or "_by_lua" in line
+        ]
+        assert 'set $fizbuz_retry "";' in off  # the log format's field is there either way
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"admission": -1},
+        {"retry_budget": "8"},
+        {"retry_after": 0},
+        {"admission": True},
+        {"retry_share": 1.5},
+        {"retry_floor": -1},
+        {"retry_share": "0.1"},
+        {"retry_floor": True},
+    ],
+)
 def test_bad_overload_settings_are_refused(tmp_path, changes):
     with pytest.raises(ValueError, match="must be"):
         config.render(settings(**changes), tmp_path)

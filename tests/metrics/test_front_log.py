@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 H1, H2 = "10.9.0.2:8080", "10.9.0.3:8080"
 
 
-def line(uri, status, seconds, addresses="", statuses="", times="", header_times=""):
-    return "\t".join(["f1", uri, str(status), seconds, addresses, statuses, times, header_times]).encode()
+def line(uri, status, seconds, addresses="", statuses="", times="", header_times="", verdict=""):
+    return "\t".join(["f2", uri, str(status), seconds, addresses, statuses, times, header_times, verdict]).encode()
 
 
 class Registry:
@@ -39,7 +39,7 @@ def exported(counts):
 
 def test_the_rendered_nginx_config_writes_the_fields_the_reader_expects():
     conf = render(FrontSettings(listen="127.0.0.1:1", hosts=[H1, H2], certificate="c", key="k"), "/p")
-    expected = "log_format fizbuz_metrics escape=json '" + "\\t".join(("f1",) + front_log.NGINX_VARIABLES) + "';"
+    expected = "log_format fizbuz_metrics escape=json '" + "\\t".join(("f2",) + front_log.NGINX_VARIABLES) + "';"
     assert expected in conf
     assert "access_log /p/logs/metrics.log fizbuz_metrics buffer=64k flush=1s;" in conf
     off = render(FrontSettings(listen="127.0.0.1:1", hosts=[H1], certificate="c", key="k", metrics_log=False), "/p")

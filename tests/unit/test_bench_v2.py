@@ -186,7 +186,7 @@ def test_percentile_is_nearest_rank():
 def access(client, status, ustatus, path="/inference.GRPCInferenceService/ModelInfer", grpc="0"):
     return (
         f'127.0.0.1 client={client} [2026-12-03T18:35:43+00:00] "POST {path} HTTP/2.0" {status} '
-        f"rt=0.010 upstream=10.1.1.2:3 ustatus={ustatus} urt=0.009 grpc={grpc}"
+        f"rt=0.010 upstream=10.1.1.2:3 ustatus={ustatus} urt=0.009 grpc={grpc} retry="
     )
 
 

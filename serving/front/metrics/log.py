@@ -5,8 +5,9 @@ exporter into counters and histograms.
 A line is tab-separated (escape=json turns any tab, newline or quote inside a
 value into an escape, so a value never splits a line or a field):
 
-    f1 <TAB> request URI <TAB> status <TAB> request time <TAB> upstream addresses
+    f2 <TAB> request URI <TAB> status <TAB> request time <TAB> upstream addresses
        <TAB> upstream statuses <TAB> upstream response times <TAB> upstream header times
+       <TAB> the retry budget's verdict ("", granted, spent: serving/front/retry_budget.lua)
 
 The upstream fields list one entry per try: ", " between tries of one
 proxy_pass (proxy_next_upstream), " : " where an internal redirect started a
@@ -24,7 +25,7 @@ from fizbuz.contract import PREDICT_PATH
 from fizbuz_codec import is_decimal
 
 LOG_NAME = "metrics.log"  # in the front door's logs folder
-VERSION = "f1"
+VERSION = "f2"  # f2: the retry budget's verdict added (issue 23)
 # The upstream fields through the front door's maps: the try of a v2 or gRPC
 # call (a door.js subrequest) shows there as the card's own does.
 NGINX_VARIABLES = (
@@ -35,12 +36,15 @@ NGINX_VARIABLES = (
     "$fizbuz_upstream_status",
     "$fizbuz_upstream_response_time",
     "$fizbuz_upstream_header_time",
+    "$fizbuz_retry",
 )
 FIELDS = 1 + len(NGINX_VARIABLES)
 
 REQUESTS = "fizbuz_front_requests"  # counter{route, status}
 REQUEST_SECONDS = "fizbuz_front_request_seconds"  # histogram{route}
 RETRIED = "fizbuz_front_retried_requests"  # counter{route, via}
+RETRY_BUDGET = "fizbuz_front_retry_budget"  # counter{route, verdict}: retries granted / refused
+VERDICTS = ("granted", "spent")
 UPSTREAM_SECONDS = "fizbuz_front_upstream_seconds"  # histogram{host}: one observation per try
 UPSTREAM_FAILURES = "fizbuz_front_upstream_failures"  # counter{host, reason}
 LOG_LINES = "fizbuz_front_log_lines"  # counter: lines read
@@ -121,6 +125,7 @@ class FrontCounts:
         self.lock = threading.Lock()
         self.requests = {}  # (route, status) -> count
         self.retried = {}  # (route, via) -> count
+        self.budget = {}  # (route, verdict) -> count
         self.failures = {}  # (host, reason) -> count
         self.request_seconds = Histograms()
         self.upstream_seconds = Histograms()
@@ -148,7 +153,7 @@ class FrontCounts:
         if len(fields) != FIELDS or fields[0] != VERSION or len(fields[2]) != 3 or not is_decimal(fields[2]):
             self.malformed += 1
             return
-        _, uri, status, request_time, addresses, statuses, times, header_times = fields
+        _, uri, status, request_time, addresses, statuses, times, header_times, verdict = fields
         try:
             seconds = float(request_time)
         except ValueError:
@@ -159,6 +164,9 @@ class FrontCounts:
         key = (route, status)
         self.requests[key] = self.requests.get(key, 0) + 1
         self.request_seconds.observe(route, seconds)
+        if verdict in VERDICTS:
+            key = (route, verdict)
+            self.budget[key] = self.budget.get(key, 0) + 1
         if not addresses or addresses == "-":
             return
         tries = list(zip(_split(addresses), _split(statuses), _split(times), _split(header_times)))
@@ -191,6 +199,13 @@ class FrontCounts:
             )
             for (route, via), count in sorted(self.retried.items()):
                 retried.add_metric([route, via], count)
+            budget = CounterMetricFamily(
+                RETRY_BUDGET,
+                "Failed tries the retry budget let through to another host (granted) or answered 503 instead (spent)",
+                labels=["route", "verdict"],
+            )
+            for (route, verdict), count in sorted(self.budget.items()):
+                budget.add_metric([route, verdict], count)
             failures = CounterMetricFamily(
                 UPSTREAM_FAILURES,
                 "Upstream tries that failed, by host and reason (the host's 5xx status, timeout, error)",
@@ -204,6 +219,7 @@ class FrontCounts:
                     REQUEST_SECONDS, "Time the front door took per request (nginx $request_time)", "route"
                 ),
                 retried,
+                budget,
                 self.upstream_seconds.family(
                     UPSTREAM_SECONDS, "Time of each upstream try, by host (nginx $upstream_response_time)", "host"
                 ),
