@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -263,20 +264,31 @@ def register_and_wait(args, run, server, cafile=None):
         register_single(args, run, alive, cafile)
 
 
-def warm_up(url, passes, cafile=None, threads=16):
+# A slow model (seconds per batch) must not hold a start for many minutes: after
+# the first pass (every input checked once, always), no new pass begins past this.
+WARMUP_BUDGET_S = 30.0
+
+
+def warm_up(url, passes, cafile=None, threads=16, budget_s=WARMUP_BUDGET_S):
     """Every input `passes` times, `threads` at a time, before the server counts as
     ready. A cold Java frontend spends many times its steady CPU per request until
     the JIT has compiled Netty's and MMS's paths (tens of thousands of requests;
     bench/results/mms_path/), so the first clients would meet a slow server; and
-    every answer is checked, so "ready" means every input is answered right."""
+    every answer is checked, so "ready" means every input is answered right. The
+    first pass always runs whole; later ones only while `budget_s` lasts."""
     if passes < 1:
         return
-    numbers = [n for _ in range(passes) for n in range(MIN_INPUT, MAX_INPUT + 1)]
-    log.info("warming up: %d requests (%d passes over every input)", len(numbers), passes)
-    wrong = answers.ask_all(lambda number: predict(url, number, 30, cafile), numbers, threads)
-    if wrong:
-        raise LifecycleError(f"warm-up at {url}: {answers.summary(wrong, len(numbers))}")
-    log.info("warm-up done: %d answers right", len(numbers))
+    numbers = range(MIN_INPUT, MAX_INPUT + 1)
+    log.info("warming up: %d requests (%d passes over every input)", passes * len(numbers), passes)
+    began, done = time.monotonic(), 0
+    while done < passes and (done == 0 or time.monotonic() - began < budget_s):
+        wrong = answers.ask_all(lambda number: predict(url, number, 30, cafile), numbers, threads)
+        if wrong:
+            raise LifecycleError(f"warm-up at {url}: {answers.summary(wrong, len(numbers))}")
+        done += 1
+    if done < passes:
+        log.info("warm-up stopped after %d of %d passes: %.0f s is its budget", done, passes, budget_s)
+    log.info("warm-up done: %d answers right", done * len(numbers))
 
 
 def register_single(args, run, alive, cafile=None):

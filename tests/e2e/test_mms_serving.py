@@ -99,9 +99,13 @@ def log_size(log):
 def test_the_server_warmed_up_on_every_input_before_it_said_ready(mms):
     passes = fizbuz_settings.default("mms_warmup")
     said = mms.start_output.stdout + mms.start_output.stderr
-    warmed = said.index(f"warm-up done: {passes * (MAX_INPUT + 1)} answers right")
-    assert passes >= 1 and said.index(f"warming up: {passes * (MAX_INPUT + 1)} requests") < warmed
-    assert warmed < said.index("is serving with")
+    done = re.search(r"warm-up done: (\d+) answers right", said)
+    # Every pass, or (a very busy machine) at least the first whole and the budget's line.
+    answered = int(done.group(1)) if done else 0
+    whole = answered == passes * (MAX_INPUT + 1)
+    assert whole or (answered % (MAX_INPUT + 1) == 0 and answered >= MAX_INPUT + 1 and "warm-up stopped after" in said)
+    assert passes >= 1 and said.index(f"warming up: {passes * (MAX_INPUT + 1)} requests") < done.start()
+    assert done.start() < said.index("is serving with")
 
 
 def test_concurrent_requests_are_batched(mms):

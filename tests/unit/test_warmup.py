@@ -41,6 +41,12 @@ def test_every_input_is_asked_once_per_pass():
     assert set(server.asked.values()) == {2}
 
 
+def test_past_its_budget_no_new_pass_begins_but_the_first_is_whole():
+    with Counting() as server:
+        cli.warm_up(server.url, 5, budget_s=0.0)
+    assert set(server.asked.values()) == {1} and len(server.asked) == MAX_INPUT + 1
+
+
 def test_no_passes_sends_nothing():
     with Counting() as server:
         cli.warm_up(server.url, 0)
