@@ -66,6 +66,21 @@ def ensure_tools(*names, allow_install=True, log_file=None):
         raise LoadError(f"could not install {', '.join(missing)} ({hint})" + (f"; see {log_file}" if log_file else ""))
 
 
+def add_round_arguments(parser, connections, warmup_help):
+    """The options every interleaved-rounds wrk bench takes: --rounds, --duration,
+    --warmup, --connections (comma-separated, default `connections`), --wrk-threads."""
+    parser.add_argument("--rounds", type=int, default=3, help="default %(default)s")
+    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=10, help=f"{warmup_help} (JIT; default %(default)s)")
+    parser.add_argument(
+        "--connections",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=list(connections),
+        help=f"comma-separated (default {','.join(map(str, connections))})",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
+
+
 def measure_in_temp(name, prefix, measure, errors=(), tools=("wrk",)):
     """A wrk bench's main body: its tools checked, `measure(folder)` run in a
     temporary folder removed after (whatever happens), and a known failure (a

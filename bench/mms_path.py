@@ -368,18 +368,7 @@ def report(args, runs, shares, startup=()):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="default %(default)s")
-    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
-    parser.add_argument(
-        "--warmup", type=int, default=10, help="untimed seconds per server first (JIT; default %(default)s)"
-    )
-    parser.add_argument(
-        "--connections",
-        type=lambda text: [int(c) for c in text.split(",")],
-        default=[1, 16, 64],
-        help="comma-separated (default 1,16,64)",
-    )
-    parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
+    load_generator.add_round_arguments(parser, (1, 16, 64), "untimed seconds per server first")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the py-spy profiles")
     parser.add_argument("--profile-seconds", type=int, default=16, help="default %(default)s")
     parser.add_argument(

@@ -448,18 +448,7 @@ def report(args, runs: list[Run]) -> str:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="default %(default)s")
-    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per point (default %(default)s)")
-    parser.add_argument(
-        "--warmup", type=int, default=10, help="untimed seconds of c=64 per server first (JIT; default %(default)s)"
-    )
-    parser.add_argument(
-        "--connections",
-        type=lambda text: [int(c) for c in text.split(",")],
-        default=[16, 64],
-        help="comma-separated (default 16,64)",
-    )
-    parser.add_argument("--wrk-threads", type=int, default=2, help="default %(default)s")
+    load_generator.add_round_arguments(parser, (16, 64), "untimed seconds of c=64 per server first")
     parser.add_argument(
         "--torchserve",
         type=lambda text: text.split(","),
