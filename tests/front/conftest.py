@@ -84,16 +84,30 @@ class RunningFleet:
         reach), aimed at a busy moment: running (state R in /proc) it is most
         likely inside a batch; the spin for that moment is bounded. Waits until
         MMS has replaced the worker."""
-        before = host.worker_processes()
-        batched = {str(w["id"]) for w in host.ready_workers()}
-        victim = before[sorted(batched & set(before))[0]]
+
+        def a_ready_batched_worker():
+            # Read both sides again until they meet: a worker MMS has just
+            # replaced (an earlier kill) may be READY before its process shows
+            # its socket, or gone from /proc while MMS still says READY.
+            processes = host.worker_processes()
+            ready = sorted({str(w["id"]) for w in host.ready_workers()} & set(processes))
+            return processes[ready[0]] if ready else None
+
+        victim = wait_until(a_ready_batched_worker, 60, "a ready worker of the batched registration with a process")
         deadline = time.monotonic() + 2.0
         stat = Path(f"/proc/{victim.pid}/stat")
-        while time.monotonic() < deadline and stat.read_text().split(")")[-1].split()[0] != "R":
-            pass
-        os.kill(victim.pid, signal.SIGKILL)
+        try:
+            while time.monotonic() < deadline and stat.read_text().split(")")[-1].split()[0] != "R":
+                pass
+            os.kill(victim.pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # it died on its own meanwhile: MMS replaces it all the same
         wait_until(
-            lambda: victim.pid not in {p.pid for p in host.worker_processes().values()} and host.all_workers_ready(),
+            lambda: (
+                victim.pid not in {p.pid for p in host.worker_processes().values()}
+                and host.all_workers_ready()
+                and a_ready_batched_worker()
+            ),
             60,
             "a new worker",
         )
