@@ -63,6 +63,8 @@ REQUIREMENTS = HERE / "requirements-image.txt"
 # into the front image at FRONT_DOOR_JS, the path its nginx.conf names.
 DOOR_JS = ROOT / "serving/front/door.js"
 FRONT_DOOR_JS = "/opt/fizbuz/front/door.js"
+# The front image's entry: nginx, and its upstream kept equal to Swarm's tasks.
+FRONT_TASKS_SH = ROOT / "serving/containers/front_tasks.sh"
 # The front image's Debian packages held at the project's pins
 # (scripts/debian-packages.txt): njs must match nginx's module ABI.
 DEBIAN_PINS = ROOT / "scripts/debian-packages.txt"
@@ -207,7 +209,7 @@ def debian_pins(names, pins_file=DEBIAN_PINS):
 
 def front_context(folder):
     """The front image's build context: Dockerfile, the pinned packages'
-    apt-get arguments (packages.txt) and door.js."""
+    apt-get arguments (packages.txt), door.js and front_tasks.sh (the entry)."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -215,6 +217,8 @@ def front_context(folder):
     (folder / "packages.txt").write_text("\n".join(debian_pins(FRONT_PINNED)) + "\n")
     shutil.copy(DOOR_JS, folder / "door.js")
     (folder / "door.js").chmod(0o644)  # read by the image's unprivileged nginx
+    shutil.copy(FRONT_TASKS_SH, folder / "front_tasks.sh")
+    (folder / "front_tasks.sh").chmod(0o755)
     return folder
 
 

@@ -105,6 +105,15 @@ class Options:
     health_timeout: str = "5s"
     health_retries: int = 3
     response_timeout: str = "30"  # MMS's default_response_timeout (serving/mms/config.properties)
+    # Connections from the front door to the tasks kept alive (front_tasks.sh
+    # keeps an upstream group equal to the tasks); False: the name looked up per
+    # request, no connection kept (what the stack did before; for comparisons).
+    front_keepalive: bool = True
+
+
+def tasks_name(options):
+    """Swarm's DNS name for the healthy MMS tasks, with their port."""
+    return f"tasks.{options.stack}_mms:{MMS_PORT}"
 
 
 def front_settings(options):
@@ -113,7 +122,8 @@ def front_settings(options):
     return config.FrontSettings(
         listen="8443",
         hosts=[],
-        dns_hosts=f"tasks.{options.stack}_mms:{MMS_PORT}",
+        dns_hosts=tasks_name(options),
+        dns_keepalive=options.front_keepalive,
         workers="2",
         rate=options.rate,
         burst=options.burst,
@@ -322,6 +332,7 @@ class Stack(JsonState):
             FRONT_PLACEMENT=options.front_placement,
             FRONT_PORT=str(options.front_port),
             FRONT_DIR=str(self.front_dir),
+            FRONT_TASKS=tasks_name(options),
             MMS_HEALTH_TIMEOUT=options.health_timeout,
             MMS_HEALTH_INTERVAL=options.health_interval,
             MMS_RESPONSE_TIMEOUT=options.response_timeout,

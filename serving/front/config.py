@@ -116,7 +116,8 @@ class FrontSettings:
     # Instead of `hosts`: one DNS name for every host ("tasks.fizbuz_mms:8080",
     # Swarm's healthy tasks), looked up at request time, as tasks come and go.
     dns_hosts: str = ""
-    resolver: str = "127.0.0.11"  # Docker's embedded DNS
+    dns_keepalive: bool = True  # the name's answer as an upstream group (front_tasks.sh), not per request
+    resolver: str = "127.0.0.11"  # Docker's embedded DNS (dns_keepalive off)
     # Files outside the prefix (a container gets them from Swarm); "": under the prefix.
     tokens_map: str = ""
     error_log: str = ""  # "stderr" in a container
@@ -268,21 +269,42 @@ def static_upstream(settings):
     )
 
 
-def dns_upstream(settings):
+TASKS_FILE = "tasks.conf"  # under the prefix: the stack door's server lines (front_tasks.sh)
+TASKS_GROUP = "fizbuz_tasks"
+
+
+def dns_upstream(settings, prefix):
     """One DNS name for every host (the container stack: Swarm's tasks come and
-    go), in variables: nginx resolves a name in a variable at request time, a
-    name written out only once, at start. Answers are kept 1 s, so a replaced
-    task is forgotten within a second and a try on it moves on to the next
-    address; the 507 retry asks the same name again."""
+    go). Kept alive (the default): an upstream group whose server lines are a
+    file the front image's entry (serving/containers/front_tasks.sh) rewrites
+    from the name's answer, reloading nginx when it changes; nginx keeps
+    connections to the tasks. Per request (dns_keepalive off): the name in
+    variables, looked up at request time (answers kept 1 s), no connection
+    kept. Either way a try on a task that left moves on to the next address;
+    the 507 retry goes to the same tasks."""
     if settings.hosts:
         raise ValueError("give the front door either hosts or one DNS name for them, not both")
-    blocks = (
-        "    # The hosts: one DNS name, looked up at request time (answers kept 1 s).\n"
-        f"    resolver {settings.resolver} valid=1s ipv6=off;\n"
-        "    resolver_timeout 2s;\n"
-        f"    map $host $fizbuz_hosts {{ default {settings.dns_hosts}; }}\n"
-        f"    map $host $fizbuz_retry_group {{ default {settings.dns_hosts}; }}"
-    )
+    if settings.dns_keepalive:
+        blocks = (
+            "    # The hosts: Swarm's healthy tasks, written by front_tasks.sh from\n"
+            f"    # {settings.dns_hosts} and reloaded on change: connections kept alive.\n"
+            f"    upstream {TASKS_GROUP} {{\n"
+            f"        include {prefix}/{TASKS_FILE};\n"
+            "        keepalive 64;\n"
+            "        keepalive_requests 100000;\n"
+            "        keepalive_timeout 60s;\n"
+            "    }\n"
+            f"    map $host $fizbuz_hosts {{ default {TASKS_GROUP}; }}\n"
+            f"    map $host $fizbuz_retry_group {{ default {TASKS_GROUP}; }}"
+        )
+    else:
+        blocks = (
+            "    # The hosts: one DNS name, looked up at request time (answers kept 1 s).\n"
+            f"    resolver {settings.resolver} valid=1s ipv6=off;\n"
+            "    resolver_timeout 2s;\n"
+            f"    map $host $fizbuz_hosts {{ default {settings.dns_hosts}; }}\n"
+            f"    map $host $fizbuz_retry_group {{ default {settings.dns_hosts}; }}"
+        )
     tries = 3  # during a rolling update (start-first) the name lists a third task
     policy = (
         "            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
@@ -298,8 +320,8 @@ def dns_upstream(settings):
     return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy, first_try=first_try)
 
 
-def upstream(settings):
-    return dns_upstream(settings) if settings.dns_hosts else static_upstream(settings)
+def upstream(settings, prefix):
+    return dns_upstream(settings, prefix) if settings.dns_hosts else static_upstream(settings)
 
 
 def metrics_access_log(settings, prefix):
@@ -372,7 +394,7 @@ def render(settings, prefix, ready_cache=None):
     """The config; `ready_cache`: the folder of /ready's cache (nginx's workers
     write it), by default temp/ready under the prefix."""
     check_overload(settings)
-    way = upstream(settings)
+    way = upstream(settings, prefix)
     values = {
         "PREFIX": str(prefix),
         "WORKERS": settings.workers,

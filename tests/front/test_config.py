@@ -1,6 +1,7 @@
 """Rendering and the tokens file, checked by the real nginx (no servers started)."""
 
 import dataclasses
+import os
 import re
 import socket
 import subprocess
@@ -219,11 +220,16 @@ def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(
         certificate=str(tls_pair / "c.pem"),
         key=str(tls_pair / "k.pem"),
     )
+    door.prefix.mkdir(parents=True)
+    # What the image's entry writes before nginx starts (no task answers here).
+    (door.prefix / config.TASKS_FILE).write_text(front_tasks_lines("tasks.fbz_mms:8080"))
     door.write(settings, token_file)  # runs nginx -t (njs loads door.js)
     text = door.conf.read_text()
     assert f"js_import fizbuz_door from {images.DOOR_JS};" in text
-    assert "resolver 127.0.0.11 valid=1s ipv6=off;" in text and "\n    upstream " not in text
-    assert "map $host $fizbuz_hosts { default tasks.fbz_mms:8080; }" in text
+    group = text.split("    upstream fizbuz_tasks {")[1].split("}")[0]
+    assert f"include {door.prefix}/tasks.conf;" in group and "keepalive 64;" in group
+    assert "resolver" not in text and text.count("\n    upstream ") == 1
+    assert "map $host $fizbuz_hosts { default fizbuz_tasks; }" in text
     assert text.count("proxy_pass http://$fizbuz_hosts$fizbuz_target_path;") == 3
     assert "proxy_pass http://$fizbuz_retry_group$fizbuz_target_path;" in text
     assert _target_map(text) == {"default": PREDICT_PATH}  # the tasks register no batch-1 model
@@ -236,6 +242,38 @@ def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(
         "headers too large",
     ):
         assert rule in text
+
+
+def front_tasks_lines(name, env=None):
+    """The stack door's server lines for `name` now, as its entry prints them."""
+    environment = {**os.environ, "FIZBUZ_FRONT_TASKS": name, **(env or {})}
+    done = subprocess.run(
+        [str(images.FRONT_TASKS_SH), "--print"], env=environment, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_stack_doors_per_request_lookup_is_still_there_when_keepalive_is_off(tmp_path):
+    off = stack.front_settings(stack.Options(stack="fbz", front_keepalive=False))
+    text = config.render(off, tmp_path)
+    assert "resolver 127.0.0.11 valid=1s ipv6=off;" in text and "\n    upstream " not in text
+    assert "map $host $fizbuz_hosts { default tasks.fbz_mms:8080; }" in text
+
+
+def test_front_tasks_prints_a_down_server_for_no_task_and_refuses_a_bad_name():
+    assert front_tasks_lines("no-such-name.invalid:8080") == "server 127.0.0.1:1 down;  # no healthy task in DNS\n"
+    lines = front_tasks_lines("localhost:8080").splitlines()
+    assert lines == ["server 127.0.0.1:8080 max_fails=2 fail_timeout=2s;", "server 127.0.0.1:8080 backup max_fails=0;"]
+    for bad in ("tasks x:80", "tasks.x", "tasks.x:80;include", "tasks.x:123456"):
+        done = subprocess.run(
+            [str(images.FRONT_TASKS_SH), "--print"],
+            env={**os.environ, "FIZBUZ_FRONT_TASKS": bad},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2 and "must be name:port" in done.stderr, bad
 
 
 def test_hosts_and_a_dns_name_together_are_refused(tmp_path):
