@@ -1,4 +1,5 @@
-"""A small aiohttp server in a thread, on a free loopback port, stopped on
+"""A small aiohttp server in a thread, on a free loopback port (or the address
+and port given), stopped on
 leaving: the stand-in the load tools' unit tests point their generators at.
 A test subclasses it and says what it serves in `routes`."""
 
@@ -11,8 +12,9 @@ from fizbuz.lifecycle import free_port
 
 
 class StubServer:
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, host="127.0.0.1", port=None):
+        self.host = host
+        self.port = port or free_port()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -25,7 +27,7 @@ class StubServer:
         self.routes(app)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self.runner, self.host, self.port).start()
 
     def __enter__(self):
         self.thread.start()

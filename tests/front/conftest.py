@@ -18,6 +18,7 @@ from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
 from serving.front.metrics import log as front_log
+from serving.mms.config import make_self_signed
 from serving.mms.metrics.control import metrics_url
 from serving.metrics.logtail import flushed_and_read
 from serving.metrics.scrape import scrape
@@ -29,6 +30,22 @@ pytestmark = pytest.mark.e2e
 def nginx_installed():
     result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def tls_pair(tmp_path):
+    """A self-signed certificate and key: c.pem and k.pem in a folder."""
+    pair = tmp_path / "tls"
+    make_self_signed(pair / "c.pem", pair / "k.pem")
+    return pair
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    """A tokens file with one token, "default"."""
+    path = tmp_path / "tokens.txt"
+    tokens.add(path, "default")
+    return path
 
 
 class RunningFleet:

@@ -13,7 +13,6 @@ from fizbuz.lifecycle import LifecycleError, free_port
 from serving.containers import images, stack
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
-from serving.mms.config import make_self_signed
 from serving.front.nginx import FrontDoor, NginxError
 
 
@@ -180,20 +179,6 @@ def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
     path.write_text(line + "\n")
     with pytest.raises(tokens.TokenError, match="tokens.txt:1"):
         tokens.read(path)
-
-
-@pytest.fixture
-def tls_pair(tmp_path):
-    pair = tmp_path / "tls"
-    make_self_signed(pair / "c.pem", pair / "k.pem")
-    return pair
-
-
-@pytest.fixture
-def token_file(tmp_path):
-    path = tmp_path / "tokens.txt"
-    tokens.add(path, "default")
-    return path
 
 
 def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed, tls_pair, token_file):
