@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fizbuz.lifecycle import free_port, live_process
+from fizbuz.lifecycle import LifecycleError, free_port, live_process, wait_until
 from serving.containers.cluster import FRONT_PORT, STATE_FILE, Cluster, ClusterOptions, leftovers
 from serving.front import client, tokens
 
@@ -62,6 +62,62 @@ class RunningCluster:
 
     def report(self):
         return self.cluster.status()
+
+    # ------------------------------------------------------------ the front door's connections
+    def containers(self, service):
+        """[(node, container id)] of the service's running containers, on every node."""
+        label = f"label=com.docker.swarm.service.name={self.state['options']['stack']}_{service}"
+        found = []
+        for node in self.nodes:
+            if node.answers():
+                found += [(node, cid) for cid in node.docker().run("ps", "-q", "--filter", label).split()]
+        return found
+
+    def backend_address(self, node, container):
+        """The container's address on the stack's backend overlay."""
+        network = f"{self.state['options']['stack']}_backend"
+        template = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
+        return node.docker().run("inspect", "--format", template, container).strip()
+
+    def door_tasks(self):
+        """The task addresses the front door's upstream lists now (front_tasks.sh's file)."""
+        [(node, front)] = self.containers("front")
+        text = node.docker().run("exec", front, "cat", "/tmp/nginx/tasks.conf")
+        return sorted({line.split()[1].rsplit(":", 1)[0] for line in text.splitlines() if " down;" not in line})
+
+    def task_addresses(self):
+        return sorted(self.backend_address(node, cid) for node, cid in self.containers("mms"))
+
+    def door_follows_the_tasks(self, timeout=60):
+        """The door's upstream becomes the running tasks' addresses (it asks DNS every second)."""
+
+        def same():
+            tasks = self.task_addresses()
+            return len(tasks) == self.replicas and self.door_tasks() == tasks
+
+        wait_until(same, timeout, "the front door's upstream to list the running tasks", not_yet=(LifecycleError,))
+
+    def connections_from_the_door(self):
+        """{(task address, the door's port)} of the TCP connections to MMS
+        (port 8080) that the front door holds open on each task: read from
+        /proc/net/tcp inside the task containers (state 01 = ESTABLISHED)."""
+        [(front_node, front)] = self.containers("front")
+        door = self.backend_address(front_node, front)
+        held = set()
+        for node, cid in self.containers("mms"):
+            table = node.docker().run("exec", cid, "cat", "/proc/net/tcp")
+            for line in table.splitlines()[1:]:
+                fields = line.split()
+                local, remote, state = fields[1], fields[2], fields[3]
+                if state == "01" and local.endswith(":1F90") and hex_address(remote)[0] == door:
+                    held.add((hex_address(local)[0], hex_address(remote)[1]))
+        return held
+
+
+def hex_address(field):
+    """/proc/net/tcp's "0100007F:1F90" as ("127.0.0.1", 8080)."""
+    address, port = field.split(":")
+    return ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)), int(port, 16)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ def under_load(running_cluster, protocol, fault):
     assert summary["sent"] > 0 and summary["failed"] == 0 and summary["wrong"] == 0, summary["failure_samples"]
     running_cluster.cluster.wait_converged(300)
     assert sum(running_cluster.placement().values()) == running_cluster.replicas
+    running_cluster.door_follows_the_tasks()  # the tasks that replaced the lost ones are in its upstream
     return result
 
 
@@ -63,6 +64,27 @@ def test_the_nodes_join_and_the_tasks_are_placed_by_label(running_cluster):
         {"Content-Type": "application/json"},
     )
     assert status == 200 and "FizzBuzz" in text
+
+
+def test_the_front_door_keeps_its_connections_to_the_tasks(running_cluster):
+    """Issue 24: the door's upstream is the tasks' addresses (front_tasks.sh),
+    and its connections to them outlive a load and carry the next one: after
+    two loads of 300 answers each, connections the first left open are still
+    the ones held (per-request lookups would leave none open, and new ports)."""
+    rc = running_cluster
+    rc.door_follows_the_tasks()
+    held = []
+    for _ in range(2):
+        with rc.load("card") as load:
+            load.wait_for_answers(300)
+        summary = load.result.summary()
+        assert summary["failed"] == 0 and summary["wrong"] == 0, summary["failure_samples"]
+        held.append(rc.connections_from_the_door())
+        log.info("the front door holds %d connections to the tasks after a load", len(held[-1]))
+    first, second = held
+    assert first and len(first) < 300, first  # some, not one per request
+    assert {address for address, _ in first} == set(rc.task_addresses())  # to every task
+    assert first & second, (first, second)  # the same connections carried the second load
 
 
 def test_a_drained_node_gives_its_task_away_and_no_v2_request_fails(running_cluster):
