@@ -7,9 +7,11 @@ on this box:
   the desired task count on the other nodes, time until the node is back;
 - req/s at c=64 (wrk) through the cluster's front door vs the namespace
   fleet's (serving/front), same shape (2 MMS hosts x 1 worker), both up at
-  once, in interleaved rounds; first with the stack's CPU limit per MMS task
-  (1 CPU), then without it (the same tasks, `docker service update
-  --limit-cpu 0`), so the limit is measured apart.
+  once, in interleaved rounds, in three phases: as deployed (1 CPU per MMS
+  task, the tasks on the model nodes); without the CPU limit (`docker service
+  update --limit-cpu 0`); and with the tasks moved to the edge node beside
+  the front door (the overlay's hop between nodes gone): the limit and the
+  overlay measured apart.
 
 Writes bench/results/multinode/multinode.md (and the raw rows as JSON beside
 it). Takes about 20 minutes; everything it starts is stopped at the end."""
@@ -68,22 +70,42 @@ def fault_rows(cluster, cafile, token):
     return rows
 
 
+# The phases of the req/s table, in order: (label, `docker service update`
+# flags that take the MMS service from the previous phase to this one).
+MODEL_NODES = "node.labels.fizbuz.role==model"
+EDGE_NODE = "node.labels.fizbuz.role==edge"
+PHASES = (
+    ("as deployed: 1 CPU per MMS task, tasks on the model nodes", ()),
+    ("no CPU limit, tasks on the model nodes", ("--limit-cpu", "0")),
+    (
+        "no CPU limit, tasks on the edge node (no VXLAN hop)",
+        ("--constraint-rm", MODEL_NODES, "--constraint-add", EDGE_NODE),
+    ),
+)
+CLUSTER, FLEET = "cluster (3-node Swarm, overlay)", "fleet (namespaces)"
+
+
 def speed_rows(cluster, fleet_state, fleet, rounds, duration, connections, wrk_log):
+    """wrk through both front doors, interleaved, in each phase: the CPU limit
+    taken away, then the overlay's hop between nodes (the tasks moved next to
+    the front door), each measured apart against the same fleet."""
     edge = cluster.nodes()[0]
     targets = {
-        "cluster (3-node Swarm, overlay)": (
+        CLUSTER: (
             f"https://{edge.address}:{FRONT_PORT}{PREDICT_PATH}",
             [f"Authorization: Bearer {tokens.read(cluster.builder.token_file)['default']}"],
         ),
-        "fleet (namespaces)": (
+        FLEET: (
             f"https://{fleet_state['front']['listen']}{PREDICT_PATH}",
             [f"Authorization: Bearer {tokens.read(fleet.token_file)['default']}"],
         ),
     }
     rows = []
-    for limit in ("1", "0"):
-        if limit != "1":
-            cluster.rolling_restart("--limit-cpu", limit)
+    for phase, changes in PHASES:
+        if changes:
+            log.info("next phase: %s (docker service update %s)", phase, " ".join(changes))
+            cluster.rolling_restart(*changes)
+        log.info("MMS tasks by node: %s", cluster.running_tasks())
         for url, headers in targets.values():
             wrk(url, connections, 3, wrk_log, headers)  # warm-up
         for round_number in range(rounds):
@@ -93,7 +115,7 @@ def speed_rows(cluster, fleet_state, fleet, rounds, duration, connections, wrk_l
             for name, (url, headers) in order:
                 row = {
                     "target": name,
-                    "cpu_limit": "1 CPU" if limit == "1" else "none",
+                    "phase": phase,
                     "round": round_number,
                     "load_avg_1m": round(os.getloadavg()[0], 1),
                     **wrk(url, connections, duration, wrk_log, headers),
@@ -105,7 +127,7 @@ def speed_rows(cluster, fleet_state, fleet, rounds, duration, connections, wrk_l
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per CPU limit (default: 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per phase (default: 3)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default: 10)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--skip-faults", action="store_true", help="only the req/s table")
@@ -178,47 +200,53 @@ def write(figures, fault_table, speed, output, args):
         ]
         lines += [""]
     if speed:
-        lines += [
-            f"wrk at c={args.connections}, {args.duration} s per run, {args.rounds} interleaved rounds per "
-            f"CPU limit, the cluster and the fleet up at once (2 MMS hosts x 1 worker each, nginx front door "
-            f"with HTTPS and a token):",
-            "",
-            "| through | MMS CPU limit | median req/s | range | median p99 ms | errors |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        groups = list(dict.fromkeys((row["target"], row["cpu_limit"]) for row in speed))
-        medians = {}
-        for name, limit in groups:
-            mine = [row for row in speed if (row["target"], row["cpu_limit"]) == (name, limit)]
-            rates = [row["req_per_s"] for row in mine]
-            medians[(name, limit)] = statistics.median(rates)
-            lines.append(
-                f"| {name} | {limit} | {medians[(name, limit)]:,.0f} | {min(rates):,.0f} – "
-                f"{max(rates):,.0f} | {statistics.median(row['p99_ms'] for row in mine):.1f} | "
-                f"{sum(r['errors'] for r in mine)} |"
-            )
-        lines += [""]
-        for limit in dict.fromkeys(limit for _, limit in groups):
-            pair = [medians[key] for key in groups if key[1] == limit]
-            if len(pair) == 2:
-                lines.append(
-                    f"Ratio cluster / fleet, MMS CPU limit {limit} (medians, measured side by side): "
-                    f"{pair[0] / pair[1]:.2f}."
-                )
-        lines += [
-            "",
-            "Rounds:",
-            "",
-            "| round | through | CPU limit | req/s | p50 ms | p99 ms | load avg |",
-            "|---|---|---|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {r['round']} | {r['target']} | {r['cpu_limit']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p99_ms']:.1f} | {r['load_avg_1m']} |"
-            for r in speed
-        ]
+        lines += speed_lines(speed, args)
     output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def speed_lines(speed, args):
+    """The stack vs fleet table: per phase, medians and the cluster / fleet
+    ratio of each round (the two measured one after the other), then every round."""
+    lines = [
+        f"wrk at c={args.connections}, {args.duration} s per run, {args.rounds} interleaved rounds per "
+        f"phase, the cluster and the fleet up at once (2 MMS hosts x 1 worker each, nginx front door with "
+        f"HTTPS and a token; the cluster's front door keeps its connections to the tasks, "
+        f"serving/containers/front_tasks.sh):",
+        "",
+        "| phase | through | median req/s | range | median p99 ms | errors | cluster / fleet (median of rounds) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for phase in dict.fromkeys(row["phase"] for row in speed):
+        mine = [row for row in speed if row["phase"] == phase]
+        by_round = {}
+        for row in mine:
+            by_round.setdefault(row["round"], {})[row["target"]] = row["req_per_s"]
+        ratios = [r[CLUSTER] / r[FLEET] for r in by_round.values() if r.get(FLEET) and CLUSTER in r]
+        for target in (CLUSTER, FLEET):
+            rows = [row for row in mine if row["target"] == target]
+            if not rows:
+                continue
+            rates = [row["req_per_s"] for row in rows]
+            ratio = f"{statistics.median(ratios):.2f}" if ratios and target == CLUSTER else ""
+            lines.append(
+                f"| {phase} | {target} | {statistics.median(rates):,.0f} | {min(rates):,.0f} – {max(rates):,.0f} | "
+                f"{statistics.median(row['p99_ms'] for row in rows):.1f} | {sum(r['errors'] for r in rows)} | "
+                f"{ratio} |"
+            )
+    lines += [
+        "",
+        "Rounds:",
+        "",
+        "| phase | round | through | req/s | p50 ms | p99 ms | load avg |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['phase']} | {r['round']} | {r['target']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} | "
+        f"{r['p99_ms']:.1f} | {r['load_avg_1m']} |"
+        for r in speed
+    ]
+    return lines
 
 
 if __name__ == "__main__":
