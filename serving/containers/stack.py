@@ -39,6 +39,7 @@ STACK_FILE = HERE / "stack.yml"
 # Where the front image keeps nginx's own files (made by Dockerfile.front) and
 # gets the rest (stack.yml's configs and secrets).
 FRONT_PREFIX = "/tmp/nginx"
+FRONT_TASKS_FILE = f"{FRONT_PREFIX}/{config.TASKS_FILE}"  # front_tasks.sh's default
 FRONT_FILES = dict(
     tokens_map="/run/secrets/fizbuz_tokens_map",
     certificate="/run/secrets/fizbuz_front_cert",
@@ -447,6 +448,21 @@ class Stack(JsonState):
         name = f"{state['options']['stack']}_{service}"
         return docker.run("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}").split()
 
+    @staticmethod
+    def backend_address(state, docker, container):
+        """A task container's address on the stack's backend overlay."""
+        network = f"{state['options']['stack']}_backend"
+        template = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
+        return docker.run("inspect", "--format", template, container).strip()
+
+    @staticmethod
+    def door_upstream(docker, front_container):
+        """The "address:port" entries the front door's upstream lists now
+        (front_tasks.sh's file in the front container), sorted; [] when no task."""
+        text = docker.run("exec", front_container, "cat", FRONT_TASKS_FILE)
+        lines = [line for line in text.splitlines() if line.startswith("server ") and " down;" not in line]
+        return sorted({line.split()[1] for line in lines})
+
     def ready(self, state=None):
         state = state or self.require()
         status, _, text = client.request(
@@ -511,6 +527,12 @@ class Stack(JsonState):
             ready, _ = self.ready(state)
             address = f"{front_address(state)}:{state['options']['front_port']}"
             lines.append(f"  front door https://{address}  /ready {ready}")
+            for front in self.task_containers(state, docker, "front"):
+                try:
+                    upstream = " ".join(self.door_upstream(docker, front)) or "none"
+                except LifecycleError as error:  # the container went away meanwhile
+                    upstream = f"unknown ({error})"
+                lines.append(f"  front door's upstream (the tasks it keeps connections to): {upstream}")
         return "\n".join(line.rstrip() for line in lines)
 
     # ------------------------------------------------------------ stop

@@ -17,9 +17,9 @@ import pytest
 
 from fizbuz import archive
 from fizbuz.contract import request_body
-from fizbuz.lifecycle import free_port
+from fizbuz.lifecycle import LifecycleError, free_port, wait_until
 from serving.front import client, tokens
-from serving.containers.stack import Options, Stack
+from serving.containers.stack import MMS_PORT, Options, Stack
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,6 +95,24 @@ class RunningStack:
 
     def healthy(self):
         return self.stack.healthy_tasks(self.state, self.docker)
+
+    def door_follows_the_tasks(self, timeout=60):
+        """The front door's upstream becomes the healthy tasks' backend
+        addresses (front_tasks.sh asks Swarm's DNS every second)."""
+
+        def same():
+            tasks = sorted(
+                f"{self.stack.backend_address(self.state, self.docker, c)}:{MMS_PORT}" for c in self.healthy()
+            )
+            [front] = self.stack.task_containers(self.state, self.docker, "front")
+            return (
+                len(tasks) == self.state["options"]["replicas"]
+                and self.stack.door_upstream(self.docker, front) == tasks
+            )
+
+        wait_until(
+            same, timeout, "the front door's upstream to list the healthy tasks", not_yet=(LifecycleError, ValueError)
+        )
 
     def describe_model(self, container):
         """The model as the task's own management API (on its loopback) describes it."""

@@ -40,6 +40,7 @@ def test_a_killed_container_is_replaced_by_swarm_and_no_request_fails(running_st
     check(load.result.summary())
     after = running_stack.mms_containers()
     assert victim not in after and len(after) == 2
+    running_stack.door_follows_the_tasks()  # the new task is in its upstream, the killed one gone
 
 
 def test_a_rolling_update_under_load_fails_no_request_and_the_new_version_answers(

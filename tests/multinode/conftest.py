@@ -18,6 +18,7 @@ import pytest
 
 from fizbuz.lifecycle import LifecycleError, free_port, live_process, wait_until
 from serving.containers.cluster import FRONT_PORT, STATE_FILE, Cluster, ClusterOptions, leftovers
+from serving.containers.stack import Stack
 from serving.front import client, tokens
 
 HERE = Path(__file__).resolve().parent
@@ -74,16 +75,12 @@ class RunningCluster:
         return found
 
     def backend_address(self, node, container):
-        """The container's address on the stack's backend overlay."""
-        network = f"{self.state['options']['stack']}_backend"
-        template = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
-        return node.docker().run("inspect", "--format", template, container).strip()
+        return Stack.backend_address(self.state, node.docker(), container)
 
     def door_tasks(self):
         """The task addresses the front door's upstream lists now (front_tasks.sh's file)."""
         [(node, front)] = self.containers("front")
-        text = node.docker().run("exec", front, "cat", "/tmp/nginx/tasks.conf")
-        return sorted({line.split()[1].rsplit(":", 1)[0] for line in text.splitlines() if " down;" not in line})
+        return sorted(entry.rsplit(":", 1)[0] for entry in Stack.door_upstream(node.docker(), front))
 
     def task_addresses(self):
         return sorted(self.backend_address(node, cid) for node, cid in self.containers("mms"))
