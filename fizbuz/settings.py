@@ -407,7 +407,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("chromium", Path, Path("/usr/bin/chromium"), "render, tests", "the Chromium binary", "CHROMIUM"),
     _s("prometheus", Path, Path("/usr/bin/prometheus"), "tests, bench", "the Prometheus binary", "PROMETHEUS"),
-    _s("test_multinode", bool, False, "run_tests.sh", "also run the multi-node tier (tests/multinode), a third stage"),
+    _s("test_multinode", bool, True, "run_tests.sh", "run the multi-node tier (tests/multinode) as the third stage"),
     _s("apt_lock_timeout", int, 300, "provisioning", "seconds apt waits for its lock", "APT_LOCK_TIMEOUT", 0, 3600),
     _s("cpp_build_dir", Path, ROOT / "build/cpp", "cpp/build.sh", "the C++ runner's build folder"),
     _s("cpp_jobs", int, 2, "cpp/build.sh", "parallel compile jobs", (), 1, 64),
