@@ -33,6 +33,15 @@ from fizbuz import logs
 HERE = Path(__file__).resolve().parent
 
 
+def rate_cells(rows):
+    """A table's cells for wrk runs of one kind: median req/s, range, median p99, errors."""
+    rates = [row["req_per_s"] for row in rows]
+    return (
+        f"{statistics.median(rates):,.0f} | {min(rates):,.0f} – {max(rates):,.0f} | "
+        f"{statistics.median(row['p99_ms'] for row in rows):.1f} | {sum(r['errors'] for r in rows)}"
+    )
+
+
 def wrk(url, connections, seconds, log_file, headers):
     try:
         result = run_wrk(url, connections, seconds, threads=2, log_file=log_file, headers=headers)
@@ -173,12 +182,7 @@ def write(figures, rows, output, args):
         "|---|---:|---:|---:|---:|",
     ]
     for name in dict.fromkeys(row["target"] for row in rows):
-        mine = [row for row in rows if row["target"] == name]
-        rates = [row["req_per_s"] for row in mine]
-        lines.append(
-            f"| {name} | {statistics.median(rates):,.0f} | {min(rates):,.0f} – {max(rates):,.0f} | "
-            f"{statistics.median(row['p99_ms'] for row in mine):.1f} | {sum(r['errors'] for r in mine)} |"
-        )
+        lines.append(f"| {name} | {rate_cells([row for row in rows if row['target'] == name])} |")
     names = list(dict.fromkeys(row["target"] for row in rows))
     if len(names) == 2:
         medians = [statistics.median(r["req_per_s"] for r in rows if r["target"] == n) for n in names]

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.containers_bench import wrk
+from bench.containers_bench import rate_cells, wrk
 from bench.load_generator import ensure_tools
 from fizbuz import logs
 from fizbuz.contract import PREDICT_PATH, ROOT
@@ -227,13 +227,8 @@ def speed_lines(speed, args):
             rows = [row for row in mine if row["target"] == target]
             if not rows:
                 continue
-            rates = [row["req_per_s"] for row in rows]
             ratio = f"{statistics.median(ratios):.2f}" if ratios and target == CLUSTER else ""
-            lines.append(
-                f"| {phase} | {target} | {statistics.median(rates):,.0f} | {min(rates):,.0f} – {max(rates):,.0f} | "
-                f"{statistics.median(row['p99_ms'] for row in rows):.1f} | {sum(r['errors'] for r in rows)} | "
-                f"{ratio} |"
-            )
+            lines.append(f"| {phase} | {target} | {rate_cells(rows)} | {ratio} |")
     lines += [
         "",
         "Rounds:",
