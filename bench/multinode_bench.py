@@ -137,6 +137,7 @@ def main(argv=None):
     ensure_tools()
     subprocess.run([str(ROOT / "serving/containers/setup_docker.sh")], check=True)
     folder = Path(tempfile.mkdtemp(prefix="fbzm-bench-"))
+    folder.chmod(0o711)  # the fleet's MMS runs as its own user and must enter it (not list it)
     cluster, fleet = Cluster(folder / "cluster"), Fleet(folder / "fleet")
     figures, fault_table, speed = {}, [], []
     try:
