@@ -67,10 +67,25 @@ trap 'kill -QUIT "$nginx_pid" 2>/dev/null || true' QUIT
 # are set before): until then a change waits for the next turn.
 nginx_ready() { [ "$(cat "$pid_file" 2>/dev/null || true)" = "$nginx_pid" ]; }
 
+# An empty answer is believed only after EMPTY_LOOKS looks in a row: a DNS
+# hiccup (a timeout, a restarting engine) must not empty the upstream and turn
+# every request away; the tasks that really left refuse connections and a try
+# moves on (or the door answers 503) until then.
+EMPTY_LOOKS=3
+empty=0
 while kill -0 "$nginx_pid" 2>/dev/null; do
   sleep "$interval" &
   wait $! || true  # a signal ends the wait early: the trap has run, the loop checks nginx
   next=$(servers)
+  if [[ $next == *" down;"* ]]; then
+    empty=$((empty + 1))
+    if [ "$empty" -lt "$EMPTY_LOOKS" ]; then
+      log "no task of ${name} in DNS (look ${empty} of ${EMPTY_LOOKS}): the upstream is kept"
+      continue
+    fi
+  else
+    empty=0
+  fi
   if [ "$next" != "$current" ] && nginx_ready; then
     write "$next"
     kill -HUP "$nginx_pid" 2>/dev/null || true
