@@ -18,7 +18,7 @@ import pytest
 
 from fizbuz.lifecycle import LifecycleError, free_port, live_process, wait_until
 from serving.containers.cluster import FRONT_PORT, STATE_FILE, Cluster, ClusterOptions, leftovers
-from serving.containers.stack import Stack
+from serving.containers.stack import MMS_PORT, Stack
 from serving.front import client, tokens
 
 HERE = Path(__file__).resolve().parent
@@ -67,11 +67,10 @@ class RunningCluster:
     # ------------------------------------------------------------ the front door's connections
     def containers(self, service):
         """[(node, container id)] of the service's running containers, on every node."""
-        label = f"label=com.docker.swarm.service.name={self.state['options']['stack']}_{service}"
-        found = []
+        stack, found = self.cluster.builder, []
         for node in self.nodes:
             if node.answers():
-                found += [(node, cid) for cid in node.docker().run("ps", "-q", "--filter", label).split()]
+                found += [(node, cid) for cid in stack.task_containers(self.state, node.docker(), service)]
         return found
 
     def backend_address(self, node, container):
@@ -96,7 +95,7 @@ class RunningCluster:
 
     def connections_from_the_door(self):
         """{(task address, the door's port)} of the TCP connections to MMS
-        (port 8080) that the front door holds open on each task: read from
+        (MMS_PORT) that the front door holds open on each task: read from
         /proc/net/tcp inside the task containers (state 01 = ESTABLISHED)."""
         [(front_node, front)] = self.containers("front")
         door = self.backend_address(front_node, front)
@@ -106,7 +105,7 @@ class RunningCluster:
             for line in table.splitlines()[1:]:
                 fields = line.split()
                 local, remote, state = fields[1], fields[2], fields[3]
-                if state == "01" and local.endswith(":1F90") and hex_address(remote)[0] == door:
+                if state == "01" and hex_address(local)[1] == MMS_PORT and hex_address(remote)[0] == door:
                     held.add((hex_address(local)[0], hex_address(remote)[1]))
         return held
 
