@@ -379,7 +379,11 @@ class ScriptedServer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self):
-        self.start()
+        try:
+            self.start()  # stops what it started when it fails
+        except BaseException:
+            self.remove()  # and the folder goes too: nothing outlives a failed start
+            raise
         return self
 
     def __exit__(self, *exc):

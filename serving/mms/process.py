@@ -59,8 +59,14 @@ class RunFolder:
         that process is an MMS frontend working in this folder, so a forged pid
         file cannot make `stop` end another server."""
         process = self.pid_file.process()
+        if process is None:
+            return None
         try:
-            if process is not None and Path(process.cwd()) != self.path:
+            # A process on its way out has no working folder left: psutil says "".
+            cwd = process.cwd()
+            if not cwd or not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if Path(cwd) != self.path:
                 log.warning("%s names pid %d, an MMS of another folder: ignored", self.pid_file.path, process.pid)
                 return None
         except psutil.AccessDenied:  # another user's server: we could not stop it either
@@ -139,7 +145,41 @@ def hand_over(run, user, reads=(), writes=()):
 def launch(run, model_store, env=None, user=None):
     """Run `mxnet-model-server --start` for this folder (with `env`, default
     run.env(); its workers inherit it), as `user` ((name, uid, gid); None: as
-    we are; see hand_over); returns the frontend process."""
+    we are; see hand_over); returns the frontend process.
+
+    A frontend that dies the moment it starts without a word in its console
+    or log (seen once in hundreds of starts on a loaded machine) is started
+    once more, with a warning; one that says why it stopped is not: that
+    reason would not change."""
+    try:
+        return launch_once(run, model_store, env, user)
+    except FrontendGone as gone:
+        if gone.said_why:
+            raise
+        log.warning("%s: starting it once more", gone)
+        run.pid_file.remove()
+        return launch_once(run, model_store, env, user)
+
+
+class FrontendGone(LifecycleError):
+    def __init__(self, run, console_before):
+        console, mms_log = tail(run.console_log), tail(run.logs / "mms_log.log")
+        self.said_why = size(run.console_log) > console_before or (run.logs / "mms_log.log").exists()
+        super().__init__(
+            f"MMS's frontend (pid {run.pid_file.read()}) exited right after it was started; "
+            f"its console says:\n{console}\nits log says:\n{mms_log}"
+        )
+
+
+def size(path):
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def launch_once(run, model_store, env, user):
+    console_before = size(run.console_log)
     launcher = Path(sys.executable).parent / "mxnet-model-server"
     command = [
         str(launcher),
@@ -168,7 +208,7 @@ def launch(run, model_store, env=None, user=None):
         raise LifecycleError(f"mxnet-model-server --start failed:\n{tail(run.console_log)}")
     process = run.server()
     if process is None:
-        raise LifecycleError(f"MMS did not stay up; its console says:\n{tail(run.console_log)}")
+        raise FrontendGone(run, console_before)
     return process
 
 

@@ -17,6 +17,7 @@ from fizbuz.contract import ROOT, request_body
 from fizbuz.lifecycle import LifecycleError, free_ports, wait_until
 from serving.front import client, network, tokens
 from serving.front.fleet import Fleet, Options
+from serving.front.nginx import FrontDoor
 from serving.front.metrics import log as front_log
 from serving.mms.config import make_self_signed
 from serving.mms.metrics.control import metrics_url
@@ -30,6 +31,15 @@ pytestmark = pytest.mark.e2e
 def nginx_installed():
     result = subprocess.run([str(ROOT / "serving/front/setup_nginx.sh")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def front_door(tmp_path):
+    """A FrontDoor in tmp_path, stopped at the end: nginx, and the /ready cache
+    that root's door makes outside its prefix."""
+    door = FrontDoor(tmp_path / "front")
+    yield door
+    door.stop()
 
 
 @pytest.fixture

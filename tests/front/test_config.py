@@ -13,7 +13,7 @@ from fizbuz.lifecycle import LifecycleError, free_port
 from serving.containers import images, stack
 from serving.front import config, tokens
 from serving.front.fleet import Fleet, FleetError, Options
-from serving.front.nginx import FrontDoor, NginxError
+from serving.front.nginx import NginxError
 
 
 def settings(**changes):
@@ -181,21 +181,21 @@ def test_tokens_that_could_break_the_config_are_refused(tmp_path, line):
         tokens.read(path)
 
 
-def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(tmp_path, nginx_installed, tls_pair, token_file):
+def test_nginx_accepts_the_rendered_config_and_refuses_a_broken_one(front_door, nginx_installed, tls_pair, token_file):
     pair = tls_pair
-    door = FrontDoor(tmp_path / "front")
+    door = front_door
     door.write(settings(certificate=str(pair / "c.pem"), key=str(pair / "k.pem")), token_file)  # runs nginx -t
     with pytest.raises(NginxError, match="rejects"):
         door.write(settings(certificate=str(pair / "missing.pem"), key=str(pair / "k.pem")), token_file)
 
 
 def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(
-    tmp_path, nginx_installed, tls_pair, token_file
+    front_door, nginx_installed, tls_pair, token_file
 ):
     """The stack's own settings, only its image's file paths moved to a temp
     folder: nginx -t catches a template or settings change that breaks the
     container's front door without building it."""
-    door = FrontDoor(tmp_path / "front")
+    door = front_door
     in_image = stack.front_settings(stack.Options(stack="fbz"))
     assert in_image.door_js == images.FRONT_DOOR_JS  # baked into the front image from serving/front/door.js
     settings = dataclasses.replace(

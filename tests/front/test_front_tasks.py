@@ -21,7 +21,6 @@ from fizbuz.contract import PREDICT_PATH, request_body
 from fizbuz.lifecycle import free_port, wait_until
 from serving.containers import images, stack
 from serving.front import client, config, tokens
-from serving.front.nginx import FrontDoor
 from stub_server import StubServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -48,9 +47,9 @@ class Task(StubServer):
 
 
 @pytest.fixture
-def door(tmp_path, nginx_installed, tls_pair, token_file):
+def door(front_door, nginx_installed, tls_pair, token_file):
     """The stack's front door settings, its files moved to a temp folder, on a free port."""
-    front = FrontDoor(tmp_path / "front")
+    front = front_door
     settings = dataclasses.replace(
         stack.front_settings(stack.Options(stack="fbz")),
         listen=f"127.0.0.1:{free_port()}",

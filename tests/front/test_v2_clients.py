@@ -5,6 +5,7 @@ run in their own venv (clients/setup.sh): their pins clash with the project's.
 """
 
 import json
+import shutil
 import os
 import subprocess
 import tempfile
@@ -158,7 +159,11 @@ class V2Load:
 
     def finish(self):
         self.stop_file.touch()
-        self.process.wait(timeout=120)
+        try:
+            self.process.wait(timeout=120)
+        finally:
+            self.process.kill()  # a no-op once it ended
+            shutil.rmtree(self.stop_file.parent, ignore_errors=True)
         self.reader.join(timeout=10)
         return self.summary
 
