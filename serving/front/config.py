@@ -370,6 +370,8 @@ def retry_budget_fields(settings):
         "    # Loaded by the master (root) at start and reload: the unprivileged workers\n"
         "    # inherit it and need not read the checkout (a home folder may be closed to them).\n"
         "    init_by_lua_block { require('retry_budget') }\n"
+        "    # Each worker's successes reach the shared counts at least once a second.\n"
+        f"    init_worker_by_lua_block {{ require('retry_budget').flush_every({window}) }}\n"
         "    # The retry locations' withdrawal runs before their `if`s, which act on it.\n"
         "    rewrite_by_lua_no_postpone on;"
     )

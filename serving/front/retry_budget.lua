@@ -13,20 +13,56 @@
 --
 -- deposit() runs in the log phase of every request; withdraw() in the rewrite
 -- phase of the retry locations (before their `if`s: rewrite_by_lua_no_postpone).
+--
+-- The door's CPU per request (bench/results/overload/front_cpu_parts.md): a
+-- deposit is a count in this worker's own memory; the shared dict sees it when
+-- the second turns, when this worker withdraws, and from a timer every second.
+-- No lock or string is made per request; another worker sees a success at most
+-- a second late, which can only refuse a retry the exact count would grant.
 
 local M = {}
 
 local dict = ngx.shared.fizbuz_budget
 local floor = math.floor
 
+local byte = string.byte
+local pending, pending_second = 0, 0  -- this worker's successes not yet in the dict
+
+-- This worker's pending successes into the shared dict, under their own second.
+function M.flush(window)
+    if pending > 0 then
+        dict:incr("s" .. pending_second, pending, 0, window + 1)
+        pending = 0
+    end
+end
+
+-- From init_worker: flush every second, so a worker that falls quiet still
+-- shows its last successes to the others.
+function M.flush_every(window)
+    local ok, err = ngx.timer.every(1, function() M.flush(window) end)
+    if not ok then
+        ngx.log(ngx.ERR, "retry budget: no flush timer: ", err)
+    end
+end
+
 -- A success is a request whose last upstream try answered 200: "200",
 -- "500 : 200", "502, 200" (a door.js call's try shows through the same map).
 -- Answers made by nginx itself (refusals, 404s, cached /ready) are not.
 function M.deposit(window)
     local statuses = ngx.var.fizbuz_upstream_status
-    if statuses and statuses:sub(-3) == "200" then
-        dict:incr("s" .. floor(ngx.now()), 1, 0, window + 1)
+    if not statuses then
+        return
     end
+    local a, b, c = byte(statuses, -3, -1)
+    if a ~= 50 or b ~= 48 or c ~= 48 then -- "200"
+        return
+    end
+    local now = floor(ngx.now())
+    if now ~= pending_second then
+        M.flush(window)
+        pending_second = now
+    end
+    pending = pending + 1
 end
 
 -- Grants or refuses one retry; sets $fizbuz_retry to "granted" or "spent" for
@@ -36,6 +72,7 @@ function M.withdraw(share, per_second, window)
     if ngx.var.fizbuz_busy == "1" then
         return
     end
+    M.flush(window) -- this worker's own successes count at once
     local now = floor(ngx.now())
     local successes, retries = 0, 0
     for second = now - window + 1, now do

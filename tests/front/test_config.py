@@ -80,6 +80,7 @@ def test_the_share_retry_budget_is_lua_in_the_retry_locations_and_off_at_share_0
     assert all(f"load_module {module};" in text for module in config.LUA_MODULES)
     assert "lua_shared_dict fizbuz_budget" in text and "rewrite_by_lua_no_postpone on;" in text
     assert "init_by_lua_block { require('retry_budget') }" in text  # the master loads it, not the workers
+    assert "init_worker_by_lua_block { require('retry_budget').flush_every(10) }" in text
     assert f'lua_package_path "{config.RETRY_BUDGET_LUA.parent}/?.lua;;";' in text
     server = text.split("    server {")[1].split("location = ")[0]
     assert f"log_by_lua_block {{ require('retry_budget').deposit({config.RETRY_WINDOW}) }}" in server
