@@ -35,7 +35,7 @@ import psutil
 
 from fizbuz.lifecycle import JsonState, LifecycleError, PidFile, free_port, spawn, wait_until
 from serving.containers.daemon import Docker, unmount_under
-from serving.containers.stack import Options, Stack, stack_file
+from serving.containers.stack import Options, Stack, rolling_update, stack_file
 
 STATE_FILE = "cluster.json"
 SUBNET = "198.18.{}"  # 198.18.0.0/15 is for tests: no LAN uses it
@@ -551,23 +551,7 @@ class Cluster(JsonState):
         service = f"{self.require()['options']['stack']}_mms"
         manager = self.manager()
 
-        def update_status():
-            return manager.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
-
-        before = update_status().get("StartedAt")  # the last update's, "completed", until this one starts
-        manager.run("service", "update", "--detach", *(changes or ("--force",)), service, timeout=60)
-
-        def finished():
-            status = update_status()
-            if status.get("StartedAt") == before:
-                return None
-            return (
-                status.get("State")
-                if status.get("State") in ("completed", "rollback_completed", "paused", "rollback_paused")
-                else None
-            )
-
-        result = wait_until(finished, timeout, f"the rolling update of {service}", interval=1)
+        result = rolling_update(manager, service, changes or ("--force",), timeout)
         self.wait_converged(timeout)
         return result
 

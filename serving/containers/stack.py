@@ -142,6 +142,29 @@ def front_address(state):
     return state["options"].get("front_address", "127.0.0.1")
 
 
+UPDATE_ENDS = ("completed", "rollback_completed", "paused", "rollback_paused")
+
+
+def rolling_update(docker, service, changes, timeout):
+    """`docker service update` of `service` with `changes` (flags), followed
+    to its end through `docker` (a Docker of a manager); returns Swarm's final
+    update state (one of UPDATE_ENDS)."""
+
+    def update_status():
+        return docker.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
+
+    before = update_status().get("StartedAt")  # the last update's (still "completed") until this one starts
+    docker.run("service", "update", "--detach", *changes, service, timeout=60)
+
+    def finished():
+        status = update_status()
+        if status.get("StartedAt") == before:
+            return None
+        return status.get("State") if status.get("State") in UPDATE_ENDS else None
+
+    return wait_until(finished, timeout, f"the rolling update of {service}", interval=1)
+
+
 class Stack(JsonState):
     what = "container stack"
     error = LifecycleError
@@ -400,23 +423,7 @@ class Stack(JsonState):
         log.info("rolling %s out to %s (one task at a time, start-first)", image, service)
         previous = state["mms_image"]
 
-        def update_status():
-            return docker.json("service", "inspect", "--format", "{{json .UpdateStatus}}", service) or {}
-
-        before = update_status().get("StartedAt")  # the last update's (still "completed") until this one starts
-        docker.run("service", "update", "--detach", "--image", image, service, timeout=60)
-
-        def finished():
-            status = update_status()
-            if status.get("StartedAt") == before:
-                return None
-            return (
-                status.get("State")
-                if status.get("State") in ("completed", "rollback_completed", "paused", "rollback_paused")
-                else None
-            )
-
-        result = wait_until(finished, timeout, f"the update of {service} to finish", interval=1)
+        result = rolling_update(docker, service, ("--image", image), timeout)
         if result == "completed":
             state["mms_image"] = image
         else:
