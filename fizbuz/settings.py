@@ -264,9 +264,9 @@ SETTINGS: tuple[Setting, ...] = (
         "admission",
         int,
         64,
-        "fleet",
-        "requests in flight per host before the front door answers 503 + Retry-After "
-        "(0: no admission control; docs/overload.md)",
+        "fleet, stack",
+        "requests in flight per host entry before the front door answers 503 + Retry-After "
+        "(0: no admission control; docs/overload.md); the stack's door reads it in front_tasks.sh",
         "ADMISSION",
         0,
         100000,

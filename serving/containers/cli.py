@@ -60,6 +60,7 @@ def build_parser():
     start.add_argument("--mar", default=Options.mar, help="the model archive to ship (model_store/...)")
     settings.add_flag(start, "mms_cpus", "--cpus")
     settings.add_flag(start, "mms_memory", "--memory")
+    settings.add_flag(start, "admission", "--admission")
     settings.add_flag(start, "nodes", "--nodes")
     settings.add_flag(start, "managers", "--managers")
     commands.add_parser("stop", help="remove everything start made")
@@ -109,6 +110,7 @@ def main(argv=None):
                 mar=os.path.abspath(args.mar),
                 mms_cpus=args.cpus,
                 mms_memory=args.memory,
+                admission=args.admission,
             )
             if multinode:
                 stack.start(ClusterOptions(nodes=args.nodes, managers=args.managers, **common))

@@ -56,6 +56,7 @@ class ClusterOptions:
     base: str = "local"
     mms_cpus: str = "1"
     mms_memory: str = "768M"
+    admission: int = Options.admission
 
 
 def run(*command, check=True):
@@ -398,6 +399,7 @@ class Cluster(JsonState):
             mar=options.mar,
             mms_cpus=options.mms_cpus,
             mms_memory=options.mms_memory,
+            admission=options.admission,
             engine="own",
             registry=registry,
             # Three engines, two tasks and the load share the cores: a check

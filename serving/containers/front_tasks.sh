@@ -21,6 +21,7 @@ conf=${FIZBUZ_FRONT_CONFIG:-/etc/fizbuz/nginx.conf}
 file=${FIZBUZ_FRONT_TASKS_FILE:-/tmp/nginx/tasks.conf}  # the path nginx.conf includes
 pid_file=${FIZBUZ_FRONT_PID_FILE:-/tmp/nginx/nginx.pid}
 interval=${FIZBUZ_FRONT_TASKS_INTERVAL:-1}
+admission=${FIZBUZ_ADMISSION:-64}                   # requests in flight per server line (0: no cap)
 
 log() { printf '%s front_tasks: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -32,12 +33,18 @@ case "${1:-}" in
 esac
 [[ $tasks =~ ^[A-Za-z0-9._-]+:[0-9]{1,5}$ ]] || die "FIZBUZ_FRONT_TASKS must be name:port, got '${tasks}'"
 [[ $interval =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "FIZBUZ_FRONT_TASKS_INTERVAL must be seconds, got '${interval}'"
+[[ $admission =~ ^[0-9]{1,6}$ ]] && [ "$admission" -le 100000 ] \
+  || die "FIZBUZ_ADMISSION must be a whole number 0..100000, got '${admission}'"
+cap=""
+[ "$admission" -eq 0 ] || cap=" max_conns=${admission}"
 name=${tasks%:*} port=${tasks##*:}
 
 # The server lines for the addresses the name has now, sorted (a change is a
 # text change). As the fleet's groups: each task a primary that 2 failures
 # take out for 2 s, and a backup never marked failed (a burst of failures on
-# every task must not leave "no live upstreams"). No task healthy yet: one
+# every task must not leave "no live upstreams"). Each line holds at most
+# FIZBUZ_ADMISSION requests in flight (issue 23's admission control: past the
+# caps the door answers 503 + Retry-After at once). No task healthy yet: one
 # server marked down, so nginx answers 503 (no host) instead of failing to start.
 servers() {
   local addresses
@@ -46,8 +53,8 @@ servers() {
     echo "server 127.0.0.1:1 down;  # no healthy task in DNS"
     return
   fi
-  for address in $addresses; do echo "server ${address}:${port} max_fails=2 fail_timeout=2s;"; done
-  for address in $addresses; do echo "server ${address}:${port} backup max_fails=0;"; done
+  for address in $addresses; do echo "server ${address}:${port} max_fails=2 fail_timeout=2s${cap};"; done
+  for address in $addresses; do echo "server ${address}:${port} backup max_fails=0${cap};"; done
 }
 
 if [ "${1:-}" = --print ]; then servers; exit 0; fi

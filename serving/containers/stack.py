@@ -110,6 +110,9 @@ class Options:
     # keeps an upstream group equal to the tasks); False: the name looked up per
     # request, no connection kept (what the stack did before; for comparisons).
     front_keepalive: bool = True
+    # Requests in flight per task entry at the front door (front_tasks.sh's
+    # max_conns; 0: no admission control), as the fleet's door.
+    admission: int = settings.default("admission")
 
 
 def tasks_name(options):
@@ -357,6 +360,7 @@ class Stack(JsonState):
             FRONT_PORT=str(options.front_port),
             FRONT_DIR=str(self.front_dir),
             FRONT_TASKS=tasks_name(options),
+            FRONT_ADMISSION=str(options.admission),
             MMS_HEALTH_TIMEOUT=options.health_timeout,
             MMS_HEALTH_INTERVAL=options.health_interval,
             MMS_RESPONSE_TIMEOUT=options.response_timeout,

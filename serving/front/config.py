@@ -289,6 +289,9 @@ def dns_upstream(settings, prefix):
             "    # The hosts: Swarm's healthy tasks, written by front_tasks.sh from\n"
             f"    # {settings.dns_hosts} and reloaded on change: connections kept alive.\n"
             f"    upstream {TASKS_GROUP} {{\n"
+            "        # In-flight counts shared by every nginx worker: the max_conns\n"
+            "        # (admission control) front_tasks.sh puts on the server lines.\n"
+            f"        zone {TASKS_GROUP} 64k;\n"
             f"        include {prefix}/{TASKS_FILE};\n"
             "        keepalive 64;\n"
             "        keepalive_requests 100000;\n"
@@ -315,7 +318,8 @@ def dns_upstream(settings, prefix):
         "            proxy_next_upstream error timeout non_idempotent http_500 http_502 http_503 http_504;\n"
         f"            proxy_next_upstream_tries {tries};\n"
         "            error_page 507 = {retry};\n"
-        "            error_page 502 503 504 = @no_host;"
+        "            error_page 502 = @busy_or_no_host;  # every task at its cap: 502 from nginx itself\n"
+        "            error_page 503 504 = @no_host;"
     )
     return Upstream(blocks=blocks, hosts="$fizbuz_hosts", tries=tries, retry_policy=policy, first_try=first_try)
 

@@ -214,6 +214,7 @@ def test_the_container_stacks_front_door_is_the_same_template_in_dns_mode(
     assert f"js_import fizbuz_door from {images.DOOR_JS};" in text
     group = text.split("    upstream fizbuz_tasks {")[1].split("}")[0]
     assert f"include {door.prefix}/tasks.conf;" in group and "keepalive 64;" in group
+    assert "zone fizbuz_tasks 64k;" in group  # the max_conns of front_tasks.sh, shared by the workers
     assert "resolver" not in text and text.count("\n    upstream ") == 1
     assert "map $host $fizbuz_hosts { default fizbuz_tasks; }" in text
     assert text.count("proxy_pass http://$fizbuz_hosts$fizbuz_target_path;") == 3
@@ -247,19 +248,30 @@ def test_the_stack_doors_per_request_lookup_is_still_there_when_keepalive_is_off
     assert "map $host $fizbuz_hosts { default tasks.fbz_mms:8080; }" in text
 
 
-def test_front_tasks_prints_a_down_server_for_no_task_and_refuses_a_bad_name():
+def test_front_tasks_prints_capped_lines_a_down_server_for_no_task_and_refuses_bad_values():
     assert front_tasks_lines("no-such-name.invalid:8080") == "server 127.0.0.1:1 down;  # no healthy task in DNS\n"
     lines = front_tasks_lines("localhost:8080").splitlines()
+    cap = f" max_conns={config.ADMISSION}"  # the settings table's default, as the fleet's door
+    assert lines == [
+        f"server 127.0.0.1:8080 max_fails=2 fail_timeout=2s{cap};",
+        f"server 127.0.0.1:8080 backup max_fails=0{cap};",
+    ]
+    # Admission 0: no cap on the lines.
+    lines = front_tasks_lines("localhost:8080", {"FIZBUZ_ADMISSION": "0"}).splitlines()
     assert lines == ["server 127.0.0.1:8080 max_fails=2 fail_timeout=2s;", "server 127.0.0.1:8080 backup max_fails=0;"]
-    for bad in ("tasks x:80", "tasks.x", "tasks.x:80;include", "tasks.x:123456"):
+    bad_values = [
+        {"FIZBUZ_FRONT_TASKS": bad} for bad in ("tasks x:80", "tasks.x", "tasks.x:80;include", "tasks.x:123456")
+    ]
+    bad_values += [{"FIZBUZ_FRONT_TASKS": "localhost:8080", "FIZBUZ_ADMISSION": bad} for bad in ("-1", "ten", "100001")]
+    for bad in bad_values:
         done = subprocess.run(
             [str(images.FRONT_TASKS_SH), "--print"],
-            env={**os.environ, "FIZBUZ_FRONT_TASKS": bad},
+            env={**os.environ, **bad},
             capture_output=True,
             text=True,
             timeout=30,
         )
-        assert done.returncode == 2 and "must be name:port" in done.stderr, bad
+        assert done.returncode == 2 and "must be" in done.stderr and list(bad)[-1] in done.stderr, bad
 
 
 def test_hosts_and_a_dns_name_together_are_refused(tmp_path):

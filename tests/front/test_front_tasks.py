@@ -7,6 +7,7 @@ only when it lasts), nginx must keep
 its connections to the tasks (far fewer connections than requests), no
 request may fail while the tasks change, and SIGTERM must stop it all."""
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -36,6 +37,8 @@ class Task(StubServer):
         super().__init__(host=host, port=port)
         self.requests = 0
         self.connections = set()
+        self.hold = threading.Event()  # set: requests wait until it is cleared
+        self.in_flight = self.most_in_flight = 0
 
     def routes(self, app):
         app.router.add_post(PREDICT_PATH, self.predict)
@@ -43,6 +46,13 @@ class Task(StubServer):
     async def predict(self, request):
         self.requests += 1
         self.connections.add(request.transport.get_extra_info("peername"))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            while self.hold.is_set():
+                await asyncio.sleep(0.01)
+        finally:
+            self.in_flight -= 1
         return web.json_response({"next_number": "FizzBuzz", "task": self.host})
 
 
@@ -61,6 +71,7 @@ def door(front_door, nginx_installed, tls_pair, token_file):
     front.prefix.mkdir(parents=True)
     (front.prefix / config.TASKS_FILE).write_text("server 127.0.0.1:1 down;\n")  # for nginx -t
     front.write(settings, token_file)
+    front.settings, front.token_file = settings, token_file
     front.port = int(settings.listen.rsplit(":", 1)[1])
     front.token = tokens.read(token_file)["default"]
     front.cafile = tls_pair / "c.pem"
@@ -70,10 +81,11 @@ def door(front_door, nginx_installed, tls_pair, token_file):
 class Entry:
     """front_tasks.sh in a mount namespace whose /etc/hosts is `hosts`."""
 
-    def __init__(self, door, hosts, port, log):
+    def __init__(self, door, hosts, port, log, admission=None):
         self.door, self.hosts, self.log = door, hosts, log
         env = {
             **os.environ,
+            **({"FIZBUZ_ADMISSION": str(admission)} if admission is not None else {}),
             "FIZBUZ_FRONT_TASKS": f"{NAME}:{port}",
             "FIZBUZ_FRONT_CONFIG": str(door.conf),
             "FIZBUZ_FRONT_TASKS_FILE": str(door.prefix / config.TASKS_FILE),
@@ -227,3 +239,42 @@ def test_the_door_follows_the_tasks_keeps_connections_and_loses_no_request(tmp_p
     assert status == 0, entry.log.read_text()
     assert "nginx exited (status 0)" in entry.log.read_text()
     assert master is not None and not master.is_running()
+
+
+def test_past_the_caps_the_door_answers_503_at_once_and_a_task_holds_no_more(tmp_path, door):
+    """Admission control on the stack's door (issue 23): front_tasks.sh puts
+    max_conns on each server line, the group's zone shares the counts between
+    nginx's workers; a request that finds every entry at its cap is answered
+    503 + Retry-After by the door while the admitted ones are still held."""
+    cap = 2  # a task is a primary and a backup entry: 2 x cap in flight at most
+    # Held requests must not meet the door's 3 s read timeout on a slow machine.
+    door.write(dataclasses.replace(door.settings, read_timeout=120), door.token_file)
+    port = free_port()
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.2 {NAME}\n")
+    with Task("127.0.0.2", port) as task:
+        entry = Entry(door, hosts, port, tmp_path / "entry.log", admission=cap)
+        try:
+            wait_until(lambda: ask(door) == [200], 60, "the door to answer through the task", alive=entry.alive)
+            lines = (door.prefix / config.TASKS_FILE).read_text().splitlines()
+            assert len(lines) == 2 and all(line.endswith(f" max_conns={cap};") for line in lines), lines
+            answers = []
+            task.hold.set()
+            senders = [threading.Thread(target=lambda: answers.append(card_request(door))) for _ in range(10)]
+            for sender in senders:
+                sender.start()
+            wait_until(lambda: len(answers) == 10 - 2 * cap, 120, "the requests past the caps to be answered")
+            refused = list(answers)
+            assert task.in_flight == 2 * cap
+            task.hold.clear()
+            for sender in senders:
+                sender.join(timeout=120)
+        finally:
+            task.hold.clear()
+            status = entry.stop()
+    assert status == 0, entry.log.read_text()
+    assert task.most_in_flight == 2 * cap
+    for code, headers, text in refused:
+        assert code == 503 and headers.get("retry-after") == "1", (code, headers, text)
+        assert "overloaded: every model host is at its limit" in json.loads(text)["error"]
+    assert sorted(code for code, _, _ in answers) == [200] * (2 * cap) + [503] * (10 - 2 * cap)
