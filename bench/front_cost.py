@@ -40,14 +40,6 @@ def wrk(url, connections, seconds, log_file, headers=()):
     }
 
 
-def nginx_cpu_seconds(fleet):
-    total = 0.0
-    for worker in fleet.door.workers():
-        times = worker.cpu_times()
-        total += times.user + times.system
-    return total
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per point (default: 10)")
@@ -91,7 +83,7 @@ def main(argv=None):
         for connections in args.concurrency:
             for repeat in range(args.repeats):
                 for name, (url, headers) in targets.items():
-                    cpu_before = nginx_cpu_seconds(fleet)
+                    cpu_before = fleet.door.workers_cpu_seconds()
                     row = {
                         "target": name,
                         "concurrency": connections,
@@ -102,7 +94,7 @@ def main(argv=None):
                     if name.startswith("front"):
                         # What nginx itself burns per request: a figure the shared machine does not skew much.
                         row["nginx_cpu_us_per_request"] = round(
-                            (nginx_cpu_seconds(fleet) - cpu_before) / max(1, row["requests"]) * 1e6, 1
+                            (fleet.door.workers_cpu_seconds() - cpu_before) / max(1, row["requests"]) * 1e6, 1
                         )
                     print(json.dumps(row), flush=True)
                     rows.append(row)

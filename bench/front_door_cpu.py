@@ -58,7 +58,7 @@ VARIANTS = {  # each on top of the one before it
 }
 
 
-# --parts: changes on top of the door as the fleet ships it (None: a bare proxy)
+# --parts: changes on top of the door as the fleet ships it ("tls", "plain": a bare proxy of that kind)
 PARTS = {
     "before (as issue 23 found it: no caps, 2 workers, no Lua)": BEFORE,
     "shipped": {},
@@ -111,18 +111,6 @@ def bare_proxy(folder, kind, host, certificate, key):
     )
     door.start(listen)
     return door, f"{'https' if kind == 'tls' else 'http'}://{listen}{PREDICT_PATH}"
-
-
-def nginx_cpu_seconds(fleet):
-    return door_cpu_seconds(fleet.door)
-
-
-def door_cpu_seconds(door):
-    total = 0.0
-    for worker in door.workers():
-        times = worker.cpu_times()
-        total += times.user + times.system
-    return total
 
 
 def profile(fleet, url, headers, seconds, log_file, output):
@@ -234,9 +222,9 @@ def main(argv=None):
                 door, target = bare.get(name, (fleet.door, url))
                 if name not in bare:
                     fleet.update_front(**({**shipped, **changes} if args.parts else changes))
-                before = door_cpu_seconds(door)
+                before = door.workers_cpu_seconds()
                 result = run_wrk(target, args.connections, args.seconds, threads=2, log_file=log_file, headers=headers)
-                used = door_cpu_seconds(door) - before
+                used = door.workers_cpu_seconds() - before
                 row = {
                     "variant": name,
                     "round": round_,

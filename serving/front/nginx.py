@@ -122,6 +122,15 @@ class FrontDoor:
         except psutil.Error:
             return []
 
+    def workers_cpu_seconds(self):
+        """User + system CPU seconds the running workers have used (benchmarks
+        read it around a run: nginx's CPU per request)."""
+        total = 0.0
+        for worker in self.workers():
+            times = worker.cpu_times()
+            total += times.user + times.system
+        return total
+
     def leftovers(self):
         """nginx processes holding files under our prefix: workers orphaned by a killed master."""
         return processes_under(self.prefix, names=("nginx",), open_files=True)

@@ -62,9 +62,9 @@ class RunFolder:
         if process is None:
             return None
         try:
-            # A process on its way out has no working folder left: psutil says "".
+            # A process on its way out (or a zombie) has no working folder left: psutil says "".
             cwd = process.cwd()
-            if not cwd or not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+            if not cwd:
                 return None
             if Path(cwd) != self.path:
                 log.warning("%s names pid %d, an MMS of another folder: ignored", self.pid_file.path, process.pid)
