@@ -11,7 +11,7 @@ Usage: ./run_tests.sh                    provision, then every tier (what CI run
        ./run_tests.sh --provision-only   only the provisioning (scripts/provision.sh)
 
 Provisioning (scripts/provision.sh): .venv with the runtime and test packages
-(scripts/setup_env.sh --dev); Chromium, nginx, Prometheus, redis-server, cmake and g++
+(scripts/setup_env.sh --dev); Chromium, nginx, iptables, Prometheus, redis-server, cmake and g++
 with apt when missing (root); the Redis module and the C++ runner built. Each step is
 a no-op when already done. Tests start real servers on free ports in temporary
 folders and stop them again by PID.

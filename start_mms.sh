@@ -11,7 +11,8 @@ Usage: ./start_mms.sh [start] [OPTIONS]  set up, build the .mar if needed, start
        ./start_mms.sh status      print the model's settings and worker table
        ./start_mms.sh -h
 
-Start creates the virtual environment on first use (scripts/setup_env.sh), runs
+Start creates the virtual environment on first use (scripts/setup_env.sh), installs
+iptables when root lacks it (the management API's owner-only rule), runs
 ./build_mar.sh when model_store/fizbuz_package.mar is missing or older than its
 sources, starts MMS with its own TMPDIR/TEMP and logs under \$FIZBUZ_RUN_DIR, registers
 the model with batching through the management API, and returns once every worker is
@@ -55,6 +56,7 @@ esac
 
 if [ "$command" = start ]; then
   ensure_venv
+  ensure_management_guard
   { read -r mar_name; read -r -a inputs; } < <("$PY" -m fizbuz.contract MAR_FILE_NAME ARCHIVE_INPUTS)
   mar=$("$PY" -m fizbuz.settings get model_store)/$mar_name
   stale=""

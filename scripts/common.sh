@@ -37,3 +37,14 @@ setting() {
 ensure_venv() {
   "$ROOT/scripts/setup_env.sh" "$@"
 }
+
+# Started by root, MMS closes its management API to other local users with an
+# iptables owner rule (serving/mms/guard.py; the fleet adds one in each host's
+# namespace). A fresh Debian has no iptables (docker.io brings it, but only the
+# container tier installs that), so root installs it at its pin; a no-op when it is
+# there. Others cannot add the rule anyway: the server warns instead.
+ensure_management_guard() {
+  if [ "$(id -u)" = 0 ]; then
+    "$ROOT/scripts/debian_packages.sh" iptables
+  fi
+}

@@ -13,7 +13,8 @@ Usage: scripts/provision.sh [-h]        (also: ./run_tests.sh --provision-only)
 Each step is a quick no-op when its part is already in place:
   1. .venv with the runtime and test packages (scripts/setup_env.sh --dev);
   2. Chromium for the browser test (scripts/setup_browser.sh, apt);
-  3. nginx for the front door's tests (serving/front/setup_nginx.sh, apt);
+  3. nginx for the front door's tests (serving/front/setup_nginx.sh, apt) and iptables
+     for MMS's owner-only management rule (scripts/common.sh ensure_management_guard, apt);
   4. Prometheus for the metrics tests (serving/metrics/setup_prometheus.sh, apt);
   5. redis-server, redis-sentinel, cmake and g++, the Redis module's build and the
      redisai client's venv (serving/redis/setup.sh, apt);
@@ -32,6 +33,7 @@ help_or_no_arguments "$@"
 ensure_venv --dev
 "$ROOT/scripts/setup_browser.sh"
 "$ROOT/serving/front/setup_nginx.sh"
+ensure_management_guard
 "$ROOT/serving/metrics/setup_prometheus.sh"
 "$ROOT/serving/redis/setup.sh"
 say "building the C++ runner"

@@ -42,6 +42,7 @@ esac
 [ -x "$PY" ] || die "no virtual environment: run scripts/setup_env.sh"
 if [ "$1" = start ]; then
   "$ROOT/serving/front/setup_nginx.sh"
+  ensure_management_guard
   [ -f "$("$PY" -m fizbuz.settings get mar)" ] || "$ROOT/build_mar.sh"
 fi
 exec "$PY" -m serving.front.cli "$@"
