@@ -19,7 +19,7 @@ folders and stop them again by PID.
 Without arguments: provisioning, then the default tier (every test but the container
   tier; about 20 minutes on 2 shared cores), then the container tier as a second stage
   (tests/containers, -m containers: docker.io and debootstrap installed with apt when
-  missing, our own dockerd, a one-node Swarm; about 8 minutes), then the multi-node
+  missing, our own dockerd, a one-node Swarm; about 5 minutes), then the multi-node
   tier as a third stage (tests/multinode, -m multinode: docker-registry with apt when
   missing, a 3-node Swarm, one engine per network namespace, faults under load; 8 minutes
   on a quiet machine, up to 21 on a busy one; FIZBUZ_TEST_MULTINODE=0 skips it).
@@ -55,7 +55,7 @@ fi
 "$PY" -m pytest --durations=15  # the slowest tests listed at the end: where the tier's time goes
 # Second stage: the container tier (its own dockerd, a one-node Swarm, images built
 # from a debootstrapped Debian base); progress lines as it goes.
-say "second stage: the container tier (-m containers, about 8 minutes)"
+say "second stage: the container tier (-m containers, about 5 minutes)"
 "$ROOT/serving/containers/setup_docker.sh"
 "$PY" -m pytest -m containers tests/containers -o log_cli=true --log-cli-level=INFO
 # Third stage: the multi-node tier (three engines in network namespaces of their own,
@@ -64,5 +64,5 @@ if [ "$("$PY" -m fizbuz.settings get test_multinode)" != 1 ]; then
   say "third stage skipped (FIZBUZ_TEST_MULTINODE=0): the multi-node tier"
   exit 0
 fi
-say "third stage: the multi-node tier (-m multinode, 8 minutes on a quiet machine, up to 21 on a busy one)"
+say "third stage: the multi-node tier (-m multinode, 6 to 8 minutes on a quiet machine, up to 21 on a busy one)"
 exec "$PY" -m pytest -m multinode tests/multinode -o log_cli=true --log-cli-level=INFO

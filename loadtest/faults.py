@@ -9,6 +9,7 @@ Example: python -m loadtest.faults --trials 5 --concurrency 1 8 64
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -46,7 +47,10 @@ async def kill_worker_under_load(
             try:
                 served = await wait_for(lambda: result.answered >= answered + warm_answers, recovery_timeout, load)
             finally:
-                os.kill(victim.pid, signal.SIGKILL)  # whatever happened: no worker is left stopped
+                # Whatever happened, no worker is left stopped. MMS itself may have killed it
+                # already: a batch unanswered for default_response_timeout ends its worker.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim.pid, signal.SIGKILL)
         else:
             os.kill(victim.pid, signal.SIGKILL)
         killed = time.monotonic()

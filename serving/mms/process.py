@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from fizbuz.lifecycle import LifecycleError, PidFile, end_family, end_processes, open_log, tail
+from fizbuz.lifecycle import LifecycleError, PidFile, end_family, end_processes, open_log, processes_under, tail
 from fizbuz.users import as_user, blocked_folder
 
 log = logging.getLogger(__name__)
@@ -56,17 +56,16 @@ class RunFolder:
     def server(self):
         """The live MMS frontend of this folder, or None. Its pid file is written
         by MMS, which may run as an unprivileged user: a pid is taken only when
-        that process is an MMS frontend working in this folder, so a forged pid
-        file cannot make `stop` end another server."""
+        that process is an MMS frontend started with this folder's config, so a
+        forged pid file cannot make `stop` end another server. The command line
+        tells, not the working folder: /proc/PID/cwd can be unreadable for a
+        moment in a live JVM, and a frontend judged gone then was left running
+        while a second one was started in its folder (seen once in CI)."""
         process = self.pid_file.process()
         if process is None:
             return None
         try:
-            # A process on its way out (or a zombie) has no working folder left: psutil says "".
-            cwd = process.cwd()
-            if not cwd:
-                return None
-            if Path(cwd) != self.path:
+            if not self.started_here(process):
                 log.warning("%s names pid %d, an MMS of another folder: ignored", self.pid_file.path, process.pid)
                 return None
         except psutil.AccessDenied:  # another user's server: we could not stop it either
@@ -74,6 +73,18 @@ class RunFolder:
         except psutil.Error:
             return None
         return process
+
+    def started_here(self, process):
+        """True when `process` was started with this folder's config.properties
+        (mxnet-model-server passes it on as `-f PATH`)."""
+        words = process.cmdline()
+        return any(flag == "-f" and path == str(self.config) for flag, path in zip(words, words[1:]))
+
+    def strays(self):
+        """Frontends and workers of this folder still running, found by their
+        command lines: what a crashed or misjudged server leaves."""
+        frontends = [p for p in processes_under(self.path) if FRONTEND_MARKER in " ".join(p.info["cmdline"] or [])]
+        return list({p.pid: p for p in [*worker_processes(self).values(), *frontends]}.values())
 
     def env(self):
         return dict(
@@ -98,11 +109,13 @@ def worker_processes(run):
 
 
 def clean_stale(run):
-    """After a crash (kill -9 of the frontend), remove what the dead server left."""
+    """After a crash (kill -9 of the frontend), remove what the dead server left:
+    its workers, and any frontend of this folder still running (one the pid
+    file does not name must not keep the folder's ports)."""
     log.warning(
         "found a stale pid file (pid %s is not running): cleaning up after the crashed server", run.pid_file.read()
     )
-    end_processes(worker_processes(run).values())  # orphaned workers of that server
+    end_processes(run.strays())
     run.pid_file.remove()
     run.remove_sockets()
 
@@ -157,6 +170,7 @@ def launch(run, model_store, env=None, user=None):
         if gone.said_why:
             raise
         log.warning("%s: starting it once more", gone)
+        end_processes(run.strays())  # never two frontends on one folder's ports
         run.pid_file.remove()
         return launch_once(run, model_store, env, user)
 

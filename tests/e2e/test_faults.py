@@ -31,9 +31,10 @@ def test_killed_worker_loses_at_most_its_batch_and_is_replaced(model_store):
     with PrivateMms(model_store=model_store) as server:
         # A worker killed between two batches holds nothing, and most kills land there: the
         # worker is stopped before its kill (hold) so that MMS hands it a batch. At most 3
-        # kills, each under a fresh load, until one met a batch in flight.
+        # kills, each under a fresh load, until one met a batch in flight. Twice a batch of
+        # clients: the held batch can never take every client, so the others keep being served.
         for _ in range(3):
-            rows.append(asyncio.run(faults.kill_worker_under_load(server, concurrency=16, hold=True)))
+            rows.append(asyncio.run(faults.kill_worker_under_load(server, concurrency=2 * batch_size, hold=True)))
             if rows[-1]["worker_died"]:
                 break
     print(rows)  # the figures, for the report (pytest -s)

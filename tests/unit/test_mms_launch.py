@@ -1,6 +1,6 @@
 """Starting MMS's frontend: a silent death at start is retried once, a
-frontend that said why it stopped is not, and a pid file naming a process on
-its way out is not mistaken for another folder's server."""
+frontend that said why it stopped is not, a frontend is known by the config it
+was started with, and stop leaves no frontend of its folder running."""
 
 import logging
 import subprocess
@@ -49,22 +49,43 @@ def test_a_frontend_that_said_why_is_not_started_again(run, monkeypatch):
     assert len(calls) == 1
 
 
-class Exiting:
-    """What psutil shows of a process between its exit and its zombie state:
-    still there, no working folder left ("")."""
+def fake_frontend(cwd, config):
+    """A process whose command line looks like MMS's frontend started with
+    `config` (mxnet-model-server passes it as -f PATH), working in `cwd`."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", mms_process.FRONTEND_MARKER, "-f", str(config)],
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+    )
 
-    pid = 4242
 
-    def cwd(self):
-        return ""
+def test_the_frontend_is_known_by_its_config_not_its_working_folder(run, tmp_path, caplog):
+    # /proc/PID/cwd can be unreadable for a moment in a live JVM: a frontend judged
+    # gone for it was left running while a second one started on its ports.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    child = fake_frontend(elsewhere, run.config)
+    try:
+        run.pid_file.write(child.pid)
+        with caplog.at_level(logging.WARNING):
+            assert run.server().pid == child.pid
+        assert "another folder" not in caplog.text
+    finally:
+        child.kill()
+        child.wait()
 
 
-def test_a_frontend_on_its_way_out_is_no_server_and_not_another_folders(run, monkeypatch, caplog):
-    run.pid_file.write(Exiting.pid)
-    monkeypatch.setattr(run.pid_file, "process", Exiting)
-    with caplog.at_level(logging.WARNING):
-        assert run.server() is None
-    assert "another folder" not in caplog.text
+def test_stop_after_a_misjudged_pid_ends_every_frontend_of_the_folder(run):
+    child = fake_frontend(run.path, run.config)
+    try:
+        run.pid_file.write(999_999_999)  # names no process: the stale path
+        mms_process.stop(run, timeout=5)
+        assert child.wait(timeout=30) is not None
+        assert not run.pid_file.path.exists()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_a_live_frontend_of_another_folder_is_ignored_with_a_warning(run, tmp_path, caplog):
