@@ -65,26 +65,32 @@ class RunFolder:
         if process is None:
             return None
         try:
-            if not self.started_here(process):
-                log.warning("%s names pid %d, an MMS of another folder: ignored", self.pid_file.path, process.pid)
-                return None
+            words = process.cmdline()
         except psutil.AccessDenied:  # another user's server: we could not stop it either
             return process
         except psutil.Error:
             return None
+        if not words:  # it exited since the pid file was read: gone, not another folder's
+            return None
+        if not self.started_here(words):
+            log.warning("%s names pid %d, an MMS of another folder: ignored", self.pid_file.path, process.pid)
+            return None
         return process
 
-    def started_here(self, process):
-        """True when `process` was started with this folder's config.properties
-        (mxnet-model-server passes it on as `-f PATH`)."""
-        words = process.cmdline()
+    def started_here(self, words):
+        """True when a command line (`words`) starts MMS with this folder's
+        config.properties (mxnet-model-server passes it on as `-f PATH`)."""
         return any(flag == "-f" and path == str(self.config) for flag, path in zip(words, words[1:]))
 
     def strays(self):
         """Frontends and workers of this folder still running, found by their
-        command lines: what a crashed or misjudged server leaves."""
-        frontends = [p for p in processes_under(self.path) if FRONTEND_MARKER in " ".join(p.info["cmdline"] or [])]
-        return list({p.pid: p for p in [*worker_processes(self).values(), *frontends]}.values())
+        command lines in one look: what a crashed or misjudged server leaves."""
+        sockets = str(self.tmp / ".mms.sock.")  # a worker's --sock-name (worker_processes)
+        return [
+            process
+            for process in processes_under(self.path)
+            if any(FRONTEND_MARKER in word or word.startswith(sockets) for word in process.info["cmdline"] or [])
+        ]
 
     def env(self):
         return dict(

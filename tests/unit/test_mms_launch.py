@@ -1,6 +1,7 @@
 """Starting MMS's frontend: a silent death at start is retried once, a
 frontend that said why it stopped is not, a frontend is known by the config it
-was started with, and stop leaves no frontend of its folder running."""
+was started with (and one on its way out is neither this folder's nor another's),
+and stop leaves no frontend of its folder running."""
 
 import logging
 import subprocess
@@ -73,6 +74,24 @@ def test_the_frontend_is_known_by_its_config_not_its_working_folder(run, tmp_pat
     finally:
         child.kill()
         child.wait()
+
+
+class Exiting:
+    """What psutil shows of a frontend between its exit and its zombie state: it
+    passed the pid file's check a moment ago, and no command line is left."""
+
+    pid = 4242
+
+    def cmdline(self):
+        return []
+
+
+def test_a_frontend_on_its_way_out_is_no_server_and_not_another_folders(run, monkeypatch, caplog):
+    run.pid_file.write(Exiting.pid)
+    monkeypatch.setattr(run.pid_file, "process", Exiting)
+    with caplog.at_level(logging.WARNING):
+        assert run.server() is None
+    assert "another folder" not in caplog.text
 
 
 def test_stop_after_a_misjudged_pid_ends_every_frontend_of_the_folder(run):
