@@ -60,13 +60,29 @@ def test_bad_input_gets_the_same_400_as_mms(flask_server, mms, name, body, conte
     assert fragment in from_flask.json()["error"]
 
 
+TOO_BIG = b'{"input.1": 14, "pad": "' + b"x" * 200_000 + b'"}'  # past max_request_size (128 KiB)
+
+
 def test_form_field_and_size_limit_as_in_mms(flask_server, mms):
     for server in (flask_server, mms):
         response = requests.post(server.url, files={"input.1": (None, "29")}, timeout=10)
         assert response.json() == {"next_number": "FizzBuzz"}
-    too_big = b'{"input.1": 14, "pad": "' + b"x" * 200_000 + b'"}'  # past max_request_size (128 KiB)
-    assert flask_server.post(too_big).status_code == mms.post(too_big).status_code == 413
+    assert flask_server.post(TOO_BIG).status_code == mms.post(TOO_BIG).status_code == 413
     assert flask_server.post({"input.1": 4}).json() == {"next_number": "Buzz"}
+
+
+def test_the_connection_a_413_came_on_answers_the_next_request(flask_server):
+    # gunicorn's gthread worker closed a keep-alive connection after a 413 whose body it had
+    # not fully read; a client reusing it lost about one next request in ten. Forty rounds on one
+    # connection make that loss all but certain to show; sent whole and sent chunked.
+    session = requests.Session()
+    for round_ in range(40):
+        body = TOO_BIG if round_ % 2 else iter([TOO_BIG[:100_000], TOO_BIG[100_000:]])
+        refused = session.post(flask_server.url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+        assert refused.status_code == 413
+        assert refused.json() == {"error": "request body too large (limit 131072 bytes)", "code": 413}
+        answered = session.post(flask_server.url, json={"input.1": 4}, timeout=30)
+        assert answered.json() == {"next_number": "Buzz"}, round_
 
 
 def test_wrong_method_and_path_are_4xx(flask_server):
