@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 PID_FILE_NAME = ".model_server.pid"  # MMS writes it to $TMPDIR
 FRONTEND_MARKER = "com.amazonaws.ml.mms.ModelServer"
+# MMS 1.0.8 gives each worker the socket TMPDIR/.mms.sock.<worker id> (its --sock-name).
+WORKER_SOCKET = ".mms.sock."
 STATE_FILE_NAME = "server.json"
 
 
@@ -35,13 +37,14 @@ class RunFolder:
         self.log_config = self.path / "log4j.properties"
         self.console_log = self.logs / "mms_console.log"
         self.tls = self.path / "tls"
+        self.worker_sockets = str(self.tmp / WORKER_SOCKET)  # a worker's socket path, less its id
 
     def create(self):
         for folder in (self.path, self.tmp, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
 
     def remove_sockets(self):
-        for sock in self.tmp.glob(".mms.sock.*"):
+        for sock in self.tmp.glob(f"{WORKER_SOCKET}*"):
             sock.unlink(missing_ok=True)
 
     def read_state(self):
@@ -85,11 +88,13 @@ class RunFolder:
     def strays(self):
         """Frontends and workers of this folder still running, found by their
         command lines in one look: what a crashed or misjudged server leaves."""
-        sockets = str(self.tmp / ".mms.sock.")  # a worker's --sock-name (worker_processes)
         return [
             process
             for process in processes_under(self.path)
-            if any(FRONTEND_MARKER in word or word.startswith(sockets) for word in process.info["cmdline"] or [])
+            if any(
+                FRONTEND_MARKER in word or word.startswith(self.worker_sockets)
+                for word in process.info["cmdline"] or []
+            )
         ]
 
     def env(self):
@@ -106,11 +111,10 @@ def worker_processes(run):
     """{worker id: psutil.Process} for this run folder's workers (MMS 1.0.8 does
     not report their pids; each worker's socket path ends in its id)."""
     found = {}
-    marker = str(run.tmp / ".mms.sock.")
     for process in psutil.process_iter(["cmdline"]):
         for word in process.info["cmdline"] or []:
-            if word.startswith(marker):
-                found[word[len(marker) :]] = process
+            if word.startswith(run.worker_sockets):
+                found[word[len(run.worker_sockets) :]] = process
     return found
 
 
