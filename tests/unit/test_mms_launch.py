@@ -3,6 +3,7 @@ frontend that said why it stopped is not, a frontend is known by the config it
 was started with (and one on its way out is neither this folder's nor another's),
 and stop leaves no frontend of its folder running."""
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -50,14 +51,22 @@ def test_a_frontend_that_said_why_is_not_started_again(run, monkeypatch):
     assert len(calls) == 1
 
 
+@contextlib.contextmanager
 def fake_frontend(cwd, config):
     """A process whose command line looks like MMS's frontend started with
-    `config` (mxnet-model-server passes it as -f PATH), working in `cwd`."""
-    return subprocess.Popen(
+    `config` (mxnet-model-server passes it as -f PATH), working in `cwd`;
+    killed on the way out if it is still running."""
+    child = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()", mms_process.FRONTEND_MARKER, "-f", str(config)],
         cwd=cwd,
         stdin=subprocess.PIPE,
     )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
 
 def test_the_frontend_is_known_by_its_config_not_its_working_folder(run, tmp_path, caplog):
@@ -65,15 +74,11 @@ def test_the_frontend_is_known_by_its_config_not_its_working_folder(run, tmp_pat
     # gone for it was left running while a second one started on its ports.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    child = fake_frontend(elsewhere, run.config)
-    try:
+    with fake_frontend(elsewhere, run.config) as child:
         run.pid_file.write(child.pid)
         with caplog.at_level(logging.WARNING):
             assert run.server().pid == child.pid
         assert "another folder" not in caplog.text
-    finally:
-        child.kill()
-        child.wait()
 
 
 class Exiting:
@@ -95,31 +100,18 @@ def test_a_frontend_on_its_way_out_is_no_server_and_not_another_folders(run, mon
 
 
 def test_stop_after_a_misjudged_pid_ends_every_frontend_of_the_folder(run):
-    child = fake_frontend(run.path, run.config)
-    try:
+    with fake_frontend(run.path, run.config) as child:
         run.pid_file.write(999_999_999)  # names no process: the stale path
         mms_process.stop(run, timeout=5)
         assert child.wait(timeout=30) is not None
         assert not run.pid_file.path.exists()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 def test_a_live_frontend_of_another_folder_is_ignored_with_a_warning(run, tmp_path, caplog):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", mms_process.FRONTEND_MARKER],
-        cwd=elsewhere,
-        stdin=subprocess.PIPE,
-    )
-    try:
+    with fake_frontend(elsewhere, elsewhere / "config.properties") as child:
         run.pid_file.write(child.pid)
         with caplog.at_level(logging.WARNING):
             assert run.server() is None
         assert "an MMS of another folder" in caplog.text
-    finally:
-        child.kill()
-        child.wait()
