@@ -105,9 +105,9 @@ def payload_from_fields(fields):
     raise InvalidInput(f'send a JSON body like {{"{INPUT_KEY}": 14}}')
 
 
-def error_reply(message):
-    """The JSON object a refused request gets, with HTTP status ERROR_STATUS."""
-    return {"error": message, "code": ERROR_STATUS}
+def error_reply(message, status=ERROR_STATUS):
+    """The JSON object a refused request gets, with its HTTP status (ERROR_STATUS unless told)."""
+    return {"error": message, "code": status}
 
 
 def validate_input(payload):

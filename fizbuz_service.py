@@ -389,7 +389,7 @@ def _text(value):
 
 def _error_reply(request):
     if request.protocol == CARD:
-        return json.dumps({**codec.error_reply(str(request.error)), "code": request.http_status()})
+        return json.dumps(codec.error_reply(str(request.error), request.http_status()))
     if not isinstance(request.error, v2.V2Error):
         request.error = v2.V2Error(str(request.error))
     return v2.error_envelope(request.error, grpc=request.protocol == GRPC)

@@ -82,7 +82,7 @@ def create_app(weights_path=None):
         drained = drain_body(request.environ["wsgi.input"])
         limit = app.config["MAX_CONTENT_LENGTH"]
         log.debug("refused a body over %d bytes (%d more read and dropped)", limit, drained)
-        return json_reply({"error": f"request body too large (limit {limit} bytes)", "code": 413}, 413)
+        return json_reply(codec.error_reply(f"request body too large (limit {limit} bytes)", 413), 413)
 
     @app.get("/ping")
     def ping():

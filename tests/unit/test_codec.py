@@ -128,4 +128,5 @@ def test_payload_from_fields():
 
 def test_error_reply_shape():
     assert codec.error_reply("nope") == {"error": "nope", "code": 400}
+    assert codec.error_reply("too big", 413) == {"error": "too big", "code": 413}
     assert codec.ERROR_STATUS == 400
